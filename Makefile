@@ -1,0 +1,36 @@
+# ZooServe: `make serve` brings the service up with trained models, `make test` proves every step.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+MODEL ?= all
+PROFILE ?= full
+PORT ?= 3000
+EXTRAS ?= train,test,load
+
+export DATA_DIR ?= data
+export BENTOML_DO_NOT_TRACK := True
+export PYTHONUNBUFFERED := 1
+
+.PHONY: setup train serve test clean
+
+setup: $(VENV)/.installed
+
+# Re-installs only when the pinned dependencies change.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
+	touch $@
+
+train: setup
+	$(BIN)/python -m training $(MODEL) --profile $(PROFILE)
+
+serve: setup
+	$(BIN)/python -m training all --profile quick --missing-only
+	$(BIN)/bentoml serve serving.service:ZooServe --host 0.0.0.0 --port $(PORT)
+
+test: setup
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) checkpoints .pytest_cache

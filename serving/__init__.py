@@ -1,0 +1,1 @@
+"""ZooServe serving: a BentoML service over the ONNX graphs in models/ (no torch, no training code)."""

@@ -1,0 +1,125 @@
+"""Loads every model card under the models directory, verifies it and warms it up.
+
+The registry is the only code that touches ``models/``: it refuses a graph whose sha256 differs
+from its card (the service never serves an unverified graph), builds sessions through the one
+session factory and runs one inference per graph before the service reports ready.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from .sessions import make_session
+from .settings import Settings
+
+logger = logging.getLogger("bentoml.zooserve")  # a child of BentoML's logger shares its handlers
+
+
+class ModelLoadError(RuntimeError):
+    """A model in models/ cannot be served as exported; start-up stops with this message."""
+
+
+class ModelNotLoaded(LookupError):
+    """An endpoint asked for a model this instance does not serve."""
+
+
+@dataclass
+class LoadedModel:
+    name: str
+    card: dict[str, Any]
+    sessions: dict[str, ort.InferenceSession] = field(default_factory=dict)
+
+    @property
+    def summary(self) -> dict[str, str]:
+        """What every answer says about the model that produced it."""
+        return {"name": self.name, "version": self.card["version"], "sha256": self.card["graphs"]["model"]["sha256"]}
+
+    def input_spec(self, graph: str = "model") -> list[dict[str, Any]]:
+        return self.card["graphs"][graph]["inputs"]
+
+    def run(self, inputs: dict[str, np.ndarray], graph: str = "model") -> list[np.ndarray]:
+        return self.sessions[graph].run(None, inputs)
+
+    def warm_up(self) -> None:
+        for graph, session in self.sessions.items():
+            feeds = {spec["name"]: np.zeros([1 if d < 0 else d for d in spec["shape"]], dtype=spec["dtype"])
+                     for spec in self.input_spec(graph)}
+            session.run(None, feeds)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_verified_card(model_dir: Path) -> dict[str, Any]:
+    """The card of ``model_dir`` after checking every graph it lists exists with its sha256."""
+    card_path = model_dir / "card.json"
+    try:
+        card = json.loads(card_path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ModelLoadError(f"{card_path}: cannot read the model card ({error})") from None
+    name = card.get("name", model_dir.name)
+    for spec in card["graphs"].values():
+        path = model_dir / spec["file"]
+        if not path.is_file():
+            raise ModelLoadError(f"{name}: graph file {path} is missing; retrain with `make train MODEL={name}`")
+        actual = _sha256(path)
+        if actual != spec["sha256"]:
+            raise ModelLoadError(f"{name}: {path} has sha256 {actual[:12]}… but its card says "
+                                 f"{spec['sha256'][:12]}…; refusing to serve an unverified graph")
+    return card
+
+
+def model_dirs(settings: Settings) -> list[Path]:
+    """Every model folder to serve, after checking the required ones are there."""
+    root = settings.models_dir
+    missing = [name for name in settings.required_models if not (root / name / "card.json").exists()]
+    if missing:
+        raise ModelLoadError(f"required models {missing} have no card under {root.resolve()}; "
+                             f"train them with `make train MODEL=<name>`")
+    found = sorted(path.parent for path in root.glob("*/card.json"))
+    if not found:
+        raise ModelLoadError(f"no models under {root.resolve()} (set ZOOSERVE_MODELS_DIR or run `make train`)")
+    return found
+
+
+def verify_models(settings: Settings) -> None:
+    """Check every card and graph hash without building sessions: cheap enough for start-up."""
+    for model_dir in model_dirs(settings):
+        read_verified_card(model_dir)
+
+
+class Registry:
+    """All models this instance serves, keyed by name, loaded and warmed up at construction."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.models: dict[str, LoadedModel] = {}
+        for model_dir in model_dirs(settings):
+            # Verified again here: a worker may start long after the server process checked.
+            card = read_verified_card(model_dir)
+            model = LoadedModel(name=card["name"], card=card, sessions={
+                graph: make_session(model_dir / spec["file"], settings) for graph, spec in card["graphs"].items()})
+            model.warm_up()
+            self.models[model.name] = model
+            providers = {graph: session.get_providers() for graph, session in model.sessions.items()}
+            logger.info("loaded %s %s providers=%s", model.name, model.card["version"], providers)
+
+    def get(self, name: str) -> LoadedModel:
+        try:
+            return self.models[name]
+        except KeyError:
+            raise ModelNotLoaded(f"model {name!r} is not loaded on this server "
+                                 f"(loaded: {sorted(self.models)})") from None

@@ -1,0 +1,51 @@
+"""The ZooServe BentoML service: thin endpoints over the model registry.
+
+Each endpoint validates (pydantic), shapes the input tensor, calls the registry and shapes the
+answer; everything model-specific comes from the model card, nothing from training code.
+"""
+
+from __future__ import annotations
+
+import bentoml
+import numpy as np
+
+from .errors import ErrorShapeMiddleware, error_response
+from .registry import ModelNotLoaded, Registry, verify_models
+from .schemas import House, HousePrice, HousePriceRequest, HousePriceResponse
+from .settings import Settings
+
+HOUSE_PRICE_MODELS = {"gbm": "house-price-gbm", "mlp": "house-price-mlp"}
+
+# A failure inside a worker's __init__ leaves `bentoml serve` running with no worker; checking the
+# cards and graph hashes here, when the server process loads this module, stops start-up instead.
+verify_models(Settings.from_env())
+
+
+@bentoml.service(name="zooserve", traffic={"timeout": 30})
+class ZooServe:
+    def __init__(self) -> None:
+        self.registry = Registry(Settings.from_env())
+
+    def __is_ready__(self) -> bool:
+        # __init__ returns only after every model loaded and answered its warm-up inference.
+        return bool(self.registry.models)
+
+    @bentoml.api(route="/house-price/predict", input_spec=HousePriceRequest)
+    def house_price_predict(self, houses: list[House], model: str = "gbm") -> HousePriceResponse:
+        """Median house value of California block groups (1 to 1,000 per request)."""
+        try:
+            loaded = self.registry.get(HOUSE_PRICE_MODELS[model])
+        except ModelNotLoaded as error:
+            return error_response(503, str(error))
+        spec = loaded.input_spec()[0]
+        order = loaded.card["preprocessing"]["feature_order"]
+        features = np.array([[getattr(house, name) for name in order] for house in houses], dtype=spec["dtype"])
+        values = loaded.run({spec["name"]: features})[0].ravel()
+        per_unit = loaded.card["preprocessing"]["price_usd_per_unit"]
+        return HousePriceResponse(
+            predictions=[HousePrice(value=float(v), price_usd=round(float(v) * per_unit, 2)) for v in values],
+            model=loaded.summary,
+        )
+
+
+ZooServe.add_asgi_middleware(ErrorShapeMiddleware)

@@ -1,0 +1,44 @@
+"""The one place that builds ONNX Runtime sessions: execution providers, threads, optimisation."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import onnxruntime as ort
+
+from .settings import Settings
+
+logger = logging.getLogger("bentoml.zooserve")  # a child of BentoML's logger shares its handlers
+CPU = "CPUExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+
+
+def cuda_device_present() -> bool:
+    """A GPU the driver exposes. onnxruntime-gpu lists CUDA as available even on CPU-only hosts,
+    so the provider list alone cannot tell; asking for CUDA without a device only adds noise."""
+    gpus = Path("/proc/driver/nvidia/gpus")
+    return Path("/dev/nvidia0").exists() or (gpus.is_dir() and any(gpus.iterdir()))
+
+
+def providers_for(settings: Settings, available: list[str] | None = None, gpu: bool | None = None) -> list:
+    """Providers in priority order for the configured device (``auto``: CUDA only with a GPU)."""
+    available = ort.get_available_providers() if available is None else available
+    gpu = cuda_device_present() if gpu is None else gpu
+    if settings.device == "cpu":
+        return [CPU]
+    if settings.device == "cuda" and (CUDA not in available or not gpu):
+        raise RuntimeError("ZOOSERVE_DEVICE=cuda but no CUDA device/provider is available "
+                           f"(providers: {available}, GPU present: {gpu})")
+    if CUDA in available and gpu:
+        return [(CUDA, {"device_id": settings.device_id}), CPU]
+    return [CPU]
+
+
+def make_session(path: Path, settings: Settings) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = settings.intra_op_threads
+    options.inter_op_num_threads = settings.inter_op_threads
+    options.log_severity_level = 3  # errors only: keep warnings about unused initializers out of logs
+    return ort.InferenceSession(str(path), sess_options=options, providers=providers_for(settings))

@@ -1,0 +1,45 @@
+"""Every ``ZOOSERVE_*`` environment variable, read in one place."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+Device = Literal["auto", "cpu", "cuda"]
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "")
+    try:
+        return int(raw) if raw else default
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Service configuration; ``from_env`` documents each variable and its default."""
+
+    models_dir: Path = Path("models")
+    device: Device = "auto"
+    device_id: int = 0
+    intra_op_threads: int = 0  # 0: ONNX Runtime picks (one per physical core)
+    inter_op_threads: int = 0
+    required_models: tuple[str, ...] = ()  # empty: serve every model that has a card
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        device = os.environ.get("ZOOSERVE_DEVICE", "auto").lower()
+        if device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"ZOOSERVE_DEVICE must be auto, cpu or cuda, got {device!r}")
+        required = os.environ.get("ZOOSERVE_MODELS", "")
+        return cls(
+            models_dir=Path(os.environ.get("ZOOSERVE_MODELS_DIR", "models")),
+            device=device,  # type: ignore[arg-type]
+            device_id=_int("ZOOSERVE_DEVICE_ID", 0),
+            intra_op_threads=_int("ZOOSERVE_THREADS", 0),
+            inter_op_threads=_int("ZOOSERVE_INTER_OP_THREADS", 0),
+            required_models=tuple(name.strip() for name in required.split(",") if name.strip()),
+        )

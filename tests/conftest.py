@@ -1,0 +1,30 @@
+"""Shared fixtures: the real datasets (``$DATA_DIR``) and tiny quick-profile models trained once."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+TRAIN_ROWS = 2000  # tiny trainings: tests prove the pipeline, `make train` earns the metrics
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _environment(tmp_path_factory: pytest.TempPathFactory) -> None:
+    if not (Path(os.environ.get("DATA_DIR", "data")) / "MNIST").is_dir():
+        pytest.exit(f"DATA_DIR={os.environ.get('DATA_DIR', 'data')} has no datasets; "
+                    "run with DATA_DIR=../shared/data (see README)", returncode=2)
+    os.environ["BENTOML_DO_NOT_TRACK"] = "True"
+    os.environ["ZOOSERVE_REPORTS_DIR"] = str(tmp_path_factory.mktemp("reports"))
+
+
+@pytest.fixture(scope="session")
+def trained_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Both house-price models, quick profile on the first 2,000 training rows, in a temp dir."""
+    from training import house_price
+
+    root = tmp_path_factory.mktemp("models")
+    house_price.train_gbm("quick", seed=0, limit=TRAIN_ROWS, out_root=root)
+    house_price.train_mlp("quick", seed=0, limit=TRAIN_ROWS, out_root=root)
+    return root

@@ -1,0 +1,130 @@
+"""`POST /house-price/predict` over HTTP against the real server: answers, bad inputs, health."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from training.data import HOUSING_FEATURES, california_housing_split
+
+from .conftest import free_port, start_server
+
+EXAMPLE = {"MedInc": 8.3252, "HouseAge": 41.0, "AveRooms": 6.984, "AveBedrms": 1.024, "Population": 322.0,
+           "AveOccup": 2.556, "Latitude": 37.88, "Longitude": -122.23}
+
+
+def _rows(count: int) -> tuple[list[dict], np.ndarray]:
+    split = california_housing_split()
+    x = split.x_test[:count]
+    return [dict(zip(HOUSING_FEATURES, map(float, row))) for row in x], x
+
+
+@pytest.mark.parametrize("model, name", [("gbm", "house-price-gbm"), ("mlp", "house-price-mlp")])
+def test_answers_equal_in_process_onnx_runtime(client, trained_models, model, name):
+    houses, x = _rows(64)
+    response = client.post("/house-price/predict", json={"houses": houses, "model": model})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    card = json.loads((trained_models / name / "card.json").read_text())
+    assert body["model"] == {"name": name, "version": card["version"], "sha256": card["graphs"]["model"]["sha256"]}
+    expected = ort.InferenceSession(str(trained_models / name / "model.onnx")).run(
+        None, {"features": x.astype(np.float32)})[0].ravel()
+    values = np.array([p["value"] for p in body["predictions"]])
+    np.testing.assert_allclose(values, expected, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose([p["price_usd"] for p in body["predictions"]], values * 100_000, atol=0.01)
+
+
+def test_default_model_is_gbm_and_the_known_house_is_expensive(client):
+    response = client.post("/house-price/predict", json={"houses": [EXAMPLE]})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["model"]["name"] == "house-price-gbm"
+    assert 3.0 < body["predictions"][0]["value"] < 5.5  # true value 4.526 ($452,600)
+
+
+def test_a_thousand_houses_in_one_request(client):
+    houses, _ = _rows(1000)
+    response = client.post("/house-price/predict", json={"houses": houses})
+    assert response.status_code == 200 and len(response.json()["predictions"]) == 1000
+
+
+def _with(**changes) -> dict:
+    return {"houses": [{**EXAMPLE, **changes}]}
+
+
+def _without(field: str) -> dict:
+    return {"houses": [{k: v for k, v in EXAMPLE.items() if k != field}]}
+
+
+BAD_REQUESTS = {
+    "missing field": (_without("AveRooms"), "houses.0.AveRooms"),
+    "extra field": (_with(Color="blue"), "houses.0.Color"),
+    "extra top-level field": ({**_with(), "debug": True}, "debug"),
+    "string value": (_with(MedInc="8.3"), "houses.0.MedInc"),
+    "latitude outside California": (_with(Latitude=47.6), "houses.0.Latitude"),
+    "longitude outside California": (_with(Longitude=-100.0), "houses.0.Longitude"),
+    "negative population": (_with(Population=-5.0), "houses.0.Population"),
+    "empty batch": ({"houses": []}, "houses"),
+    "oversized batch": ({"houses": [EXAMPLE] * 1001}, "houses"),
+    "unknown model": ({**_with(), "model": "xgboost"}, "model"),
+    "no houses": ({}, "houses"),
+}
+
+
+@pytest.mark.parametrize("payload, field", BAD_REQUESTS.values(), ids=BAD_REQUESTS.keys())
+def test_bad_input_is_a_4xx_naming_the_field(client, payload, field):
+    response = client.post("/house-price/predict", json=payload)
+    assert response.status_code == 400, response.text
+    body = response.json()
+    assert field in body["error"]
+    assert any(item["field"] == field for item in body["detail"])
+
+
+@pytest.mark.parametrize("raw, field", [
+    (json.dumps(_with()).replace("8.3252", "NaN"), "houses.0.MedInc"),
+    (json.dumps(_with()).replace("322.0", "Infinity"), "houses.0.Population"),
+    ('{"houses": [', "body"),
+    ("not json at all", "body"),
+])
+def test_non_finite_and_malformed_json(client, raw, field):
+    response = client.post("/house-price/predict", content=raw, headers={"content-type": "application/json"})
+    assert response.status_code == 400
+    assert response.json()["error"].startswith(field)
+
+
+def test_unknown_route_uses_the_error_shape(client):
+    response = client.get("/nope")
+    assert response.status_code == 404 and response.json() == {"error": "Not Found"}
+
+
+def test_still_healthy_after_bad_requests(client):
+    for payload, _ in BAD_REQUESTS.values():
+        client.post("/house-price/predict", json=payload)
+    assert client.get("/livez").status_code == 200
+    assert client.get("/readyz").status_code == 200
+    metrics = client.get("/metrics")
+    assert metrics.status_code == 200 and "bentoml_service_request_total" in metrics.text
+    assert client.post("/house-price/predict", json=_with()).status_code == 200
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda folder: (folder / "model.onnx").unlink(), "is missing"),
+    (lambda folder: (folder / "model.onnx").open("ab").write(b"\0"), "sha256"),
+])
+def test_unverified_graph_stops_start_up(trained_models, tmp_path, damage, message):
+    models = shutil.copytree(trained_models, tmp_path / "models")
+    damage(models / "house-price-mlp")
+    log = tmp_path / "serve.log"
+    process = start_server(models, free_port(), log)
+    try:
+        returncode = process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        pytest.fail("the server started with an unverified graph")
+    assert returncode != 0
+    assert message in log.read_text() and "house-price-mlp" in log.read_text()

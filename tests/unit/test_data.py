@@ -1,0 +1,71 @@
+"""The data layer reads the real datasets and fails with one clear message when they are missing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from training import data
+
+
+def test_california_housing_matches_the_published_dataset():
+    x, y = data.load_california_housing()
+    assert x.shape == (20640, 8) and y.shape == (20640,)
+    np.testing.assert_allclose(x[0], [8.3252, 41, 6.984127, 1.02381, 322, 2.555556, 37.88, -122.23], rtol=1e-5)
+    assert y[0] == pytest.approx(4.526)
+
+
+def test_housing_split_is_the_fixed_80_20_split():
+    split = data.california_housing_split()
+    assert (len(split.y_train), len(split.y_test)) == (16512, 4128)
+    again = data.california_housing_split()
+    np.testing.assert_array_equal(split.x_test, again.x_test)
+
+
+def test_mnist_arrays():
+    images, labels = data.mnist_arrays(train=False)
+    assert images.shape == (10000, 28, 28) and images.dtype == np.uint8
+    assert labels[:5].tolist() == [7, 2, 1, 0, 4]
+    train_images, train_labels = data.mnist_arrays(train=True)
+    assert len(train_images) == 60000 and train_labels[:5].tolist() == [5, 0, 4, 1, 9]
+
+
+def test_image_folder_reads_hymenoptera():
+    train, val = data.load_image_folder("train"), data.load_image_folder("val")
+    assert train.classes == ["ants", "bees"]
+    assert (len(train), len(val)) == (244, 153)
+
+
+def test_passengers_series():
+    months, values = data.load_passengers()
+    assert len(values) == 144 and months[0] == "1949-01" and months[-1] == "1960-12"
+    assert values.sum() == 40363
+
+
+@pytest.mark.parametrize("load", [
+    data.load_california_housing,
+    lambda: data.load_mnist(train=True),
+    lambda: data.load_image_folder("train"),
+    data.load_passengers,
+])
+def test_missing_data_names_the_path_and_the_variable(load, tmp_path, monkeypatch):
+    monkeypatch.setenv("DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("DATA_DOWNLOAD", "0")
+    with pytest.raises(data.DataNotFoundError) as caught:
+        load()
+    message = str(caught.value)
+    assert str(tmp_path) in message and "DATA_DIR" in message
+
+
+def test_cli_reports_missing_data_without_a_traceback(tmp_path):
+    env = {"DATA_DIR": str(tmp_path), "DATA_DOWNLOAD": "0", "PATH": "/usr/bin:/bin"}
+    result = subprocess.run([sys.executable, "-m", "training", "house-price-gbm", "--profile", "quick",
+                             "--models-dir", str(tmp_path / "models")], capture_output=True, text=True, env=env,
+                            cwd=Path(__file__).parents[2])
+    assert result.returncode == 2
+    assert "DATA_DIR" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "models" / "house-price-gbm").exists()

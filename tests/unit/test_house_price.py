@@ -1,0 +1,41 @@
+"""Both house-price models export with parity and a complete card (tiny quick trainings)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from training.data import HOUSING_FEATURES, california_housing_split
+
+
+@pytest.mark.parametrize("name", ["house-price-gbm", "house-price-mlp"])
+def test_card_is_complete(trained_models, name):
+    card = json.loads((trained_models / name / "card.json").read_text())
+    assert card["name"] == name and card["profile"] == "quick" and card["seed"] == 0
+    assert card["data"]["test"] == 4128
+    assert card["preprocessing"]["feature_order"] == list(HOUSING_FEATURES)
+    parity = card["graphs"]["model"]["parity"]
+    assert parity["rows"] == 4128 and parity["rows_over_atol"] <= 4
+    metrics = card["metrics"]
+    assert 0.3 < metrics["test_rmse"] < 1.0 and metrics["test_r2"] > 0.4
+    assert set(metrics["subgroups"]["groups"]) == {"income_q1", "income_q2", "income_q3", "income_q4",
+                                                   "coastal", "inland"}
+    assert set(metrics["permutation_importance"]) == set(HOUSING_FEATURES)
+    assert len(card["cross_validation"]) >= 1 and "val_rmse_std" in card["cross_validation"][0]
+    assert card["training"]["wall_seconds"] > 0 and card["training"]["cpu_seconds"] > 0
+
+
+def test_gbm_card_reports_baselines(trained_models):
+    card = json.loads((trained_models / "house-price-gbm" / "card.json").read_text())
+    assert set(card["metrics"]["baselines"]) == {"linear_regression", "random_forest"}
+
+
+def test_mlp_takes_raw_features(trained_models):
+    """Standardization lives in the graph: raw features in, $100k out, no client-side scaling."""
+    split = california_housing_split()
+    session = ort.InferenceSession(str(trained_models / "house-price-mlp" / "model.onnx"))
+    pred = session.run(None, {"features": split.x_test[:500].astype(np.float32)})[0].ravel()
+    assert np.sqrt(np.mean((pred - split.y_test[:500]) ** 2)) < 1.0

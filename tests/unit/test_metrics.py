@@ -1,0 +1,51 @@
+"""Metric maths on hand-made numbers, where the right answer is known."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from training import metrics
+from training.data import HOUSING_FEATURES
+
+
+def test_regression_metrics_by_hand():
+    result = metrics.regression_metrics(np.array([1.0, 2.0, 3.0, 4.0]), np.array([1.0, 2.0, 3.0, 6.0]))
+    assert result["rmse"] == pytest.approx(1.0)  # sqrt(4 / 4)
+    assert result["mae"] == pytest.approx(0.5)
+    assert result["r2"] == pytest.approx(1 - 4 / 5)
+
+
+def test_subgroup_errors_and_ratio():
+    y = np.zeros(4)
+    pred = np.array([1.0, 1.0, 2.0, 2.0])
+    result = metrics.subgroup_errors(y, pred, {"a": np.array([1, 1, 0, 0], bool), "b": np.array([0, 0, 1, 1], bool)})
+    assert result["groups"]["a"]["rmse"] == pytest.approx(1.0)
+    assert result["groups"]["b"]["n"] == 2
+    assert result["rmse_ratio_worst_to_best"] == pytest.approx(2.0)
+
+
+def test_coast_distance_separates_coastal_and_inland_cities():
+    # San Francisco, Santa Monica (coastal); Sacramento, Fresno (inland)
+    lat = np.array([37.77, 34.02, 38.58, 36.74])
+    lon = np.array([-122.45, -118.49, -121.49, -119.79])
+    distance = metrics.coast_distance_km(lat, lon)
+    assert (distance[:2] < metrics.COASTAL_KM).all() and (distance[2:] > metrics.COASTAL_KM).all()
+
+
+def test_housing_groups_cover_every_row_once():
+    rng = np.random.default_rng(0)
+    x = np.column_stack([rng.uniform(0, 10, 100)] + [rng.uniform(33, 41, 100)] * 6 + [rng.uniform(-123, -116, 100)])
+    groups = metrics.housing_groups(x, np.array([2.5, 5.0, 7.5]), HOUSING_FEATURES)
+    quartiles = sum(groups[f"income_q{q}"].astype(int) for q in range(1, 5))
+    assert (quartiles == 1).all() and ((groups["coastal"] ^ groups["inland"])).all()
+
+
+def test_permutation_importance_ignores_unused_features():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(500, 3))
+    y = 3 * x[:, 0]
+    importance = metrics.permutation_importance(lambda a: 3 * a[:, 0], x, y, ("used", "unused1", "unused2"))
+    assert list(importance)[0] == "used"
+    assert importance["used"]["rmse_increase_mean"] > 1.0
+    assert importance["unused1"]["rmse_increase_mean"] == 0.0

@@ -1,0 +1,80 @@
+"""Serving logic that needs no server: settings, provider choice, error shape, model verification."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from serving.errors import normalize
+from serving.registry import ModelLoadError, Registry, verify_models
+from serving.sessions import CPU, CUDA, providers_for
+from serving.settings import Settings
+
+
+def test_settings_from_env(monkeypatch):
+    monkeypatch.setenv("ZOOSERVE_DEVICE", "CPU")
+    monkeypatch.setenv("ZOOSERVE_THREADS", "2")
+    monkeypatch.setenv("ZOOSERVE_MODELS", "a, b")
+    settings = Settings.from_env()
+    assert (settings.device, settings.intra_op_threads, settings.required_models) == ("cpu", 2, ("a", "b"))
+    monkeypatch.setenv("ZOOSERVE_DEVICE", "tpu")
+    with pytest.raises(ValueError, match="ZOOSERVE_DEVICE"):
+        Settings.from_env()
+
+
+@pytest.mark.parametrize("device, available, gpu, expected", [
+    ("auto", [CUDA, CPU], False, [CPU]),  # onnxruntime-gpu on a CPU-only host
+    ("auto", [CUDA, CPU], True, [(CUDA, {"device_id": 0}), CPU]),
+    ("auto", [CPU], True, [CPU]),
+    ("cpu", [CUDA, CPU], True, [CPU]),
+    ("cuda", [CUDA, CPU], True, [(CUDA, {"device_id": 0}), CPU]),
+])
+def test_provider_choice(device, available, gpu, expected):
+    assert providers_for(Settings(device=device), available, gpu) == expected
+
+
+def test_cuda_requested_without_a_gpu_is_an_error():
+    with pytest.raises(RuntimeError, match="ZOOSERVE_DEVICE=cuda"):
+        providers_for(Settings(device="cuda"), [CUDA, CPU], gpu=False)
+
+
+def test_validation_errors_name_the_field():
+    body = json.dumps({"error": "1 validation error for X", "detail": [
+        {"type": "less_than_equal", "loc": ["houses", 0, "Latitude"], "msg": "Input should be <= 42.5"}]})
+    shaped = normalize(400, body.encode())
+    assert shaped["error"] == "houses.0.Latitude: Input should be <= 42.5"
+    assert shaped["detail"][0]["field"] == "houses.0.Latitude"
+
+
+@pytest.mark.parametrize("body, expected", [
+    (b'[{"error": "bad media type"}]', {"error": "bad media type"}),  # BentoML's list-wrapped errors
+    (b"Not Found", {"error": "Not Found"}),
+    (b"", {"error": "Request Entity Too Large"}),
+    (b'{"detail": "Method Not Allowed"}', {"error": "Method Not Allowed"}),
+])
+def test_every_error_body_gets_one_shape(body, expected):
+    assert normalize(413, body) == expected
+
+
+def test_registry_refuses_a_tampered_graph(trained_models, tmp_path):
+    models = shutil.copytree(trained_models, tmp_path / "models")
+    verify_models(Settings(models_dir=models))
+    with (models / "house-price-mlp" / "model.onnx").open("ab") as handle:
+        handle.write(b"\0")
+    with pytest.raises(ModelLoadError, match="house-price-mlp.*sha256"):
+        verify_models(Settings(models_dir=models))
+
+
+def test_registry_needs_required_models(trained_models):
+    with pytest.raises(ModelLoadError, match="mnist-cnn"):
+        Registry(Settings(models_dir=trained_models, required_models=("mnist-cnn",)))
+
+
+def test_registry_loads_and_warms_up(trained_models):
+    registry = Registry(Settings(models_dir=trained_models, device="cpu"))
+    assert set(registry.models) == {"house-price-gbm", "house-price-mlp"}
+    assert registry.get("house-price-gbm").sessions["model"].get_providers() == [CPU]
+    with pytest.raises(LookupError, match="not loaded"):
+        registry.get("vae")

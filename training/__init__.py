@@ -1,0 +1,1 @@
+"""ZooServe training: data loaders, model families, and the shared ONNX export step."""

@@ -1,0 +1,66 @@
+"""CLI: ``python -m training <model|all> --profile quick|full`` trains, exports and writes a card."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Callable
+
+from .data import DataNotFoundError
+from .export import ExportError, models_dir
+
+CHECKPOINTS = Path("checkpoints")
+
+
+def _trainers() -> dict[str, Callable[..., dict]]:
+    from . import house_price
+
+    return {
+        "house-price-gbm": house_price.train_gbm,
+        "house-price-mlp": house_price.train_mlp,
+    }
+
+
+def _wants_checkpoint(train: Callable[..., dict]) -> bool:
+    return "checkpoint" in train.__code__.co_varnames
+
+
+def main(argv: list[str] | None = None) -> int:
+    trainers = _trainers()
+    parser = argparse.ArgumentParser(
+        prog="python -m training", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Train a ZooServe model, export it to ONNX and write models/<name>/card.json.")
+    parser.add_argument("model", choices=[*trainers, "all"], help="model to train, or every model")
+    parser.add_argument("--profile", choices=["quick", "full"], default="full",
+                        help="quick: about a minute, for development; full: the reported numbers")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--limit", type=int, default=None, help="use only the first N training rows (tests)")
+    parser.add_argument("--models-dir", type=Path, default=None, help="default: $ZOOSERVE_MODELS_DIR or models/")
+    parser.add_argument("--missing-only", action="store_true", help="skip models that already have a card")
+    args = parser.parse_args(argv)
+
+    out_root = args.models_dir or models_dir()
+    names = list(trainers) if args.model == "all" else [args.model]
+    for name in names:
+        if args.missing_only and (out_root / name / "card.json").exists():
+            print(f"{name}: already in {out_root}, skipped")
+            continue
+        train = trainers[name]
+        kwargs = {"profile": args.profile, "seed": args.seed, "limit": args.limit, "out_root": out_root}
+        checkpoint = CHECKPOINTS / f"{name}-{args.profile}-seed{args.seed}.pt"
+        if _wants_checkpoint(train):
+            kwargs["checkpoint"] = checkpoint
+        try:
+            card = train(**kwargs)
+        except (DataNotFoundError, ExportError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        checkpoint.unlink(missing_ok=True)  # the run finished; a new one starts from scratch
+        shown = {key: value for key, value in card["metrics"].items() if isinstance(value, (int, float))}
+        print(f"{name}: wrote {out_root / name} (version {card['version']}) {shown}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,194 @@
+"""The one export step every model family goes through.
+
+ONNX export (dynamic batch axis) -> ``onnx.checker`` -> parity of ONNX Runtime against the native
+model -> metrics computed by running the exported graph -> ``models/<name>/card.json``. A graph
+that fails the checker or parity never reaches ``models/``, so serving can trust what it finds.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+PARITY_ATOL = 1e-4
+TREE_MAX_EXCEED_FRACTION = 0.001
+CARD_SCHEMA_VERSION = 1
+
+Arrays = dict[str, np.ndarray]
+Sessions = dict[str, ort.InferenceSession]
+
+
+class ExportError(RuntimeError):
+    """The exported graph disagrees with the native model; nothing was written to models/."""
+
+
+def models_dir() -> Path:
+    return Path(os.environ.get("ZOOSERVE_MODELS_DIR", "models"))
+
+
+@dataclass
+class Graph:
+    """One ONNX graph of a model: how to write it and the native function it must agree with.
+
+    ``reference`` runs the native model (PyTorch module, scikit-learn estimator) on
+    ``parity_inputs`` and returns its outputs in graph order. ``max_exceed_fraction`` is 0 for
+    networks; tree ensembles may flip a split at a float32 threshold, so they get a small budget.
+    """
+
+    file: str
+    write: Callable[[Path], None]
+    reference: Callable[[Arrays], Sequence[np.ndarray]]
+    parity_inputs: Arrays
+    units: dict[str, str] = field(default_factory=dict)
+    max_exceed_fraction: float = 0.0
+
+
+class Stopwatch:
+    """Wall-clock and process CPU time of a block: the card's sustainability figures."""
+
+    def __enter__(self) -> "Stopwatch":
+        self._wall, self._cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.wall_seconds = round(time.perf_counter() - self._wall, 2)
+        self.cpu_seconds = round(time.process_time() - self._cpu, 2)
+
+    def as_card(self) -> dict[str, Any]:
+        return {"wall_seconds": self.wall_seconds, "cpu_seconds": self.cpu_seconds, "device": "cpu"}
+
+
+def torch_writer(module, example: Arrays, output_names: Sequence[str]) -> Callable[[Path], None]:
+    """Writer exporting a PyTorch module with every input and output batch-dynamic."""
+    import torch
+
+    def write(path: Path) -> None:
+        module.eval()
+        args = tuple(torch.from_numpy(value) for value in example.values())
+        batch = torch.export.Dim("batch")
+        torch.onnx.export(
+            module, args, str(path), input_names=list(example), output_names=list(output_names),
+            dynamic_shapes=tuple({0: batch} for _ in args), external_data=False, verbose=False,
+        )
+
+    return write
+
+
+def sklearn_writer(estimator, input_name: str, n_features: int, output_name: str) -> Callable[[Path], None]:
+    """Writer converting a scikit-learn estimator with skl2onnx (float32 input, dynamic batch)."""
+    from skl2onnx import to_onnx
+    from skl2onnx.common.data_types import FloatTensorType
+
+    def write(path: Path) -> None:
+        model = to_onnx(
+            estimator, initial_types=[(input_name, FloatTensorType([None, n_features]))],
+            final_types=[(output_name, FloatTensorType([None, 1]))], target_opset={"": 17, "ai.onnx.ml": 3},
+        )
+        path.write_bytes(model.SerializeToString())
+
+    return write
+
+
+def cpu_session(path: Path) -> ort.InferenceSession:
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def check_parity(session: ort.InferenceSession, graph: Graph) -> dict[str, Any]:
+    """Compare every output of the ONNX graph with the native model on held-out inputs."""
+    onnx_outputs = session.run(None, graph.parity_inputs)
+    native_outputs = graph.reference(graph.parity_inputs)
+    report: dict[str, Any] = {"rows": int(len(next(iter(graph.parity_inputs.values())))), "atol": PARITY_ATOL}
+    worst, exceeding = 0.0, 0
+    for onnx_out, native_out in zip(onnx_outputs, native_outputs, strict=True):
+        diff = np.abs(np.asarray(onnx_out, np.float64) - np.asarray(native_out, np.float64))
+        worst = max(worst, float(diff.max(initial=0.0)))
+        exceeding = max(exceeding, int((diff.reshape(len(diff), -1) > PARITY_ATOL).any(axis=1).sum()))
+    report.update(max_abs_diff=worst, rows_over_atol=exceeding)
+    allowed = int(np.floor(graph.max_exceed_fraction * report["rows"]))
+    if exceeding > allowed:
+        raise ExportError(
+            f"{graph.file}: ONNX Runtime differs from the native model by up to {worst:.3g} "
+            f"on {exceeding}/{report['rows']} rows (allowed: {allowed} rows over {PARITY_ATOL})"
+        )
+    return report
+
+
+def _tensor_schema(values, units: dict[str, str]) -> list[dict[str, Any]]:
+    schema = []
+    for value in values:
+        tensor = value.type.tensor_type
+        shape = [dim.dim_value if dim.HasField("dim_value") else -1 for dim in tensor.shape.dim]
+        entry = {"name": value.name, "dtype": onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).name,
+                 "shape": shape}
+        if value.name in units:
+            entry["unit"] = units[value.name]
+        schema.append(entry)
+    return schema
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def export_model(
+    name: str,
+    graphs: dict[str, Graph],
+    evaluate: Callable[[Sessions], dict[str, Any]],
+    card: dict[str, Any],
+    out_root: Path | None = None,
+) -> dict[str, Any]:
+    """Export, check and evaluate every graph, then publish ``models/<name>/`` atomically.
+
+    ``card`` carries what only the family knows (task, profile, seed, data sizes, preprocessing,
+    labels, training time); this step adds graphs, sha256, schema, parity and metrics.
+    """
+    out_root = out_root or models_dir()
+    out_root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=out_root))
+    try:
+        sessions, graph_cards = {}, {}
+        for key, graph in graphs.items():
+            path = staging / graph.file
+            graph.write(path)
+            model = onnx.load(str(path))
+            onnx.checker.check_model(model, full_check=True)
+            sessions[key] = cpu_session(path)
+            graph_cards[key] = {
+                "file": graph.file,
+                "sha256": sha256_of(path),
+                "opset": max(op.version for op in model.opset_import if op.domain in ("", "ai.onnx")),
+                "inputs": _tensor_schema(model.graph.input, graph.units),
+                "outputs": _tensor_schema(model.graph.output, graph.units),
+                "parity": check_parity(sessions[key], graph),
+            }
+        metrics = evaluate(sessions)
+        now = dt.datetime.now(dt.timezone.utc)
+        full_card = {
+            "schema_version": CARD_SCHEMA_VERSION,
+            "name": name,
+            "version": f"{now:%Y.%m.%d}-{graph_cards[next(iter(graphs))]['sha256'][:7]}",
+            "created_at": now.isoformat(timespec="seconds"),
+            **card,
+            "graphs": graph_cards,
+            "metrics": metrics,
+        }
+        (staging / "card.json").write_text(json.dumps(full_card, indent=2) + "\n")
+        target = out_root / name
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return full_card

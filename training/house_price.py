@@ -1,0 +1,267 @@
+"""House-price regressors on California housing: a gradient-boosted tree model and an MLP.
+
+Both use the fixed split of ``data.california_housing_split`` (4,128 test rows never used for
+fitting or tuning), pick hyperparameters by 5-fold cross-validation on the training split, and
+are scored by running their exported ONNX graph on the test split. Targets are in $100k.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from sklearn.ensemble import HistGradientBoostingRegressor, RandomForestRegressor
+from sklearn.linear_model import LinearRegression
+from torch import nn
+
+from . import metrics, plots
+from .data import HOUSING_FEATURES, HOUSING_SPLIT_SEED, HOUSING_TEST_SIZE, HousingSplit, california_housing_split
+from .export import Graph, Sessions, Stopwatch, export_model, sklearn_writer, torch_writer
+from .loop import fit, seed_everything
+from .tuning import cross_validate
+
+INPUT, OUTPUT = "features", "value"
+UNITS = {INPUT: "MedInc ($10k), HouseAge (years), AveRooms, AveBedrms, Population, AveOccup, "
+                "Latitude (deg), Longitude (deg)", OUTPUT: "$100k"}
+LOG_FEATURES = ("AveRooms", "AveBedrms", "Population", "AveOccup")  # heavy right tails
+LOCATION_FREQUENCIES = (1.0, 2.0, 4.0)  # cycles per radian of degrees: coarse to city scale
+
+
+@dataclass(frozen=True)
+class GbmProfile:
+    candidates: tuple[dict[str, Any], ...]
+    folds: int = 5
+    forest_trees: int = 100
+
+
+@dataclass(frozen=True)
+class MlpProfile:
+    candidates: tuple[dict[str, Any], ...]
+    cv_epochs: int
+    epochs: int
+    patience: int
+    folds: int = 5
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 1e-2
+
+
+GBM_PROFILES = {
+    "quick": GbmProfile(
+        candidates=({"learning_rate": 0.1, "max_iter": 200, "max_leaf_nodes": 31},
+                    {"learning_rate": 0.1, "max_iter": 300, "max_leaf_nodes": 63}),
+        forest_trees=20,
+    ),
+    "full": GbmProfile(
+        candidates=({"learning_rate": 0.1, "max_iter": 500, "max_leaf_nodes": 31},
+                    {"learning_rate": 0.05, "max_iter": 1000, "max_leaf_nodes": 63},
+                    {"learning_rate": 0.05, "max_iter": 1500, "max_leaf_nodes": 63, "l2_regularization": 1.0},
+                    {"learning_rate": 0.03, "max_iter": 2000, "max_leaf_nodes": 63, "min_samples_leaf": 10}),
+    ),
+}
+MLP_PROFILES = {
+    "quick": MlpProfile(candidates=({"width": 128, "dropout": 0.0},), cv_epochs=8, epochs=20, patience=8),
+    "full": MlpProfile(candidates=({"width": 256, "dropout": 0.0}, {"width": 512, "dropout": 0.1}),
+                       cv_epochs=40, epochs=80, patience=20),
+}
+
+
+def _training_rows(split: HousingSplit, limit: int | None) -> tuple[np.ndarray, np.ndarray]:
+    return split.x_train[:limit], split.y_train[:limit]
+
+
+def _data_card(split: HousingSplit, train_rows: int, validation_rows: int = 0) -> dict[str, Any]:
+    return {"source": "California housing (StatLib, scikit-learn fetch_california_housing)",
+            "split": f"train_test_split(test_size={HOUSING_TEST_SIZE}, random_state={HOUSING_SPLIT_SEED})",
+            "train": train_rows - validation_rows, "validation": validation_rows, "test": len(split.y_test)}
+
+
+def _evaluate(name: str, split: HousingSplit, train_x: np.ndarray, extra: dict[str, Any]):
+    """Build the export step's ``evaluate``: test metrics, fairness, importance, plot, on ONNX."""
+
+    def evaluate(sessions: Sessions) -> dict[str, Any]:
+        def predict(x: np.ndarray) -> np.ndarray:
+            return sessions["model"].run(None, {INPUT: x.astype(np.float32)})[0].ravel()
+
+        pred = predict(split.x_test)
+        income_edges = np.quantile(train_x[:, HOUSING_FEATURES.index("MedInc")], [0.25, 0.5, 0.75])
+        plot = plots.predicted_vs_true(split.y_test, pred, plots.reports_dir(name) / "predicted_vs_true.png",
+                                       f"{name}: test split", "$100k")
+        return {
+            **{f"test_{key}": value for key, value in metrics.regression_metrics(split.y_test, pred).items()},
+            "subgroups": metrics.subgroup_errors(
+                split.y_test, pred, metrics.housing_groups(split.x_test, income_edges, HOUSING_FEATURES)),
+            "permutation_importance": metrics.permutation_importance(
+                predict, split.x_test, split.y_test, HOUSING_FEATURES),
+            "plots": [str(plot)],
+            **extra,
+        }
+
+    return evaluate
+
+
+def _card(profile: str, seed: int, data: dict, hyperparameters: dict, cv: list, watch: Stopwatch) -> dict:
+    return {"task": "tabular-regression", "profile": profile, "seed": seed, "data": data,
+            "preprocessing": {"feature_order": list(HOUSING_FEATURES), "target_unit": "$100k",
+                              "price_usd_per_unit": 100_000},
+            "hyperparameters": hyperparameters, "cross_validation": cv, "training": watch.as_card()}
+
+
+# --- gradient-boosted trees -------------------------------------------------------------------
+
+
+def _gbm(params: dict[str, Any], seed: int) -> HistGradientBoostingRegressor:
+    # Early stopping off: its internal 10% hold-out stops far too soon on this data.
+    return HistGradientBoostingRegressor(early_stopping=False, random_state=seed, **params)
+
+
+def baselines(x: np.ndarray, y: np.ndarray, split: HousingSplit, forest_trees: int, seed: int) -> dict[str, Any]:
+    """LinearRegression and RandomForest on the same split, for the card's comparison table."""
+    models = {"linear_regression": LinearRegression(),
+              "random_forest": RandomForestRegressor(n_estimators=forest_trees, n_jobs=-1, random_state=seed)}
+    return {name: metrics.regression_metrics(split.y_test, model.fit(x, y).predict(split.x_test))
+            for name, model in models.items()}
+
+
+def train_gbm(profile: str = "full", seed: int = 0, limit: int | None = None, out_root: Path | None = None) -> dict:
+    config = GBM_PROFILES[profile]
+    split = california_housing_split()
+    x, y = _training_rows(split, limit)
+    with Stopwatch() as watch:
+        best, table = cross_validate(
+            list(config.candidates),
+            lambda params, xf, yf, xv, yv: _gbm(params, seed).fit(xf, yf).predict(xv),
+            x, y, folds=config.folds, seed=seed, desc="house-price-gbm cv")
+        model = _gbm(best, seed).fit(x, y)
+    compare = baselines(x, y, split, config.forest_trees, seed)
+    graph = Graph(
+        file="model.onnx",
+        write=sklearn_writer(model, INPUT, len(HOUSING_FEATURES), OUTPUT),
+        # scikit-learn sees the float64 values a client sends, the graph their float32 rounding.
+        # Rounding is monotonic, so only a value within float32 precision above a threshold flips.
+        reference=lambda _inputs: [model.predict(split.x_test).reshape(-1, 1)],
+        parity_inputs={INPUT: split.x_test.astype(np.float32)},
+        units=UNITS,
+        max_exceed_fraction=0.001,
+    )
+    card = _card(profile, seed, _data_card(split, len(y)), {**best, "n_iter": int(model.n_iter_)}, table, watch)
+    return export_model("house-price-gbm", {"model": graph},
+                        _evaluate("house-price-gbm", split, x, {"baselines": compare}), card, out_root)
+
+
+# --- PyTorch MLP --------------------------------------------------------------------------------
+
+
+class HousingFeatures(nn.Module):
+    """Raw features -> model inputs, inside the graph so clients send the eight raw values.
+
+    Logs tame the heavy-tailed ratios; rotated coordinates and Fourier features of latitude and
+    longitude let a small MLP resolve location, which drives California prices. Standardization
+    constants are fitted on the training rows only and stored as buffers.
+    """
+
+    def __init__(self, train_x: np.ndarray) -> None:
+        super().__init__()
+        self.register_buffer("log_mask", torch.tensor([name in LOG_FEATURES for name in HOUSING_FEATURES]))
+        self.register_buffer("frequencies", torch.tensor(LOCATION_FREQUENCIES, dtype=torch.float32))
+        self.register_buffer("mean", torch.zeros(self.width))
+        self.register_buffer("std", torch.ones(self.width))
+        expanded = self.expand(torch.as_tensor(train_x, dtype=torch.float32))
+        self.mean.copy_(expanded.mean(0))
+        self.std.copy_(expanded.std(0))
+
+    @property
+    def width(self) -> int:
+        return len(HOUSING_FEATURES) + 2 + 4 * len(LOCATION_FREQUENCIES)
+
+    def expand(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.where(self.log_mask, torch.log1p(x.clamp(min=0)), x)
+        lat = x[:, HOUSING_FEATURES.index("Latitude"), None]
+        lon = x[:, HOUSING_FEATURES.index("Longitude"), None]
+        waves = [torch.sin(lat * self.frequencies), torch.cos(lat * self.frequencies),
+                 torch.sin(lon * self.frequencies), torch.cos(lon * self.frequencies)]
+        return torch.cat([x, lat + lon, lat - lon, *waves], dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.expand(x) - self.mean) / self.std
+
+
+class HousePriceMLP(nn.Module):
+    def __init__(self, train_x: np.ndarray, width: int, dropout: float) -> None:
+        super().__init__()
+        self.features = HousingFeatures(train_x)
+        self.net = nn.Sequential(
+            nn.Linear(self.features.width, width), nn.SiLU(), nn.Dropout(dropout),
+            nn.Linear(width, width), nn.SiLU(), nn.Dropout(dropout),
+            nn.Linear(width, width // 2), nn.SiLU(),
+            nn.Linear(width // 2, 1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(self.features(x))
+
+
+def _fit_mlp(params: dict[str, Any], config: MlpProfile, epochs: int, xf, yf, xv, yv, seed: int,
+             checkpoint: Path | None = None, desc: str = "fold", leave: bool = False) -> HousePriceMLP:
+    seed_everything(seed)
+    model = HousePriceMLP(xf, **params)
+    x_fit, y_fit = torch.as_tensor(xf, dtype=torch.float32), torch.as_tensor(yf, dtype=torch.float32)
+    x_val, y_val = torch.as_tensor(xv, dtype=torch.float32), torch.as_tensor(yv, dtype=torch.float32)
+    steps_per_epoch = -(-len(x_fit) // config.batch_size)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, total_steps=epochs * steps_per_epoch)
+
+    def batches():
+        order = torch.randperm(len(x_fit))
+        return (order[i:i + config.batch_size] for i in range(0, len(order), config.batch_size))
+
+    fit(model, batches,
+        step=lambda m, idx: nn.functional.mse_loss(m(x_fit[idx]).squeeze(1), y_fit[idx]),
+        validate=lambda m: torch.sqrt(nn.functional.mse_loss(m(x_val).squeeze(1), y_val)).item(),
+        optimizer=optimizer, scheduler=scheduler, scheduler_per_batch=True,
+        epochs=epochs, patience=config.patience, checkpoint=checkpoint, desc=desc, leave=leave)
+    return model
+
+
+def _predict_mlp(model: nn.Module) -> Callable[[np.ndarray], np.ndarray]:
+    def predict(x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return model(torch.as_tensor(x, dtype=torch.float32)).numpy()
+
+    return predict
+
+
+def train_mlp(profile: str = "full", seed: int = 0, limit: int | None = None, out_root: Path | None = None,
+              checkpoint: Path | None = None) -> dict:
+    config = MLP_PROFILES[profile]
+    split = california_housing_split()
+    x, y = _training_rows(split, limit)
+    with Stopwatch() as watch:
+        best, table = cross_validate(
+            list(config.candidates),
+            lambda params, xf, yf, xv, yv: _predict_mlp(
+                _fit_mlp(params, config, config.cv_epochs, xf, yf, xv, yv, seed))(xv),
+            x, y, folds=config.folds, seed=seed, desc="house-price-mlp cv")
+        # Final fit: early stopping on a 10% validation slice of the training split.
+        order = np.random.default_rng(seed).permutation(len(y))
+        val, fit_rows = order[: len(y) // 10], order[len(y) // 10:]
+        model = _fit_mlp(best, config, config.epochs, x[fit_rows], y[fit_rows], x[val], y[val], seed,
+                         checkpoint=checkpoint, desc="house-price-mlp", leave=True)
+    predict = _predict_mlp(model)
+    graph = Graph(
+        file="model.onnx",
+        write=torch_writer(model, {INPUT: split.x_test[:2].astype(np.float32)}, [OUTPUT]),
+        reference=lambda inputs: [predict(inputs[INPUT])],
+        parity_inputs={INPUT: split.x_test.astype(np.float32)},
+        units=UNITS,
+    )
+    hyper = {**best, "lr": config.lr, "weight_decay": config.weight_decay, "batch_size": config.batch_size,
+             "epochs": config.epochs, "optimizer": "AdamW + OneCycle", "loss": "MSE"}
+    card = _card(profile, seed, _data_card(split, len(y), len(val)), hyper, table, watch)
+    card["preprocessing"]["in_graph"] = {
+        "log1p": list(LOG_FEATURES), "location_frequencies": list(LOCATION_FREQUENCIES),
+        "standardize_mean": model.features.mean.tolist(), "standardize_std": model.features.std.tolist()}
+    return export_model("house-price-mlp", {"model": graph}, _evaluate("house-price-mlp", split, x, {}), card, out_root)

@@ -1,0 +1,102 @@
+"""The training loop every PyTorch family shares: epochs, early stopping, checkpoints, progress.
+
+A family supplies the network, the loss (``step``) and the validation score; this loop owns the
+rest so that early stopping, resumption after an interruption and the progress bar behave the
+same for a 10-second MLP and an hour-long diffusion model.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@dataclass
+class FitResult:
+    best_score: float
+    best_epoch: int
+    epochs_run: int
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def fit(
+    model: torch.nn.Module,
+    batches: Callable[[], Iterable],
+    step: Callable[[torch.nn.Module, object], torch.Tensor],
+    validate: Callable[[torch.nn.Module], float],
+    optimizer: torch.optim.Optimizer,
+    *,
+    epochs: int,
+    patience: int | None = None,
+    scheduler=None,
+    scheduler_per_batch: bool = False,
+    checkpoint: Path | None = None,
+    desc: str = "train",
+    leave: bool = True,
+) -> FitResult:
+    """Train ``model`` and leave it holding the weights of its best validation epoch.
+
+    ``batches()`` yields one epoch of batches; ``step(model, batch)`` returns the loss to
+    minimise; ``validate(model)`` returns a score where lower is better. With ``checkpoint``
+    set, the full state is saved after every epoch and a later call resumes from it.
+    """
+    state = {"epoch": 0, "best_score": float("inf"), "best_epoch": 0, "best_weights": None, "history": []}
+    if checkpoint is not None and checkpoint.exists():
+        saved = torch.load(checkpoint, weights_only=False)
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(saved["scheduler"])
+        state = saved["loop"]
+        torch.set_rng_state(saved["torch_rng"])
+        print(f"{desc}: resumed from {checkpoint} after epoch {state['epoch']}")
+
+    progress = tqdm(range(state["epoch"], epochs), desc=desc, unit="epoch", initial=state["epoch"], total=epochs,
+                    leave=leave)
+    for epoch in progress:
+        model.train()
+        losses = []
+        for batch in batches():
+            loss = step(model, batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if scheduler is not None and scheduler_per_batch:
+                scheduler.step()
+            losses.append(loss.item())
+        if scheduler is not None and not scheduler_per_batch:
+            scheduler.step()
+        model.eval()
+        with torch.no_grad():
+            score = float(validate(model))
+        state["history"].append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_score": score})
+        if score < state["best_score"]:
+            state.update(best_score=score, best_epoch=epoch + 1, best_weights=copy.deepcopy(model.state_dict()))
+        state["epoch"] = epoch + 1
+        progress.set_postfix(loss=f"{np.mean(losses):.4f}", val=f"{score:.4f}", best=f"{state['best_score']:.4f}")
+        if checkpoint is not None:
+            checkpoint.parent.mkdir(parents=True, exist_ok=True)
+            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                        "loop": state, "torch_rng": torch.get_rng_state()}, checkpoint)
+        if patience is not None and epoch + 1 - state["best_epoch"] >= patience:
+            progress.write(f"{desc}: early stop at epoch {epoch + 1}, best epoch {state['best_epoch']}")
+            break
+    progress.close()
+    if state["best_weights"] is not None:
+        model.load_state_dict(state["best_weights"])
+    model.eval()
+    return FitResult(state["best_score"], state["best_epoch"], state["epoch"], state["history"])

@@ -1,0 +1,31 @@
+"""Report figures (PNG under ``reports/``) shared by the model families."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: training runs on servers and in CI
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def reports_dir(name: str) -> Path:
+    path = Path(os.environ.get("ZOOSERVE_REPORTS_DIR", "reports")) / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def predicted_vs_true(y_true: np.ndarray, y_pred: np.ndarray, path: Path, title: str, unit: str) -> Path:
+    """Scatter of predictions against ground truth with the identity line."""
+    fig, ax = plt.subplots(figsize=(5, 5), dpi=110)
+    ax.scatter(y_true, y_pred, s=3, alpha=0.3)
+    low, high = float(min(y_true.min(), y_pred.min())), float(max(y_true.max(), y_pred.max()))
+    ax.plot([low, high], [low, high], color="black", linewidth=1)
+    ax.set(xlabel=f"true ({unit})", ylabel=f"predicted ({unit})", title=title)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -3,27 +3,31 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import sys
 from pathlib import Path
 from typing import Callable
 
 from .data import DataNotFoundError
 from .export import ExportError, models_dir
+from .transfer import WeightsNotFoundError
 
 CHECKPOINTS = Path("checkpoints")
 
 
 def _trainers() -> dict[str, Callable[..., dict]]:
-    from . import house_price
+    from . import house_price, mnist, transfer
 
     return {
         "house-price-gbm": house_price.train_gbm,
         "house-price-mlp": house_price.train_mlp,
+        "mnist-cnn": mnist.train,
+        "transfer-cnn": transfer.train,
     }
 
 
-def _wants_checkpoint(train: Callable[..., dict]) -> bool:
-    return "checkpoint" in train.__code__.co_varnames
+def _accepts(train: Callable[..., dict], option: str) -> bool:
+    return option in inspect.signature(train).parameters
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,6 +42,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=None, help="use only the first N training rows (tests)")
     parser.add_argument("--models-dir", type=Path, default=None, help="default: $ZOOSERVE_MODELS_DIR or models/")
     parser.add_argument("--missing-only", action="store_true", help="skip models that already have a card")
+    transfer_options = parser.add_argument_group("transfer-cnn")
+    transfer_options.add_argument("--backbone", choices=["efficientnet_lite0", "resnet18", "mobilenet_v3_small"],
+                                  default=None, help="default: efficientnet_lite0")
+    transfer_options.add_argument("--mode", choices=["feature-extraction", "fine-tune"], default=None,
+                                  help="default: the profile's (quick: feature-extraction, full: fine-tune)")
+    transfer_options.add_argument("--weights", choices=["imagenet", "none"], default=None,
+                                  help="default: imagenet; none trains from random initialisation")
+    transfer_options.add_argument("--image-folder", default=None,
+                                  help="ImageFolder root with train/ and val/ (default: $DATA_DIR/hymenoptera_data)")
     args = parser.parse_args(argv)
 
     out_root = args.models_dir or models_dir()
@@ -49,11 +62,14 @@ def main(argv: list[str] | None = None) -> int:
         train = trainers[name]
         kwargs = {"profile": args.profile, "seed": args.seed, "limit": args.limit, "out_root": out_root}
         checkpoint = CHECKPOINTS / f"{name}-{args.profile}-seed{args.seed}.pt"
-        if _wants_checkpoint(train):
+        if _accepts(train, "checkpoint"):
             kwargs["checkpoint"] = checkpoint
+        for option in ("backbone", "mode", "weights", "image_folder"):
+            if getattr(args, option) is not None and _accepts(train, option):
+                kwargs[option] = getattr(args, option)
         try:
             card = train(**kwargs)
-        except (DataNotFoundError, ExportError) as error:
+        except (DataNotFoundError, ExportError, WeightsNotFoundError) as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
         checkpoint.unlink(missing_ok=True)  # the run finished; a new one starts from scratch

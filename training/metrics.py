@@ -93,3 +93,70 @@ def permutation_importance(
         result[name] = {"rmse_increase_mean": float(np.mean(increases)),
                         "rmse_increase_std": float(np.std(increases))}
     return dict(sorted(result.items(), key=lambda item: -item[1]["rmse_increase_mean"]))
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
+    """Rows: true class, columns: predicted class."""
+    matrix = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(matrix, (y_true, y_pred), 1)
+    return matrix
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    return float(numerator / denominator) if denominator else 0.0
+
+
+def classification_metrics(matrix: np.ndarray, labels: list[str]) -> dict:
+    """Accuracy, per-class precision/recall/F1 and macro, micro, weighted F1 from a confusion matrix."""
+    true_pos = np.diag(matrix).astype(np.float64)
+    support, predicted = matrix.sum(axis=1), matrix.sum(axis=0)
+    per_class = {}
+    for index, label in enumerate(labels):
+        precision = _ratio(true_pos[index], predicted[index])
+        recall = _ratio(true_pos[index], support[index])
+        per_class[label] = {"precision": precision, "recall": recall,
+                            "f1": _ratio(2 * precision * recall, precision + recall), "support": int(support[index])}
+    f1s = np.array([entry["f1"] for entry in per_class.values()])
+    accuracy = _ratio(true_pos.sum(), matrix.sum())
+    return {
+        "accuracy": accuracy,
+        "macro_f1": float(f1s.mean()),
+        "micro_f1": accuracy,  # single-label: micro precision = micro recall = accuracy
+        "weighted_f1": float((f1s * support).sum() / support.sum()),
+        "per_class": per_class,
+    }
+
+
+def roc_curve(y_true: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """False- and true-positive rates over every threshold, and the area under the curve."""
+    order = np.argsort(-score, kind="stable")
+    y_sorted, s_sorted = y_true[order].astype(np.float64), score[order]
+    distinct = np.r_[np.nonzero(np.diff(s_sorted))[0], len(s_sorted) - 1]  # last index of each tie
+    tps, fps = np.cumsum(y_sorted)[distinct], (distinct + 1) - np.cumsum(y_sorted)[distinct]
+    tpr = np.r_[0.0, tps / max(tps[-1], 1)]
+    fpr = np.r_[0.0, fps / max(fps[-1], 1)]
+    return fpr, tpr, float(np.trapezoid(tpr, fpr))
+
+
+def binary_metrics(y_true: np.ndarray, score: np.ndarray, threshold: float = 0.5) -> dict:
+    """The seed's binary metrics for a positive-class score: accuracy, precision, recall,
+    specificity, F1 at ``threshold``, and ROC AUC over all thresholds."""
+    y_true = y_true.astype(bool)
+    y_pred = score >= threshold
+    tp, tn = int((y_pred & y_true).sum()), int((~y_pred & ~y_true).sum())
+    fp, fn = int((y_pred & ~y_true).sum()), int((~y_pred & y_true).sum())
+    precision, recall = _ratio(tp, tp + fp), _ratio(tp, tp + fn)
+    return {
+        "accuracy": _ratio(tp + tn, len(y_true)),
+        "precision": precision,
+        "recall": recall,
+        "specificity": _ratio(tn, tn + fp),
+        "f1": _ratio(2 * precision * recall, precision + recall),
+        "roc_auc": roc_curve(y_true, score)[2],
+        "confusion": {"tp": tp, "fp": fp, "tn": tn, "fn": fn},
+    }

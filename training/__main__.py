@@ -14,11 +14,12 @@ CHECKPOINTS = Path("checkpoints")
 
 
 def _trainers() -> dict[str, Callable[..., dict]]:
-    from . import house_price
+    from . import house_price, passengers
 
     return {
         "house-price-gbm": house_price.train_gbm,
         "house-price-mlp": house_price.train_mlp,
+        "passengers": passengers.train,
     }
 
 

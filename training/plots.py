@@ -29,3 +29,22 @@ def predicted_vs_true(y_true: np.ndarray, y_pred: np.ndarray, path: Path, title:
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def forecasts(months: list[str], actual: np.ndarray, start: int, predicted: dict[str, np.ndarray], path: Path,
+              title: str, unit: str) -> Path:
+    """The whole series, the forecast period shaded from ``start`` on, and each model's forecast."""
+    fig, ax = plt.subplots(figsize=(9, 4.5), dpi=110)
+    steps = np.arange(len(actual))
+    ax.axvspan(start, len(actual) - 1, color="0.92", label="test period")
+    ax.plot(steps, actual, color="black", linewidth=1.5, label="actual")
+    for name, values in predicted.items():
+        ax.plot(steps[start:start + len(values)], values, linewidth=1.2, label=name)
+    years = steps[::12]
+    ax.set_xticks(years, [months[i][:4] for i in years])
+    ax.set(ylabel=unit, title=title)
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

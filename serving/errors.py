@@ -22,6 +22,11 @@ def error_response(status: int, message: str, detail: list | None = None) -> JSO
     return JSONResponse(body, status_code=status)
 
 
+def field_error(field: str, message: str, kind: str) -> JSONResponse:
+    """A 400 shaped like pydantic's, for checks the schema cannot make (they need the model card)."""
+    return error_response(400, f"{field}: {message}", [{"field": field, "message": message, "type": kind}])
+
+
 def _location(loc: list) -> str:
     # BentoML validates a model built from the API signature; its name is not the client's field.
     return ".".join(str(part) for part in loc) or "body"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -47,4 +47,25 @@ class HousePrice(BaseModel):
 
 class HousePriceResponse(BaseModel):
     predictions: list[HousePrice]
+    model: ModelInfo
+
+
+# The first 25 months of the series (1949-01 to 1951-01): one window of the served model.
+EXAMPLE_HISTORY = [112.0, 118.0, 132.0, 129.0, 121.0, 135.0, 148.0, 148.0, 136.0, 119.0, 104.0, 118.0, 115.0,
+                   126.0, 141.0, 135.0, 125.0, 149.0, 170.0, 170.0, 158.0, 133.0, 114.0, 140.0, 145.0]
+
+
+class ForecastRequest(BaseModel):
+    """Consecutive monthly values, oldest first; the forecast starts the month after the last one."""
+
+    model_config = STRICT
+    history: list[Annotated[float, Field(gt=0)]] | None = Field(
+        None, max_length=1200, examples=[EXAMPLE_HISTORY],
+        description="monthly passengers (thousands), at least the model's window (see the card); "
+                    "default: the 144 months 1949-01 to 1960-12")
+    horizon: int = Field(12, ge=1, le=36, description="months to forecast")
+
+
+class ForecastResponse(BaseModel):
+    forecast: list[float] = Field(description="passengers (thousands), from the month after the history's last")
     model: ModelInfo

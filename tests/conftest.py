@@ -21,10 +21,11 @@ def _environment(tmp_path_factory: pytest.TempPathFactory) -> None:
 
 @pytest.fixture(scope="session")
 def trained_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Both house-price models, quick profile on the first 2,000 training rows, in a temp dir."""
-    from training import house_price
+    """Every served model, quick profile (house prices on the first 2,000 training rows), in a temp dir."""
+    from training import house_price, passengers
 
     root = tmp_path_factory.mktemp("models")
     house_price.train_gbm("quick", seed=0, limit=TRAIN_ROWS, out_root=root)
     house_price.train_mlp("quick", seed=0, limit=TRAIN_ROWS, out_root=root)
+    passengers.train("quick", seed=0, out_root=root)
     return root

@@ -16,13 +16,14 @@ CHECKPOINTS = Path("checkpoints")
 
 
 def _trainers() -> dict[str, Callable[..., dict]]:
-    from . import house_price, mnist, transfer
+    from . import house_price, mnist, passengers, transfer
 
     return {
         "house-price-gbm": house_price.train_gbm,
         "house-price-mlp": house_price.train_mlp,
         "mnist-cnn": mnist.train,
         "transfer-cnn": transfer.train,
+        "passengers": passengers.train,
     }
 
 

@@ -34,6 +34,18 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, floa
     }
 
 
+def mape(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Mean absolute percentage error, in %: errors relative to a level that grows over the years."""
+    y_true, y_pred = np.asarray(y_true, np.float64).ravel(), np.asarray(y_pred, np.float64).ravel()
+    return float(100.0 * np.mean(np.abs(y_pred - y_true) / np.abs(y_true)))
+
+
+def forecast_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """MAE, RMSE and MAPE (%), the figures forecasters compare; R2 says little on a trending series."""
+    errors = regression_metrics(y_true, y_pred)
+    return {"mae": errors["mae"], "rmse": errors["rmse"], "mape": mape(y_true, y_pred)}
+
+
 def subgroup_errors(y_true: np.ndarray, y_pred: np.ndarray, groups: dict[str, np.ndarray]) -> dict:
     """Error per subgroup (boolean masks), and the worst-to-best RMSE ratio across them."""
     per_group = {

@@ -12,6 +12,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def reports_dir(name: str) -> Path:
     path = Path(os.environ.get("ZOOSERVE_REPORTS_DIR", "reports")) / name
     path.mkdir(parents=True, exist_ok=True)
@@ -25,10 +32,7 @@ def predicted_vs_true(y_true: np.ndarray, y_pred: np.ndarray, path: Path, title:
     low, high = float(min(y_true.min(), y_pred.min())), float(max(y_true.max(), y_pred.max()))
     ax.plot([low, high], [low, high], color="black", linewidth=1)
     ax.set(xlabel=f"true ({unit})", ylabel=f"predicted ({unit})", title=title)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def confusion_matrix_plot(matrix: np.ndarray, labels: list[str], path: Path, title: str) -> Path:
@@ -41,10 +45,7 @@ def confusion_matrix_plot(matrix: np.ndarray, labels: list[str], path: Path, tit
     ax.set(xticks=range(len(labels)), yticks=range(len(labels)), xticklabels=labels, yticklabels=labels,
            xlabel="predicted", ylabel="true", title=title)
     fig.colorbar(image, ax=ax, label="log(1 + count)")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def roc_plot(fpr: np.ndarray, tpr: np.ndarray, auc: float, path: Path, title: str) -> Path:
@@ -53,7 +54,20 @@ def roc_plot(fpr: np.ndarray, tpr: np.ndarray, auc: float, path: Path, title: st
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1)
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title=title)
     ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
+
+
+def forecasts(months: list[str], actual: np.ndarray, start: int, predicted: dict[str, np.ndarray], path: Path,
+              title: str, unit: str) -> Path:
+    """The whole series, the forecast period shaded from ``start`` on, and each model's forecast."""
+    fig, ax = plt.subplots(figsize=(9, 4.5), dpi=110)
+    steps = np.arange(len(actual))
+    ax.axvspan(start, len(actual) - 1, color="0.92", label="test period")
+    ax.plot(steps, actual, color="black", linewidth=1.5, label="actual")
+    for name, values in predicted.items():
+        ax.plot(steps[start:start + len(values)], values, linewidth=1.2, label=name)
+    years = steps[::12]
+    ax.set_xticks(years, [months[i][:4] for i in years])
+    ax.set(ylabel=unit, title=title)
+    ax.legend(loc="upper left")
+    return _save(fig, path)

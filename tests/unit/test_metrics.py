@@ -49,3 +49,8 @@ def test_permutation_importance_ignores_unused_features():
     assert list(importance)[0] == "used"
     assert importance["used"]["rmse_increase_mean"] > 1.0
     assert importance["unused1"]["rmse_increase_mean"] == 0.0
+
+
+def test_forecast_metrics_by_hand():
+    result = metrics.forecast_metrics(np.array([100.0, 200.0]), np.array([110.0, 180.0]))
+    assert result == pytest.approx({"mae": 15.0, "rmse": np.sqrt((100 + 400) / 2), "mape": 10.0})  # (10% + 10%) / 2

@@ -74,7 +74,7 @@ def test_registry_needs_required_models(trained_models):
 
 def test_registry_loads_and_warms_up(trained_models):
     registry = Registry(Settings(models_dir=trained_models, device="cpu"))
-    assert set(registry.models) == {"house-price-gbm", "house-price-mlp"}
+    assert set(registry.models) == {"house-price-gbm", "house-price-mlp", "passengers"}
     assert registry.get("house-price-gbm").sessions["model"].get_providers() == [CPU]
     with pytest.raises(LookupError, match="not loaded"):
         registry.get("vae")

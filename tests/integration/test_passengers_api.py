@@ -1,0 +1,93 @@
+"""`POST /passengers/forecast` over HTTP against the real server: answers, defaults, bad inputs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from serving.forecast import recursive_forecast, session_step
+from training.data import load_passengers
+
+ROUTE = "/passengers/forecast"
+_, SERIES = load_passengers()
+HISTORY = SERIES[:25].tolist()  # one window of the quick model, 1949-01 to 1951-01
+
+
+@pytest.fixture(scope="module")
+def card(trained_models) -> dict:
+    return json.loads((trained_models / "passengers" / "card.json").read_text())
+
+
+def test_forecast_equals_in_process_onnx_runtime(client, trained_models, card):
+    history = SERIES[:120].tolist()
+    response = client.post(ROUTE, json={"history": history, "horizon": 36})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["model"] == {"name": "passengers", "version": card["version"],
+                             "sha256": card["graphs"]["model"]["sha256"]}
+    session = ort.InferenceSession(str(trained_models / "passengers" / "model.onnx"))
+    expected = recursive_forecast(session_step(session, "window"), history, card["preprocessing"]["window"], 36)
+    np.testing.assert_allclose(body["forecast"], expected, rtol=1e-6)
+
+
+def test_default_history_is_the_full_series(client):
+    default = client.post(ROUTE, json={})
+    assert default.status_code == 200 and len(default.json()["forecast"]) == 12
+    assert default.json() == client.post(ROUTE, json={"history": SERIES.tolist(), "horizon": 12}).json()
+
+
+@pytest.mark.parametrize("horizon", [1, 36])
+def test_horizon_bounds_are_served(client, horizon):
+    response = client.post(ROUTE, json={"history": HISTORY, "horizon": horizon})
+    assert response.status_code == 200 and len(response.json()["forecast"]) == horizon
+
+
+def _with(index: int, value) -> dict:
+    return {"history": [*HISTORY[:index], value, *HISTORY[index + 1:]]}
+
+
+BAD_REQUESTS = {
+    "zero value": (_with(0, 0.0), "history.0"),
+    "negative value": (_with(3, -5.0), "history.3"),
+    "string value": (_with(1, "118"), "history.1"),
+    "one month short": ({"history": HISTORY[:-1]}, "history"),
+    "not a list": ({"history": 112.0}, "history"),
+    "oversized history": ({"history": HISTORY * 49}, "history"),
+    "horizon 0": ({"horizon": 0}, "horizon"),
+    "horizon 37": ({"horizon": 37}, "horizon"),
+    "fractional horizon": ({"horizon": 1.5}, "horizon"),
+    "extra field": ({"horizon": 12, "start": "1949-01"}, "start"),
+    "too large for float32": ({"history": [1e39] * 25}, "history"),
+}
+
+
+@pytest.mark.parametrize("payload, field", BAD_REQUESTS.values(), ids=BAD_REQUESTS.keys())
+def test_bad_input_is_a_400_naming_the_field(client, payload, field):
+    response = client.post(ROUTE, json=payload)
+    assert response.status_code == 400, response.text
+    body = response.json()
+    assert body["error"].startswith(f"{field}: ")
+    assert any(item["field"] == field for item in body["detail"])
+
+
+def test_too_short_names_the_window(client, card):
+    response = client.post(ROUTE, json={"history": HISTORY[:3]})
+    window = card["preprocessing"]["window"]
+    assert response.json()["error"] == f"history: needs at least {window} monthly values, got 3"
+
+
+@pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity"])
+def test_non_finite_values(client, token):
+    raw = json.dumps({"history": HISTORY}).replace("118.0", token, 1)
+    response = client.post(ROUTE, content=raw, headers={"content-type": "application/json"})
+    assert response.status_code == 400 and response.json()["error"].startswith("history.1: ")
+
+
+def test_still_healthy_after_bad_requests(client):
+    for payload, _ in BAD_REQUESTS.values():
+        client.post(ROUTE, json=payload)
+    assert client.get("/readyz").status_code == 200
+    assert client.post(ROUTE, json={"history": HISTORY}).status_code == 200

@@ -1,0 +1,235 @@
+"""Monthly airline passengers: an autoregressive MLP against the baselines a forecaster tries first.
+
+The series (1949-01 to 1960-12) is split in time: the network fits 1949-1956, stops early on
+1957-1958 (the validation slice) and is tested on 1959-1960, which no scaler or model ever sees.
+Every forecast is recursive, each prediction fed back into the window, and the card's metrics
+come from running the exported graph that way through ``serving.forecast``, as the service does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from serving.forecast import Step, recursive_forecast, session_step
+
+from . import metrics, plots
+from .data import load_passengers
+from .export import Graph, Sessions, Stopwatch, export_model, torch_writer
+from .loop import FitResult, fit, seed_everything, torch_threads
+
+NAME = "passengers"
+INPUT, OUTPUT = "window", "next"
+UNITS = {INPUT: "monthly passengers (thousands), oldest first", OUTPUT: "passengers (thousands), the next month"}
+SEASON = 12
+TEST_MONTHS = 24
+VALIDATION_MONTHS = 24
+
+
+@dataclass(frozen=True)
+class Profile:
+    members: int  # MLPs averaged inside the graph, one seed each
+    epochs: int
+    patience: int
+    window: int = 25  # the forecast month one and two years back, and every month between
+    hidden: int = 16
+    lr: float = 3e-3
+    weight_decay: float = 1e-2
+
+
+PROFILES = {
+    "quick": Profile(members=2, epochs=300, patience=100),
+    "full": Profile(members=5, epochs=3000, patience=300),
+}
+
+
+def _periods(length: int) -> tuple[int, int]:
+    """Where the validation slice and the test period start: the last 24 months, and the 24 before."""
+    test_start = length - TEST_MONTHS
+    return test_start - VALIDATION_MONTHS, test_start
+
+
+# --- baselines --------------------------------------------------------------------------------
+
+
+def seasonal_naive(history: np.ndarray, horizon: int) -> np.ndarray:
+    """Each month as it was in the last observed year."""
+    return np.resize(np.asarray(history, np.float64)[-SEASON:], horizon)
+
+
+def seasonal_linear(history: np.ndarray, horizon: int) -> np.ndarray:
+    """Least squares on log passengers: a linear trend plus one level per calendar month."""
+    month = np.arange(len(history) + horizon)
+    design = np.column_stack([np.ones(len(month)), month, *(month % SEASON == k for k in range(1, SEASON))])
+    coef, *_ = np.linalg.lstsq(design[:len(history)], np.log(history), rcond=None)
+    return np.exp(design[len(history):] @ coef)
+
+
+# --- network ----------------------------------------------------------------------------------
+
+
+def windows_and_next(values: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every run of ``window`` consecutive months (float32 [n, window]) and the month after each."""
+    starts = np.arange(len(values) - window)
+    windows = np.stack([values[i:i + window] for i in starts]).astype(np.float32)
+    return windows, values[starts + window].astype(np.float32)
+
+
+class WindowScaling(nn.Module):
+    """Raw window -> level-free inputs, and a scaled log step -> the next month's passengers.
+
+    Inputs are each month's log relative to the newest month, so a window reads the same whether
+    a year averages 150 or 450 thousand passengers: the network extrapolates the growing series
+    and its growing seasonal swings. MinMax constants come from the fit slice only (buffers).
+    """
+
+    def __init__(self, windows: np.ndarray, following: np.ndarray) -> None:
+        super().__init__()
+        logs = np.log(windows.astype(np.float64))
+        relative, steps = logs[:, :-1] - logs[:, -1:], np.log(following) - logs[:, -1]
+        for name, values in (("input", relative), ("step", steps)):
+            low, high = values.min(axis=0), values.max(axis=0)
+            self.register_buffer(f"{name}_min", torch.tensor(low, dtype=torch.float32))
+            self.register_buffer(f"{name}_range", torch.tensor(high - low, dtype=torch.float32))
+
+    def inputs(self, logs: torch.Tensor) -> torch.Tensor:
+        return (logs[:, :-1] - logs[:, -1:] - self.input_min) / self.input_range
+
+    def next_value(self, logs: torch.Tensor, scaled_step: torch.Tensor) -> torch.Tensor:
+        return torch.exp(logs[:, -1:] + scaled_step * self.step_range + self.step_min)
+
+
+class PassengersNet(nn.Module):
+    """Raw window [batch, W] -> next month [batch, 1]: the mean log step of several MLPs."""
+
+    def __init__(self, scaling: WindowScaling, members: list[nn.Module]) -> None:
+        super().__init__()
+        self.scaling = scaling
+        self.members = nn.ModuleList(members)
+
+    def forward(self, window: torch.Tensor) -> torch.Tensor:
+        logs = torch.log(window)
+        inputs = self.scaling.inputs(logs)
+        return self.scaling.next_value(logs, torch.stack([member(inputs) for member in self.members]).mean(0))
+
+
+def member_mlp(inputs: int, hidden: int) -> nn.Module:
+    """One ensemble member: the scaled inputs -> the scaled log step to the next month."""
+    return nn.Sequential(nn.Linear(inputs, hidden), nn.Tanh(), nn.Linear(hidden, hidden), nn.Tanh(),
+                         nn.Linear(hidden, 1))
+
+
+def torch_step(model: nn.Module) -> Step:
+    """The PyTorch module as the recursion's one-step callable."""
+
+    def step(windows: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return model(torch.from_numpy(windows)).numpy()
+
+    return step
+
+
+def _fit_member(scaling: WindowScaling, fit_values: np.ndarray, val_values: np.ndarray, config: Profile,
+                seed: int) -> tuple[nn.Module, FitResult]:
+    """One MLP trained on one-step log errors, stopped on its recursive validation MAPE."""
+    seed_everything(seed)
+    model = PassengersNet(scaling, [member_mlp(config.window - 1, config.hidden)])
+    windows, following = windows_and_next(fit_values, config.window)
+    batch = (torch.from_numpy(windows), torch.log(torch.from_numpy(following)))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    result = fit(
+        model, lambda: [batch],  # a few dozen windows: one full batch per epoch
+        step=lambda m, b: nn.functional.mse_loss(torch.log(m(b[0])).squeeze(1), b[1]),
+        validate=lambda m: metrics.mape(
+            val_values, recursive_forecast(torch_step(m), fit_values, config.window, len(val_values))),
+        optimizer=optimizer, epochs=config.epochs, patience=config.patience, desc=f"{NAME} seed {seed}",
+        leave=False)
+    return model.members[0], result
+
+
+# --- evaluation on the exported graph ---------------------------------------------------------
+
+
+def _forecasts(step: Step, history: np.ndarray, horizon: int, window: int) -> dict[str, np.ndarray]:
+    return {"network": recursive_forecast(step, history, window, horizon),
+            "seasonal_naive": seasonal_naive(history, horizon),
+            "seasonal_linear": seasonal_linear(history, horizon)}
+
+
+def _evaluate(months: list[str], values: np.ndarray, window: int):
+    """Build the export step's ``evaluate``: 24-month recursive forecasts of the graph vs baselines."""
+    fit_end, test_start = _periods(len(values))
+
+    def evaluate(sessions: Sessions) -> dict[str, Any]:
+        step = session_step(sessions["model"], INPUT)
+        test = _forecasts(step, values[:test_start], TEST_MONTHS, window)
+        scores = {name: metrics.forecast_metrics(values[test_start:], pred) for name, pred in test.items()}
+        validation = {name: metrics.forecast_metrics(values[fit_end:test_start], pred)
+                      for name, pred in _forecasts(step, values[:fit_end], VALIDATION_MONTHS, window).items()}
+        plot = plots.forecasts(months, values, test_start, test, plots.reports_dir(NAME) / "forecast.png",
+                               f"{NAME}: {TEST_MONTHS}-month forecasts from {months[test_start - 1]}",
+                               "passengers (thousands)")
+        return {
+            **{f"test_{key}": value for key, value in scores.pop("network").items()},
+            "baselines": scores,
+            "horizon_months": TEST_MONTHS,
+            "validation": validation,  # the network's figure is optimistic: it chose the stopping epochs
+            "plots": [str(plot)],
+        }
+
+    return evaluate
+
+
+def train(profile: str = "full", seed: int = 0, limit: int | None = None, out_root: Path | None = None) -> dict:
+    """Train, export and card the forecaster. ``limit`` is ignored: the series is 144 months.
+
+    No checkpoints: the full profile trains in well under a minute.
+    """
+    config = PROFILES[profile]
+    months, values = load_passengers()
+    fit_end, test_start = _periods(len(values))
+    fit_values, val_values = values[:fit_end], values[fit_end:test_start]
+    with torch_threads(1), Stopwatch() as watch:
+        scaling = WindowScaling(*windows_and_next(fit_values, config.window))
+        trained = [_fit_member(scaling, fit_values, val_values, config, seed + k) for k in range(config.members)]
+    model = PassengersNet(scaling, [member for member, _ in trained]).eval()
+    parity_windows, _ = windows_and_next(values, config.window)
+    graph = Graph(
+        file="model.onnx",
+        write=torch_writer(model, {INPUT: parity_windows[:2]}, [OUTPUT]),
+        reference=lambda inputs: [torch_step(model)(inputs[INPUT])],
+        parity_inputs={INPUT: parity_windows},
+        units=UNITS,
+        rtol=1e-5,  # outputs in the hundreds: float32 keeps ~7 digits, log and exp kernels differ in the last
+    )
+    card = {
+        "task": "time-series-forecasting", "profile": profile, "seed": seed,
+        "data": {"source": "airline passengers, monthly totals in thousands (Box & Jenkins)",
+                 "fit": f"{months[0]}..{months[fit_end - 1]}",
+                 "validation": f"{months[fit_end]}..{months[test_start - 1]}",
+                 "test": f"{months[test_start]}..{months[-1]}",
+                 "fit_windows": fit_end - config.window, "validation_months": VALIDATION_MONTHS,
+                 "test_months": TEST_MONTHS},
+        "preprocessing": {
+            "window": config.window,
+            "convention": "history is consecutive months, oldest first; the forecast starts the month after "
+                          "the last history value and feeds each prediction back (recursive); no calendar input",
+            "in_graph": {"inputs": "log(month / newest month), MinMax-scaled", "output": "newest month * exp(step)",
+                         **{name: buffer.tolist() for name, buffer in scaling.named_buffers()}},
+        },
+        "series": {"start": months[0], "values": values.tolist()},
+        "hyperparameters": {"members": config.members, "window": config.window, "hidden": [config.hidden] * 2,
+                            "activation": "tanh", "lr": config.lr, "weight_decay": config.weight_decay,
+                            "optimizer": "AdamW, full batch", "loss": "MSE of log passengers, one step ahead",
+                            "epochs": config.epochs, "patience": config.patience,
+                            "early_stopping": f"MAPE of the {VALIDATION_MONTHS}-month recursive validation forecast"},
+        "members": [{"seed": seed + k, "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
+                     "val_mape": result.best_score} for k, (_, result) in enumerate(trained)],
+        "training": watch.as_card(),
+    }
+    return export_model(NAME, {"model": graph}, _evaluate(months, values, config.window), card, out_root)

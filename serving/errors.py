@@ -15,6 +15,9 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
+MAX_LISTED = 5  # validation errors spelled out in "error"; "detail" keeps them all
+
+
 def error_response(status: int, message: str, detail: list | None = None) -> JSONResponse:
     body: dict[str, Any] = {"error": message}
     if detail:
@@ -45,7 +48,9 @@ def normalize(status: int, body: bytes) -> dict[str, Any]:
         if isinstance(detail, list) and detail and all(isinstance(item, dict) and "loc" in item for item in detail):
             errors = [{"field": _location(item["loc"]), "message": item.get("msg", ""), "type": item.get("type", "")}
                       for item in detail]
-            return {"error": "; ".join(f"{e['field']}: {e['message']}" for e in errors), "detail": errors}
+            shown = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:MAX_LISTED])
+            more = f" (and {len(errors) - MAX_LISTED} more)" if len(errors) > MAX_LISTED else ""
+            return {"error": shown + more, "detail": errors}
         if "error" in payload:
             return payload
         if isinstance(detail, str):

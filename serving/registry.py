@@ -12,7 +12,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import onnxruntime as ort
@@ -102,16 +102,22 @@ def verify_models(settings: Settings) -> None:
 
 
 class Registry:
-    """All models this instance serves, keyed by name, loaded and warmed up at construction."""
+    """All models this instance knows, keyed by name, loaded and warmed up at construction.
 
-    def __init__(self, settings: Settings) -> None:
+    Every card is read, but sessions are built only for the models ``runs_here`` accepts: a
+    service whose models run in a dependency (the batched classifiers) needs their cards alone.
+    """
+
+    def __init__(self, settings: Settings, runs_here: Callable[[str], bool] = lambda _name: True) -> None:
         self.settings = settings
         self.models: dict[str, LoadedModel] = {}
         for model_dir in model_dirs(settings):
             # Verified again here: a worker may start long after the server process checked.
             card = read_verified_card(model_dir)
-            model = LoadedModel(name=card["name"], card=card, sessions={
-                graph: make_session(model_dir / spec["file"], settings) for graph, spec in card["graphs"].items()})
+            model = LoadedModel(name=card["name"], card=card)
+            if runs_here(model.name):
+                model.sessions = {graph: make_session(model_dir / spec["file"], settings)
+                                  for graph, spec in card["graphs"].items()}
             model.warm_up()
             self.models[model.name] = model
             providers = {graph: session.get_providers() for graph, session in model.sessions.items()}

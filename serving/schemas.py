@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -68,4 +69,52 @@ class ForecastRequest(BaseModel):
 
 class ForecastResponse(BaseModel):
     forecast: list[float] = Field(description="passengers (thousands), from the month after the history's last")
+    model: ModelInfo
+
+
+MNIST_SIDE = 28
+Pixel = Annotated[float, Field(ge=0, le=255, strict=True, allow_inf_nan=False)]
+# Any content type: clients often send images as application/octet-stream; decoding decides.
+Upload = Path
+
+
+class DigitRequest(BaseModel):
+    """A multipart upload in field ``image``, or JSON ``{"pixels": 28x28 values 0-255}``."""
+
+    model_config = ConfigDict(extra="forbid")
+    # Not `Upload | None`: BentoML 1.4 cannot handle a file type inside a Union; None is the default.
+    image: Upload = Field(None, description="PNG, JPEG, BMP or GIF; any size, polarity or colour")
+    pixels: list[Annotated[list[Pixel], Field(min_length=MNIST_SIDE, max_length=MNIST_SIDE)]] | None = Field(
+        None, min_length=MNIST_SIDE, max_length=MNIST_SIDE, description="28 rows of 28 gray values, 0-255")
+
+
+class DigitParity(BaseModel):
+    label: Literal["odd", "even"]
+    probability: float
+
+
+class DigitResponse(BaseModel):
+    digit: int
+    probabilities: list[float] = Field(description="P(0) ... P(9)")
+    parity: DigitParity
+    model: ModelInfo
+
+
+DEFAULT_TOP_K = 3
+
+
+class ImageRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    image: Upload = Field(description="PNG, JPEG, BMP or GIF")
+    top_k: int | None = Field(None, ge=1, description="labels to return: at most the number of classes; "
+                                                       f"default {DEFAULT_TOP_K} or every class if fewer")
+
+
+class LabelProbability(BaseModel):
+    label: str
+    probability: float
+
+
+class ImageResponse(BaseModel):
+    predictions: list[LabelProbability]
     model: ModelInfo

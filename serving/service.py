@@ -6,27 +6,75 @@ answer; everything model-specific comes from the model card, nothing from traini
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import bentoml
 import numpy as np
 
+from . import images
 from .errors import ErrorShapeMiddleware, error_response, field_error
 from .forecast import recursive_forecast, session_step
+from .postprocess import ranked, softmax
 from .registry import ModelNotLoaded, Registry, verify_models
-from .schemas import ForecastRequest, ForecastResponse, House, HousePrice, HousePriceRequest, HousePriceResponse
+from .schemas import (
+    DEFAULT_TOP_K, DigitParity, DigitRequest, DigitResponse, ForecastRequest, ForecastResponse, House, HousePrice, HousePriceRequest,
+    HousePriceResponse, ImageRequest, ImageResponse,
+)
 from .settings import Settings
 
 HOUSE_PRICE_MODELS = {"gbm": "house-price-gbm", "mlp": "house-price-mlp"}
 PASSENGERS_MODEL = "passengers"
+DIGITS_MODEL, IMAGES_MODEL = "mnist-cnn", "transfer-cnn"
+BATCHED_MODELS = (DIGITS_MODEL, IMAGES_MODEL)
 
 # A failure inside a worker's __init__ leaves `bentoml serve` running with no worker; checking the
 # cards and graph hashes here, when the server process loads this module, stops start-up instead.
 verify_models(Settings.from_env())
 
 
+@bentoml.service(name="zooserve-classifiers", workers=1, traffic={"timeout": 30})
+class Classifiers:
+    """The image classifiers behind BentoML's adaptive batching.
+
+    Concurrent requests to the public endpoints become one ONNX Runtime call here. Limits:
+    ``max_batch_size`` bounds memory and the slowest request in a batch; ``max_latency_ms`` is
+    the most a request may wait before BentoML answers 503 instead of queueing without bound (the
+    dispatcher's adaptive wait is usually far shorter). Digits take ~0.1 ms per image, so up to 64
+    per batch; EfficientNet takes ~30 ms per 224x224 image on 2 cores, so at most 8.
+    """
+
+    def __init__(self) -> None:
+        self.registry = Registry(Settings.from_env(), runs_here=lambda name: name in BATCHED_MODELS)
+
+    def _probabilities(self, name: str, batch: np.ndarray) -> np.ndarray:
+        model = self.registry.get(name)
+        return softmax(model.run({model.input_spec()[0]["name"]: batch})[0])
+
+    @bentoml.api(batchable=True, max_batch_size=64, max_latency_ms=1000)
+    def digits(self, batch: np.ndarray) -> np.ndarray:
+        """(N, 1, 28, 28) normalized digits -> (N, 10) probabilities."""
+        return self._probabilities(DIGITS_MODEL, batch)
+
+    @bentoml.api(batchable=True, max_batch_size=8, max_latency_ms=5000)
+    def photos(self, batch: np.ndarray) -> np.ndarray:
+        """(N, 3, 224, 224) normalized photos -> (N, classes) probabilities."""
+        return self._probabilities(IMAGES_MODEL, batch)
+
+
+def _read_upload(path: Path) -> bytes:
+    """The upload's bytes, refusing oversized files before reading them."""
+    size = path.stat().st_size
+    if size > images.MAX_BYTES:
+        raise images.ImageError(f"image: {size} bytes is over the {images.MAX_BYTES} byte limit", status=413)
+    return path.read_bytes()
+
+
 @bentoml.service(name="zooserve", traffic={"timeout": 30})
 class ZooServe:
+    classifiers = bentoml.depends(Classifiers)
+
     def __init__(self) -> None:
-        self.registry = Registry(Settings.from_env())
+        self.registry = Registry(Settings.from_env(), runs_here=lambda name: name not in BATCHED_MODELS)
 
     def __is_ready__(self) -> bool:
         # __init__ returns only after every model loaded and answered its warm-up inference.
@@ -65,6 +113,47 @@ class ZooServe:
         if not np.isfinite(forecast).all():  # positive and finite, yet beyond float32 once logged
             return field_error("history", "values too extreme to forecast", "value_error")
         return ForecastResponse(forecast=forecast.tolist(), model=loaded.summary)
+
+    @bentoml.api(route="/digits/classify", input_spec=DigitRequest)
+    def digits_classify(self, image: Path | None = None, pixels: list[list[float]] | None = None) -> DigitResponse:
+        """A handwritten digit: upload any picture (field ``image``) or send 28x28 ``pixels``."""
+        if (image is None) == (pixels is None):
+            return field_error("image", "send exactly one of a multipart `image` upload or JSON `pixels`",
+                               "missing" if image is None else "value_error")
+        try:
+            model = self.registry.get(DIGITS_MODEL)
+            picture = images.pixels_to_image(pixels) if pixels is not None else images.decode(_read_upload(image))
+            batch = images.to_mnist(picture, field="pixels" if pixels is not None else "image")[None]
+        except ModelNotLoaded as error:
+            return error_response(503, str(error))
+        except images.ImageError as error:
+            return error_response(error.status, str(error))
+        probabilities = self.classifiers.digits(batch)[0]
+        odd = float(probabilities[1::2].sum())
+        return DigitResponse(
+            digit=int(probabilities.argmax()), probabilities=probabilities.tolist(),
+            parity=DigitParity(label="odd" if odd >= 0.5 else "even", probability=max(odd, 1.0 - odd)),
+            model=model.summary)
+
+    @bentoml.api(route="/images/classify", input_spec=ImageRequest)
+    def images_classify(self, image: Path, top_k: int | None = None) -> ImageResponse:
+        """The most probable labels of a photo, by the transfer-learned CNN (default: ants vs bees)."""
+        try:
+            model = self.registry.get(IMAGES_MODEL)
+            labels = model.card["labels"]
+            top_k = min(DEFAULT_TOP_K, len(labels)) if top_k is None else top_k
+            if top_k > len(labels):
+                return field_error("top_k", f"must be at most {len(labels)} (the number of labels)",
+                                   "less_than_equal")
+            prep = model.card["preprocessing"]
+            batch = images.to_classifier_input(images.decode(_read_upload(image)), prep["resize"], prep["crop"],
+                                               prep["mean"], prep["std"])[None]
+        except ModelNotLoaded as error:
+            return error_response(503, str(error))
+        except images.ImageError as error:
+            return error_response(error.status, str(error))
+        probabilities = self.classifiers.photos(batch)[0]
+        return ImageResponse(predictions=ranked(probabilities, labels, top_k), model=model.summary)
 
 
 ZooServe.add_asgi_middleware(ErrorShapeMiddleware)

@@ -107,11 +107,6 @@ def permutation_importance(
     return dict(sorted(result.items(), key=lambda item: -item[1]["rmse_increase_mean"]))
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
-
-
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
     """Rows: true class, columns: predicted class."""
     matrix = np.zeros((n_classes, n_classes), dtype=np.int64)

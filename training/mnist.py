@@ -22,6 +22,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from serving.images import MNIST_MEAN, MNIST_STD, to_mnist
+from serving.postprocess import softmax
 
 from . import metrics, plots
 from .data import mnist_arrays
@@ -114,7 +115,7 @@ def _logits_in_batches(session, images: np.ndarray) -> tuple[np.ndarray, np.ndar
 def evaluate_digits(session, images_uint8: np.ndarray, labels: np.ndarray, report_dir: Path) -> dict[str, Any]:
     """The card's metrics, computed by running the exported graph on the official test set."""
     logits, _ = _logits_in_batches(session, normalize(images_uint8))
-    probs = metrics.softmax(logits)
+    probs = softmax(logits)
     predicted = probs.argmax(axis=1)
     matrix = metrics.confusion_matrix(labels, predicted, 10)
     ten_class = metrics.classification_metrics(matrix, LABELS)

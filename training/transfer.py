@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, Subset
 from torchvision import transforms
 
 from serving.images import to_classifier_input
+from serving.postprocess import softmax
 
 from . import metrics, plots
 from .data import downloads_allowed, image_folder_root, load_image_folder
@@ -160,7 +161,7 @@ def evaluate_classifier(session, samples: list[tuple[str, int]], classes: list[s
                                           preprocess["mean"], preprocess["std"]) for path, _ in samples])
     logits = np.concatenate([session.run(None, {"image": batch[i:i + 32]})[0] for i in range(0, len(batch), 32)])
     labels = np.array([label for _, label in samples])
-    probs = metrics.softmax(logits)
+    probs = softmax(logits)
     matrix = metrics.confusion_matrix(labels, probs.argmax(axis=1), len(classes))
     result = metrics.classification_metrics(matrix, classes)
     plot = plots.confusion_matrix_plot(matrix, classes, report_dir / "confusion_matrix.png", f"{NAME}: val")

@@ -54,3 +54,38 @@ def test_permutation_importance_ignores_unused_features():
 def test_forecast_metrics_by_hand():
     result = metrics.forecast_metrics(np.array([100.0, 200.0]), np.array([110.0, 180.0]))
     assert result == pytest.approx({"mae": 15.0, "rmse": np.sqrt((100 + 400) / 2), "mape": 10.0})  # (10% + 10%) / 2
+
+
+def test_classification_metrics_on_a_hand_checked_confusion_matrix():
+    # true a: 8 right, 2 called b; true b: 5 right, 5 called a
+    matrix = np.array([[8, 2], [5, 5]])
+    result = metrics.classification_metrics(matrix, ["a", "b"])
+    assert result["accuracy"] == pytest.approx(13 / 20)
+    a, b = result["per_class"]["a"], result["per_class"]["b"]
+    assert a["precision"] == pytest.approx(8 / 13) and a["recall"] == pytest.approx(0.8)
+    assert b["precision"] == pytest.approx(5 / 7) and b["recall"] == pytest.approx(0.5)
+    f1_a, f1_b = 2 * (8 / 13) * 0.8 / (8 / 13 + 0.8), 2 * (5 / 7) * 0.5 / (5 / 7 + 0.5)
+    assert result["macro_f1"] == pytest.approx((f1_a + f1_b) / 2)
+    assert result["weighted_f1"] == pytest.approx((10 * f1_a + 10 * f1_b) / 20)
+    assert result["micro_f1"] == pytest.approx(13 / 20)
+
+
+def test_confusion_matrix_counts():
+    matrix = metrics.confusion_matrix(np.array([0, 0, 1, 2, 2, 2]), np.array([0, 1, 1, 2, 2, 0]), 3)
+    assert matrix.tolist() == [[1, 1, 0], [0, 1, 0], [1, 0, 2]]
+
+
+def test_binary_metrics_and_roc_auc_by_hand():
+    y = np.array([1, 1, 1, 0, 0, 0])
+    score = np.array([0.9, 0.8, 0.3, 0.6, 0.2, 0.1])
+    result = metrics.binary_metrics(y, score)
+    assert result["confusion"] == {"tp": 2, "fp": 1, "tn": 2, "fn": 1}
+    assert result["precision"] == pytest.approx(2 / 3) and result["recall"] == pytest.approx(2 / 3)
+    assert result["specificity"] == pytest.approx(2 / 3) and result["accuracy"] == pytest.approx(4 / 6)
+    # 9 positive/negative pairs, 8 ranked correctly (0.3 < 0.6 is the only miss)
+    assert result["roc_auc"] == pytest.approx(8 / 9)
+
+
+def test_roc_auc_handles_ties_as_half():
+    _, _, auc = metrics.roc_curve(np.array([1, 0]), np.array([0.5, 0.5]))
+    assert auc == pytest.approx(0.5)

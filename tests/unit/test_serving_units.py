@@ -68,13 +68,20 @@ def test_registry_refuses_a_tampered_graph(trained_models, tmp_path):
 
 
 def test_registry_needs_required_models(trained_models):
-    with pytest.raises(ModelLoadError, match="mnist-cnn"):
-        Registry(Settings(models_dir=trained_models, required_models=("mnist-cnn",)))
+    with pytest.raises(ModelLoadError, match="diffusion"):
+        Registry(Settings(models_dir=trained_models, required_models=("diffusion",)))
 
 
 def test_registry_loads_and_warms_up(trained_models):
     registry = Registry(Settings(models_dir=trained_models, device="cpu"))
-    assert set(registry.models) == {"house-price-gbm", "house-price-mlp", "passengers"}
+    assert set(registry.models) == {"house-price-gbm", "house-price-mlp", "passengers", "mnist-cnn", "transfer-cnn"}
     assert registry.get("house-price-gbm").sessions["model"].get_providers() == [CPU]
+
+
+def test_registry_builds_sessions_only_where_the_model_runs(trained_models):
+    registry = Registry(Settings(models_dir=trained_models), runs_here=lambda name: name == "mnist-cnn")
+    assert set(registry.get("mnist-cnn").sessions) == {"model"}
+    assert registry.get("house-price-gbm").sessions == {}
+    assert registry.get("house-price-gbm").card["name"] == "house-price-gbm"  # cards are always read
     with pytest.raises(LookupError, match="not loaded"):
         registry.get("vae")

@@ -1,0 +1,46 @@
+"""The vision families: augmentation that keeps digits valid, and complete cards with parity."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import torch
+
+from training import mnist
+
+
+def test_identity_affine_leaves_digits_unchanged():
+    batch = torch.from_numpy(mnist.normalize(np.random.default_rng(0).integers(0, 255, (4, 28, 28), np.uint8)))
+    still = mnist.Profile(epochs=1, train_images=1, max_rotation_deg=0.0, max_shift=0.0, scale_range=(1.0, 1.0))
+    out = mnist.random_affine(batch, still, torch.Generator().manual_seed(0))
+    assert torch.allclose(out, batch, atol=1e-5)
+
+
+def test_augmentation_moves_ink_but_keeps_background():
+    batch = torch.from_numpy(mnist.normalize(np.zeros((8, 28, 28), np.uint8)))
+    out = mnist.random_affine(batch, mnist.PROFILES["full"], torch.Generator().manual_seed(0))
+    assert torch.allclose(out, batch, atol=1e-5)  # black stays black: padding is normalized black
+
+
+def test_mnist_card(trained_models):
+    card = json.loads((trained_models / "mnist-cnn" / "card.json").read_text())
+    graph = card["graphs"]["model"]
+    assert [o["name"] for o in graph["outputs"]] == ["logits", "features"]
+    assert graph["outputs"][1]["shape"] == [-1, mnist.DigitCNN.feature_dim]
+    assert graph["parity"]["max_abs_diff"] <= 1e-4 and graph["parity"]["rows"] == 512
+    m = card["metrics"]
+    assert m["test_accuracy"] > 0.95 and card["labels"] == [str(d) for d in range(10)]
+    assert set(m["odd_even"]) >= {"accuracy", "precision", "recall", "specificity", "f1", "roc_auc"}
+    assert abs(m["test_accuracy_through_upload_preprocessing"] - m["test_accuracy"]) < 0.005  # no skew
+    assert np.array(m["confusion_matrix"]).sum() == card["data"]["test"] == 10000
+    assert len(m["plots"]) == 2
+
+
+def test_transfer_card(trained_models):
+    card = json.loads((trained_models / "transfer-cnn" / "card.json").read_text())
+    assert card["labels"] == ["ants", "bees"]
+    assert card["preprocessing"]["mean"] == [0.5, 0.5, 0.5]  # EfficientNet-Lite0's [-1, 1] scaling
+    assert card["graphs"]["model"]["parity"]["max_abs_diff"] <= 1e-4
+    assert card["hyperparameters"]["backbone"] == "efficientnet_lite0"
+    assert card["data"]["test"] == 153 and 0.0 <= card["metrics"]["roc_auc"] <= 1.0

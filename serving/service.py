@@ -14,6 +14,7 @@ import numpy as np
 from . import images
 from .errors import ErrorShapeMiddleware, error_response, field_error
 from .forecast import recursive_forecast, session_step
+from .oip import OipMiddleware
 from .postprocess import ranked, softmax
 from .registry import ModelNotLoaded, Registry, verify_models
 from .schemas import (
@@ -74,7 +75,9 @@ class ZooServe:
     classifiers = bentoml.depends(Classifiers)
 
     def __init__(self) -> None:
-        self.registry = Registry(Settings.from_env(), runs_here=lambda name: name not in BATCHED_MODELS)
+        # Sessions for every model, the batched ones included: the Open Inference Protocol (/v2)
+        # runs any model in-process, while the public classify endpoints batch in `Classifiers`.
+        self.registry = Registry(Settings.from_env())
 
     def __is_ready__(self) -> bool:
         # __init__ returns only after every model loaded and answered its warm-up inference.
@@ -156,4 +159,5 @@ class ZooServe:
         return ImageResponse(predictions=ranked(probabilities, labels, top_k), model=model.summary)
 
 
+ZooServe.add_asgi_middleware(OipMiddleware)
 ZooServe.add_asgi_middleware(ErrorShapeMiddleware)

@@ -12,6 +12,7 @@ import bentoml
 import numpy as np
 
 from . import images
+from .access import AccessMiddleware
 from .errors import ErrorShapeMiddleware, error_response, field_error
 from .forecast import recursive_forecast, session_step
 from .oip import OipMiddleware
@@ -159,5 +160,6 @@ class ZooServe:
         return ImageResponse(predictions=ranked(probabilities, labels, top_k), model=model.summary)
 
 
+ZooServe.add_asgi_middleware(AccessMiddleware)  # outermost of ours: ids, API key, body limit first
 ZooServe.add_asgi_middleware(OipMiddleware)
 ZooServe.add_asgi_middleware(ErrorShapeMiddleware)

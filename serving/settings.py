@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -28,6 +28,8 @@ class Settings:
     intra_op_threads: int = 0  # 0: ONNX Runtime picks (one per physical core)
     inter_op_threads: int = 0
     required_models: tuple[str, ...] = ()  # empty: serve every model that has a card
+    api_key: str | None = field(default=None, repr=False)  # None: the service is open
+    max_body_bytes: int = 12 * 1024 * 1024  # a 10 MB image plus multipart framing
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -42,4 +44,6 @@ class Settings:
             intra_op_threads=_int("ZOOSERVE_THREADS", 0),
             inter_op_threads=_int("ZOOSERVE_INTER_OP_THREADS", 0),
             required_models=tuple(name.strip() for name in required.split(",") if name.strip()),
+            api_key=os.environ.get("ZOOSERVE_API_KEY") or None,
+            max_body_bytes=_int("ZOOSERVE_MAX_BODY_BYTES", cls.max_body_bytes),
         )

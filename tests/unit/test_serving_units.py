@@ -85,3 +85,13 @@ def test_registry_builds_sessions_only_where_the_model_runs(trained_models):
     assert registry.get("house-price-gbm").card["name"] == "house-price-gbm"  # cards are always read
     with pytest.raises(LookupError, match="not loaded"):
         registry.get("vae")
+
+
+def test_api_key_is_read_but_never_printed(monkeypatch):
+    monkeypatch.setenv("ZOOSERVE_API_KEY", "hunter2")
+    monkeypatch.setenv("ZOOSERVE_MAX_BODY_BYTES", "1000")
+    settings = Settings.from_env()
+    assert settings.api_key == "hunter2" and settings.max_body_bytes == 1000
+    assert "hunter2" not in repr(settings)
+    monkeypatch.delenv("ZOOSERVE_API_KEY")
+    assert Settings.from_env().api_key is None

@@ -1,0 +1,73 @@
+"""The optional API key, request ids and the body limit, on a server started with a key set."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import httpx
+import pytest
+
+from .conftest import free_port, start_server, stop, wait_ready
+
+KEY = "test-key-5f2a"
+LIMIT = 200_000
+HOUSE = {"MedInc": 8.3252, "HouseAge": 41.0, "AveRooms": 6.984, "AveBedrms": 1.024, "Population": 322.0,
+         "AveOccup": 2.556, "Latitude": 37.88, "Longitude": -122.23}
+
+
+@pytest.fixture(scope="module")
+def locked(trained_models, tmp_path_factory) -> Iterator[str]:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path_factory.mktemp("locked") / "serve.log"
+    process = start_server(trained_models, port, log, ZOOSERVE_API_KEY=KEY, ZOOSERVE_MAX_BODY_BYTES=str(LIMIT))
+    try:
+        wait_ready(url, process, log)
+        yield url
+    finally:
+        stop(process)
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": KEY},
+                                     {"Authorization": f"Basic {KEY}"}])
+@pytest.mark.parametrize("method, path", [("POST", "/house-price/predict"), ("POST", "/digits/classify"),
+                                          ("GET", "/v2/models/house-price-gbm"), ("GET", "/docs")])
+def test_every_endpoint_but_health_needs_the_key(locked, headers, method, path):
+    response = httpx.request(method, locked + path, headers=headers, json={"houses": [HOUSE]})
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer" and "API key" in response.json()["error"]
+
+
+def test_the_key_opens_the_service(locked):
+    response = httpx.post(f"{locked}/house-price/predict", json={"houses": [HOUSE]},
+                          headers={"Authorization": f"Bearer {KEY}"})
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/livez", "/readyz", "/metrics", "/v2/health/live", "/v2/health/ready"])
+def test_health_and_metrics_stay_open(locked, path):
+    assert httpx.get(locked + path).status_code == 200
+
+
+def test_request_ids_are_returned_and_echoed(locked):
+    fresh = httpx.get(f"{locked}/livez").headers["x-request-id"]
+    assert len(fresh) == 32 and fresh != httpx.get(f"{locked}/livez").headers["x-request-id"]
+    assert httpx.get(f"{locked}/livez", headers={"X-Request-ID": "trace-42"}).headers["x-request-id"] == "trace-42"
+    unsafe = httpx.get(f"{locked}/livez", headers={"X-Request-ID": "bad id\twith spaces"})
+    assert unsafe.headers["x-request-id"] != "bad id\twith spaces"
+
+
+def test_oversized_bodies_are_refused_before_parsing(locked):
+    auth = {"Authorization": f"Bearer {KEY}"}
+    big = httpx.post(f"{locked}/digits/classify", files={"image": ("x.png", b"\0" * (LIMIT + 1), "image/png")},
+                     headers=auth)
+    assert big.status_code == 413 and "byte limit" in big.json()["error"]
+
+    def chunks():  # no Content-Length: the limit must hold while streaming
+        for _ in range(5):
+            yield b" " * (LIMIT // 4)
+
+    streamed = httpx.post(f"{locked}/house-price/predict", content=chunks(),
+                          headers={**auth, "content-type": "application/json"})
+    assert streamed.status_code == 413
+    assert httpx.post(f"{locked}/house-price/predict", json={"houses": [HOUSE]}, headers=auth).status_code == 200

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -19,6 +20,7 @@ import onnxruntime as ort
 
 from .sessions import make_session
 from .settings import Settings
+from .telemetry import metrics
 
 logger = logging.getLogger("bentoml.zooserve")  # a child of BentoML's logger shares its handlers
 
@@ -46,7 +48,12 @@ class LoadedModel:
         return self.card["graphs"][graph]["inputs"]
 
     def run(self, inputs: dict[str, np.ndarray], graph: str = "model") -> list[np.ndarray]:
-        return self.sessions[graph].run(None, inputs)
+        start = time.perf_counter()
+        outputs = self.sessions[graph].run(None, inputs)
+        recorded = metrics()
+        recorded.inference_seconds.labels(self.name, graph).observe(time.perf_counter() - start)
+        recorded.batch_size.labels(self.name, graph).observe(len(next(iter(inputs.values()))))
+        return outputs
 
     def warm_up(self) -> None:
         for graph, session in self.sessions.items():
@@ -122,6 +129,9 @@ class Registry:
             self.models[model.name] = model
             providers = {graph: session.get_providers() for graph, session in model.sessions.items()}
             logger.info("loaded %s %s providers=%s", model.name, model.card["version"], providers)
+            if model.sessions:
+                metrics().model_loaded.labels(model.name, model.card["version"],
+                                              ",".join(sorted({p for ps in providers.values() for p in ps}))).set(1)
 
     def get(self, name: str) -> LoadedModel:
         try:

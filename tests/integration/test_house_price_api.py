@@ -128,3 +128,26 @@ def test_unverified_graph_stops_start_up(trained_models, tmp_path, damage, messa
         pytest.fail("the server started with an unverified graph")
     assert returncode != 0
     assert message in log.read_text() and "house-price-mlp" in log.read_text()
+
+
+def _metric(text: str, name: str, **labels: str) -> float:
+    """Sum of a Prometheus series' samples whose labels include ``labels``."""
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{") and all(f'{key}="{value}"' in line for key, value in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_metrics_count_inference_per_model(client, trained_models):
+    before = client.get("/metrics").text
+    houses, _ = _rows(5)
+    for _ in range(3):
+        assert client.post("/house-price/predict", json={"houses": houses, "model": "mlp"}).status_code == 200
+    after = client.get("/metrics").text
+    count = "zooserve_inference_seconds_count"
+    assert _metric(after, count, model="house-price-mlp") - _metric(before, count, model="house-price-mlp") == 3
+    rows = "zooserve_batch_size_sum"
+    assert _metric(after, rows, model="house-price-mlp") - _metric(before, rows, model="house-price-mlp") == 15
+    card = json.loads((trained_models / "house-price-mlp" / "card.json").read_text())
+    assert _metric(after, "zooserve_model_loaded", model="house-price-mlp", version=card["version"]) >= 1

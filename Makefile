@@ -11,7 +11,7 @@ export DATA_DIR ?= data
 export BENTOML_DO_NOT_TRACK := True
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup train serve test clean
+.PHONY: setup train serve test build containerize clean
 
 setup: $(VENV)/.installed
 
@@ -31,6 +31,14 @@ serve: setup
 
 test: setup
 	$(BIN)/python -m pytest
+
+# A Bento: serving code, models/ and the serving dependencies only (see bentofile.yaml).
+build: setup
+	$(BIN)/bentoml build .
+
+containerize: build
+	@docker info > /dev/null 2>&1 || { echo "error: no Docker engine answers here (docker info failed); run 'make containerize' on a machine with Docker, or ship the Bento with 'bentoml export'" >&2; exit 2; }
+	$(BIN)/bentoml containerize zooserve:latest
 
 clean:
 	rm -rf $(VENV) checkpoints .pytest_cache

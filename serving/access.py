@@ -50,7 +50,10 @@ class AccessMiddleware:
                                                   (b"x-request-id", request_id.encode())]}
             await send(message)
 
-        if self.api_key is not None and scope["path"] not in OPEN_PATHS and not self._authorized(headers):
+        # CORS preflights never carry credentials; the CORS layer inside answers them.
+        preflight = scope["method"] == "OPTIONS"
+        if self.api_key is not None and scope["path"] not in OPEN_PATHS and not preflight \
+                and not self._authorized(headers):
             await _reject(send_with_id, 401, "missing or wrong API key: send 'Authorization: Bearer <key>'",
                           [(b"www-authenticate", b"Bearer")])
             return

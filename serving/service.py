@@ -29,12 +29,18 @@ PASSENGERS_MODEL = "passengers"
 DIGITS_MODEL, IMAGES_MODEL = "mnist-cnn", "transfer-cnn"
 BATCHED_MODELS = (DIGITS_MODEL, IMAGES_MODEL)
 
+SETTINGS = Settings.from_env()
 # A failure inside a worker's __init__ leaves `bentoml serve` running with no worker; checking the
 # cards and graph hashes here, when the server process loads this module, stops start-up instead.
-verify_models(Settings.from_env())
+verify_models(SETTINGS)
+TRAFFIC = {"timeout": SETTINGS.timeout_seconds, "max_concurrency": SETTINGS.max_concurrency}
+HTTP = {"cors": {"enabled": True, "access_control_allow_origins": list(SETTINGS.cors_origins),
+                 "access_control_allow_methods": ["GET", "POST", "OPTIONS"],
+                 "access_control_allow_headers": ["Authorization", "Content-Type", "X-Request-ID"],
+                 "access_control_expose_headers": ["X-Request-ID", "X-Seed"]}} if SETTINGS.cors_origins else {}
 
 
-@bentoml.service(name="zooserve-classifiers", workers=1, traffic={"timeout": 30})
+@bentoml.service(name="zooserve-classifiers", workers=1, traffic=TRAFFIC)
 class Classifiers:
     """The image classifiers behind BentoML's adaptive batching.
 
@@ -46,7 +52,7 @@ class Classifiers:
     """
 
     def __init__(self) -> None:
-        self.registry = Registry(Settings.from_env(), runs_here=lambda name: name in BATCHED_MODELS)
+        self.registry = Registry(SETTINGS, runs_here=lambda name: name in BATCHED_MODELS)
 
     def _probabilities(self, name: str, batch: np.ndarray) -> np.ndarray:
         model = self.registry.get(name)
@@ -71,14 +77,14 @@ def _read_upload(path: Path) -> bytes:
     return path.read_bytes()
 
 
-@bentoml.service(name="zooserve", traffic={"timeout": 30})
+@bentoml.service(name="zooserve", traffic=TRAFFIC, http=HTTP)
 class ZooServe:
     classifiers = bentoml.depends(Classifiers)
 
     def __init__(self) -> None:
         # Sessions for every model, the batched ones included: the Open Inference Protocol (/v2)
         # runs any model in-process, while the public classify endpoints batch in `Classifiers`.
-        self.registry = Registry(Settings.from_env())
+        self.registry = Registry(SETTINGS)
 
     def __is_ready__(self) -> bool:
         # __init__ returns only after every model loaded and answered its warm-up inference.

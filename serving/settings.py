@@ -18,9 +18,13 @@ def _int(name: str, default: int) -> int:
         raise ValueError(f"{name} must be an integer, got {raw!r}") from None
 
 
+def _list(name: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in os.environ.get(name, "").split(",") if item.strip())
+
+
 @dataclass(frozen=True)
 class Settings:
-    """Service configuration; ``from_env`` documents each variable and its default."""
+    """Service configuration: one field per ``ZOOSERVE_*`` variable, with its default."""
 
     models_dir: Path = Path("models")
     device: Device = "auto"
@@ -30,20 +34,26 @@ class Settings:
     required_models: tuple[str, ...] = ()  # empty: serve every model that has a card
     api_key: str | None = field(default=None, repr=False)  # None: the service is open
     max_body_bytes: int = 12 * 1024 * 1024  # a 10 MB image plus multipart framing
+    timeout_seconds: int = 60  # then 504 with a JSON error
+    max_concurrency: int = 64  # requests in flight per worker; beyond, 429 instead of an unbounded queue
+    cors_origins: tuple[str, ...] = ()  # none: browsers on other origins may not call the API
 
     @classmethod
     def from_env(cls) -> "Settings":
+        """Read ``ZOOSERVE_*``; the README's configuration table lists each variable."""
         device = os.environ.get("ZOOSERVE_DEVICE", "auto").lower()
         if device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"ZOOSERVE_DEVICE must be auto, cpu or cuda, got {device!r}")
-        required = os.environ.get("ZOOSERVE_MODELS", "")
         return cls(
             models_dir=Path(os.environ.get("ZOOSERVE_MODELS_DIR", "models")),
             device=device,  # type: ignore[arg-type]
             device_id=_int("ZOOSERVE_DEVICE_ID", 0),
             intra_op_threads=_int("ZOOSERVE_THREADS", 0),
             inter_op_threads=_int("ZOOSERVE_INTER_OP_THREADS", 0),
-            required_models=tuple(name.strip() for name in required.split(",") if name.strip()),
+            required_models=_list("ZOOSERVE_MODELS"),
             api_key=os.environ.get("ZOOSERVE_API_KEY") or None,
             max_body_bytes=_int("ZOOSERVE_MAX_BODY_BYTES", cls.max_body_bytes),
+            timeout_seconds=_int("ZOOSERVE_TIMEOUT_SECONDS", cls.timeout_seconds),
+            max_concurrency=_int("ZOOSERVE_MAX_CONCURRENCY", cls.max_concurrency),
+            cors_origins=_list("ZOOSERVE_CORS_ORIGINS"),
         )

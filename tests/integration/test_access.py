@@ -11,6 +11,7 @@ from .conftest import free_port, start_server, stop, wait_ready
 
 KEY = "test-key-5f2a"
 LIMIT = 200_000
+PAGE = "http://page.test"
 HOUSE = {"MedInc": 8.3252, "HouseAge": 41.0, "AveRooms": 6.984, "AveBedrms": 1.024, "Population": 322.0,
          "AveOccup": 2.556, "Latitude": 37.88, "Longitude": -122.23}
 
@@ -20,7 +21,8 @@ def locked(trained_models, tmp_path_factory) -> Iterator[str]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = tmp_path_factory.mktemp("locked") / "serve.log"
-    process = start_server(trained_models, port, log, ZOOSERVE_API_KEY=KEY, ZOOSERVE_MAX_BODY_BYTES=str(LIMIT))
+    process = start_server(trained_models, port, log, ZOOSERVE_API_KEY=KEY, ZOOSERVE_MAX_BODY_BYTES=str(LIMIT),
+                           ZOOSERVE_CORS_ORIGINS=PAGE)
     try:
         wait_ready(url, process, log)
         yield url
@@ -71,3 +73,11 @@ def test_oversized_bodies_are_refused_before_parsing(locked):
                           headers={**auth, "content-type": "application/json"})
     assert streamed.status_code == 413
     assert httpx.post(f"{locked}/house-price/predict", json={"houses": [HOUSE]}, headers=auth).status_code == 200
+
+
+def test_cors_allows_only_the_configured_origin(locked):
+    preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization"}
+    allowed = httpx.options(f"{locked}/house-price/predict", headers={"Origin": PAGE, **preflight})
+    assert allowed.status_code == 200 and allowed.headers["access-control-allow-origin"] == PAGE
+    other = httpx.options(f"{locked}/house-price/predict", headers={"Origin": "http://elsewhere.test", **preflight})
+    assert "access-control-allow-origin" not in other.headers

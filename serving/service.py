@@ -34,13 +34,14 @@ SETTINGS = Settings.from_env()
 # cards and graph hashes here, when the server process loads this module, stops start-up instead.
 verify_models(SETTINGS)
 TRAFFIC = {"timeout": SETTINGS.timeout_seconds, "max_concurrency": SETTINGS.max_concurrency}
+RESOURCES = {"gpu": SETTINGS.gpus} if SETTINGS.gpus else {}
 HTTP = {"cors": {"enabled": True, "access_control_allow_origins": list(SETTINGS.cors_origins),
                  "access_control_allow_methods": ["GET", "POST", "OPTIONS"],
                  "access_control_allow_headers": ["Authorization", "Content-Type", "X-Request-ID"],
                  "access_control_expose_headers": ["X-Request-ID", "X-Seed"]}} if SETTINGS.cors_origins else {}
 
 
-@bentoml.service(name="zooserve-classifiers", workers=1, traffic=TRAFFIC)
+@bentoml.service(name="zooserve-classifiers", workers=1, traffic=TRAFFIC, resources=RESOURCES)
 class Classifiers:
     """The image classifiers behind BentoML's adaptive batching.
 
@@ -77,7 +78,7 @@ def _read_upload(path: Path) -> bytes:
     return path.read_bytes()
 
 
-@bentoml.service(name="zooserve", traffic=TRAFFIC, http=HTTP)
+@bentoml.service(name="zooserve", traffic=TRAFFIC, http=HTTP, resources=RESOURCES)
 class ZooServe:
     classifiers = bentoml.depends(Classifiers)
 

@@ -35,10 +35,23 @@ def providers_for(settings: Settings, available: list[str] | None = None, gpu: b
     return [CPU]
 
 
+def check_providers(requested: list, active: list[str], path: Path) -> None:
+    """Refuse a silent fall-back to CPU: ONNX Runtime drops CUDA without an error when its
+    libraries do not load (a known failure in containers)."""
+    if requested and requested[0] != CPU and active[0] != CUDA:
+        raise RuntimeError(f"{path}: CUDA was requested but ONNX Runtime runs on {active}; check that the CUDA "
+                           "and cuDNN libraries load (onnxruntime-gpu[cuda,cudnn] or a CUDA base image)")
+
+
 def make_session(path: Path, settings: Settings) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = settings.intra_op_threads
     options.inter_op_num_threads = settings.inter_op_threads
     options.log_severity_level = 3  # errors only: keep warnings about unused initializers out of logs
-    return ort.InferenceSession(str(path), sess_options=options, providers=providers_for(settings))
+    providers = providers_for(settings)
+    if providers[0] != CPU:
+        ort.preload_dlls()  # CUDA/cuDNN from pip packages, when installed, before the session needs them
+    session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
+    check_providers(providers, session.get_providers(), path)
+    return session

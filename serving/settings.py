@@ -37,6 +37,7 @@ class Settings:
     timeout_seconds: int = 60  # then 504 with a JSON error
     max_concurrency: int = 64  # requests in flight per worker; beyond, 429 instead of an unbounded queue
     cors_origins: tuple[str, ...] = ()  # none: browsers on other origins may not call the API
+    gpus: int = 0  # GPUs BentoML places each model-running service on (set 1 on a GPU node)
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -56,4 +57,5 @@ class Settings:
             timeout_seconds=_int("ZOOSERVE_TIMEOUT_SECONDS", cls.timeout_seconds),
             max_concurrency=_int("ZOOSERVE_MAX_CONCURRENCY", cls.max_concurrency),
             cors_origins=_list("ZOOSERVE_CORS_ORIGINS"),
+            gpus=_int("ZOOSERVE_GPUS", cls.gpus),
         )

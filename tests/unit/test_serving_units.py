@@ -97,3 +97,12 @@ def test_api_key_is_read_but_never_printed(monkeypatch):
     assert "hunter2" not in repr(settings)
     monkeypatch.delenv("ZOOSERVE_API_KEY")
     assert Settings.from_env().api_key is None
+
+
+def test_a_silent_fall_back_to_cpu_is_refused(tmp_path):
+    from serving.sessions import check_providers
+
+    check_providers([CPU], [CPU], tmp_path)
+    check_providers([(CUDA, {"device_id": 0}), CPU], [CUDA, CPU], tmp_path)
+    with pytest.raises(RuntimeError, match="CUDA was requested"):
+        check_providers([(CUDA, {"device_id": 0}), CPU], [CPU], tmp_path)

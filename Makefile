@@ -11,7 +11,7 @@ export DATA_DIR ?= data
 export BENTOML_DO_NOT_TRACK := True
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup train serve test build containerize clean
+.PHONY: setup train serve test loadtest build containerize clean
 
 setup: $(VENV)/.installed
 
@@ -31,6 +31,10 @@ serve: setup
 
 test: setup
 	$(BIN)/python -m pytest
+
+# Locust against the server on loopback (or URL=...); FAMILY=DigitsUser runs one family alone.
+loadtest: setup
+	$(BIN)/python -m loadtests.run $(if $(URL),--url $(URL)) $(if $(FAMILY),--family $(FAMILY))
 
 # A Bento: serving code, models/ and the serving dependencies only (see bentofile.yaml).
 build: setup

@@ -1,0 +1,77 @@
+"""Locust users, one class per endpoint family, with real payloads (see ``payloads.py``).
+
+Each user offers a constant 5 requests/s (``constant_throughput``), so N users offer 5N
+requests/s whatever the latency: the latency objectives hold at a fixed offered load. Run one
+family alone by naming its class, e.g. ``locust -f loadtests/locustfile.py DigitsUser``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+
+from locust import FastHttpUser, constant_throughput, task
+
+from loadtests import payloads
+
+RATE = float(os.environ.get("LOADTEST_RATE_PER_USER", "5"))
+AUTH = {"Authorization": f"Bearer {os.environ['ZOOSERVE_API_KEY']}"} if os.environ.get("ZOOSERVE_API_KEY") else {}
+
+
+class ZooUser(FastHttpUser):
+    abstract = True
+    wait_time = constant_throughput(RATE)
+
+
+class HousePriceUser(ZooUser):
+    weight = 40
+
+    def on_start(self) -> None:
+        self.houses = itertools.cycle(payloads.houses())
+
+    @task
+    def predict_one(self) -> None:
+        self.client.post("/house-price/predict", json={"houses": [next(self.houses)]}, headers=AUTH,
+                         name="/house-price/predict")
+
+
+class DigitsUser(ZooUser):
+    weight = 30
+
+    def on_start(self) -> None:
+        self.digits = itertools.cycle(payloads.digit_pngs())
+
+    @task
+    def classify_png(self) -> None:
+        self.client.post("/digits/classify", files={"image": ("digit.png", next(self.digits), "image/png")},
+                         headers=AUTH, name="/digits/classify")
+
+
+class ImagesUser(ZooUser):
+    weight = 5
+
+    def on_start(self) -> None:
+        self.photos = itertools.cycle(payloads.photos())
+
+    @task
+    def classify_jpeg(self) -> None:
+        self.client.post("/images/classify", files={"image": ("photo.jpg", next(self.photos), "image/jpeg")},
+                         headers=AUTH, name="/images/classify")
+
+
+class ForecastUser(ZooUser):
+    weight = 10
+
+    @task
+    def forecast_year(self) -> None:
+        self.client.post("/passengers/forecast", json={"history": payloads.passenger_history(), "horizon": 12},
+                         headers=AUTH, name="/passengers/forecast")
+
+
+class InferenceProtocolUser(ZooUser):
+    weight = 15
+
+    @task
+    def infer_houses(self) -> None:
+        self.client.post("/v2/models/house-price-gbm/infer", json=payloads.oip_house_tensor(), headers=AUTH,
+                         name="/v2/models/[name]/infer")

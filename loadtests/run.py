@@ -1,0 +1,81 @@
+"""``make loadtest``: start the server on loopback (or use ``URL``), run Locust headless with
+bounded users and duration, write CSV and HTML to ``reports/loadtest/``, print the table.
+
+On a 2-core machine the load generator competes with the server, so each is pinned to its own
+core with ``taskset`` when available; the report says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from loadtests import report
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def pinned(core: int, command: list[str]) -> list[str]:
+    return ["taskset", "-c", str(core), *command] if shutil.which("taskset") and os.cpu_count() > 1 else command
+
+
+def wait_ready(url: str, timeout: float = 180.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/readyz", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise SystemExit(f"server at {url} not ready after {timeout:.0f}s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--url", default=os.environ.get("URL"), help="target a running server instead")
+    parser.add_argument("--port", type=int, default=3100)
+    parser.add_argument("--users", type=int, default=20)
+    parser.add_argument("--spawn-rate", type=float, default=10)
+    parser.add_argument("--duration", default="60s")
+    parser.add_argument("--family", nargs="*", default=[], help="user classes to run alone, e.g. DigitsUser")
+    parser.add_argument("--out", type=Path, default=REPO / "reports" / "loadtest")
+    parser.add_argument("--objectives", type=Path, default=report.OBJECTIVES)
+    args = parser.parse_args(argv)
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    server = None
+    url = args.url
+    if url is None:
+        url = f"http://127.0.0.1:{args.port}"
+        log = (args.out / "server.log").open("w")
+        server = subprocess.Popen(pinned(0, [str(BIN / "bentoml"), "serve", "serving.service:ZooServe",
+                                             "--host", "127.0.0.1", "--port", str(args.port)]),
+                                  cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_ready(url)
+        prefix = args.out / "run"
+        locust = pinned(1, [str(BIN / "locust"), "-f", str(REPO / "loadtests" / "locustfile.py"), "--headless",
+                            "--host", url, "--users", str(args.users), "--spawn-rate", str(args.spawn_rate),
+                            "--run-time", args.duration, "--csv", str(prefix), "--html",
+                            str(args.out / "report.html"), "--only-summary", *args.family])
+        subprocess.run(locust, cwd=REPO, check=False)
+    finally:
+        if server is not None:
+            os.killpg(server.pid, 15)
+            server.wait(timeout=30)
+    print(f"\nserver on core 0, Locust on core 1 (taskset: {'yes' if shutil.which('taskset') else 'no'}); "
+          f"{args.users} users x {os.environ.get('LOADTEST_RATE_PER_USER', '5')} req/s, {args.duration}\n")
+    return report.main([str(prefix) + "_stats.csv", "--markdown", str(args.out / "table.md"),
+                        "--objectives", str(args.objectives)])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,33 @@
+"""A few seconds of Locust against the test server: no failed request, and the table is written.
+(Latency objectives are not checked here: timings belong to `make loadtest`, not to tests.)"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_short_locust_run(server, tmp_path):
+    no_objectives = tmp_path / "objectives.toml"
+    no_objectives.write_text("")
+    result = subprocess.run(
+        [sys.executable, "-m", "loadtests.run", "--url", server, "--users", "2", "--spawn-rate", "2",
+         "--duration", "4s", "--family", "HousePriceUser", "DigitsUser", "--out", str(tmp_path),
+         "--objectives", str(no_objectives)],
+        cwd=REPO, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    table = (tmp_path / "table.md").read_text()
+    assert "/house-price/predict" in table and "/digits/classify" in table
+    assert (tmp_path / "report.html").exists()
+
+
+def test_report_fails_on_failed_requests_and_missed_objectives(tmp_path):
+    from loadtests.report import violations
+
+    rows = [{"name": "/digits/classify", "requests": 10, "failures": 1, "req/s": 1.0, "p50 ms": 12.0,
+             "p95 ms": 20.0, "p99 ms": 30.0, "max ms": 31.0}]
+    problems = violations(rows, {"/digits/classify": {"p50": 10, "p99": 40}, "/other": {"p50": 1}})
+    assert problems == ["/digits/classify: 1 failed requests", "/digits/classify: p50 12 ms > objective 10 ms"]

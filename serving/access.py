@@ -19,7 +19,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .settings import Settings
 
 logger = logging.getLogger("bentoml.zooserve")
-OPEN_PATHS = frozenset({"/livez", "/readyz", "/healthz", "/metrics", "/v2/health/live", "/v2/health/ready"})
+OPEN_PATHS = frozenset({"/livez", "/readyz", "/healthz", "/metrics", "/v2/health/live", "/v2/health/ready", "/"})
+OPEN_PREFIX = "/static/"  # the demo page's files hold no data; it asks for the key itself
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")  # a caller's id is echoed only if it is this tame
 
 
@@ -52,8 +53,8 @@ class AccessMiddleware:
 
         # CORS preflights never carry credentials; the CORS layer inside answers them.
         preflight = scope["method"] == "OPTIONS"
-        if self.api_key is not None and scope["path"] not in OPEN_PATHS and not preflight \
-                and not self._authorized(headers):
+        public = scope["path"] in OPEN_PATHS or scope["path"].startswith(OPEN_PREFIX)
+        if self.api_key is not None and not public and not preflight and not self._authorized(headers):
             await _reject(send_with_id, 401, "missing or wrong API key: send 'Authorization: Bearer <key>'",
                           [(b"www-authenticate", b"Bearer")])
             return

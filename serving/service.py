@@ -23,6 +23,7 @@ from .schemas import (
     HousePriceResponse, ImageRequest, ImageResponse,
 )
 from .settings import Settings
+from .web import web_app
 
 HOUSE_PRICE_MODELS = {"gbm": "house-price-gbm", "mlp": "house-price-mlp"}
 PASSENGERS_MODEL = "passengers"
@@ -78,6 +79,7 @@ def _read_upload(path: Path) -> bytes:
     return path.read_bytes()
 
 
+@bentoml.asgi_app(web_app, path="/")
 @bentoml.service(name="zooserve", traffic=TRAFFIC, http=HTTP, resources=RESOURCES)
 class ZooServe:
     classifiers = bentoml.depends(Classifiers)

@@ -19,8 +19,8 @@ from .oip import OipMiddleware
 from .postprocess import ranked, softmax
 from .registry import ModelNotLoaded, Registry, verify_models
 from .schemas import (
-    DEFAULT_TOP_K, DigitParity, DigitRequest, DigitResponse, ForecastRequest, ForecastResponse, House, HousePrice, HousePriceRequest,
-    HousePriceResponse, ImageRequest, ImageResponse,
+    DEFAULT_TOP_K, DigitParity, DigitRequest, DigitResponse, ForecastRequest, ForecastResponse, House, HousePrice,
+    HousePriceRequest, HousePriceResponse, ImageRequest, ImageResponse,
 )
 from .settings import Settings
 from .web import web_app

@@ -5,7 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
+from bentoml.validators import ContentType
 from pydantic import BaseModel, ConfigDict, Field
+
+from .generation import MAX_SEED
 
 # Strict: "8.3" or true is a client bug to report, not a value to coerce. NaN/Infinity rejected.
 STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
@@ -118,3 +121,45 @@ class LabelProbability(BaseModel):
 class ImageResponse(BaseModel):
     predictions: list[LabelProbability]
     model: ModelInfo
+
+
+MAX_IMAGES = 64
+
+
+class GenerateRequest(BaseModel):
+    """Digits from a generative model. The same request with the same seed gives the same bytes."""
+
+    model_config = STRICT
+    n: int = Field(ge=1, le=MAX_IMAGES, description="how many digits", examples=[16])
+    seed: int | None = Field(None, ge=0, le=MAX_SEED, description="default: a fresh one, named in the answer")
+    digit: int | None = Field(None, ge=0, le=9, description="the digit to draw (conditional models only)")
+    format: Literal["png", "json"] = Field("png", description="png: one image/png grid; json: base64 PNGs")
+
+
+class DiffusionRequest(GenerateRequest):
+    steps: int = Field(50, ge=1, le=1000, description="DDIM denoising steps: fewer is faster, more is finer")
+    guidance: float = Field(2.0, ge=0, le=20, description="classifier-free guidance scale (with a digit): "
+                                                          "0 unconditional, 1 conditional, more is stricter")
+
+
+class GeneratedImages(BaseModel):
+    images: list[str] = Field(description="one base64-encoded 28x28 grayscale PNG per digit")
+    seed: int
+    model: ModelInfo
+
+
+# What image answers are documented as; the endpoints return the bytes in a starlette Response.
+PngImage = Annotated[Path, ContentType("image/png")]
+
+
+class InterpolateRequest(BaseModel):
+    """The decoded straight path between two latent points: two seeds (JSON), or the encodings
+    of two uploaded digit pictures (multipart ``start`` and ``end``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    seeds: list[Annotated[int, Field(ge=0, le=MAX_SEED, strict=True)]] | None = Field(
+        None, min_length=2, max_length=2, examples=[[1, 2]])
+    # Not `Upload | None`: BentoML 1.4 cannot handle a file type inside a Union; None is the default.
+    start: Upload = Field(None, description="a digit picture: PNG, JPEG, BMP or GIF")
+    end: Upload = Field(None, description="a digit picture: PNG, JPEG, BMP or GIF")
+    frames: int = Field(8, ge=2, le=MAX_IMAGES, description="images in the strip, both ends included")

@@ -6,12 +6,15 @@ answer; everything model-specific comes from the model card, nothing from traini
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import bentoml
 import numpy as np
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
 
-from . import images
+from . import generation, images
 from .access import AccessMiddleware
 from .errors import ErrorShapeMiddleware, error_response, field_error
 from .forecast import recursive_forecast, session_step
@@ -19,8 +22,9 @@ from .oip import OipMiddleware
 from .postprocess import ranked, softmax
 from .registry import ModelNotLoaded, Registry, verify_models
 from .schemas import (
-    DEFAULT_TOP_K, DigitParity, DigitRequest, DigitResponse, ForecastRequest, ForecastResponse, House, HousePrice,
-    HousePriceRequest, HousePriceResponse, ImageRequest, ImageResponse,
+    DEFAULT_TOP_K, DiffusionRequest, DigitParity, DigitRequest, DigitResponse, ForecastRequest, ForecastResponse,
+    GeneratedImages, GenerateRequest, House, HousePrice, HousePriceRequest, HousePriceResponse, ImageRequest,
+    ImageResponse, InterpolateRequest, PngImage,
 )
 from .settings import Settings
 from .web import web_app
@@ -29,6 +33,7 @@ HOUSE_PRICE_MODELS = {"gbm": "house-price-gbm", "mlp": "house-price-mlp"}
 PASSENGERS_MODEL = "passengers"
 DIGITS_MODEL, IMAGES_MODEL = "mnist-cnn", "transfer-cnn"
 BATCHED_MODELS = (DIGITS_MODEL, IMAGES_MODEL)
+GENERATIVE_MODELS = ("vae", "gan", "diffusion")
 
 SETTINGS = Settings.from_env()
 # A failure inside a worker's __init__ leaves `bentoml serve` running with no worker; checking the
@@ -71,6 +76,46 @@ class Classifiers:
         return self._probabilities(IMAGES_MODEL, batch)
 
 
+@bentoml.service(name="zooserve-generators", workers=1, traffic=TRAFFIC, resources=RESOURCES)
+class Generators:
+    """The generative models, in their own worker process: a long diffusion request keeps this
+    process busy while the classifiers and ZooServe's own models go on answering."""
+
+    def __init__(self) -> None:
+        self.registry = Registry(SETTINGS, runs_here=lambda name: name in GENERATIVE_MODELS)
+
+    def _run(self, name: str, graph: str = "model"):
+        model = self.registry.get(name)
+        return lambda feeds: model.run(feeds, graph)[0]
+
+    @bentoml.api
+    def sample(self, model: str, n: int, seed: int, digit: int | None = None, steps: int | None = None,
+               guidance: float | None = None) -> np.ndarray:
+        """(n, 28, 28) uint8 digits drawn with ``seed``."""
+        sampling = self.registry.get(model).card["sampling"]
+        return generation.generate(sampling, self._run(model), seed, n, digit, steps, guidance)
+
+    @bentoml.api
+    def encode(self, model: str, pictures: np.ndarray) -> np.ndarray:
+        """(N, 1, 28, 28) classifier-normalized digits -> (N, latent_dim) posterior means."""
+        sampling = self.registry.get(model).card["sampling"]
+        return self._run(model, "encoder")({"image": generation.encoder_input(pictures, sampling["output_range"])})
+
+    @bentoml.api
+    def decode(self, model: str, z: np.ndarray) -> np.ndarray:
+        """(N, latent_dim) latent points -> (N, 28, 28) uint8 digits."""
+        return generation.decode(self.registry.get(model).card["sampling"], self._run(model), z)
+
+
+def _images_answer(pictures: np.ndarray, seed: int, model: dict, format: str) -> GeneratedImages | Response:
+    """A PNG grid (seed and model in headers) or JSON with one base64 PNG per digit."""
+    if format == "json":
+        return GeneratedImages(images=[base64.b64encode(generation.png(p)).decode() for p in pictures], seed=seed,
+                               model=model)
+    return Response(generation.png(generation.grid(pictures)), media_type="image/png",
+                    headers={"X-Seed": str(seed), "X-Model": f"{model['name']} {model['version']}"})
+
+
 def _read_upload(path: Path) -> bytes:
     """The upload's bytes, refusing oversized files before reading them."""
     size = path.stat().st_size
@@ -79,10 +124,17 @@ def _read_upload(path: Path) -> bytes:
     return path.read_bytes()
 
 
+def _prepare_digits(uploads: dict[str, Path]) -> np.ndarray:
+    """Uploaded digit pictures -> (N, 1, 28, 28) normalized like the classifier's input."""
+    return np.stack([images.to_mnist(images.decode(_read_upload(path), field), field)
+                     for field, path in uploads.items()])
+
+
 @bentoml.asgi_app(web_app, path="/")
 @bentoml.service(name="zooserve", traffic=TRAFFIC, http=HTTP, resources=RESOURCES)
 class ZooServe:
     classifiers = bentoml.depends(Classifiers)
+    generators = bentoml.depends(Generators)
 
     def __init__(self) -> None:
         # Sessions for every model, the batched ones included: the Open Inference Protocol (/v2)
@@ -167,6 +219,66 @@ class ZooServe:
             return error_response(error.status, str(error))
         probabilities = self.classifiers.photos(batch)[0]
         return ImageResponse(predictions=ranked(probabilities, labels, top_k), model=model.summary)
+
+
+    # The generation endpoints are async: they wait on the Generators worker without holding the
+    # thread that this service's sync endpoints (the classifiers, forecasts) run on.
+    async def _generate(self, name: str, n: int, seed: int | None, digit: int | None, format: str,
+                        **knobs: float | int) -> GeneratedImages | Response:
+        try:
+            model = self.registry.get(name)
+        except ModelNotLoaded as error:
+            return error_response(503, str(error))
+        if digit is not None and not model.card["conditional"]:
+            return field_error("digit", f"{name} is unconditional: leave digit out (see its card)", "value_error")
+        seed = generation.resolve_seed(seed)
+        pictures = await self.generators.to_async.sample(model=name, n=n, seed=seed, digit=digit, **knobs)
+        return _images_answer(pictures, seed, model.summary, format)
+
+    @bentoml.api(route="/generate/vae", input_spec=GenerateRequest)
+    async def generate_vae(self, n: int, seed: int | None = None, digit: int | None = None,
+                           format: str = "png") -> GeneratedImages:
+        """Digits decoded from random points of the VAE's latent space (unconditional)."""
+        return await self._generate("vae", n, seed, digit, format)
+
+    @bentoml.api(route="/generate/gan", input_spec=GenerateRequest)
+    async def generate_gan(self, n: int, seed: int | None = None, digit: int | None = None,
+                           format: str = "png") -> GeneratedImages:
+        """Digits from the WGAN-GP generator (unconditional)."""
+        return await self._generate("gan", n, seed, digit, format)
+
+    @bentoml.api(route="/generate/diffusion", input_spec=DiffusionRequest)
+    async def generate_diffusion(self, n: int, seed: int | None = None, digit: int | None = None,
+                                 format: str = "png", steps: int = 50, guidance: float = 2.0) -> GeneratedImages:
+        """Digits denoised by DDIM from the diffusion model, optionally of one requested digit."""
+        return await self._generate("diffusion", n, seed, digit, format, steps=steps, guidance=guidance)
+
+    @bentoml.api(route="/generate/vae/interpolate", input_spec=InterpolateRequest)
+    async def generate_vae_interpolate(self, seeds: list[int] | None = None, start: Path | None = None,
+                                       end: Path | None = None, frames: int = 8) -> PngImage:
+        """A PNG strip of the VAE's decodings along the line between two latent points."""
+        uploads = {field: path for field, path in (("start", start), ("end", end)) if path is not None}
+        if (seeds is None) == (not uploads):
+            return field_error("seeds", "send two `seeds`, or two digit pictures as `start` and `end` uploads",
+                               "missing" if seeds is None else "value_error")
+        if uploads and len(uploads) != 2:
+            missing = "end" if "start" in uploads else "start"
+            return field_error(missing, "upload both `start` and `end`", "missing")
+        try:
+            model = self.registry.get("vae")
+            if seeds is not None:
+                dim = model.card["sampling"]["latent_dim"]
+                ends = np.concatenate([generation.latents(seed, 1, dim) for seed in seeds])
+            else:
+                pictures = await run_in_threadpool(_prepare_digits, uploads)
+                ends = await self.generators.to_async.encode(model="vae", pictures=pictures)
+        except ModelNotLoaded as error:
+            return error_response(503, str(error))
+        except images.ImageError as error:
+            return error_response(error.status, str(error))
+        strip = await self.generators.to_async.decode(model="vae", z=generation.interpolate(ends[0], ends[1], frames))
+        return Response(generation.png(generation.grid(strip, columns=frames)), media_type="image/png",
+                        headers={"X-Model": f"{model.name} {model.card['version']}"})
 
 
 ZooServe.add_asgi_middleware(AccessMiddleware)  # outermost of ours: ids, API key, body limit first

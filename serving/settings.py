@@ -34,7 +34,7 @@ class Settings:
     required_models: tuple[str, ...] = ()  # empty: serve every model that has a card
     api_key: str | None = field(default=None, repr=False)  # None: the service is open
     max_body_bytes: int = 12 * 1024 * 1024  # a 10 MB image plus multipart framing
-    timeout_seconds: int = 60  # then 504 with a JSON error
+    timeout_seconds: int = 600  # then 504 with a JSON error; 64 digits at 1,000 diffusion steps need minutes
     max_concurrency: int = 64  # requests in flight per worker; beyond, 429 instead of an unbounded queue
     cors_origins: tuple[str, ...] = ()  # none: browsers on other origins may not call the API
     gpus: int = 0  # GPUs BentoML places each model-running service on (set 1 on a GPU node)

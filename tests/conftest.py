@@ -9,6 +9,7 @@ import pytest
 
 TRAIN_ROWS = 2000  # tiny trainings: tests prove the pipeline, `make train` earns the metrics
 TRANSFER_IMAGES = 32
+GENERATIVE_IMAGES = 2000  # the generative models' quick profiles on a slice: pipeline, not quality
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -24,8 +25,8 @@ def _environment(tmp_path_factory: pytest.TempPathFactory) -> None:
 def trained_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Every served model, quick profile, in a temp dir (house prices on the first 2,000 training
     rows, the transfer CNN on 32 training images; the digit CNN's quick profile as is, since the
-    HTTP tests hold it to 97% accuracy)."""
-    from training import house_price, mnist, passengers, transfer
+    HTTP tests hold it to 97% accuracy, and it must come first: it scores the generative models)."""
+    from training import diffusion, gan, house_price, mnist, passengers, transfer, vae
 
     root = tmp_path_factory.mktemp("models")
     house_price.train_gbm("quick", seed=0, limit=TRAIN_ROWS, out_root=root)
@@ -33,4 +34,6 @@ def trained_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     passengers.train("quick", seed=0, out_root=root)
     mnist.train("quick", seed=0, out_root=root)
     transfer.train("quick", seed=0, limit=TRANSFER_IMAGES, out_root=root)
+    for family in (vae, gan, diffusion):
+        family.train("quick", seed=0, limit=GENERATIVE_IMAGES, out_root=root)
     return root

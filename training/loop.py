@@ -12,7 +12,7 @@ import random
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -57,6 +57,7 @@ def fit(
     scheduler=None,
     scheduler_per_batch: bool = False,
     checkpoint: Path | None = None,
+    extra_state: dict[str, Any] | None = None,
     desc: str = "train",
     leave: bool = True,
 ) -> FitResult:
@@ -64,8 +65,11 @@ def fit(
 
     ``batches()`` yields one epoch of batches; ``step(model, batch)`` returns the loss to
     minimise; ``validate(model)`` returns a score where lower is better. With ``checkpoint``
-    set, the full state is saved after every epoch and a later call resumes from it.
+    set, the full state is saved after every epoch and a later call resumes from it;
+    ``extra_state`` names what else a resumed run needs (objects with ``state_dict`` and
+    ``load_state_dict``, e.g. a GAN critic's own optimizer that ``step`` drives).
     """
+    extra_state = extra_state or {}
     state = {"epoch": 0, "best_score": float("inf"), "best_epoch": 0, "best_weights": None, "history": []}
     if checkpoint is not None and checkpoint.exists():
         saved = torch.load(checkpoint, weights_only=False)
@@ -73,6 +77,8 @@ def fit(
         optimizer.load_state_dict(saved["optimizer"])
         if scheduler is not None:
             scheduler.load_state_dict(saved["scheduler"])
+        for key, value in extra_state.items():
+            value.load_state_dict(saved["extra"][key])
         state = saved["loop"]
         torch.set_rng_state(saved["torch_rng"])
         print(f"{desc}: resumed from {checkpoint} after epoch {state['epoch']}")
@@ -104,6 +110,7 @@ def fit(
             checkpoint.parent.mkdir(parents=True, exist_ok=True)
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                         "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                        "extra": {key: value.state_dict() for key, value in extra_state.items()},
                         "loop": state, "torch_rng": torch.get_rng_state()}, checkpoint)
         if patience is not None and epoch + 1 - state["best_epoch"] >= patience:
             progress.write(f"{desc}: early stop at epoch {epoch + 1}, best epoch {state['best_epoch']}")

@@ -79,6 +79,13 @@ class DigitCNN(nn.Module):
         return self.head(features), features
 
 
+def validation_split(total: int, train_images: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the fixed 5,000-image validation slice (whatever the seed) and of the first
+    ``train_images`` of the rest (None: all of them); every MNIST family selects on this slice."""
+    order = np.random.default_rng(0).permutation(total)
+    return order[:VALIDATION], order[VALIDATION:][:train_images]
+
+
 def normalize(images: np.ndarray) -> np.ndarray:
     """uint8 (N, 28, 28) -> float32 (N, 1, 28, 28) with the serving side's constants."""
     return ((images.astype(np.float32) / 255.0 - MNIST_MEAN) / MNIST_STD)[:, None]
@@ -103,7 +110,7 @@ def random_affine(batch: torch.Tensor, profile: Profile, generator: torch.Genera
     return F.grid_sample(batch - background, grid, align_corners=False, padding_mode="zeros") + background
 
 
-def _logits_in_batches(session, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def logits_and_features(session, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     logits, features = [], []
     for start in range(0, len(images), EVAL_BATCH):
         out = session.run(None, {"image": images[start:start + EVAL_BATCH]})
@@ -114,7 +121,7 @@ def _logits_in_batches(session, images: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 def evaluate_digits(session, images_uint8: np.ndarray, labels: np.ndarray, report_dir: Path) -> dict[str, Any]:
     """The card's metrics, computed by running the exported graph on the official test set."""
-    logits, _ = _logits_in_batches(session, normalize(images_uint8))
+    logits, _ = logits_and_features(session, normalize(images_uint8))
     probs = softmax(logits)
     predicted = probs.argmax(axis=1)
     matrix = metrics.confusion_matrix(labels, predicted, 10)
@@ -125,7 +132,7 @@ def evaluate_digits(session, images_uint8: np.ndarray, labels: np.ndarray, repor
     fpr, tpr, auc = metrics.roc_curve(is_odd, odd_score)
     # The same digits through the serving side's upload preprocessing: a skew check.
     served = np.concatenate([to_mnist(Image.fromarray(image))[None] for image in images_uint8])
-    served_accuracy = float((_logits_in_batches(session, served)[0].argmax(axis=1) == labels).mean())
+    served_accuracy = float((logits_and_features(session, served)[0].argmax(axis=1) == labels).mean())
     return {
         "test_accuracy": ten_class["accuracy"],
         "macro_f1": ten_class["macro_f1"],
@@ -149,9 +156,7 @@ def train(profile: str = "full", seed: int = 0, limit: int | None = None, out_ro
     config = PROFILES[profile]
     seed_everything(seed)
     images, labels = mnist_arrays(train=True)
-    order = np.random.default_rng(0).permutation(len(labels))  # fixed slice, whatever the seed
-    val_idx, train_idx = order[:VALIDATION], order[VALIDATION:]
-    train_idx = train_idx[: limit or config.train_images]
+    val_idx, train_idx = validation_split(len(labels), limit or config.train_images)
     x_train, y_train = torch.from_numpy(normalize(images[train_idx])), torch.from_numpy(labels[train_idx])
     x_val, y_val = torch.from_numpy(normalize(images[val_idx])), torch.from_numpy(labels[val_idx])
     generator = torch.Generator().manual_seed(seed)

@@ -1,4 +1,4 @@
-"""The demo page in a real browser: draw a digit, upload a photo, price a house, see errors."""
+"""The demo page in a real browser: draw a digit, upload a photo, price a house, generate, see errors."""
 
 from __future__ import annotations
 
@@ -60,3 +60,17 @@ def test_api_errors_are_readable(page):
     error.filter(has_text="Error").wait_for()
     assert "Latitude" in error.inner_text() and "42.5" in error.inner_text()
     page.screenshot(path=str(SCREENSHOTS / "error.png"), full_page=True)
+
+
+def test_generate_a_diffusion_grid(page):
+    page.select_option("#generate-form select[name=model]", "diffusion")
+    page.fill("#generate-form input[name=n]", "4")
+    page.fill("#generate-form input[name=seed]", "7")
+    page.fill("#generate-form input[name=digit]", "3")
+    page.fill("#generate-form input[name=steps]", "5")
+    page.click("#generate-form button[type=submit]")
+    image = page.locator("#generate-image")
+    image.wait_for(state="visible")
+    assert page.evaluate("document.getElementById('generate-image').naturalWidth") > 0
+    assert "seed 7" in page.locator("#generate-answer").inner_text()
+    page.screenshot(path=str(SCREENSHOTS / "generate.png"), full_page=True)

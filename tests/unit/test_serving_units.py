@@ -20,7 +20,7 @@ def test_settings_from_env(monkeypatch):
     monkeypatch.setenv("ZOOSERVE_CORS_ORIGINS", "http://a.test,")
     settings = Settings.from_env()
     assert (settings.device, settings.intra_op_threads, settings.required_models) == ("cpu", 2, ("a", "b"))
-    assert settings.cors_origins == ("http://a.test",) and settings.timeout_seconds == 60
+    assert settings.cors_origins == ("http://a.test",) and settings.timeout_seconds == 600
     monkeypatch.setenv("ZOOSERVE_DEVICE", "tpu")
     with pytest.raises(ValueError, match="ZOOSERVE_DEVICE"):
         Settings.from_env()
@@ -70,13 +70,14 @@ def test_registry_refuses_a_tampered_graph(trained_models, tmp_path):
 
 
 def test_registry_needs_required_models(trained_models):
-    with pytest.raises(ModelLoadError, match="diffusion"):
-        Registry(Settings(models_dir=trained_models, required_models=("diffusion",)))
+    with pytest.raises(ModelLoadError, match="no-such-model"):
+        Registry(Settings(models_dir=trained_models, required_models=("no-such-model",)))
 
 
 def test_registry_loads_and_warms_up(trained_models):
     registry = Registry(Settings(models_dir=trained_models, device="cpu"))
-    assert set(registry.models) == {"house-price-gbm", "house-price-mlp", "passengers", "mnist-cnn", "transfer-cnn"}
+    assert set(registry.models) == {"house-price-gbm", "house-price-mlp", "passengers", "mnist-cnn", "transfer-cnn",
+                                    "vae", "gan", "diffusion"}
     assert registry.get("house-price-gbm").sessions["model"].get_providers() == [CPU]
 
 
@@ -86,7 +87,7 @@ def test_registry_builds_sessions_only_where_the_model_runs(trained_models):
     assert registry.get("house-price-gbm").sessions == {}
     assert registry.get("house-price-gbm").card["name"] == "house-price-gbm"  # cards are always read
     with pytest.raises(LookupError, match="not loaded"):
-        registry.get("vae")
+        registry.get("no-such-model")
 
 
 def test_api_key_is_read_but_never_printed(monkeypatch):

@@ -1,0 +1,152 @@
+"""Sampling from the generative models' graphs: seeds, latent draws, DDIM, guidance, PNGs.
+
+Plain NumPy and Pillow around ONNX Runtime calls, so the served samples are the very samples
+the card's FID was measured on: training generates its evaluation images through this module,
+and serving runs it the same way. Every draw comes from ``np.random.default_rng(seed)`` (PCG64
+is the same on every platform), so one seed gives the same bytes anywhere.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Callable
+
+import numpy as np
+from PIL import Image
+
+from .images import MNIST_MEAN, MNIST_STD
+
+MAX_SEED = 2**32 - 1
+NULL_LABEL = 10  # the diffusion model's "no digit" class: trained with labels dropped to it
+
+# feeds -> the graph's first output, e.g. ``lambda feeds: session.run(None, feeds)[0]``
+Run = Callable[[dict[str, np.ndarray]], np.ndarray]
+
+
+def resolve_seed(seed: int | None) -> int:
+    """The request's seed, or a fresh one the answer will name so the client can replay it."""
+    return int(np.random.default_rng().integers(0, MAX_SEED, endpoint=True)) if seed is None else seed
+
+
+def latents(seed: int, n: int, dim: int) -> np.ndarray:
+    """``n`` standard-normal latent vectors, the same for the same seed."""
+    return np.random.default_rng(seed).standard_normal((n, dim), dtype=np.float32)
+
+
+def to_uint8(images: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:
+    """Graph outputs (N, 1, 28, 28) in ``value_range`` -> (N, 28, 28) gray levels 0-255."""
+    low, high = value_range
+    scaled = (np.asarray(images, np.float32)[:, 0] - low) / (high - low)
+    return np.round(np.clip(scaled, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def interpolate(start: np.ndarray, end: np.ndarray, frames: int) -> np.ndarray:
+    """``frames`` evenly spaced points on the straight line from ``start`` to ``end`` (inclusive)."""
+    weights = np.linspace(0.0, 1.0, frames, dtype=np.float32)[:, None]
+    return (1.0 - weights) * start[None] + weights * end[None]
+
+
+class DDIMScheduler:
+    """Deterministic DDIM (eta = 0) over a DDPM's noise schedule, diffusers-style.
+
+    ``set_timesteps(n)`` picks ``n`` of the ``T`` training steps, "trailing" spacing so that even
+    one step starts from pure noise at ``t = T - 1``; ``step(eps, t, x)`` maps ``x_t`` to the
+    next chosen timestep, the last one to ``x_0``. The predicted ``x_0`` is clipped to the data
+    range [-1, 1] and the noise re-derived from it, which keeps few-step sampling in range.
+    """
+
+    def __init__(self, betas: np.ndarray) -> None:
+        self.alphas_cumprod = np.cumprod(1.0 - np.asarray(betas, np.float64))
+        self.train_steps = len(self.alphas_cumprod)
+        self.timesteps = np.array([], np.int64)
+        self._previous: dict[int, int] = {}
+
+    def set_timesteps(self, steps: int) -> None:
+        if not 1 <= steps <= self.train_steps:
+            raise ValueError(f"steps must be in 1..{self.train_steps}, got {steps}")
+        self.timesteps = (np.round(np.arange(self.train_steps, 0, -self.train_steps / steps)) - 1).astype(np.int64)
+        self._previous = dict(zip(self.timesteps.tolist(), [*self.timesteps[1:].tolist(), -1]))
+
+    def step(self, eps: np.ndarray, t: int, x: np.ndarray) -> np.ndarray:
+        alpha = self.alphas_cumprod[t]
+        previous = self._previous[int(t)]
+        alpha_prev = self.alphas_cumprod[previous] if previous >= 0 else 1.0
+        x0 = np.clip((x - np.sqrt(1.0 - alpha) * eps) / np.sqrt(alpha), -1.0, 1.0)
+        eps = (x - np.sqrt(alpha) * x0) / np.sqrt(1.0 - alpha)
+        return (np.sqrt(alpha_prev) * x0 + np.sqrt(1.0 - alpha_prev) * eps).astype(np.float32)
+
+
+def linear_betas(train_steps: int, start: float, end: float) -> np.ndarray:
+    """The DDPM paper's schedule (Ho et al., 2020: 1e-4 to 0.02 over 1,000 steps)."""
+    return np.linspace(start, end, train_steps, dtype=np.float64)
+
+
+def guided_eps(run: Run, x: np.ndarray, t: int, digit: int | None, guidance: float) -> np.ndarray:
+    """Classifier-free guidance: ``eps_u + w (eps_c - eps_u)``, both in one batch of 2N.
+
+    Without a digit the model runs once, unconditioned (the null label).
+    """
+    n = len(x)
+    steps = np.full(n, t, np.int64)
+    if digit is None:
+        return run({"x": x, "t": steps, "label": np.full(n, NULL_LABEL, np.int64)})
+    labels = np.r_[np.full(n, digit, np.int64), np.full(n, NULL_LABEL, np.int64)]
+    both = run({"x": np.concatenate([x, x]), "t": np.concatenate([steps, steps]), "label": labels})
+    conditional, unconditional = both[:n], both[n:]
+    return unconditional + guidance * (conditional - unconditional)
+
+
+def ddim_sample(run: Run, scheduler: DDIMScheduler, seed: int, n: int, steps: int, digit: int | None,
+                guidance: float) -> np.ndarray:
+    """``n`` images (N, 1, 28, 28) in [-1, 1] from noise drawn with ``seed``."""
+    scheduler.set_timesteps(steps)
+    x = np.random.default_rng(seed).standard_normal((n, 1, 28, 28), dtype=np.float32)
+    for t in scheduler.timesteps:
+        x = scheduler.step(guided_eps(run, x, int(t), digit, guidance), int(t), x)
+    return x
+
+
+def png(image: np.ndarray) -> bytes:
+    """One uint8 gray image as PNG bytes (no timestamps: the same pixels give the same bytes)."""
+    buffer = io.BytesIO()
+    Image.fromarray(image, mode="L").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def grid(images: np.ndarray, columns: int | None = None, gap: int = 2) -> np.ndarray:
+    """(N, H, W) uint8 -> one image, row-major, ``columns`` wide (default: nearly square)."""
+    n, height, width = images.shape
+    columns = columns or int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / columns))
+    canvas = np.zeros((rows * (height + gap) + gap, columns * (width + gap) + gap), np.uint8)
+    for index, image in enumerate(images):
+        top, left = gap + (index // columns) * (height + gap), gap + (index % columns) * (width + gap)
+        canvas[top:top + height, left:left + width] = image
+    return canvas
+
+
+def decode(sampling: dict, run: Run, z: np.ndarray) -> np.ndarray:
+    """Latent points (N, latent_dim) through a decoder or generator graph -> uint8 digits (N, 28, 28)."""
+    return to_uint8(run({sampling["input"]: np.asarray(z, np.float32)}), tuple(sampling["output_range"]))
+
+
+def encoder_input(normalized: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:
+    """A digit prepared for the classifier (``images.to_mnist``) in a generative model's pixel range."""
+    low, high = value_range
+    return (low + (high - low) * (normalized * MNIST_STD + MNIST_MEAN)).astype(np.float32)
+
+
+def generate(sampling: dict, run: Run, seed: int, n: int, digit: int | None = None, steps: int | None = None,
+             guidance: float | None = None) -> np.ndarray:
+    """``n`` uint8 digits (N, 28, 28) from a model whose card's ``sampling`` says how to draw them.
+
+    ``latent``: one decoder/generator call on ``latents(seed, ...)``; ``ddim``: the DDIM loop
+    with guidance, ``steps`` and ``guidance`` defaulting to the card's.
+    """
+    if sampling["kind"] == "latent":
+        return decode(sampling, run, latents(seed, n, sampling["latent_dim"]))
+    schedule = sampling["schedule"]
+    scheduler = DDIMScheduler(linear_betas(schedule["train_steps"], schedule["beta_start"], schedule["beta_end"]))
+    images = ddim_sample(run, scheduler, seed, n, steps or sampling["default_steps"], digit,
+                         sampling["default_guidance"] if guidance is None else guidance)
+    return to_uint8(images, tuple(sampling["output_range"]))

@@ -1,0 +1,161 @@
+"""`POST /generate/*` over HTTP: seeded determinism, both answer formats, every limit."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from PIL import Image
+
+from serving import generation
+from training.data import mnist_arrays
+
+from .test_vision_api import _png
+
+GENERATORS = ["vae", "gan", "diffusion"]
+
+
+def _pixels(png: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(png)))
+
+
+@pytest.mark.parametrize("name", GENERATORS)
+def test_same_seed_same_bytes(client, name):
+    request = {"n": 5, "seed": 42}
+    first = client.post(f"/generate/{name}", json=request)
+    assert first.status_code == 200, first.text
+    assert first.headers["content-type"] == "image/png" and first.headers["x-seed"] == "42"
+    assert client.post(f"/generate/{name}", json=request).content == first.content
+    assert client.post(f"/generate/{name}", json={"n": 5, "seed": 43}).content != first.content
+    assert _pixels(first.content).shape == (2 * 30 + 2, 3 * 30 + 2)  # 5 digits: 2 rows of 3
+
+
+@pytest.mark.parametrize("name", GENERATORS)
+def test_json_answer_names_the_seed_it_chose(client, trained_models, name):
+    response = client.post(f"/generate/{name}", json={"n": 3, "format": "json"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    card = json.loads((trained_models / name / "card.json").read_text())
+    assert body["model"] == {"name": name, "version": card["version"], "sha256": card["graphs"]["model"]["sha256"]}
+    assert len(body["images"]) == 3 and all(_pixels(base64.b64decode(i)).shape == (28, 28) for i in body["images"])
+    replay = client.post(f"/generate/{name}", json={"n": 3, "format": "json", "seed": body["seed"]}).json()
+    assert replay["images"] == body["images"]
+    unseeded = client.post(f"/generate/{name}", json={"n": 1})
+    assert 0 <= int(unseeded.headers["x-seed"]) <= generation.MAX_SEED
+
+
+@pytest.mark.parametrize("name, knobs", [("vae", {}), ("gan", {}), ("diffusion", {"steps": 3}),
+                                         ("diffusion", {"steps": 7, "digit": 3, "guidance": 4.0})])
+def test_answer_equals_in_process_onnx_runtime(client, trained_models, name, knobs):
+    card = json.loads((trained_models / name / "card.json").read_text())
+    session = ort.InferenceSession(str(trained_models / name / "model.onnx"))
+    expected = generation.generate(card["sampling"], lambda feeds: session.run(None, feeds)[0], seed=9, n=4, **knobs)
+    body = client.post(f"/generate/{name}", json={"n": 4, "seed": 9, "format": "json", **knobs}).json()
+    np.testing.assert_array_equal(np.stack([_pixels(base64.b64decode(i)) for i in body["images"]]), expected)
+
+
+BAD_REQUESTS = {
+    "n missing": ({}, "n"),
+    "n zero": ({"n": 0}, "n"),
+    "n over 64": ({"n": 65}, "n"),
+    "n as string": ({"n": "4"}, "n"),
+    "negative seed": ({"n": 1, "seed": -1}, "seed"),
+    "seed over 32 bits": ({"n": 1, "seed": 2**32}, "seed"),
+    "digit 10": ({"n": 1, "digit": 10}, "digit"),
+    "unknown format": ({"n": 1, "format": "gif"}, "format"),
+    "unknown field": ({"n": 1, "colour": "red"}, "colour"),
+}
+
+
+@pytest.mark.parametrize("payload, field", BAD_REQUESTS.values(), ids=BAD_REQUESTS.keys())
+@pytest.mark.parametrize("name", GENERATORS)
+def test_limits(client, name, payload, field):
+    response = client.post(f"/generate/{name}", json=payload)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"].startswith(field)
+
+
+DIFFUSION_LIMITS = {
+    "steps zero": ({"n": 1, "steps": 0}, "steps"),
+    "steps over 1000": ({"n": 1, "steps": 1001}, "steps"),
+    "negative guidance": ({"n": 1, "guidance": -0.5}, "guidance"),
+    "guidance over 20": ({"n": 1, "guidance": 20.5}, "guidance"),
+    "guidance as string": ({"n": 1, "guidance": "2"}, "guidance"),
+}
+
+
+@pytest.mark.parametrize("payload, field", DIFFUSION_LIMITS.values(), ids=DIFFUSION_LIMITS.keys())
+def test_diffusion_limits(client, payload, field):
+    response = client.post("/generate/diffusion", json=payload)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"].startswith(field)
+
+
+@pytest.mark.parametrize("name", ["vae", "gan"])
+@pytest.mark.parametrize("payload, field", [({"n": 1, "steps": 10}, "steps"), ({"n": 1, "digit": 3}, "digit"),
+                                            ({"n": 1, "guidance": 1.0}, "guidance")])
+def test_unconditional_models_refuse_what_they_cannot_do(client, name, payload, field):
+    response = client.post(f"/generate/{name}", json=payload)
+    assert response.status_code == 400 and response.json()["error"].startswith(field)
+
+
+def test_guidance_must_be_finite(client):
+    response = client.post("/generate/diffusion", content=b'{"n": 1, "guidance": NaN}',
+                           headers={"Content-Type": "application/json"})
+    assert response.status_code == 400 and response.json()["error"].startswith("guidance"), response.text
+
+
+def test_classification_answers_while_a_long_diffusion_runs(client, server):
+    """Generation runs in its own worker: a long request must not stall the other endpoints."""
+    x, _ = mnist_arrays(train=False)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        started = time.monotonic()
+        long = pool.submit(client.post, "/generate/diffusion", json={"n": 64, "steps": 200, "digit": 1}, timeout=300)
+        time.sleep(1.0)  # let the generation start
+        latencies = []
+        for index in range(5):
+            begin = time.monotonic()
+            response = client.post("/digits/classify", json={"pixels": x[index].tolist()})
+            latencies.append(time.monotonic() - begin)
+            assert response.status_code == 200, response.text
+        assert not long.done(), f"diffusion finished in {time.monotonic() - started:.1f}s: not long enough to tell"
+        assert max(latencies) < 5.0, latencies
+        assert long.result().status_code == 200
+
+
+def test_interpolation_between_seeds_ends_on_their_samples(client):
+    strip = client.post("/generate/vae/interpolate", json={"seeds": [3, 4], "frames": 6})
+    assert strip.status_code == 200, strip.text
+    pixels = _pixels(strip.content)
+    assert pixels.shape == (32, 6 * 30 + 2)
+    first = _pixels(client.post("/generate/vae", json={"n": 1, "seed": 3}).content)
+    np.testing.assert_array_equal(pixels[2:30, 2:30], first[2:30, 2:30])  # frame 0 is seed 3's digit
+
+
+def test_interpolation_between_uploads(client):
+    x, _ = mnist_arrays(train=False)
+    files = {"start": ("a.png", _png(x[0]), "image/png"), "end": ("b.png", _png(255 - x[1]), "image/png")}
+    strip = client.post("/generate/vae/interpolate", files=files, data={"frames": "4"})
+    assert strip.status_code == 200, strip.text
+    assert _pixels(strip.content).shape == (32, 4 * 30 + 2)
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    ({"json": {}}, "seeds"),
+    ({"json": {"seeds": [1]}}, "seeds"),
+    ({"json": {"seeds": [1, 2], "frames": 1}}, "frames"),
+    ({"json": {"seeds": [1, 2], "frames": 65}}, "frames"),
+    ({"files": {"start": ("a.png", _png(np.full((28, 28), 255, np.uint8)), "image/png")}}, "end"),
+    ({"files": {"start": ("a.png", b"not an image", "image/png"), "end": ("b.png", b"nor this", "image/png")}},
+     "start"),
+])
+def test_interpolation_limits(client, kwargs, field):
+    response = client.post("/generate/vae/interpolate", **kwargs)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"].startswith(field)

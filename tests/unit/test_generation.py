@@ -1,0 +1,117 @@
+"""The NumPy side of generation: FID on known Gaussians, the DDIM scheduler against its formulas,
+seeds, guidance and image conversion."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from serving import generation
+from training.generative_eval import FeatureModelMissing, feature_session, frechet_distance, gaussian_statistics
+
+BETAS = generation.linear_betas(1000, 1e-4, 0.02)
+
+
+def _rotation(dim: int, seed: int) -> np.ndarray:
+    return np.linalg.qr(np.random.default_rng(seed).standard_normal((dim, dim)))[0]
+
+
+def test_fid_of_two_gaussians_has_the_closed_form():
+    # Covariances sharing eigenvectors: FID = |mu1 - mu2|^2 + sum (sqrt(a) - sqrt(b))^2.
+    q, a, b = _rotation(6, 0), np.array([1.0, 2, 3, 4, 5, 6]), np.array([2.0, 2, 1, 9, 0.5, 6])
+    mu1, mu2 = np.zeros(6), np.arange(6.0)
+    expected = float(mu2 @ mu2 + ((np.sqrt(a) - np.sqrt(b)) ** 2).sum())
+    fid = frechet_distance(mu1, q @ np.diag(a) @ q.T, mu2, q @ np.diag(b) @ q.T)
+    assert fid == pytest.approx(expected, rel=1e-9)
+    assert frechet_distance(mu1, q @ np.diag(a) @ q.T, mu1, q @ np.diag(a) @ q.T) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_fid_from_samples_approaches_the_closed_form():
+    rng = np.random.default_rng(1)
+    first = rng.standard_normal((200_000, 3))
+    second = rng.standard_normal((200_000, 3)) * [1.0, 2.0, 3.0] + [1.0, 0.0, 0.0]
+    expected = 1.0 + (1 - 1) ** 2 + (1 - 2) ** 2 + (1 - 3) ** 2
+    fid = frechet_distance(*gaussian_statistics(first), *gaussian_statistics(second))
+    assert fid == pytest.approx(expected, rel=0.02)
+
+
+def test_missing_feature_model_is_a_clear_error(tmp_path):
+    with pytest.raises(FeatureModelMissing, match="mnist-cnn.*python -m training mnist-cnn"):
+        feature_session(tmp_path)
+
+
+@pytest.mark.parametrize("steps, first, last", [(1, 999, 999), (50, 999, 19), (1000, 999, 0), (3, 999, 332)])
+def test_trailing_timesteps_start_from_pure_noise(steps, first, last):
+    scheduler = generation.DDIMScheduler(BETAS)
+    scheduler.set_timesteps(steps)
+    t = scheduler.timesteps
+    assert (len(t), t[0], t[-1]) == (steps, first, last)
+    assert (np.diff(t) < 0).all()  # distinct and descending
+
+
+@pytest.mark.parametrize("steps", [0, 1001])
+def test_step_count_is_bounded(steps):
+    with pytest.raises(ValueError, match="steps"):
+        generation.DDIMScheduler(BETAS).set_timesteps(steps)
+
+
+def test_ddim_step_matches_the_formulas():
+    """Song et al. (2021), eq. 12 with sigma = 0, written out directly."""
+    alpha_bar = np.cumprod(1.0 - BETAS)  # prod_{s <= t} (1 - beta_s)
+    scheduler = generation.DDIMScheduler(BETAS)
+    scheduler.set_timesteps(10)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 1, 28, 28)).astype(np.float32)
+    for index, t in enumerate(scheduler.timesteps):
+        eps = (0.3 * rng.standard_normal(x.shape)).astype(np.float32)
+        previous = scheduler.timesteps[index + 1] if index + 1 < len(scheduler.timesteps) else None
+        a, a_prev = alpha_bar[t], (alpha_bar[previous] if previous is not None else 1.0)
+        x0 = np.clip((x - np.sqrt(1 - a) * eps) / np.sqrt(a), -1, 1)
+        eps_used = (x - np.sqrt(a) * x0) / np.sqrt(1 - a)
+        expected = np.sqrt(a_prev) * x0 + np.sqrt(1 - a_prev) * eps_used
+        x_next = scheduler.step(eps, int(t), x)
+        np.testing.assert_allclose(x_next, expected, rtol=1e-5, atol=1e-5)
+        x = x_next
+
+
+@pytest.mark.parametrize("steps", [1, 7, 50])
+def test_an_exact_noise_predictor_recovers_the_image(steps):
+    alpha_bar = np.cumprod(1.0 - BETAS)
+    target = np.random.default_rng(3).uniform(-1, 1, (2, 1, 28, 28)).astype(np.float32)
+
+    def oracle(feeds):  # the true noise of x_t for this target: what a perfect network predicts
+        a = alpha_bar[feeds["t"]][:, None, None, None]
+        return ((feeds["x"] - np.sqrt(a) * np.concatenate([target] * (len(feeds["x"]) // 2))) / np.sqrt(1 - a)
+                ).astype(np.float32)
+
+    images = generation.ddim_sample(oracle, generation.DDIMScheduler(BETAS), 0, 2, steps, None, 1.0)
+    np.testing.assert_allclose(images, target, atol=1e-4)
+
+
+def test_guidance_mixes_conditional_and_unconditional_in_one_batch():
+    calls = []
+
+    def run(feeds):
+        calls.append(feeds)
+        unconditional = feeds["label"] == generation.NULL_LABEL
+        return np.where(unconditional, 1.0, 3.0)[:, None, None, None] * np.ones_like(feeds["x"])
+
+    x = np.zeros((2, 1, 28, 28), np.float32)
+    eps = generation.guided_eps(run, x, 5, digit=7, guidance=2.5)
+    np.testing.assert_allclose(eps, 1.0 + 2.5 * (3.0 - 1.0))
+    assert len(calls) == 1 and calls[0]["x"].shape[0] == 4 and calls[0]["t"].tolist() == [5] * 4
+    assert calls[0]["label"].tolist() == [7, 7, generation.NULL_LABEL, generation.NULL_LABEL]
+    np.testing.assert_allclose(generation.guided_eps(run, x, 5, digit=None, guidance=2.5), 1.0)
+
+
+def test_seeds_and_images():
+    np.testing.assert_array_equal(generation.latents(42, 3, 8), generation.latents(42, 3, 8))
+    assert not np.array_equal(generation.latents(42, 3, 8), generation.latents(43, 3, 8))
+    assert 0 <= generation.resolve_seed(None) <= generation.MAX_SEED and generation.resolve_seed(7) == 7
+    pixels = generation.to_uint8(np.array([-1.0, 0.0, 1.0, 2.0]).reshape(1, 1, 1, 4), (-1.0, 1.0))
+    assert pixels.tolist() == [[[0, 128, 255, 255]]]
+    tiles = generation.grid(np.full((5, 28, 28), 255, np.uint8), columns=3)
+    assert tiles.shape == (2 * 30 + 2, 3 * 30 + 2) and tiles.sum() == 5 * 28 * 28 * 255
+    path = generation.interpolate(np.zeros(2, np.float32), np.ones(2, np.float32), 5)
+    np.testing.assert_allclose(path[:, 0], [0, 0.25, 0.5, 0.75, 1.0])
+    assert generation.png(tiles) == generation.png(tiles.copy())

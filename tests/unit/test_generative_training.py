@@ -1,0 +1,77 @@
+"""The generative families: cards with parity of every graph, FID next to its floor, samples."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from serving import generation
+
+
+def _card(models: Path, name: str) -> dict:
+    return json.loads((models / name / "card.json").read_text())
+
+
+def _check_quality(card: dict) -> None:
+    m = card["metrics"]
+    assert m["fid"] > m["fid_floor_train_vs_test"] > 0
+    assert m["fid_over_floor"] == m["fid"] / m["fid_floor_train_vs_test"]
+    assert 0.1 <= m["mean_top_class_probability"] <= 1.0
+    assert m["reference_images"] == 10_000 and m["feature_model"]["name"] == "mnist-cnn"
+    assert Path(m["samples_png"]).name == "samples.png" and Path(m["samples_png"]).stat().st_size > 0
+    for graph in card["graphs"].values():
+        assert graph["parity"]["max_abs_diff"] <= 1e-4 and graph["parity"]["rows"] == 512
+    assert card["training"]["wall_seconds"] > 0 and "conditional" in card
+
+
+def test_vae_card(trained_models):
+    card = _card(trained_models, "vae")
+    _check_quality(card)
+    assert card["conditional"] is False and card["metrics"]["generated_images"] == 500
+    assert card["sampling"] == {"kind": "latent", "input": "z", "latent_dim": 16, "output_range": [0.0, 1.0]}
+    assert card["hyperparameters"]["latent_dim"] == 16
+    assert 50 < card["metrics"]["test_negative_elbo_nats"] < 550  # uniform pixels would cost 543 nats
+    assert [o["name"] for o in card["graphs"]["encoder"]["outputs"]] == ["mean", "log_var"]
+
+
+def test_vae_samples_are_the_seeded_decoder_outputs(trained_models):
+    card = _card(trained_models, "vae")
+    decoder = ort.InferenceSession(str(trained_models / "vae" / "model.onnx"))
+    run = lambda feeds: decoder.run(None, feeds)[0]  # noqa: E731
+    images = generation.generate(card["sampling"], run, seed=5, n=3)
+    expected = decoder.run(None, {"z": np.random.default_rng(5).standard_normal((3, 16), dtype=np.float32)})[0]
+    np.testing.assert_array_equal(images, np.round(np.clip(expected[:, 0], 0, 1) * 255).astype(np.uint8))
+
+
+def test_gan_card(trained_models):
+    card = _card(trained_models, "gan")
+    _check_quality(card)
+    assert card["conditional"] is False and card["sampling"]["output_range"] == [-1.0, 1.0]
+    h = card["hyperparameters"]
+    assert (h["objective"], h["critic_steps_per_generator_step"], h["gradient_penalty_lambda"]) == ("WGAN-GP", 5, 10.0)
+    assert card["validation"]["best_fid_vs_validation"] > 0
+
+
+def test_diffusion_card(trained_models):
+    card = _card(trained_models, "diffusion")
+    _check_quality(card)
+    m = card["metrics"]
+    assert card["conditional"] is True and m["generated_images"] == 100 and m["sampling"]["steps"] == 10
+    assert set(m["conditional_accuracy_per_digit"]) == {str(d) for d in range(10)}
+    assert m["conditional_accuracy"] == pytest.approx(np.mean(list(m["conditional_accuracy_per_digit"].values())))
+    assert [i["name"] for i in card["graphs"]["model"]["inputs"]] == ["x", "t", "label"]
+    assert card["graphs"]["model"]["inputs"][1]["dtype"] == "int64"
+    assert card["sampling"]["schedule"]["train_steps"] == 1000 and card["sampling"]["default_steps"] == 50
+
+
+def test_diffusion_graph_batches_guided_pairs(trained_models):
+    session = ort.InferenceSession(str(trained_models / "diffusion" / "model.onnx"))
+    x = np.random.default_rng(0).standard_normal((3, 1, 28, 28), dtype=np.float32)
+    single = [session.run(None, {"x": x[i:i + 1], "t": np.array([500]), "label": np.array([4])})[0]
+              for i in range(3)]
+    batch = session.run(None, {"x": x, "t": np.full(3, 500), "label": np.full(3, 4)})[0]
+    np.testing.assert_allclose(batch, np.concatenate(single), atol=1e-5)  # batch rows are independent

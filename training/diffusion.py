@@ -1,0 +1,178 @@
+"""``diffusion``: a DDPM (the seed's 5.4) whose noise predictor is a small class-conditional U-Net.
+
+Training is Ho et al. (2020): T = 1,000 linear betas, random t per image, the network predicts
+the noise added (epsilon). The digit label conditions every residual block and is replaced by a
+"null" class (index 10) for a fraction of the images, so the one network also learns the
+unconditional model that classifier-free guidance needs. An exponential moving average of the
+weights is what gets exported and evaluated. The exported graph is only the noise predictor
+(x_t, t, label -> epsilon): the scheduler maths lives in ``serving.generation`` (NumPy), which
+samples with DDIM so the step count is a request parameter.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from serving.generation import NULL_LABEL, linear_betas
+
+from .export import Graph, Stopwatch, torch_writer
+from .generative import GenerativeProfile, batches, card_fields, prepare, publish
+from .loop import fit, torch_threads
+
+NAME = "diffusion"
+VALUE_RANGE = (-1.0, 1.0)
+SCHEDULE = {"kind": "linear", "train_steps": 1000, "beta_start": 1e-4, "beta_end": 0.02}
+DEFAULT_STEPS, DEFAULT_GUIDANCE = 50, 2.0
+VALIDATION_IMAGES = 1000
+
+
+@dataclass(frozen=True)
+class Profile(GenerativeProfile):
+    eval_steps: int
+    base_channels: int = 16
+    batch_size: int = 128
+    lr: float = 1e-3
+    p_uncond: float = 0.15
+    ema_decay: float = 0.999
+
+
+PROFILES = {
+    "quick": Profile(epochs=1, train_images=12_000, eval_images=100, eval_steps=10, ema_decay=0.9),
+    "full": Profile(epochs=20, train_images=None, eval_images=10_000, eval_steps=DEFAULT_STEPS),
+}
+
+
+def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """The Transformer's sinusoids of the (integer) timestep, as in DDPM."""
+    half = dim // 2
+    frequencies = torch.exp(-math.log(10_000.0) * torch.arange(half, dtype=torch.float32) / half)
+    angles = t.float()[:, None] * frequencies[None]
+    return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
+
+
+class ResBlock(nn.Module):
+    """GroupNorm-SiLU-conv twice, with the time-and-class embedding added in between."""
+
+    def __init__(self, cin: int, cout: int, embed_dim: int) -> None:
+        super().__init__()
+        self.norm1, self.conv1 = nn.GroupNorm(8, cin), nn.Conv2d(cin, cout, 3, padding=1)
+        self.embed = nn.Linear(embed_dim, cout)
+        self.norm2, self.conv2 = nn.GroupNorm(8, cout), nn.Conv2d(cout, cout, 3, padding=1)
+        self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
+
+    def forward(self, x: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x))) + self.embed(embedding)[:, :, None, None]
+        return self.conv2(F.silu(self.norm2(h))) + self.skip(x)
+
+
+class UNet(nn.Module):
+    """28 -> 14 -> 7 and back with skip connections; channels c, 2c, 4c."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.embed_dim = 4 * c
+        self.time = nn.Sequential(nn.Linear(self.embed_dim, self.embed_dim), nn.SiLU(),
+                                  nn.Linear(self.embed_dim, self.embed_dim))
+        self.label = nn.Embedding(NULL_LABEL + 1, self.embed_dim)
+        self.inp = nn.Conv2d(1, c, 3, padding=1)
+        self.down1, self.pool1 = ResBlock(c, c, self.embed_dim), nn.Conv2d(c, c, 3, 2, 1)
+        self.down2, self.pool2 = ResBlock(c, 2 * c, self.embed_dim), nn.Conv2d(2 * c, 2 * c, 3, 2, 1)
+        self.mid = ResBlock(2 * c, 4 * c, self.embed_dim)
+        self.up2 = ResBlock(4 * c + 2 * c, 2 * c, self.embed_dim)
+        self.up1 = ResBlock(2 * c + c, c, self.embed_dim)
+        self.out = nn.Sequential(nn.GroupNorm(8, c), nn.SiLU(), nn.Conv2d(c, 1, 3, padding=1))
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        e = self.time(timestep_embedding(t, self.embed_dim)) + self.label(label)
+        h1 = self.down1(self.inp(x), e)                                     # c @ 28
+        h2 = self.down2(self.pool1(h1), e)                                  # 2c @ 14
+        h = self.mid(self.pool2(h2), e)                                     # 4c @ 7
+        h = self.up2(torch.cat([F.interpolate(h, scale_factor=2.0), h2], dim=1), e)  # 2c @ 14
+        h = self.up1(torch.cat([F.interpolate(h, scale_factor=2.0), h1], dim=1), e)  # c @ 28
+        return self.out(h)
+
+
+class DDPM(nn.Module):
+    """The trained network and its weight average, one module for the loop's checkpoints."""
+
+    def __init__(self, config: Profile) -> None:
+        super().__init__()
+        self.net = UNet(config.base_channels)
+        self.ema = AveragedModel(self.net, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay))
+        alphas_cumprod = np.cumprod(1.0 - linear_betas(SCHEDULE["train_steps"], SCHEDULE["beta_start"],
+                                                       SCHEDULE["beta_end"]))
+        self.register_buffer("alphas_cumprod", torch.tensor(alphas_cumprod, dtype=torch.float32))
+
+    def loss(self, net: nn.Module, x0: torch.Tensor, label: torch.Tensor, t: torch.Tensor,
+             noise: torch.Tensor) -> torch.Tensor:
+        """Noise-prediction MSE at timesteps ``t``: x_t = sqrt(a_t) x_0 + sqrt(1 - a_t) eps."""
+        a = self.alphas_cumprod[t][:, None, None, None]
+        return F.mse_loss(net(a.sqrt() * x0 + (1 - a).sqrt() * noise, t, label), noise)
+
+
+def train(profile: str = "full", seed: int = 0, limit: int | None = None, out_root: Path | None = None,
+          checkpoint: Path | None = None) -> dict:
+    config = PROFILES[profile]
+    out_root, digits = prepare(config, seed, limit, out_root, VALUE_RANGE)
+    model = DDPM(config)
+    optimizer = torch.optim.Adam(model.net.parameters(), lr=config.lr)
+    optimizer.register_step_post_hook(lambda *_: model.ema.update_parameters(model.net))
+    train_steps = SCHEDULE["train_steps"]
+
+    def step(m: DDPM, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        x0, label = batch
+        dropped = torch.rand(len(label)) < config.p_uncond
+        label = torch.where(dropped, torch.full_like(label, NULL_LABEL), label)
+        return m.loss(m.net, x0, label, torch.randint(0, train_steps, (len(x0),)), torch.randn_like(x0))
+
+    # Validation: the averaged weights' loss on fixed images, timesteps, noise and label drops.
+    fixed = torch.Generator().manual_seed(0)
+    x_val, y_val = digits.x_val[:VALIDATION_IMAGES], digits.y_val[:VALIDATION_IMAGES]
+    t_val = torch.randint(0, train_steps, (len(x_val),), generator=fixed)
+    noise_val = torch.randn(x_val.shape, generator=fixed)
+    y_val = torch.where(torch.rand(len(y_val), generator=fixed) < config.p_uncond, NULL_LABEL, y_val)
+
+    with Stopwatch() as watch, torch_threads(1):  # small convolutions on shared cores: one thread is fastest
+        result = fit(model, batches(digits.x_train, digits.y_train, config.batch_size,
+                                    torch.Generator().manual_seed(seed)),
+                     step=step, validate=lambda m: float(m.loss(m.ema.module, x_val, y_val, t_val, noise_val)),
+                     optimizer=optimizer, epochs=config.epochs, checkpoint=checkpoint, desc=NAME)
+
+    network = model.ema.module.eval()
+    rng = np.random.default_rng(2)
+    parity_inputs = {"x": rng.standard_normal((512, 1, 28, 28), dtype=np.float32),
+                     "t": rng.integers(0, train_steps, 512).astype(np.int64),
+                     "label": rng.integers(0, NULL_LABEL + 1, 512).astype(np.int64)}
+
+    def reference(inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        with torch.no_grad():
+            return [network(*(torch.from_numpy(inputs[key]) for key in ("x", "t", "label"))).numpy()]
+
+    example = {key: value[:2] for key, value in parity_inputs.items()}
+    graphs = {"model": Graph(file="model.onnx", write=torch_writer(network, example, ["eps"]), reference=reference,
+                             parity_inputs=parity_inputs,
+                             units={"x": "noisy image x_t, data in [-1, 1]", "t": "timestep 0..999",
+                                    "label": f"digit 0-9, {NULL_LABEL}: none", "eps": "predicted noise"})}
+    sampling = {"kind": "ddim", "schedule": SCHEDULE, "default_steps": DEFAULT_STEPS,
+                "default_guidance": DEFAULT_GUIDANCE, "null_label": NULL_LABEL, "output_range": list(VALUE_RANGE)}
+    card = {
+        **card_fields(profile, seed, digits, f"optional digit 0-9, classifier-free guidance (label dropped to "
+                                             f"{NULL_LABEL} for {config.p_uncond:.0%} of training images)"),
+        "preprocessing": {"pixels": "x / 127.5 - 1 in [-1, 1]"},
+        "hyperparameters": {"prediction": "epsilon", "base_channels": config.base_channels, "epochs": config.epochs,
+                            "batch_size": config.batch_size, "lr": config.lr, "optimizer": "Adam",
+                            "p_uncond": config.p_uncond, "ema_decay": config.ema_decay,
+                            "parameters": sum(p.numel() for p in model.net.parameters())},
+        "validation": {"best_ema_noise_mse": result.best_score, "best_epoch": result.best_epoch,
+                       "epochs_run": result.epochs_run, "history": result.history},
+    }
+    return publish(NAME, graphs, sampling, card, config.eval_images, out_root, watch, conditional=True,
+                   steps=config.eval_steps, guidance=DEFAULT_GUIDANCE)

@@ -1,0 +1,153 @@
+"""``gan``: a DCGAN-style generator trained against a critic with WGAN-GP (the seed's 5.3).
+
+The critic estimates the Wasserstein-1 distance between real and generated digits; the
+gradient penalty (lambda 10, on random interpolates) keeps it 1-Lipschitz without weight
+clipping, and it takes several steps per generator step so the generator always follows a
+trained critic. No batch norm in the critic (the penalty is per sample). Unconditional.
+The epoch kept is the one whose samples have the lowest FID against the validation slice.
+The generator is the exported graph: latent -> digit in [-1, 1].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from serving.generation import to_uint8
+
+from .export import Graph, Stopwatch, torch_writer
+from .generative import GenerativeProfile, batches, card_fields, latent_sampling, prepare, publish
+from .generative_eval import selection_fid
+from .loop import fit, torch_threads
+
+NAME = "gan"
+VALUE_RANGE = (-1.0, 1.0)
+SELECTION_IMAGES = 2000
+
+
+@dataclass(frozen=True)
+class Profile(GenerativeProfile):
+    latent_dim: int = 64
+    width: int = 32
+    batch_size: int = 64
+    critic_steps: int = 5
+    gradient_penalty: float = 10.0
+    lr: float = 2e-4
+    betas: tuple[float, float] = (0.5, 0.9)
+
+
+PROFILES = {
+    "quick": Profile(epochs=1, train_images=12_000, eval_images=500),
+    "full": Profile(epochs=20, train_images=None, eval_images=10_000),
+}
+
+
+class Generator(nn.Module):
+    def __init__(self, latent_dim: int, width: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(latent_dim, 2 * width * 7 * 7, bias=False), nn.BatchNorm1d(2 * width * 7 * 7), nn.ReLU(),
+            nn.Unflatten(1, (2 * width, 7, 7)),
+            nn.ConvTranspose2d(2 * width, width, 4, 2, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(),  # 14x14
+            nn.ConvTranspose2d(width, 1, 4, 2, 1), nn.Tanh(),  # 28x28
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z)
+
+
+class Critic(nn.Module):
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(1, width, 4, 2, 1), nn.LeakyReLU(0.2),              # 14x14
+            nn.Conv2d(width, 2 * width, 4, 2, 1), nn.LeakyReLU(0.2),      # 7x7
+            nn.Flatten(), nn.Linear(2 * width * 7 * 7, 1),
+        )
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.net(image).squeeze(1)
+
+
+class WGAN(nn.Module):
+    """Both networks in one module, so the shared loop checkpoints and restores them together."""
+
+    def __init__(self, config: Profile) -> None:
+        super().__init__()
+        self.config = config
+        self.generator, self.critic = Generator(config.latent_dim, config.width), Critic(config.width)
+
+    def critic_loss(self, real: torch.Tensor) -> torch.Tensor:
+        """E[D(fake)] - E[D(real)] + lambda E[(|grad D(x_hat)| - 1)^2], x_hat between real and fake."""
+        with torch.no_grad():
+            fake = self.generator(torch.randn(len(real), self.config.latent_dim))
+        mix = torch.rand(len(real), 1, 1, 1)
+        between = (mix * real + (1 - mix) * fake).requires_grad_(True)
+        gradient, = torch.autograd.grad(self.critic(between).sum(), between, create_graph=True)
+        penalty = ((gradient.flatten(1).norm(dim=1) - 1.0) ** 2).mean()
+        return self.critic(fake).mean() - self.critic(real).mean() + self.config.gradient_penalty * penalty
+
+    def generator_loss(self, batch_size: int) -> torch.Tensor:
+        return -self.critic(self.generator(torch.randn(batch_size, self.config.latent_dim))).mean()
+
+
+def train(profile: str = "full", seed: int = 0, limit: int | None = None, out_root: Path | None = None,
+          checkpoint: Path | None = None) -> dict:
+    config = PROFILES[profile]
+    out_root, digits = prepare(config, seed, limit, out_root, VALUE_RANGE)
+    model = WGAN(config)
+    generator_optimizer = torch.optim.Adam(model.generator.parameters(), lr=config.lr, betas=config.betas)
+    critic_optimizer = torch.optim.Adam(model.critic.parameters(), lr=config.lr, betas=config.betas)
+    # One "batch" of the loop is critic_steps real batches: that many critic steps, then one generator step.
+    group = config.batch_size * config.critic_steps
+    epoch = batches(digits.x_train, digits.y_train, group, torch.Generator().manual_seed(seed))
+
+    def step(m: WGAN, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        for real in batch[0].split(config.batch_size):
+            critic_optimizer.zero_grad(set_to_none=True)
+            m.critic_loss(real).backward()
+            critic_optimizer.step()
+        return m.generator_loss(config.batch_size)
+
+    score = selection_fid(out_root, to_uint8(digits.x_val.numpy(), VALUE_RANGE))
+    z_selection = torch.from_numpy(np.random.default_rng(1).standard_normal((SELECTION_IMAGES, config.latent_dim),
+                                                                            dtype=np.float32))
+
+    def validate(m: WGAN) -> float:
+        return score(to_uint8(m.generator(z_selection).numpy(), VALUE_RANGE))
+
+    with Stopwatch() as watch, torch_threads(1):  # small convolutions on shared cores: one thread is fastest
+        result = fit(model, epoch, step=step, validate=validate, optimizer=generator_optimizer,
+                     epochs=config.epochs, checkpoint=checkpoint, extra_state={"critic_optimizer": critic_optimizer},
+                     desc=NAME)
+
+    z = np.random.default_rng(2).standard_normal((512, config.latent_dim), dtype=np.float32)
+
+    def reference(inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        with torch.no_grad():
+            return [model.generator(torch.from_numpy(inputs["z"])).numpy()]
+
+    graphs = {"model": Graph(file="model.onnx", write=torch_writer(model.generator, {"z": z[:2]}, ["image"]),
+                             reference=reference, parity_inputs={"z": z},
+                             units={"z": "latent, N(0, I)", "image": "pixels in [-1, 1]"})}
+    sampling = latent_sampling(config.latent_dim, VALUE_RANGE)
+    card = {
+        **card_fields(profile, seed, digits),
+        "preprocessing": {"pixels": "x / 127.5 - 1 in [-1, 1]"},
+        "hyperparameters": {"objective": "WGAN-GP", "latent_dim": config.latent_dim, "width": config.width,
+                            "epochs": config.epochs, "batch_size": config.batch_size,
+                            "critic_steps_per_generator_step": config.critic_steps,
+                            "gradient_penalty_lambda": config.gradient_penalty, "lr": config.lr,
+                            "adam_betas": list(config.betas),
+                            "generator_steps": result.epochs_run * (len(digits.x_train) // group),
+                            "generator_parameters": sum(p.numel() for p in model.generator.parameters()),
+                            "critic_parameters": sum(p.numel() for p in model.critic.parameters())},
+        "validation": {"best_fid_vs_validation": result.best_score, "best_epoch": result.best_epoch,
+                       "epochs_run": result.epochs_run, "selection_images": SELECTION_IMAGES,
+                       "history": result.history},
+    }
+    return publish(NAME, graphs, sampling, card, config.eval_images, out_root, watch)

@@ -1,0 +1,111 @@
+"""What the three generative families share: their data, their batches and their publication.
+
+Each family (``vae``, ``gan``, ``diffusion``) supplies networks and losses; this module gives
+them the same MNIST slices (the classifier's fixed validation split), the same shuffled batches
+and one way to export: the shared export step with ``generative_eval`` as the evaluation and
+the card's ``sampling`` section, which is all serving needs to draw samples.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+
+from . import plots
+from .data import mnist_arrays
+from .export import Graph, Sessions, Stopwatch, export_model, models_dir
+from .generative_eval import evaluate_generator, feature_session
+from .loop import seed_everything
+from .mnist import validation_split
+
+
+@dataclass(frozen=True)
+class GenerativeProfile:
+    """What every generative family's profile has; each family adds its own hyperparameters."""
+
+    epochs: int
+    train_images: int | None  # None: all 55,000 after the validation slice
+    eval_images: int  # generated for the card's FID (10,000 in the full profile)
+
+
+@dataclass(frozen=True)
+class Digits:
+    """MNIST pixels scaled to the family's range, (N, 1, 28, 28) float32, with their labels."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    x_test: np.ndarray
+    value_range: tuple[float, float]
+
+
+def scale(images: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:
+    """uint8 (N, 28, 28) -> float32 (N, 1, 28, 28) in ``value_range``."""
+    low, high = value_range
+    return (images.astype(np.float32) / 255.0 * (high - low) + low)[:, None]
+
+
+def load_digits(train_images: int | None, value_range: tuple[float, float]) -> Digits:
+    images, labels = mnist_arrays(train=True)
+    val_idx, train_idx = validation_split(len(labels), train_images)
+    test_images, _ = mnist_arrays(train=False)
+    return Digits(torch.from_numpy(scale(images[train_idx], value_range)), torch.from_numpy(labels[train_idx]),
+                  torch.from_numpy(scale(images[val_idx], value_range)), torch.from_numpy(labels[val_idx]),
+                  scale(test_images, value_range), value_range)
+
+
+def batches(x: torch.Tensor, y: torch.Tensor, batch_size: int,
+            generator: torch.Generator) -> Callable[[], Iterator[tuple[torch.Tensor, torch.Tensor]]]:
+    """One epoch of shuffled full batches per call (a ragged last batch would skew GAN/BN steps)."""
+
+    def epoch() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        order = torch.randperm(len(x), generator=generator)
+        for start in range(0, len(order) - batch_size + 1, batch_size):
+            idx = order[start:start + batch_size]
+            yield x[idx], y[idx]
+
+    return epoch
+
+
+def prepare(config: GenerativeProfile, seed: int, limit: int | None, out_root: Path | None,
+            value_range: tuple[float, float]) -> tuple[Path, Digits]:
+    """The start of every generative training: the models directory (checked to hold mnist-cnn,
+    so a missing classifier stops the run before training, not after), seeds, and the data."""
+    root = out_root or models_dir()
+    feature_session(root)
+    seed_everything(seed)
+    return root, load_digits(limit or config.train_images, value_range)
+
+
+def card_fields(profile: str, seed: int, digits: Digits, conditioning: str | None = None) -> dict[str, Any]:
+    """The card fields every generative model has; no ``conditioning``: an unconditional model."""
+    return {"task": "image-generation", "profile": profile, "seed": seed, "conditional": conditioning is not None,
+            "conditioning": conditioning or "none: unconditional (a requested digit is refused)",
+            "data": {"source": "MNIST", "train": len(digits.x_train), "validation": len(digits.x_val),
+                     "test": len(digits.x_test)}}
+
+
+def latent_sampling(latent_dim: int, value_range: tuple[float, float]) -> dict[str, Any]:
+    """The card's ``sampling`` of a decoder or generator fed standard-normal latents ``z``."""
+    return {"kind": "latent", "input": "z", "latent_dim": latent_dim, "output_range": list(value_range)}
+
+
+def publish(name: str, graphs: dict[str, Graph], sampling: dict[str, Any], card: dict[str, Any],
+            eval_images: int, out_root: Path, watch: Stopwatch,
+            extra_metrics: Callable[[Sessions], dict[str, Any]] = lambda _sessions: {},
+            **eval_options: Any) -> dict:
+    """Export through the shared step; the metrics are FID & co. of samples drawn from the graph."""
+
+    def evaluate(sessions: Sessions) -> dict[str, Any]:
+        generator = sessions["model"]
+        quality = evaluate_generator(out_root, sampling, lambda feeds: generator.run(None, feeds)[0], eval_images,
+                                     plots.reports_dir(name), name, **eval_options)
+        return {**quality, **extra_metrics(sessions)}
+
+    return export_model(name, graphs, evaluate, {**card, "sampling": sampling, "training": watch.as_card()},
+                        out_root)

@@ -1,0 +1,133 @@
+"""How every generative model is scored, the same way for all three so users can compare them.
+
+FID in the feature space of the project's own ``mnist-cnn`` (its 256-d penultimate layer; the
+usual way to score MNIST generators without Inception weights) between generated digits and the
+10,000 MNIST test images, next to its floor (10,000 training images against the same test set)
+and what the classifier thinks of the samples: its mean top-class probability and, for
+conditional models, how often it reads the requested digit. Samples come from the exported
+graphs through ``serving.generation``, the code the endpoints run.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import onnxruntime as ort
+
+from serving.generation import Run, generate, grid, png
+from serving.postprocess import softmax
+
+from .data import mnist_arrays
+from .export import cpu_session
+from .mnist import NAME as FEATURE_MODEL, logits_and_features, normalize
+
+REFERENCE_IMAGES = 10_000
+CHUNK = 500  # images generated per call: bounded memory, and each chunk has its own seed
+GRID_IMAGES = 100
+
+
+class FeatureModelMissing(RuntimeError):
+    """FID needs mnist-cnn in the models directory the generative model is exported to."""
+
+
+def feature_session(models_root: Path) -> ort.InferenceSession:
+    path = models_root / FEATURE_MODEL / "model.onnx"
+    if not path.is_file():
+        raise FeatureModelMissing(
+            f"FID is measured with the {FEATURE_MODEL} classifier, expected at {path.resolve()}; train it "
+            f"first (`python -m training {FEATURE_MODEL} --models-dir {models_root}`) or copy it there")
+    return cpu_session(path)
+
+
+def gaussian_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    features = np.asarray(features, np.float64)
+    return features.mean(axis=0), np.cov(features, rowvar=False)
+
+
+def frechet_distance(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2: np.ndarray) -> float:
+    """Squared Fréchet distance between two Gaussians: |mu1 - mu2|^2 + tr(C1 + C2 - 2 (C1 C2)^1/2).
+
+    tr((C1 C2)^1/2) is the sum of the square roots of the eigenvalues of C1^1/2 C2 C1^1/2, a
+    symmetric PSD matrix: eigen-decompositions stay exact where a general matrix square root
+    struggles (rank-deficient covariances from fewer samples than feature dimensions).
+    """
+    values, vectors = np.linalg.eigh(cov1)
+    root = (vectors * np.sqrt(np.clip(values, 0.0, None))) @ vectors.T
+    inner = np.linalg.eigvalsh(root @ cov2 @ root)
+    diff = mu1 - mu2
+    return float(diff @ diff + np.trace(cov1) + np.trace(cov2) - 2.0 * np.sqrt(np.clip(inner, 0.0, None)).sum())
+
+
+def selection_fid(models_root: Path, reference_images: np.ndarray) -> Callable[[np.ndarray], float]:
+    """FID of uint8 digits against ``reference_images`` (the validation slice: choosing an epoch
+    must not look at the test set), the features' statistics of the reference computed once."""
+    session = feature_session(models_root)
+    reference = gaussian_statistics(logits_and_features(session, normalize(reference_images))[1])
+    return lambda images: frechet_distance(*gaussian_statistics(logits_and_features(session, normalize(images))[1]),
+                                           *reference)
+
+
+@lru_cache(maxsize=4)
+def _reference(feature_graph: str) -> dict[str, Any]:
+    """Test-set statistics and the train-vs-test floor, computed once per feature graph."""
+    session = cpu_session(Path(feature_graph))
+    test_images, _ = mnist_arrays(train=False)
+    train_images, _ = mnist_arrays(train=True)
+    train_images = train_images[np.random.default_rng(0).permutation(len(train_images))[:REFERENCE_IMAGES]]
+    test_stats = gaussian_statistics(logits_and_features(session, normalize(test_images))[1])
+    train_stats = gaussian_statistics(logits_and_features(session, normalize(train_images))[1])
+    return {"test": test_stats, "floor": frechet_distance(*train_stats, *test_stats)}
+
+
+def _generate_many(sampling: dict, run: Run, total: int, seed: int, **knobs: Any) -> np.ndarray:
+    return np.concatenate([generate(sampling, run, seed + start, min(CHUNK, total - start), **knobs)
+                           for start in range(0, total, CHUNK)])
+
+
+def evaluate_generator(models_root: Path, sampling: dict, run: Run, images: int, report_dir: Path, title: str,
+                       conditional: bool = False, seed: int = 0, **knobs: Any) -> dict[str, Any]:
+    """The card's quality metrics for ``images`` samples, and ``report_dir/samples.png``.
+
+    A conditional model gets ``images / 10`` samples of each digit (the test set's balance,
+    near enough), which also measure how often the classifier reads the requested digit.
+    """
+    session = feature_session(models_root)
+    feature_card = json.loads((models_root / FEATURE_MODEL / "card.json").read_text())
+    reference = _reference(str((models_root / FEATURE_MODEL / "model.onnx").resolve()))
+    if conditional:
+        per_digit = images // 10
+        samples = np.concatenate([_generate_many(sampling, run, per_digit, seed + 100_000 * digit, digit=digit, **knobs)
+                                  for digit in range(10)])
+        requested = np.repeat(np.arange(10), per_digit)
+    else:
+        samples = _generate_many(sampling, run, images, seed, **knobs)
+    logits, features = logits_and_features(session, normalize(samples))
+    probabilities = softmax(logits)
+    fid = frechet_distance(*gaussian_statistics(features), *reference["test"])
+    metrics: dict[str, Any] = {
+        "fid": fid,
+        "fid_floor_train_vs_test": reference["floor"],
+        "fid_over_floor": fid / reference["floor"],
+        "mean_top_class_probability": float(probabilities.max(axis=1).mean()),
+        "generated_images": len(samples),
+        "reference_images": REFERENCE_IMAGES,
+        "feature_model": {"name": FEATURE_MODEL, "version": feature_card["version"],
+                          "sha256": feature_card["graphs"]["model"]["sha256"], "layer": "features"},
+        "sampling": {"seed": seed, **knobs},
+    }
+    if conditional:
+        correct = probabilities.argmax(axis=1) == requested
+        metrics["conditional_accuracy"] = float(correct.mean())
+        metrics["conditional_accuracy_per_digit"] = {str(d): float(correct[requested == d].mean()) for d in range(10)}
+        shown = samples.reshape(10, per_digit, 28, 28)[:, :10].transpose(1, 0, 2, 3).reshape(-1, 28, 28)
+    else:
+        shown = samples[:GRID_IMAGES]
+    path = report_dir / "samples.png"
+    path.write_bytes(png(grid(shown, columns=10)))
+    metrics["samples_png"] = str(path)
+    print(f"{title}: FID {fid:.2f} (floor {reference['floor']:.2f}) on {len(samples)} samples")
+    return metrics

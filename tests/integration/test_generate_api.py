@@ -116,7 +116,7 @@ def test_classification_answers_while_a_long_diffusion_runs(client, server):
     x, _ = mnist_arrays(train=False)
     with ThreadPoolExecutor(max_workers=1) as pool:
         started = time.monotonic()
-        long = pool.submit(client.post, "/generate/diffusion", json={"n": 64, "steps": 200, "digit": 1}, timeout=300)
+        long = pool.submit(client.post, "/generate/diffusion", json={"n": 64, "steps": 100, "digit": 1}, timeout=300)
         time.sleep(1.0)  # let the generation start
         latencies = []
         for index in range(5):

@@ -149,8 +149,9 @@ document.getElementById("generate-form").addEventListener("submit", async (event
   const fields = new FormData(event.target);
   const model = fields.get("model");
   const request = { n: Number(fields.get("n")), format: "png" };
-  for (const name of ["seed", "digit"]) if (fields.get(name) !== "") request[name] = Number(fields.get(name));
-  if (model === "diffusion") {
+  if (fields.get("seed") !== "") request.seed = Number(fields.get("seed"));
+  if (model === "diffusion") {  // the VAE and GAN are unconditional: they refuse a digit
+    if (fields.get("digit") !== "") request.digit = Number(fields.get("digit"));
     request.steps = Number(fields.get("steps"));
     request.guidance = Number(fields.get("guidance"));
   }

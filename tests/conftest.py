@@ -9,6 +9,12 @@ import pytest
 
 TRAIN_ROWS = 2000  # tiny trainings: tests prove the pipeline, `make train` earns the metrics
 TRANSFER_IMAGES = 32
+TRAINING_COST_FIELDS = ("wall_seconds", "cpu_seconds")
+
+
+def records_training_cost(card: dict) -> bool:
+    """The card states what training cost (the seed's sustainability point); no speed is judged."""
+    return all(card["training"][field] > 0 for field in TRAINING_COST_FIELDS)
 GENERATIVE_IMAGES = 2000  # the generative models' quick profiles on a slice: pipeline, not quality
 
 

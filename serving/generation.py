@@ -4,20 +4,26 @@ Plain NumPy and Pillow around ONNX Runtime calls, so the served samples are the 
 the card's FID was measured on: training generates its evaluation images through this module,
 and serving runs it the same way. Every draw comes from ``np.random.default_rng(seed)`` (PCG64
 is the same on every platform), so one seed gives the same bytes anywhere.
+
+The diffusion loop runs the exported step graphs through ONNX Runtime's IO binding: the image
+lives in an ``OrtValue`` on the session's device (the GPU under CUDA) from the first step to the
+last, and only the finished batch comes back to the host.
 """
 
 from __future__ import annotations
 
 import io
-from typing import Callable
+from typing import Callable, Mapping
 
 import numpy as np
+import onnxruntime as ort
 from PIL import Image
 
 from .images import MNIST_MEAN, MNIST_STD
 
 MAX_SEED = 2**32 - 1
 NULL_LABEL = 10  # the diffusion model's "no digit" class: trained with labels dropped to it
+STEP_GRAPH, GUIDED_STEP_GRAPH = "step", "guided_step"  # the diffusion model's one-DDIM-step graphs
 
 # feeds -> the graph's first output, e.g. ``lambda feeds: session.run(None, feeds)[0]``
 Run = Callable[[dict[str, np.ndarray]], np.ndarray]
@@ -67,10 +73,14 @@ class DDIMScheduler:
         self.timesteps = (np.round(np.arange(self.train_steps, 0, -self.train_steps / steps)) - 1).astype(np.int64)
         self._previous = dict(zip(self.timesteps.tolist(), [*self.timesteps[1:].tolist(), -1]))
 
-    def step(self, eps: np.ndarray, t: int, x: np.ndarray) -> np.ndarray:
-        alpha = self.alphas_cumprod[t]
+    def alphas(self, t: int) -> tuple[float, float]:
+        """alpha-bar at ``t`` and at the timestep after it (1 after the last): a step's inputs."""
         previous = self._previous[int(t)]
-        alpha_prev = self.alphas_cumprod[previous] if previous >= 0 else 1.0
+        return float(self.alphas_cumprod[t]), float(self.alphas_cumprod[previous]) if previous >= 0 else 1.0
+
+    def step(self, eps: np.ndarray, t: int, x: np.ndarray) -> np.ndarray:
+        """The DDIM update in NumPy: the reference the exported step graphs are tested against."""
+        alpha, alpha_prev = self.alphas(t)
         x0 = np.clip((x - np.sqrt(1.0 - alpha) * eps) / np.sqrt(alpha), -1.0, 1.0)
         eps = (x - np.sqrt(alpha) * x0) / np.sqrt(1.0 - alpha)
         return (np.sqrt(alpha_prev) * x0 + np.sqrt(1.0 - alpha_prev) * eps).astype(np.float32)
@@ -96,14 +106,66 @@ def guided_eps(run: Run, x: np.ndarray, t: int, digit: int | None, guidance: flo
     return unconditional + guidance * (conditional - unconditional)
 
 
+def initial_noise(seed: int, n: int) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((n, 1, 28, 28), dtype=np.float32)
+
+
 def ddim_sample(run: Run, scheduler: DDIMScheduler, seed: int, n: int, steps: int, digit: int | None,
                 guidance: float) -> np.ndarray:
-    """``n`` images (N, 1, 28, 28) in [-1, 1] from noise drawn with ``seed``."""
+    """``n`` images (N, 1, 28, 28) in [-1, 1] from noise drawn with ``seed``, on the host.
+
+    The reference sampler: NumPy around any noise predictor (the PyTorch network in the
+    benchmark, an exact oracle in tests). Serving runs ``ddim_sample_on_device``.
+    """
     scheduler.set_timesteps(steps)
-    x = np.random.default_rng(seed).standard_normal((n, 1, 28, 28), dtype=np.float32)
+    x = initial_noise(seed, n)
     for t in scheduler.timesteps:
         x = scheduler.step(guided_eps(run, x, int(t), digit, guidance), int(t), x)
     return x
+
+
+def session_device(session: ort.InferenceSession) -> tuple[str, int]:
+    """Where a session's tensors live: ("cuda", id) when CUDA runs it, else ("cpu", 0)."""
+    if session.get_providers()[0] == "CUDAExecutionProvider":
+        return "cuda", int(session.get_provider_options()["CUDAExecutionProvider"]["device_id"])
+    return "cpu", 0
+
+
+def ddim_sample_on_device(step: ort.InferenceSession, guided: bool, scheduler: DDIMScheduler, seed: int, n: int,
+                          steps: int, digit: int | None, guidance: float) -> np.ndarray:
+    """``ddim_sample`` through a step graph with IO binding: no host copy between steps.
+
+    Every step's inputs are placed on the device before the loop; the image alternates between
+    two preallocated device buffers, each step reading one and writing the other.
+    """
+    scheduler.set_timesteps(steps)
+    device, device_id = session_device(step)
+
+    borrowed = []  # on the CPU an OrtValue borrows the array's memory: keep the arrays alive
+
+    def on_device(array: np.ndarray) -> ort.OrtValue:
+        borrowed.append(array)
+        return ort.OrtValue.ortvalue_from_numpy(array, device, device_id)
+
+    def per_row(value: float | int, dtype: type) -> ort.OrtValue:
+        return on_device(np.full(n, value, dtype))
+
+    binding = step.io_binding()
+    binding.bind_ortvalue_input("label", per_row(NULL_LABEL if digit is None else digit, np.int64))
+    if guided:
+        binding.bind_ortvalue_input("guidance", per_row(guidance, np.float32))
+    schedule = [(per_row(t, np.int64), *(per_row(a, np.float32) for a in scheduler.alphas(t)))
+                for t in scheduler.timesteps.tolist()]
+    buffers = [ort.OrtValue.ortvalue_from_shape_and_type((n, 1, 28, 28), np.float32, device, device_id)
+               for _ in range(2)]
+    buffers[0].update_inplace(initial_noise(seed, n))
+    for index, (t, alpha, alpha_prev) in enumerate(schedule):
+        for name, value in (("t", t), ("alpha", alpha), ("alpha_prev", alpha_prev), ("x", buffers[index % 2])):
+            binding.bind_ortvalue_input(name, value)
+        binding.bind_ortvalue_output("x_prev", buffers[(index + 1) % 2])
+        step.run_with_iobinding(binding)
+    # A copy: on the CPU, numpy() is a view of memory that is freed with the OrtValue.
+    return np.array(buffers[len(schedule) % 2].numpy())
 
 
 def png(image: np.ndarray) -> bytes:
@@ -136,17 +198,24 @@ def encoder_input(normalized: np.ndarray, value_range: tuple[float, float]) -> n
     return (low + (high - low) * (normalized * MNIST_STD + MNIST_MEAN)).astype(np.float32)
 
 
-def generate(sampling: dict, run: Run, seed: int, n: int, digit: int | None = None, steps: int | None = None,
-             guidance: float | None = None) -> np.ndarray:
+def scheduler_for(sampling: dict) -> DDIMScheduler:
+    schedule = sampling["schedule"]
+    return DDIMScheduler(linear_betas(schedule["train_steps"], schedule["beta_start"], schedule["beta_end"]))
+
+
+def generate(sampling: dict, sessions: Mapping[str, ort.InferenceSession], seed: int, n: int,
+             digit: int | None = None, steps: int | None = None, guidance: float | None = None) -> np.ndarray:
     """``n`` uint8 digits (N, 28, 28) from a model whose card's ``sampling`` says how to draw them.
 
-    ``latent``: one decoder/generator call on ``latents(seed, ...)``; ``ddim``: the DDIM loop
-    with guidance, ``steps`` and ``guidance`` defaulting to the card's.
+    ``latent``: one decoder/generator call on ``latents(seed, ...)``; ``ddim``: the DDIM loop on
+    the step graph (the guided one when a digit is asked for), ``steps`` and ``guidance``
+    defaulting to the card's.
     """
     if sampling["kind"] == "latent":
-        return decode(sampling, run, latents(seed, n, sampling["latent_dim"]))
-    schedule = sampling["schedule"]
-    scheduler = DDIMScheduler(linear_betas(schedule["train_steps"], schedule["beta_start"], schedule["beta_end"]))
-    images = ddim_sample(run, scheduler, seed, n, steps or sampling["default_steps"], digit,
-                         sampling["default_guidance"] if guidance is None else guidance)
+        return decode(sampling, lambda feeds: sessions["model"].run(None, feeds)[0],
+                      latents(seed, n, sampling["latent_dim"]))
+    guided = digit is not None
+    images = ddim_sample_on_device(sessions[GUIDED_STEP_GRAPH if guided else STEP_GRAPH], guided,
+                                   scheduler_for(sampling), seed, n, steps or sampling["default_steps"], digit,
+                                   sampling["default_guidance"] if guidance is None else guidance)
     return to_uint8(images, tuple(sampling["output_range"]))

@@ -50,10 +50,14 @@ class LoadedModel:
     def run(self, inputs: dict[str, np.ndarray], graph: str = "model") -> list[np.ndarray]:
         start = time.perf_counter()
         outputs = self.sessions[graph].run(None, inputs)
-        recorded = metrics()
-        recorded.inference_seconds.labels(self.name, graph).observe(time.perf_counter() - start)
-        recorded.batch_size.labels(self.name, graph).observe(len(next(iter(inputs.values()))))
+        self.observe(graph, time.perf_counter() - start, len(next(iter(inputs.values()))))
         return outputs
+
+    def observe(self, graph: str, seconds: float, batch: int) -> None:
+        """Record ONNX Runtime time and batch size of one call (or one sampling loop of calls)."""
+        recorded = metrics()
+        recorded.inference_seconds.labels(self.name, graph).observe(seconds)
+        recorded.batch_size.labels(self.name, graph).observe(batch)
 
     def warm_up(self) -> None:
         for graph, session in self.sessions.items():

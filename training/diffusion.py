@@ -4,9 +4,11 @@ Training is Ho et al. (2020): T = 1,000 linear betas, random t per image, the ne
 the noise added (epsilon). The digit label conditions every residual block and is replaced by a
 "null" class (index 10) for a fraction of the images, so the one network also learns the
 unconditional model that classifier-free guidance needs. An exponential moving average of the
-weights is what gets exported and evaluated. The exported graph is only the noise predictor
-(x_t, t, label -> epsilon): the scheduler maths lives in ``serving.generation`` (NumPy), which
-samples with DDIM so the step count is a request parameter.
+weights is what gets exported and evaluated: the noise predictor (x_t, t, label -> epsilon) as
+``model.onnx``, and the same network wrapped in one DDIM step (with and without classifier-free
+guidance) as ``step.onnx`` and ``guided_step.onnx``. The schedule (which timesteps, their
+alphas) lives in ``serving.generation`` (NumPy); the step graphs take the alphas as inputs, so a
+sampling loop on a GPU keeps the image on the device from the first step to the last.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from serving.generation import NULL_LABEL, linear_betas
+from serving.generation import GUIDED_STEP_GRAPH, NULL_LABEL, STEP_GRAPH, linear_betas
 
 from .export import Graph, Stopwatch, torch_writer
 from .generative import GenerativeProfile, batches, card_fields, prepare, publish
@@ -100,6 +102,59 @@ class UNet(nn.Module):
         return self.out(h)
 
 
+class DenoisingStep(nn.Module):
+    """One DDIM step (eta = 0) around the noise predictor: x_t -> x_prev.
+
+    The maths of ``serving.generation.DDIMScheduler.step`` (its NumPy reference) in the graph,
+    with the step's alphas as per-row inputs; ``guided`` adds classifier-free guidance, running
+    the conditional and the null-label rows as one batch of 2N.
+    """
+
+    def __init__(self, net: nn.Module, guided: bool) -> None:
+        super().__init__()
+        self.net, self.guided = net, guided
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, label: torch.Tensor, alpha: torch.Tensor,
+                alpha_prev: torch.Tensor, guidance: torch.Tensor | None = None) -> torch.Tensor:
+        if self.guided:
+            n = x.shape[0]
+            both = self.net(torch.cat([x, x]), torch.cat([t, t]), torch.cat([label, torch.full_like(label, NULL_LABEL)]))
+            conditional, unconditional = both[:n], both[n:]
+            eps = unconditional + guidance[:, None, None, None] * (conditional - unconditional)
+        else:
+            eps = self.net(x, t, label)
+        a, a_prev = alpha[:, None, None, None], alpha_prev[:, None, None, None]
+        x0 = ((x - (1 - a).sqrt() * eps) / a.sqrt()).clamp(-1.0, 1.0)
+        eps = (x - a.sqrt() * x0) / (1 - a).sqrt()
+        return a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps
+
+
+def _step_inputs(alphas_cumprod: np.ndarray, rows: int, rng: np.random.Generator, guided: bool) -> dict[str, np.ndarray]:
+    """Parity inputs for a step graph: timesteps with the gaps 1-, 20- and 50-step schedules take."""
+    t = rng.integers(0, len(alphas_cumprod), rows)
+    previous = t - rng.choice([1, 20, 50], rows)
+    inputs = {"x": rng.standard_normal((rows, 1, 28, 28), dtype=np.float32), "t": t.astype(np.int64),
+              "label": rng.integers(0, NULL_LABEL + 1, rows).astype(np.int64),
+              "alpha": alphas_cumprod[t].astype(np.float32),
+              "alpha_prev": np.where(previous >= 0, alphas_cumprod[np.maximum(previous, 0)], 1.0).astype(np.float32)}
+    if guided:
+        inputs["guidance"] = rng.uniform(0.0, 5.0, rows).astype(np.float32)
+    return inputs
+
+
+def _torch_graph(module: nn.Module, file: str, parity_inputs: dict[str, np.ndarray], output: str,
+                 units: dict[str, str]) -> Graph:
+    """A graph of ``module`` whose parity reference is the module itself, on ``parity_inputs``."""
+
+    def reference(inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        with torch.no_grad():
+            return [module(*(torch.from_numpy(value) for value in inputs.values())).numpy()]
+
+    example = {key: value[:2] for key, value in parity_inputs.items()}
+    return Graph(file=file, write=torch_writer(module, example, [output]), reference=reference,
+                 parity_inputs=parity_inputs, units=units)
+
+
 class DDPM(nn.Module):
     """The trained network and its weight average, one module for the loop's checkpoints."""
 
@@ -145,22 +200,25 @@ def train(profile: str = "full", seed: int = 0, limit: int | None = None, out_ro
                                     torch.Generator().manual_seed(seed)),
                      step=step, validate=lambda m: float(m.loss(m.ema.module, x_val, y_val, t_val, noise_val)),
                      optimizer=optimizer, epochs=config.epochs, checkpoint=checkpoint, desc=NAME)
+        watch.include_earlier(result)
 
     network = model.ema.module.eval()
     rng = np.random.default_rng(2)
-    parity_inputs = {"x": rng.standard_normal((512, 1, 28, 28), dtype=np.float32),
-                     "t": rng.integers(0, train_steps, 512).astype(np.int64),
-                     "label": rng.integers(0, NULL_LABEL + 1, 512).astype(np.int64)}
-
-    def reference(inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
-        with torch.no_grad():
-            return [network(*(torch.from_numpy(inputs[key]) for key in ("x", "t", "label"))).numpy()]
-
-    example = {key: value[:2] for key, value in parity_inputs.items()}
-    graphs = {"model": Graph(file="model.onnx", write=torch_writer(network, example, ["eps"]), reference=reference,
-                             parity_inputs=parity_inputs,
-                             units={"x": "noisy image x_t, data in [-1, 1]", "t": "timestep 0..999",
-                                    "label": f"digit 0-9, {NULL_LABEL}: none", "eps": "predicted noise"})}
+    alphas_cumprod = model.alphas_cumprod.numpy().astype(np.float64)
+    units = {"x": "noisy image x_t, data in [-1, 1]", "t": "timestep 0..999",
+             "label": f"digit 0-9, {NULL_LABEL}: none", "eps": "predicted noise",
+             "alpha": "alpha-bar at t", "alpha_prev": "alpha-bar at the next timestep (1 after the last)",
+             "guidance": "classifier-free guidance weight", "x_prev": "the image one DDIM step on"}
+    eps_inputs = {"x": rng.standard_normal((512, 1, 28, 28), dtype=np.float32),
+                  "t": rng.integers(0, train_steps, 512).astype(np.int64),
+                  "label": rng.integers(0, NULL_LABEL + 1, 512).astype(np.int64)}
+    graphs = {
+        "model": _torch_graph(network, "model.onnx", eps_inputs, "eps", units),
+        STEP_GRAPH: _torch_graph(DenoisingStep(network, guided=False), "step.onnx",
+                                 _step_inputs(alphas_cumprod, 512, rng, guided=False), "x_prev", units),
+        GUIDED_STEP_GRAPH: _torch_graph(DenoisingStep(network, guided=True), "guided_step.onnx",
+                                        _step_inputs(alphas_cumprod, 256, rng, guided=True), "x_prev", units),
+    }
     sampling = {"kind": "ddim", "schedule": SCHEDULE, "default_steps": DEFAULT_STEPS,
                 "default_guidance": DEFAULT_GUIDANCE, "null_label": NULL_LABEL, "output_range": list(VALUE_RANGE)}
     card = {

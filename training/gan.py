@@ -124,6 +124,7 @@ def train(profile: str = "full", seed: int = 0, limit: int | None = None, out_ro
         result = fit(model, epoch, step=step, validate=validate, optimizer=generator_optimizer,
                      epochs=config.epochs, checkpoint=checkpoint, extra_state={"critic_optimizer": critic_optimizer},
                      desc=NAME)
+        watch.include_earlier(result)
 
     z = np.random.default_rng(2).standard_normal((512, config.latent_dim), dtype=np.float32)
 

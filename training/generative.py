@@ -102,9 +102,8 @@ def publish(name: str, graphs: dict[str, Graph], sampling: dict[str, Any], card:
     """Export through the shared step; the metrics are FID & co. of samples drawn from the graph."""
 
     def evaluate(sessions: Sessions) -> dict[str, Any]:
-        generator = sessions["model"]
-        quality = evaluate_generator(out_root, sampling, lambda feeds: generator.run(None, feeds)[0], eval_images,
-                                     plots.reports_dir(name), name, **eval_options)
+        quality = evaluate_generator(out_root, sampling, sessions, eval_images, plots.reports_dir(name), name,
+                                     **eval_options)
         return {**quality, **extra_metrics(sessions)}
 
     return export_model(name, graphs, evaluate, {**card, "sampling": sampling, "training": watch.as_card()},

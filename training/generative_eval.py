@@ -13,12 +13,12 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import onnxruntime as ort
 
-from serving.generation import Run, generate, grid, png
+from serving.generation import generate, grid, png
 from serving.postprocess import softmax
 
 from .data import mnist_arrays
@@ -83,13 +83,14 @@ def _reference(feature_graph: str) -> dict[str, Any]:
     return {"test": test_stats, "floor": frechet_distance(*train_stats, *test_stats)}
 
 
-def _generate_many(sampling: dict, run: Run, total: int, seed: int, **knobs: Any) -> np.ndarray:
-    return np.concatenate([generate(sampling, run, seed + start, min(CHUNK, total - start), **knobs)
+def _generate_many(sampling: dict, sessions: Mapping[str, ort.InferenceSession], total: int, seed: int,
+                   **knobs: Any) -> np.ndarray:
+    return np.concatenate([generate(sampling, sessions, seed + start, min(CHUNK, total - start), **knobs)
                            for start in range(0, total, CHUNK)])
 
 
-def evaluate_generator(models_root: Path, sampling: dict, run: Run, images: int, report_dir: Path, title: str,
-                       conditional: bool = False, seed: int = 0, **knobs: Any) -> dict[str, Any]:
+def evaluate_generator(models_root: Path, sampling: dict, sessions: Mapping[str, ort.InferenceSession], images: int,
+                       report_dir: Path, title: str, conditional: bool = False, seed: int = 0, **knobs: Any) -> dict[str, Any]:
     """The card's quality metrics for ``images`` samples, and ``report_dir/samples.png``.
 
     A conditional model gets ``images / 10`` samples of each digit (the test set's balance,
@@ -100,11 +101,11 @@ def evaluate_generator(models_root: Path, sampling: dict, run: Run, images: int,
     reference = _reference(str((models_root / FEATURE_MODEL / "model.onnx").resolve()))
     if conditional:
         per_digit = images // 10
-        samples = np.concatenate([_generate_many(sampling, run, per_digit, seed + 100_000 * digit, digit=digit, **knobs)
+        samples = np.concatenate([_generate_many(sampling, sessions, per_digit, seed + 100_000 * digit, digit=digit, **knobs)
                                   for digit in range(10)])
         requested = np.repeat(np.arange(10), per_digit)
     else:
-        samples = _generate_many(sampling, run, images, seed, **knobs)
+        samples = _generate_many(sampling, sessions, images, seed, **knobs)
     logits, features = logits_and_features(session, normalize(samples))
     probabilities = softmax(logits)
     fid = frechet_distance(*gaussian_statistics(features), *reference["test"])

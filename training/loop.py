@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import random
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,8 @@ class FitResult:
     best_epoch: int
     epochs_run: int
     history: list[dict[str, float]] = field(default_factory=list)
+    earlier_wall_seconds: float = 0.0
+    earlier_cpu_seconds: float = 0.0
 
 
 def fit(
@@ -67,10 +70,13 @@ def fit(
     minimise; ``validate(model)`` returns a score where lower is better. With ``checkpoint``
     set, the full state is saved after every epoch and a later call resumes from it;
     ``extra_state`` names what else a resumed run needs (objects with ``state_dict`` and
-    ``load_state_dict``, e.g. a GAN critic's own optimizer that ``step`` drives).
+    ``load_state_dict``, e.g. a GAN critic's own optimizer that ``step`` drives). The checkpoint
+    also keeps the epochs' wall and CPU time, so a resumed run can report what the interrupted
+    processes spent (``earlier_*_seconds``) instead of only its own share.
     """
     extra_state = extra_state or {}
-    state = {"epoch": 0, "best_score": float("inf"), "best_epoch": 0, "best_weights": None, "history": []}
+    state = {"epoch": 0, "best_score": float("inf"), "best_epoch": 0, "best_weights": None, "history": [],
+             "wall_seconds": 0.0, "cpu_seconds": 0.0}
     if checkpoint is not None and checkpoint.exists():
         saved = torch.load(checkpoint, weights_only=False)
         model.load_state_dict(saved["model"])
@@ -79,13 +85,15 @@ def fit(
             scheduler.load_state_dict(saved["scheduler"])
         for key, value in extra_state.items():
             value.load_state_dict(saved["extra"][key])
-        state = saved["loop"]
+        state = {"wall_seconds": 0.0, "cpu_seconds": 0.0, **saved["loop"]}  # older checkpoints kept no times
         torch.set_rng_state(saved["torch_rng"])
         print(f"{desc}: resumed from {checkpoint} after epoch {state['epoch']}")
 
+    earlier_wall, earlier_cpu = state["wall_seconds"], state["cpu_seconds"]
     progress = tqdm(range(state["epoch"], epochs), desc=desc, unit="epoch", initial=state["epoch"], total=epochs,
                     leave=leave)
     for epoch in progress:
+        started_wall, started_cpu = time.perf_counter(), time.process_time()
         model.train()
         losses = []
         for batch in batches():
@@ -105,6 +113,8 @@ def fit(
         if score < state["best_score"]:
             state.update(best_score=score, best_epoch=epoch + 1, best_weights=copy.deepcopy(model.state_dict()))
         state["epoch"] = epoch + 1
+        state["wall_seconds"] += time.perf_counter() - started_wall
+        state["cpu_seconds"] += time.process_time() - started_cpu
         progress.set_postfix(loss=f"{np.mean(losses):.4f}", val=f"{score:.4f}", best=f"{state['best_score']:.4f}")
         if checkpoint is not None:
             checkpoint.parent.mkdir(parents=True, exist_ok=True)
@@ -119,4 +129,5 @@ def fit(
     if state["best_weights"] is not None:
         model.load_state_dict(state["best_weights"])
     model.eval()
-    return FitResult(state["best_score"], state["best_epoch"], state["epoch"], state["history"])
+    return FitResult(state["best_score"], state["best_epoch"], state["epoch"], state["history"],
+                     earlier_wall, earlier_cpu)

@@ -181,6 +181,7 @@ def train(profile: str = "full", seed: int = 0, limit: int | None = None, out_ro
         result = fit(model, batches, step=lambda m, b: F.cross_entropy(m(b[0])[0], b[1], label_smoothing=0.05),
                      validate=validate, optimizer=optimizer, scheduler=scheduler, scheduler_per_batch=True,
                      epochs=config.epochs, checkpoint=checkpoint, desc=NAME)
+        watch.include_earlier(result)
 
     test_images, test_labels = mnist_arrays(train=False)
     parity_inputs = {"image": normalize(test_images[:512])}

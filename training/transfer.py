@@ -215,6 +215,7 @@ def train(profile: str = "full", seed: int = 0, limit: int | None = None, out_ro
     with Stopwatch() as watch:
         result = fit(model, lambda: fit_loader, step, validate, optimizer, epochs=config.epochs,
                      patience=config.patience, scheduler=scheduler, checkpoint=checkpoint, desc=NAME)
+        watch.include_earlier(result)
 
     parity = torch.stack([eval_set[int(i)][0] for i in holdout[:16]]).numpy()
 

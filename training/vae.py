@@ -125,6 +125,7 @@ def train(profile: str = "full", seed: int = 0, limit: int | None = None, out_ro
         result = fit(model, batches(digits.x_train, digits.y_train, config.batch_size, generator),
                      step=lambda m, b: m.negative_elbo(b[0]).mean(), validate=validate, optimizer=optimizer,
                      epochs=config.epochs, checkpoint=checkpoint, desc=NAME)
+        watch.include_earlier(result)
 
     z = np.random.default_rng(1).standard_normal((512, config.latent_dim), dtype=np.float32)
     test = digits.x_test[:512]

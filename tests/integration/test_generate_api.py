@@ -54,8 +54,9 @@ def test_json_answer_names_the_seed_it_chose(client, trained_models, name):
                                          ("diffusion", {"steps": 7, "digit": 3, "guidance": 4.0})])
 def test_answer_equals_in_process_onnx_runtime(client, trained_models, name, knobs):
     card = json.loads((trained_models / name / "card.json").read_text())
-    session = ort.InferenceSession(str(trained_models / name / "model.onnx"))
-    expected = generation.generate(card["sampling"], lambda feeds: session.run(None, feeds)[0], seed=9, n=4, **knobs)
+    sessions = {key: ort.InferenceSession(str(trained_models / name / spec["file"]))
+                for key, spec in card["graphs"].items()}
+    expected = generation.generate(card["sampling"], sessions, seed=9, n=4, **knobs)
     body = client.post(f"/generate/{name}", json={"n": 4, "seed": 9, "format": "json", **knobs}).json()
     np.testing.assert_array_equal(np.stack([_pixels(base64.b64decode(i)) for i in body["images"]]), expected)
 

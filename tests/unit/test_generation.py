@@ -66,6 +66,7 @@ def test_ddim_step_matches_the_formulas():
         eps = (0.3 * rng.standard_normal(x.shape)).astype(np.float32)
         previous = scheduler.timesteps[index + 1] if index + 1 < len(scheduler.timesteps) else None
         a, a_prev = alpha_bar[t], (alpha_bar[previous] if previous is not None else 1.0)
+        assert scheduler.alphas(int(t)) == pytest.approx((a, a_prev), rel=1e-12)  # the step graphs' inputs
         x0 = np.clip((x - np.sqrt(1 - a) * eps) / np.sqrt(a), -1, 1)
         eps_used = (x - np.sqrt(a) * x0) / np.sqrt(1 - a)
         expected = np.sqrt(a_prev) * x0 + np.sqrt(1 - a_prev) * eps_used

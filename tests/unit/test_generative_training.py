@@ -26,7 +26,7 @@ def _check_quality(card: dict) -> None:
     assert m["reference_images"] == 10_000 and m["feature_model"]["name"] == "mnist-cnn"
     assert Path(m["samples_png"]).name == "samples.png" and Path(m["samples_png"]).stat().st_size > 0
     for graph in card["graphs"].values():
-        assert graph["parity"]["max_abs_diff"] <= 1e-4 and graph["parity"]["rows"] == 512
+        assert graph["parity"]["max_abs_diff"] <= 1e-4 and graph["parity"]["rows"] >= 256
     assert records_training_cost(card) and "conditional" in card
 
 
@@ -43,8 +43,7 @@ def test_vae_card(trained_models):
 def test_vae_samples_are_the_seeded_decoder_outputs(trained_models):
     card = _card(trained_models, "vae")
     decoder = ort.InferenceSession(str(trained_models / "vae" / "model.onnx"))
-    run = lambda feeds: decoder.run(None, feeds)[0]  # noqa: E731
-    images = generation.generate(card["sampling"], run, seed=5, n=3)
+    images = generation.generate(card["sampling"], {"model": decoder}, seed=5, n=3)
     expected = decoder.run(None, {"z": np.random.default_rng(5).standard_normal((3, 16), dtype=np.float32)})[0]
     np.testing.assert_array_equal(images, np.round(np.clip(expected[:, 0], 0, 1) * 255).astype(np.uint8))
 
@@ -66,6 +65,9 @@ def test_diffusion_card(trained_models):
     assert set(m["conditional_accuracy_per_digit"]) == {str(d) for d in range(10)}
     assert m["conditional_accuracy"] == pytest.approx(np.mean(list(m["conditional_accuracy_per_digit"].values())))
     assert [i["name"] for i in card["graphs"]["model"]["inputs"]] == ["x", "t", "label"]
+    assert [i["name"] for i in card["graphs"]["guided_step"]["inputs"]] == ["x", "t", "label", "alpha", "alpha_prev",
+                                                                          "guidance"]
+    assert [o["name"] for o in card["graphs"]["step"]["outputs"]] == ["x_prev"]
     assert card["graphs"]["model"]["inputs"][1]["dtype"] == "int64"
     assert card["sampling"]["schedule"]["train_steps"] == 1000 and card["sampling"]["default_steps"] == 50
 
@@ -77,3 +79,21 @@ def test_diffusion_graph_batches_guided_pairs(trained_models):
               for i in range(3)]
     batch = session.run(None, {"x": x, "t": np.full(3, 500), "label": np.full(3, 4)})[0]
     np.testing.assert_allclose(batch, np.concatenate(single), atol=1e-5)  # batch rows are independent
+
+
+@pytest.mark.parametrize("steps, digit", [(1, None), (2, None), (9, None), (2, 4), (9, 4)])
+def test_the_step_graph_loop_on_device_is_the_numpy_scheduler(trained_models, steps, digit):
+    """IO binding, with the image kept in OrtValues, against the NumPy DDIM update around the
+    noise predictor: the exported step graphs do the scheduler's maths (odd and even step counts
+    end in different buffers)."""
+    card = _card(trained_models, "diffusion")
+    graphs = {key: ort.InferenceSession(str(trained_models / "diffusion" / spec["file"]))
+              for key, spec in card["graphs"].items()}
+    scheduler = generation.scheduler_for(card["sampling"])
+    guided = digit is not None
+    on_device = generation.ddim_sample_on_device(graphs["guided_step" if guided else "step"], guided, scheduler,
+                                                 seed=3, n=5, steps=steps, digit=digit, guidance=3.0)
+    on_host = generation.ddim_sample(lambda feeds: graphs["model"].run(None, feeds)[0], scheduler, 3, 5, steps,
+                                     digit, 3.0)
+    assert np.abs(on_host).max() > 0.5  # real images, not an untouched buffer
+    np.testing.assert_allclose(on_device, on_host, atol=1e-4)

@@ -33,3 +33,12 @@ def test_resume_continues_from_the_last_epoch_with_extra_state(tmp_path):
     assert result.epochs_run == 3 and len(result.history) == 3
     assert steps_taken == 1  # only the third epoch ran again
     assert float(side_steps) == 3.0  # the side optimizer's state came back from the checkpoint
+
+
+def test_a_resumed_run_reports_the_time_its_predecessor_spent(tmp_path):
+    checkpoint = tmp_path / "run.pt"
+    _run(checkpoint, epochs=2)
+    spent = torch.load(checkpoint, weights_only=False)["loop"]
+    result, _, _ = _run(checkpoint, epochs=3)
+    assert spent["cpu_seconds"] > 0  # the first process's two epochs were recorded
+    assert (result.earlier_wall_seconds, result.earlier_cpu_seconds) == (spent["wall_seconds"], spent["cpu_seconds"])

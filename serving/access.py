@@ -3,7 +3,9 @@
 BentoML has no body-size limit of its own and no authentication, so this ASGI middleware sits in
 front of every route: it tags each request with an id (returned as ``X-Request-ID``), refuses an
 over-long body with 413 before it is read into memory, and, when ``ZOOSERVE_API_KEY`` is set,
-demands ``Authorization: Bearer <key>`` on everything but health and metrics.
+demands ``Authorization: Bearer <key>`` on everything but health and metrics. Its own 401 and
+413 answers carry the CORS headers an allowed origin would get from BentoML's CORS layer (which
+sits inside this one), so a page on that origin can read why it was refused.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class AccessMiddleware:
         settings = Settings.from_env()
         self.api_key = settings.api_key.encode() if settings.api_key else None
         self.max_body = settings.max_body_bytes
+        self.cors_origins = settings.cors_origins
         if self.api_key is None:
             logger.warning("ZOOSERVE_API_KEY is not set: every endpoint is open to anyone who can reach it")
 
@@ -51,16 +54,19 @@ class AccessMiddleware:
                                                   (b"x-request-id", request_id.encode())]}
             await send(message)
 
+        async def reject(status: int, message: str, extra: list[tuple[bytes, bytes]] = ()) -> None:
+            await _reject(send_with_id, status, message, [*extra, *self._cors_headers(headers.get("origin"))])
+
         # CORS preflights never carry credentials; the CORS layer inside answers them.
         preflight = scope["method"] == "OPTIONS"
         public = scope["path"] in OPEN_PATHS or scope["path"].startswith(OPEN_PREFIX)
         if self.api_key is not None and not public and not preflight and not self._authorized(headers):
-            await _reject(send_with_id, 401, "missing or wrong API key: send 'Authorization: Bearer <key>'",
-                          [(b"www-authenticate", b"Bearer")])
+            await reject(401, "missing or wrong API key: send 'Authorization: Bearer <key>'",
+                         [(b"www-authenticate", b"Bearer")])
             return
         length = headers.get("content-length", "")
         if length.isdigit() and int(length) > self.max_body:
-            await _reject(send_with_id, 413, f"request body of {length} bytes is over the {self.max_body} byte limit")
+            await reject(413, f"request body of {length} bytes is over the {self.max_body} byte limit")
             return
         received, too_large, answered = 0, False, False
 
@@ -80,12 +86,18 @@ class AccessMiddleware:
                 await send_with_id(message)
             elif not answered:
                 answered = True
-                await _reject(send_with_id, 413, f"request body is over the {self.max_body} byte limit")
+                await reject(413, f"request body is over the {self.max_body} byte limit")
 
         try:
             await self.app(scope, counted_receive, guarded_send)
         except BodyTooLarge:
             await guarded_send({"type": "http.response.start"})
+
+    def _cors_headers(self, origin: str | None) -> list[tuple[bytes, bytes]]:
+        if origin is None or not (origin in self.cors_origins or "*" in self.cors_origins):
+            return []
+        return [(b"access-control-allow-origin", origin.encode("latin-1")), (b"vary", b"Origin"),
+                (b"access-control-expose-headers", b"X-Request-ID, X-Seed")]
 
     def _authorized(self, headers: dict[str, str]) -> bool:
         scheme, _, token = headers.get("authorization", "").partition(" ")

@@ -81,3 +81,17 @@ def test_cors_allows_only_the_configured_origin(locked):
     assert allowed.status_code == 200 and allowed.headers["access-control-allow-origin"] == PAGE
     other = httpx.options(f"{locked}/house-price/predict", headers={"Origin": "http://elsewhere.test", **preflight})
     assert "access-control-allow-origin" not in other.headers
+
+
+def test_refusals_are_readable_by_an_allowed_page(locked):
+    """A 401 or 413 comes from the access layer, outside BentoML's CORS layer: it must carry the
+    same CORS headers, or the page could not show the reason."""
+    unauthorized = httpx.post(f"{locked}/house-price/predict", json={"houses": [HOUSE]}, headers={"Origin": PAGE})
+    too_large = httpx.post(f"{locked}/house-price/predict", content=b" " * (LIMIT + 1),
+                           headers={"Origin": PAGE, "Authorization": f"Bearer {KEY}"})
+    stranger = httpx.post(f"{locked}/house-price/predict", json={"houses": [HOUSE]},
+                          headers={"Origin": "http://elsewhere.test"})
+    assert (unauthorized.status_code, too_large.status_code, stranger.status_code) == (401, 413, 401)
+    assert unauthorized.headers["access-control-allow-origin"] == PAGE == too_large.headers["access-control-allow-origin"]
+    assert "x-request-id" in unauthorized.headers["access-control-expose-headers"].lower()
+    assert "access-control-allow-origin" not in stranger.headers

@@ -1,8 +1,10 @@
 """Locust users, one class per endpoint family, with real payloads (see ``payloads.py``).
 
 Each user offers a constant 5 requests/s (``constant_throughput``), so N users offer 5N
-requests/s whatever the latency: the latency objectives hold at a fixed offered load. Run one
-family alone by naming its class, e.g. ``locust -f loadtests/locustfile.py DigitsUser``.
+requests/s whatever the latency: the latency objectives hold at a fixed offered load. The
+generator users ask for a few small grids at a fifth of that rate: one diffusion request is tens
+of milliseconds of compute per step, as much as hundreds of classifications. Run one family
+alone by naming its class, e.g. ``locust -f loadtests/locustfile.py DigitsUser``.
 """
 
 from __future__ import annotations
@@ -78,3 +80,33 @@ class InferenceProtocolUser(ZooUser):
     def infer_houses(self) -> None:
         self.client.post("/v2/models/house-price-gbm/infer", json=OIP_TENSOR, headers=AUTH,
                          name="/v2/models/[name]/infer")
+
+
+class GeneratorUser(ZooUser):
+    """Small seeded grids, as a demo page or a data-augmentation client would ask for."""
+
+    abstract = True
+    weight = 2
+    wait_time = constant_throughput(RATE / 5)
+    model = ""
+    request: dict = {}
+
+    def on_start(self) -> None:
+        self.seeds = itertools.count()
+
+    @task
+    def generate(self) -> None:
+        self.client.post(f"/generate/{self.model}", json={**self.request, "seed": next(self.seeds)}, headers=AUTH,
+                         name=f"/generate/{self.model}")
+
+
+class VaeUser(GeneratorUser):
+    model, request = "vae", {"n": 8}
+
+
+class GanUser(GeneratorUser):
+    model, request = "gan", {"n": 8}
+
+
+class DiffusionUser(GeneratorUser):
+    model, request = "diffusion", {"n": 4, "digit": 3, "steps": 20}

@@ -48,6 +48,11 @@ HTTP = {"cors": {"enabled": True, "access_control_allow_origins": list(SETTINGS.
                  "access_control_expose_headers": ["X-Request-ID", "X-Seed"]}} if SETTINGS.cors_origins else {}
 
 
+def _probabilities(registry: Registry, name: str, batch: np.ndarray) -> np.ndarray:
+    model = registry.get(name)
+    return softmax(model.run({model.input_spec()[0]["name"]: batch})[0])
+
+
 @bentoml.service(name="zooserve-classifiers", workers=1, traffic=TRAFFIC, resources=RESOURCES)
 class Classifiers:
     """The image classifiers behind BentoML's adaptive batching.
@@ -62,19 +67,15 @@ class Classifiers:
     def __init__(self) -> None:
         self.registry = Registry(SETTINGS, runs_here=lambda name: name in BATCHED_MODELS)
 
-    def _probabilities(self, name: str, batch: np.ndarray) -> np.ndarray:
-        model = self.registry.get(name)
-        return softmax(model.run({model.input_spec()[0]["name"]: batch})[0])
-
     @bentoml.api(batchable=True, max_batch_size=64, max_latency_ms=1000)
     def digits(self, batch: np.ndarray) -> np.ndarray:
         """(N, 1, 28, 28) normalized digits -> (N, 10) probabilities."""
-        return self._probabilities(DIGITS_MODEL, batch)
+        return _probabilities(self.registry, DIGITS_MODEL, batch)
 
     @bentoml.api(batchable=True, max_batch_size=8, max_latency_ms=5000)
     def photos(self, batch: np.ndarray) -> np.ndarray:
         """(N, 3, 224, 224) normalized photos -> (N, classes) probabilities."""
-        return self._probabilities(IMAGES_MODEL, batch)
+        return _probabilities(self.registry, IMAGES_MODEL, batch)
 
 
 @bentoml.service(name="zooserve-generators", workers=1, traffic=TRAFFIC, resources=RESOURCES)
@@ -149,6 +150,19 @@ class ZooServe:
         # __init__ returns only after every model loaded and answered its warm-up inference.
         return bool(self.registry.models)
 
+    def _classify(self, name: str, picture: np.ndarray) -> np.ndarray:
+        """One picture's probabilities: batched with concurrent requests in `Classifiers`, or with
+        ZOOSERVE_BATCHING=off run here, unbatched (``make bench`` compares the two)."""
+        if not SETTINGS.batching:
+            return _probabilities(self.registry, name, picture)[0]
+        return (self.classifiers.digits if name == DIGITS_MODEL else self.classifiers.photos)(picture)[0]
+
+    @bentoml.api(route="/noop")
+    def noop(self) -> dict:
+        """Does nothing: what a request costs through BentoML and the middlewares, the baseline
+        ``make bench`` sets the model endpoints against."""
+        return {}
+
     @bentoml.api(route="/house-price/predict", input_spec=HousePriceRequest)
     def house_price_predict(self, houses: list[House], model: str = "gbm") -> HousePriceResponse:
         """Median house value of California block groups (1 to 1,000 per request)."""
@@ -197,7 +211,7 @@ class ZooServe:
             return error_response(503, str(error))
         except images.ImageError as error:
             return error_response(error.status, str(error))
-        probabilities = self.classifiers.digits(batch)[0]
+        probabilities = self._classify(DIGITS_MODEL, batch)
         odd = float(probabilities[1::2].sum())
         return DigitResponse(
             digit=int(probabilities.argmax()), probabilities=probabilities.tolist(),
@@ -221,7 +235,7 @@ class ZooServe:
             return error_response(503, str(error))
         except images.ImageError as error:
             return error_response(error.status, str(error))
-        probabilities = self.classifiers.photos(batch)[0]
+        probabilities = self._classify(IMAGES_MODEL, batch)
         return ImageResponse(predictions=ranked(probabilities, labels, top_k), model=model.summary)
 
 

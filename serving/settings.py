@@ -22,6 +22,13 @@ def _list(name: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in os.environ.get(name, "").split(",") if item.strip())
 
 
+def _switch(name: str, default: bool) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if raw in ("", "on", "off"):
+        return default if not raw else raw == "on"
+    raise ValueError(f"{name} must be on or off, got {raw!r}")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Service configuration: one field per ``ZOOSERVE_*`` variable, with its default."""
@@ -38,6 +45,7 @@ class Settings:
     max_concurrency: int = 64  # requests in flight per worker; beyond, 429 instead of an unbounded queue
     cors_origins: tuple[str, ...] = ()  # none: browsers on other origins may not call the API
     gpus: int = 0  # GPUs BentoML places each model-running service on (set 1 on a GPU node)
+    batching: bool = True  # False: the classify endpoints call their model in-process, unbatched
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -58,4 +66,5 @@ class Settings:
             max_concurrency=_int("ZOOSERVE_MAX_CONCURRENCY", cls.max_concurrency),
             cors_origins=_list("ZOOSERVE_CORS_ORIGINS"),
             gpus=_int("ZOOSERVE_GPUS", cls.gpus),
+            batching=_switch("ZOOSERVE_BATCHING", cls.batching),
         )

@@ -15,12 +15,12 @@ def test_short_locust_run(server, tmp_path):
     no_objectives.write_text("")
     result = subprocess.run(
         [sys.executable, "-m", "loadtests.run", "--url", server, "--users", "2", "--spawn-rate", "2",
-         "--duration", "6s", "--family", "HousePriceUser", "DigitsUser", "--out", str(tmp_path),
+         "--duration", "6s", "--family", "HousePriceUser", "DigitsUser", "DiffusionUser", "--out", str(tmp_path),
          "--objectives", str(no_objectives)],
         cwd=REPO, capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     table = (tmp_path / "table.md").read_text()
-    assert "/house-price/predict" in table and "/digits/classify" in table
+    assert "/house-price/predict" in table and "/digits/classify" in table and "/generate/diffusion" in table
     assert (tmp_path / "report.html").exists()
 
 

@@ -22,6 +22,13 @@ def test_settings_from_env(monkeypatch):
     assert (settings.device, settings.intra_op_threads, settings.required_models) == ("cpu", 2, ("a", "b"))
     limit = settings.timeout_seconds  # a configured default, not a measured time
     assert settings.cors_origins == ("http://a.test",) and limit == 600
+    assert settings.batching is True
+    monkeypatch.setenv("ZOOSERVE_BATCHING", "OFF")
+    assert Settings.from_env().batching is False
+    monkeypatch.setenv("ZOOSERVE_BATCHING", "maybe")
+    with pytest.raises(ValueError, match="ZOOSERVE_BATCHING"):
+        Settings.from_env()
+    monkeypatch.setenv("ZOOSERVE_BATCHING", "on")
     monkeypatch.setenv("ZOOSERVE_DEVICE", "tpu")
     with pytest.raises(ValueError, match="ZOOSERVE_DEVICE"):
         Settings.from_env()

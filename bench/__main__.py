@@ -1,0 +1,75 @@
+"""``make bench``: every side-by-side comparison in one run -> reports/bench.json and bench.md.
+
+    python -m bench                      # all sections on models/
+    python -m bench --only engines batching
+    python -m bench --smoke              # tiny repeats: checks the harness, not the speed
+
+The in-process sections (engines, diffusion, quantization) run with the same thread count on
+both sides of each comparison; the HTTP sections start their own servers pinned to core 0 and
+send from core 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import onnxruntime as ort
+import torch
+
+from . import batching, cold_start, diffusion_speed, engines, overhead, quantization
+from .common import Context
+
+SECTIONS = {"engines": engines, "diffusion": diffusion_speed, "quantization": quantization,
+            "overhead": overhead, "batching": batching, "cold-start": cold_start}
+REPO = Path(__file__).resolve().parents[1]
+
+
+def machine() -> dict[str, object]:
+    """What the figures were measured on: they mean little without it."""
+    cpuinfo = Path("/proc/cpuinfo")
+    names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+             if line.startswith("model name")] if cpuinfo.exists() else []
+    return {"cpu": names[0] if names else platform.processor(), "cores": os.cpu_count(),
+            "python": platform.python_version(), "onnxruntime": ort.__version__, "torch": torch.__version__,
+            "gpu": "none"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models-dir", type=Path, default=Path(os.environ.get("ZOOSERVE_MODELS_DIR", "models")))
+    parser.add_argument("--only", nargs="*", choices=list(SECTIONS), default=list(SECTIONS))
+    parser.add_argument("--smoke", action="store_true", help="tiny repeats and sizes")
+    parser.add_argument("--threads", type=int, default=1, help="intra-op threads for both engines")
+    parser.add_argument("--out", type=Path, default=REPO / "reports")
+    args = parser.parse_args(argv)
+
+    ctx = Context.create(args.models_dir, args.smoke, args.threads)
+    report = {"machine": machine(), "smoke": args.smoke, "threads": args.threads,
+              "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "sections": {}}
+    sections = []
+    for name in args.only:
+        started = time.perf_counter()
+        print(f"bench: {name} ...", flush=True)
+        result = SECTIONS[name].run(ctx)
+        report["sections"][name] = result
+        sections.append(SECTIONS[name].markdown(result))
+        print(f"bench: {name} done in {time.perf_counter() - started:.0f} s", flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
+    header = (f"## Benchmarks\n\nMeasured {report['measured_at']} on {report['machine']['cpu']} "
+              f"({report['machine']['cores']} cores, no GPU), ONNX Runtime {report['machine']['onnxruntime']}, "
+              f"PyTorch {report['machine']['torch']}, {args.threads} intra-op thread(s) per engine"
+              f"{' (SMOKE: tiny repeats, not figures)' if args.smoke else ''}.\n")
+    (args.out / "bench.md").write_text("\n\n".join([header, *sections]) + "\n")
+    print((args.out / "bench.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,33 @@
+"""`make bench`'s HTTP sections in smoke mode: each starts its own servers on the quick models,
+batching both on and off, and the report is written. Speed is never judged here."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_http_sections_run_and_report(trained_models, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke", "--models-dir", str(trained_models), "--out", str(tmp_path),
+         "--only", "overhead", "batching", "cold-start"],
+        cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    report = json.loads((tmp_path / "bench.json").read_text())
+    sections = report["sections"]
+    assert set(sections["overhead"]["stages"]) == {"no-op endpoint", "/house-price/predict",
+                                                   "ONNX Runtime call in-process"}
+    levels = sections["batching"]["levels"]
+    assert set(levels) == {"on", "off"}
+    assert all(level["failures"] == 0 and level["requests"] >= level["clients"] for runs in levels.values()
+               for level in runs)  # both servers answered every digit
+    cold = sections["cold-start"]
+    assert len(cold["ready_seconds"]) == 1 and cold["models"] == sorted(p.name for p in trained_models.iterdir()
+                                                                        if (p / "card.json").exists())
+    markdown = (tmp_path / "bench.md").read_text()
+    for title in ("Serving overhead", "Adaptive batching on vs off", "Cold start"):
+        assert f"### {title}" in markdown

@@ -11,7 +11,7 @@ export DATA_DIR ?= data
 export BENTOML_DO_NOT_TRACK := True
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup train serve test loadtest bench build containerize clean
+.PHONY: setup train serve test loadtest saturation bench build containerize clean
 
 setup: $(VENV)/.installed
 
@@ -35,6 +35,10 @@ test: setup
 # Locust against the server on loopback (or URL=...); FAMILY=DigitsUser runs one family alone.
 loadtest: setup
 	$(BIN)/python -m loadtests.run $(if $(URL),--url $(URL)) $(if $(FAMILY),--family $(FAMILY))
+
+# Offered load stepped up until p99 passes 100 ms (FAMILY=DigitsUser for another endpoint).
+saturation: setup
+	$(BIN)/python -m loadtests.saturation $(if $(URL),--url $(URL)) $(if $(FAMILY),--family $(FAMILY))
 
 # Side-by-side benchmarks of the served models -> reports/bench.json and reports/bench.md.
 bench: setup

@@ -24,6 +24,15 @@ def test_short_locust_run(server, tmp_path):
     assert (tmp_path / "report.html").exists()
 
 
+def test_saturation_steps_the_offered_load(server, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "loadtests.saturation", "--url", server, "--levels", "1", "2", "--duration", "3s",
+         "--out", str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    table = (tmp_path / "table.md").read_text()
+    assert "| 1 | 5.0 |" in table and "saturation throughput (HousePriceUser" in table
+
+
 def test_report_fails_on_failed_requests_and_missed_objectives(tmp_path):
     from loadtests.report import violations
 

@@ -58,8 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     lines = ["| " + " | ".join(columns) + " |", "|" + " ---: |" * len(columns)]
     lines += ["| " + " | ".join(f"{level[c]:.1f}" if isinstance(level[c], float) else str(level[c])
                                 for c in columns) + " |" for level in levels]
-    verdict = (f"saturation throughput ({args.family}, p99 <= {args.p99_limit_ms:g} ms): "
-               f"{max(level['req/s'] for level in within):.0f} req/s" if within else "no level stayed within the limit")
+    verdict = f"saturation throughput ({args.family}, p99 <= {args.p99_limit_ms:g} ms): " + (
+        f"{max(level['req/s'] for level in within):.0f} req/s" if within else "below the lowest level tried")
     if within and within[-1] is levels[-1]:
         verdict += " (the limit was not reached at the highest level tried)"
     text = "\n".join(lines) + f"\n\n{verdict}\n"

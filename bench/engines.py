@@ -132,7 +132,8 @@ def markdown(result: dict) -> str:
         "",
         f"Median latency per call after warm-up, both engines on {result['threads']} intra-op thread(s) and the "
         "same weights (the served graph when the module takes its initializers, else a fresh export of the same "
-        "module), random inputs shaped by the card; outputs agree within "
+        "module with its own seeded weights, an ImageNet backbone for `transfer-cnn`), random inputs shaped by the "
+        "card (real windows for `passengers`); outputs agree within "
         f"{result['atol']:g} before timing. The objective: ORT >= 2.5x eager for `mnist-cnn` at batch 1, "
         f">= 2x at batch 32. {notes}",
         "",

@@ -38,8 +38,10 @@ def _passengers(card: Card) -> nn.Module:
 # card -> the family's module with the card's hyperparameters (weights: seeded initialisation)
 BUILDERS: dict[str, Callable[[Card], nn.Module]] = {
     "mnist-cnn": lambda card: mnist.DigitCNN(),
-    "transfer-cnn": lambda card: transfer.TransferNet(
-        transfer.BACKBONES[card["hyperparameters"]["backbone"]](False), len(card["labels"])),
+    # The card's ImageNet backbone, where it has one: from seeded weights its features collapse to a
+    # constant, and outputs that ignore the input would make the engines' agreement meaningless.
+    "transfer-cnn": lambda card: transfer.TransferNet(transfer.BACKBONES[card["hyperparameters"]["backbone"]](
+        card["hyperparameters"]["weights"] == "imagenet"), len(card["labels"])),
     "house-price-mlp": lambda card: house_price.HousePriceMLP(
         np.zeros((2, len(HOUSING_FEATURES)), np.float32), card["hyperparameters"]["width"],
         card["hyperparameters"]["dropout"]),

@@ -7,11 +7,17 @@ ratios, which survive a change of machine better than absolute figures do.
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import onnxruntime as ort
+
+AGREEMENT_ATOL = 1e-3  # engines compared must compute the same thing before their speeds mean anything
 
 
 @dataclass(frozen=True)
@@ -27,18 +33,33 @@ class Context:
         return cls(models_dir, smoke, threads, *((1, 3) if smoke else (5, 50)))
 
 
-def timed(fn: Callable[[], object], ctx: Context, repeats: int | None = None) -> dict[str, float]:
-    """Median and 90th percentile wall time of ``fn()`` in milliseconds, after ``ctx.warmup`` calls."""
-    for _ in range(ctx.warmup):
+def timed(fn: Callable[[], object], ctx: Context, repeats: int | None = None, warmup: int | None = None,
+          budget_s: float | None = None) -> dict[str, float]:
+    """Median and 90th percentile wall time of ``fn()`` in milliseconds, after ``ctx.warmup`` calls.
+
+    ``budget_s`` lowers the repeats (to no fewer than 3) so that slow calls (a CNN on 32 photos)
+    take about that long in all, judged from the last warm-up call; fast calls keep every repeat.
+    """
+    repeats, last = repeats or ctx.repeats, 0.0
+    for _ in range(ctx.warmup if warmup is None else warmup):
+        start = time.perf_counter()
         fn()
+        last = time.perf_counter() - start
+    if budget_s is not None and last > 0:
+        repeats = min(repeats, max(3, int(budget_s / last)))
     samples = []
-    for _ in range(repeats or ctx.repeats):
+    for _ in range(repeats):
         start = time.perf_counter()
         fn()
         samples.append((time.perf_counter() - start) * 1000.0)
     samples.sort()
     return {"median_ms": statistics.median(samples), "p90_ms": samples[int(0.9 * (len(samples) - 1))],
             "repeats": len(samples)}
+
+
+def throughput(timing: dict[str, float], rows: int) -> float:
+    """Rows per second at the median latency of a call on ``rows`` rows."""
+    return rows / (timing["median_ms"] / 1000.0)
 
 
 def ratio(slower: float, faster: float) -> float:
@@ -52,3 +73,40 @@ def markdown_table(headers: list[str], rows: list[list[object]]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(" --- " for _ in headers) + "|"]
     lines += ["| " + " | ".join(cell(value) for value in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def batch_sizes(ctx: Context) -> tuple[int, int]:
+    """One request alone, and a batch as the service's adaptive batching forms (tiny in smoke runs)."""
+    return (1, 2) if ctx.smoke else (1, 32)
+
+
+def ort_session(path: Path, ctx: Context,
+                optimization: ort.GraphOptimizationLevel = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+                ) -> ort.InferenceSession:
+    """A CPU session built as ``serving.sessions`` builds it, on ``ctx.threads`` intra-op threads."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = optimization
+    options.intra_op_num_threads = ctx.threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+
+
+def load_card(ctx: Context, name: str) -> dict[str, Any] | None:
+    """The model's card, or None when the model is not in ``ctx.models_dir`` (the section skips it)."""
+    path = ctx.models_dir / name / "card.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def missing(name: str, ctx: Context) -> dict[str, str]:
+    return {"model": name, "skipped": f"not in {ctx.models_dir}"}
+
+
+def agreement(reference: Sequence[np.ndarray], other: Sequence[np.ndarray], atol: float = AGREEMENT_ATOL
+              ) -> dict[str, Any]:
+    """Largest absolute difference over every output pair, whether it is within ``atol``, and the
+    largest reference value (a difference means little next to outputs that are all near zero)."""
+    pairs = [(np.asarray(a, np.float64), np.asarray(b, np.float64)) for a, b in zip(reference, other, strict=True)]
+    worst = max(float(np.abs(a - b).max(initial=0.0)) for a, b in pairs)
+    return {"max_abs_diff": worst, "atol": atol, "agree": worst <= atol,
+            "max_abs_reference": max(float(np.abs(a).max(initial=0.0)) for a, _ in pairs)}

@@ -19,7 +19,7 @@ import numpy as np
 import onnxruntime as ort
 
 from serving import generation
-from training.diffusion import DenoisingStep, _step_inputs
+from training.diffusion import DenoisingStep, step_inputs
 from training.loop import torch_threads
 
 from . import pytorch
@@ -69,7 +69,7 @@ def _samplers(card: dict[str, Any], ctx: Context, scratch: Path) -> tuple[Sample
     graph, step = pytorch.SERVED, served
     if not pytorch.load_served_weights(unet, folder / card["graphs"]["model"]["file"]):
         alphas = generation.scheduler_for(card["sampling"]).alphas_cumprod
-        example = _step_inputs(alphas, 2, np.random.default_rng(0), guided=True)
+        example = step_inputs(alphas, 2, np.random.default_rng(0), guided=True)
         path = pytorch.fresh_export(DenoisingStep(unet, guided=True).eval(), example, ["x_prev"],
                                     scratch / "guided_step.onnx")
         graph, step = pytorch.FRESH, ort_session(path, ctx)

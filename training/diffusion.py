@@ -129,7 +129,7 @@ class DenoisingStep(nn.Module):
         return a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps
 
 
-def _step_inputs(alphas_cumprod: np.ndarray, rows: int, rng: np.random.Generator, guided: bool) -> dict[str, np.ndarray]:
+def step_inputs(alphas_cumprod: np.ndarray, rows: int, rng: np.random.Generator, guided: bool) -> dict[str, np.ndarray]:
     """Parity inputs for a step graph: timesteps with the gaps 1-, 20- and 50-step schedules take."""
     t = rng.integers(0, len(alphas_cumprod), rows)
     previous = t - rng.choice([1, 20, 50], rows)
@@ -215,9 +215,9 @@ def train(profile: str = "full", seed: int = 0, limit: int | None = None, out_ro
     graphs = {
         "model": _torch_graph(network, "model.onnx", eps_inputs, "eps", units),
         STEP_GRAPH: _torch_graph(DenoisingStep(network, guided=False), "step.onnx",
-                                 _step_inputs(alphas_cumprod, 512, rng, guided=False), "x_prev", units),
+                                 step_inputs(alphas_cumprod, 512, rng, guided=False), "x_prev", units),
         GUIDED_STEP_GRAPH: _torch_graph(DenoisingStep(network, guided=True), "guided_step.onnx",
-                                        _step_inputs(alphas_cumprod, 256, rng, guided=True), "x_prev", units),
+                                        step_inputs(alphas_cumprod, 256, rng, guided=True), "x_prev", units),
     }
     sampling = {"kind": "ddim", "schedule": SCHEDULE, "default_steps": DEFAULT_STEPS,
                 "default_guidance": DEFAULT_GUIDANCE, "null_label": NULL_LABEL, "output_range": list(VALUE_RANGE)}

@@ -121,17 +121,17 @@ def _images_answer(pictures: np.ndarray, seed: int, model: dict, format: str) ->
                     headers={"X-Seed": str(seed), "X-Model": f"{model['name']} {model['version']}"})
 
 
-def _read_upload(path: Path) -> bytes:
+def _read_upload(path: Path, field: str = "image") -> bytes:
     """The upload's bytes, refusing oversized files before reading them."""
     size = path.stat().st_size
     if size > images.MAX_BYTES:
-        raise images.ImageError(f"image: {size} bytes is over the {images.MAX_BYTES} byte limit", status=413)
+        raise images.ImageError(f"{field}: {size} bytes is over the {images.MAX_BYTES} byte limit", status=413)
     return path.read_bytes()
 
 
 def _prepare_digits(uploads: dict[str, Path]) -> np.ndarray:
     """Uploaded digit pictures -> (N, 1, 28, 28) normalized like the classifier's input."""
-    return np.stack([images.to_mnist(images.decode(_read_upload(path), field), field)
+    return np.stack([images.to_mnist(images.decode(_read_upload(path, field), field), field)
                      for field, path in uploads.items()])
 
 

@@ -147,6 +147,14 @@ def test_interpolation_between_uploads(client):
     assert _pixels(strip.content).shape == (32, 4 * 30 + 2)
 
 
+def test_an_oversized_interpolation_upload_is_named(client):
+    x, _ = mnist_arrays(train=False)
+    oversized = _png(x[0]) + b"\0" * (10 * 1024 * 1024)  # over the 10 MB image limit, under the body limit
+    files = {"start": ("a.png", _png(x[0]), "image/png"), "end": ("b.png", oversized, "image/png")}
+    response = client.post("/generate/vae/interpolate", files=files)
+    assert response.status_code == 413 and response.json()["error"].startswith("end: "), response.text
+
+
 @pytest.mark.parametrize("kwargs, field", [
     ({"json": {}}, "seeds"),
     ({"json": {"seeds": [1]}}, "seeds"),

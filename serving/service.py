@@ -27,6 +27,7 @@ from .schemas import (
     GeneratedImages, GenerateRequest, House, HousePrice, HousePriceRequest, HousePriceResponse, ImageRequest,
     ImageResponse, InterpolateRequest, PngImage,
 )
+from .sessions import batching_pays
 from .settings import Settings
 from .web import web_app
 
@@ -40,6 +41,7 @@ SETTINGS = Settings.from_env()
 # A failure inside a worker's __init__ leaves `bentoml serve` running with no worker; checking the
 # cards and graph hashes here, when the server process loads this module, stops start-up instead.
 verify_models(SETTINGS)
+BATCHING = batching_pays(SETTINGS)
 TRAFFIC = {"timeout": SETTINGS.timeout_seconds, "max_concurrency": SETTINGS.max_concurrency}
 RESOURCES = {"gpu": SETTINGS.gpus} if SETTINGS.gpus else {}
 HTTP = {"cors": {"enabled": True, "access_control_allow_origins": list(SETTINGS.cors_origins),
@@ -151,9 +153,9 @@ class ZooServe:
         return bool(self.registry.models)
 
     def _classify(self, name: str, picture: np.ndarray) -> np.ndarray:
-        """One picture's probabilities: batched with concurrent requests in `Classifiers`, or with
-        ZOOSERVE_BATCHING=off run here, unbatched (``make bench`` compares the two)."""
-        if not SETTINGS.batching:
+        """One picture's probabilities: batched with concurrent requests in `Classifiers`, or run
+        here, unbatched (``ZOOSERVE_BATCHING``; ``make bench`` compares the two)."""
+        if not BATCHING:
             return _probabilities(self.registry, name, picture)[0]
         return (self.classifiers.digits if name == DIGITS_MODEL else self.classifiers.photos)(picture)[0]
 

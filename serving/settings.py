@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 Device = Literal["auto", "cpu", "cuda"]
+Switch = Literal["auto", "on", "off"]
 
 
 def _int(name: str, default: int) -> int:
@@ -22,11 +23,11 @@ def _list(name: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in os.environ.get(name, "").split(",") if item.strip())
 
 
-def _switch(name: str, default: bool) -> bool:
-    raw = os.environ.get(name, "").strip().lower()
-    if raw in ("", "on", "off"):
-        return default if not raw else raw == "on"
-    raise ValueError(f"{name} must be on or off, got {raw!r}")
+def _choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = os.environ.get(name, "").strip().lower() or default
+    if raw not in choices:
+        raise ValueError(f"{name} must be {', '.join(choices[:-1])} or {choices[-1]}, got {raw!r}")
+    return raw
 
 
 @dataclass(frozen=True)
@@ -45,17 +46,15 @@ class Settings:
     max_concurrency: int = 64  # requests in flight per worker; beyond, 429 instead of an unbounded queue
     cors_origins: tuple[str, ...] = ()  # none: browsers on other origins may not call the API
     gpus: int = 0  # GPUs BentoML places each model-running service on (set 1 on a GPU node)
-    batching: bool = True  # False: the classify endpoints call their model in-process, unbatched
+    # "off": the classify endpoints call their model in-process, unbatched; "auto": on with a GPU only
+    batching: Switch = "auto"
 
     @classmethod
     def from_env(cls) -> "Settings":
         """Read ``ZOOSERVE_*``; the README's configuration table lists each variable."""
-        device = os.environ.get("ZOOSERVE_DEVICE", "auto").lower()
-        if device not in ("auto", "cpu", "cuda"):
-            raise ValueError(f"ZOOSERVE_DEVICE must be auto, cpu or cuda, got {device!r}")
         return cls(
             models_dir=Path(os.environ.get("ZOOSERVE_MODELS_DIR", "models")),
-            device=device,  # type: ignore[arg-type]
+            device=_choice("ZOOSERVE_DEVICE", cls.device, ("auto", "cpu", "cuda")),  # type: ignore[arg-type]
             device_id=_int("ZOOSERVE_DEVICE_ID", 0),
             intra_op_threads=_int("ZOOSERVE_THREADS", 0),
             inter_op_threads=_int("ZOOSERVE_INTER_OP_THREADS", 0),
@@ -66,5 +65,5 @@ class Settings:
             max_concurrency=_int("ZOOSERVE_MAX_CONCURRENCY", cls.max_concurrency),
             cors_origins=_list("ZOOSERVE_CORS_ORIGINS"),
             gpus=_int("ZOOSERVE_GPUS", cls.gpus),
-            batching=_switch("ZOOSERVE_BATCHING", cls.batching),
+            batching=_choice("ZOOSERVE_BATCHING", cls.batching, ("auto", "on", "off")),  # type: ignore[arg-type]
         )

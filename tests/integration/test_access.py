@@ -1,4 +1,5 @@
-"""The optional API key, request ids and the body limit, on a server started with a key set."""
+"""The optional API key, request ids and the body limit, on a server started with a key set
+(and with adaptive batching forced on, so the batched classifiers are exercised too)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ from typing import Iterator
 import httpx
 import pytest
 
+from training.data import load_image_folder, mnist_arrays
+
 from .conftest import free_port, start_server, stop, wait_ready
+from .test_vision_api import _png
 
 KEY = "test-key-5f2a"
 LIMIT = 200_000
@@ -22,7 +26,7 @@ def locked(trained_models, tmp_path_factory) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     log = tmp_path_factory.mktemp("locked") / "serve.log"
     process = start_server(trained_models, port, log, ZOOSERVE_API_KEY=KEY, ZOOSERVE_MAX_BODY_BYTES=str(LIMIT),
-                           ZOOSERVE_CORS_ORIGINS=PAGE)
+                           ZOOSERVE_CORS_ORIGINS=PAGE, ZOOSERVE_BATCHING="on")
     try:
         wait_ready(url, process, log)
         yield url
@@ -95,3 +99,15 @@ def test_refusals_are_readable_by_an_allowed_page(locked):
     assert unauthorized.headers["access-control-allow-origin"] == PAGE == too_large.headers["access-control-allow-origin"]
     assert "x-request-id" in unauthorized.headers["access-control-expose-headers"].lower()
     assert "access-control-allow-origin" not in stranger.headers
+
+
+def test_the_batched_classifiers_answer(locked):
+    auth = {"Authorization": f"Bearer {KEY}"}
+    images, labels = mnist_arrays(train=False)
+    digit = httpx.post(f"{locked}/digits/classify", files={"image": ("d.png", _png(images[0]), "image/png")},
+                       headers=auth)
+    assert digit.status_code == 200 and digit.json()["digit"] == labels[0]
+    path, _ = load_image_folder("val").samples[0]
+    photo = httpx.post(f"{locked}/images/classify", files={"image": ("p.jpg", open(path, "rb").read(), "image/jpeg")},
+                       headers=auth)
+    assert photo.status_code == 200 and len(photo.json()["predictions"]) >= 1

@@ -9,7 +9,7 @@ import pytest
 
 from serving.errors import normalize
 from serving.registry import ModelLoadError, Registry, verify_models
-from serving.sessions import CPU, CUDA, providers_for
+from serving.sessions import CPU, CUDA, batching_pays, providers_for
 from serving.settings import Settings
 
 
@@ -22,9 +22,9 @@ def test_settings_from_env(monkeypatch):
     assert (settings.device, settings.intra_op_threads, settings.required_models) == ("cpu", 2, ("a", "b"))
     limit = settings.timeout_seconds  # a configured default, not a measured time
     assert settings.cors_origins == ("http://a.test",) and limit == 600
-    assert settings.batching is True
+    assert settings.batching == "auto"
     monkeypatch.setenv("ZOOSERVE_BATCHING", "OFF")
-    assert Settings.from_env().batching is False
+    assert Settings.from_env().batching == "off"
     monkeypatch.setenv("ZOOSERVE_BATCHING", "maybe")
     with pytest.raises(ValueError, match="ZOOSERVE_BATCHING"):
         Settings.from_env()
@@ -43,6 +43,12 @@ def test_settings_from_env(monkeypatch):
 ])
 def test_provider_choice(device, available, gpu, expected):
     assert providers_for(Settings(device=device), available, gpu) == expected
+
+
+@pytest.mark.parametrize("batching, device, expected", [("auto", "cpu", False), ("on", "cpu", True),
+                                                        ("off", "auto", False)])
+def test_batching_is_on_where_it_pays(batching, device, expected):
+    assert batching_pays(Settings(batching=batching, device=device)) is expected
 
 
 def test_cuda_requested_without_a_gpu_is_an_error():

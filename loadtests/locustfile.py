@@ -86,7 +86,7 @@ class GeneratorUser(ZooUser):
     """Small seeded grids, as a demo page or a data-augmentation client would ask for."""
 
     abstract = True
-    weight = 2
+    fixed_count = 1  # one of each whatever the user count: by weight they would round to none
     wait_time = constant_throughput(RATE / 5)
     model = ""
     request: dict = {}

@@ -158,7 +158,7 @@ class ZooServe:
 
     def __init__(self) -> None:
         # Sessions for every model, the batched ones included: the Open Inference Protocol (/v2)
-        # runs any model in-process, while the public classify endpoints batch in `Classifiers`.
+        # runs any model in-process, and so do the classify endpoints when batching is off.
         self.registry = Registry(SETTINGS)
         settle_heap()
 
@@ -173,14 +173,15 @@ class ZooServe:
             return _probabilities(self.registry, name, picture)[0]
         return (self.classifiers.digits if name == DIGITS_MODEL else self.classifiers.photos)(picture)[0]
 
+    # The tabular endpoints, and the no-op they are measured against, are async: their work (well
+    # under a millisecond of NumPy and ONNX Runtime) costs less than the hand-off to BentoML's
+    # thread pool that a sync API pays.
     @bentoml.api(route="/noop")
-    def noop(self) -> dict:
+    async def noop(self) -> dict:
         """Does nothing: what a request costs through BentoML and the middlewares, the baseline
         ``make bench`` sets the model endpoints against."""
         return {}
 
-    # The tabular endpoints are async: their work (well under a millisecond of NumPy and ONNX
-    # Runtime) costs less than the hand-off to BentoML's thread pool that a sync API pays.
     @bentoml.api(route="/house-price/predict", input_spec=HousePriceRequest)
     async def house_price_predict(self, houses: list[House], model: str = "gbm") -> HousePriceResponse:
         """Median house value of California block groups (1 to 1,000 per request)."""

@@ -11,10 +11,11 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_short_locust_run(server, tmp_path):
+    # 3 users: the diffusion user is one whatever the count (fixed_count), the others share the rest.
     no_objectives = tmp_path / "objectives.toml"
     no_objectives.write_text("")
     result = subprocess.run(
-        [sys.executable, "-m", "loadtests.run", "--url", server, "--users", "2", "--spawn-rate", "2",
+        [sys.executable, "-m", "loadtests.run", "--url", server, "--users", "3", "--spawn-rate", "3",
          "--duration", "6s", "--family", "HousePriceUser", "DigitsUser", "DiffusionUser", "--out", str(tmp_path),
          "--objectives", str(no_objectives)],
         cwd=REPO, capture_output=True, text=True, timeout=180)

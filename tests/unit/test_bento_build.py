@@ -21,8 +21,10 @@ def test_bento_has_serving_code_and_no_training_stack(tmp_path, trained_models):
     assert result.returncode == 0, result.stderr[-2000:]
     (bento,) = [path for path in (tmp_path / "bentos" / "zooserve").iterdir() if path.is_dir()]
     requirements = (bento / "env" / "python" / "requirements.txt").read_text().lower()
-    # CUDA and cuDNN as pip wheels: one image for GPU and CPU nodes, loaded by preload_dlls().
-    assert "onnxruntime-gpu[cuda,cudnn]==1.31.1" in requirements and "bentoml==1.4.40" in requirements
+    assert "onnxruntime-gpu==1.31.1" in requirements and "bentoml==1.4.40" in requirements
+    # The [cuda,cudnn] extras, resolved into the lock: CUDA and cuDNN as pip wheels, one image for
+    # GPU and CPU nodes, loaded by onnxruntime.preload_dlls().
+    assert "nvidia-cuda-runtime==" in requirements and "nvidia-cudnn-cu13==" in requirements
     for heavy in ("torch", "torchvision", "scikit-learn", "skl2onnx", "onnx=="):
         assert heavy not in requirements, heavy
     sources = {path.relative_to(bento / "src").parts[0] for path in (bento / "src").rglob("*.py")}

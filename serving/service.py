@@ -78,7 +78,8 @@ class Classifiers:
     """
 
     def __init__(self) -> None:
-        self.registry = Registry(SETTINGS, runs_here=lambda name: name in BATCHED_MODELS)
+        # With batching off nothing calls this service: it keeps the cards, not the sessions.
+        self.registry = Registry(SETTINGS, runs_here=lambda name: BATCHING and name in BATCHED_MODELS)
         settle_heap()
 
     @bentoml.api(batchable=True, max_batch_size=64, max_latency_ms=1000)

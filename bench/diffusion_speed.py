@@ -20,6 +20,7 @@ import onnxruntime as ort
 
 from serving import generation
 from training.diffusion import DenoisingStep, step_inputs
+from training.export import torch_reference
 from training.loop import torch_threads
 
 from . import pytorch
@@ -73,7 +74,7 @@ def _samplers(card: dict[str, Any], ctx: Context, scratch: Path) -> tuple[Sample
         path = pytorch.fresh_export(DenoisingStep(unet, guided=True).eval(), example, ["x_prev"],
                                     scratch / "guided_step.onnx")
         graph, step = pytorch.FRESH, ort_session(path, ctx)
-    eager = pytorch.runner(unet)
+    eager = torch_reference(unet)
     return Samplers(card["sampling"], step, served, lambda feeds: eager(feeds)[0]), graph
 
 

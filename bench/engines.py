@@ -15,6 +15,7 @@ import numpy as np
 from torch import nn
 
 from serving.generation import NULL_LABEL
+from training.export import torch_reference
 from training.loop import torch_threads
 from training.passengers import windows_and_next
 
@@ -89,7 +90,7 @@ def compare(name: str, ctx: Context, scratch: Path) -> dict[str, Any]:
         return missing(name, ctx)
     module = pytorch.module_for(name, card)
     path, graph = _graph_for(name, card, module, ctx, scratch)
-    session, eager = ort_session(path, ctx), pytorch.runner(module)
+    session, eager = ort_session(path, ctx), torch_reference(module)
     rng = np.random.default_rng(0)
     return {"model": name, "graph_timed": graph,
             "batches": [_batch(name, batch, MODELS[name](card, batch, rng), session, eager, ctx)

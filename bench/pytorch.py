@@ -75,13 +75,3 @@ def fresh_export(module: nn.Module, example: Feeds, outputs: list[str], path: Pa
     torch_writer(module, example, outputs)(path)
     return path
 
-
-def runner(module: nn.Module) -> Callable[[Feeds], list[np.ndarray]]:
-    """Eager inference with the graph's calling convention: feeds in input order -> output arrays."""
-
-    def run(feeds: Feeds) -> list[np.ndarray]:
-        with torch.no_grad():
-            out = module(*(torch.from_numpy(value) for value in feeds.values()))
-        return [t.numpy() for t in (out if isinstance(out, tuple) else (out,))]
-
-    return run

@@ -40,28 +40,30 @@ class HousePriceUser(ZooUser):
                          name="/house-price/predict")
 
 
-class DigitsUser(ZooUser):
+class UploadUser(ZooUser):
+    """One picture per request, as a multipart ``image`` upload, cycling through ``pictures``."""
+
+    abstract = True
+    path, filename, content_type = "", "", ""
+    pictures: list[bytes] = []
+
+    def on_start(self) -> None:
+        self.uploads = itertools.cycle(self.pictures)
+
+    @task
+    def classify(self) -> None:
+        self.client.post(self.path, files={"image": (self.filename, next(self.uploads), self.content_type)},
+                         headers=AUTH, name=self.path)
+
+
+class DigitsUser(UploadUser):
     weight = 30
-
-    def on_start(self) -> None:
-        self.digits = itertools.cycle(DIGITS)
-
-    @task
-    def classify_png(self) -> None:
-        self.client.post("/digits/classify", files={"image": ("digit.png", next(self.digits), "image/png")},
-                         headers=AUTH, name="/digits/classify")
+    path, filename, content_type, pictures = "/digits/classify", "digit.png", "image/png", DIGITS
 
 
-class ImagesUser(ZooUser):
+class ImagesUser(UploadUser):
     weight = 5
-
-    def on_start(self) -> None:
-        self.photos = itertools.cycle(PHOTOS)
-
-    @task
-    def classify_jpeg(self) -> None:
-        self.client.post("/images/classify", files={"image": ("photo.jpg", next(self.photos), "image/jpeg")},
-                         headers=AUTH, name="/images/classify")
+    path, filename, content_type, pictures = "/images/classify", "photo.jpg", "image/jpeg", PHOTOS
 
 
 class ForecastUser(ZooUser):

@@ -57,6 +57,14 @@ def served(port: int, log: Path, env: dict[str, str] | None = None, core: int = 
             server.wait(timeout=30)
 
 
+def locust_command(url: str, users: int, spawn_rate: float, duration: str, prefix: Path,
+                   families: list[str], html: Path | None = None) -> list[str]:
+    """Locust headless on core 1, CSV stats under ``prefix`` (and an HTML report when asked)."""
+    return pinned(1, [str(BIN / "locust"), "-f", str(REPO / "loadtests" / "locustfile.py"), "--headless",
+                      "--host", url, "--users", str(users), "--spawn-rate", str(spawn_rate), "--run-time", duration,
+                      "--csv", str(prefix), *(["--html", str(html)] if html else []), "--only-summary", *families])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--url", default=os.environ.get("URL"), help="target a running server instead")
@@ -73,11 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     prefix = args.out / "run"
     with contextlib.ExitStack() as stack:
         url = args.url or stack.enter_context(served(args.port, args.out / "server.log"))
-        locust = pinned(1, [str(BIN / "locust"), "-f", str(REPO / "loadtests" / "locustfile.py"), "--headless",
-                            "--host", url, "--users", str(args.users), "--spawn-rate", str(args.spawn_rate),
-                            "--run-time", args.duration, "--csv", str(prefix), "--html",
-                            str(args.out / "report.html"), "--only-summary", *args.family])
-        subprocess.run(locust, cwd=REPO, check=False)
+        subprocess.run(locust_command(url, args.users, args.spawn_rate, args.duration, prefix, args.family,
+                                      args.out / "report.html"), cwd=REPO, check=False)
     print(f"\nserver on core 0, Locust on core 1 (taskset: {'yes' if shutil.which('taskset') else 'no'}); "
           f"{args.users} users x {os.environ.get('LOADTEST_RATE_PER_USER', '5')} req/s, {args.duration}\n")
     return report.main([str(prefix) + "_stats.csv", "--markdown", str(args.out / "table.md"),

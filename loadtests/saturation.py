@@ -17,16 +17,14 @@ import sys
 from pathlib import Path
 
 from loadtests import report
-from loadtests.run import BIN, REPO, pinned, served
+from loadtests.run import REPO, locust_command, served
 
 RATE = float(os.environ.get("LOADTEST_RATE_PER_USER", "5"))
 
 
 def _level(url: str, family: str, users: int, duration: str, prefix: Path) -> dict:
-    locust = pinned(1, [str(BIN / "locust"), "-f", str(REPO / "loadtests" / "locustfile.py"), "--headless",
-                        "--host", url, "--users", str(users), "--spawn-rate", str(users), "--run-time", duration,
-                        "--csv", str(prefix), "--only-summary", family])
-    result = subprocess.run(locust, cwd=REPO, capture_output=True, text=True, check=False)
+    result = subprocess.run(locust_command(url, users, users, duration, prefix, [family]), cwd=REPO,
+                            capture_output=True, text=True, check=False)
     (row,) = [row for row in report.read_stats(Path(f"{prefix}_stats.csv")) if row["name"] != "Aggregated"]
     return {"users": users, "offered req/s": users * RATE, **{key: row[key] for key in report.COLUMNS},
             "locust cpu warning": "CPU usage above" in result.stderr + result.stdout}

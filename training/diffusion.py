@@ -25,7 +25,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from serving.generation import GUIDED_STEP_GRAPH, NULL_LABEL, STEP_GRAPH, linear_betas
 
-from .export import Graph, Stopwatch, torch_writer
+from .export import Stopwatch, torch_graph
 from .generative import GenerativeProfile, batches, card_fields, prepare, publish
 from .loop import fit, torch_threads
 
@@ -142,19 +142,6 @@ def step_inputs(alphas_cumprod: np.ndarray, rows: int, rng: np.random.Generator,
     return inputs
 
 
-def _torch_graph(module: nn.Module, file: str, parity_inputs: dict[str, np.ndarray], output: str,
-                 units: dict[str, str]) -> Graph:
-    """A graph of ``module`` whose parity reference is the module itself, on ``parity_inputs``."""
-
-    def reference(inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
-        with torch.no_grad():
-            return [module(*(torch.from_numpy(value) for value in inputs.values())).numpy()]
-
-    example = {key: value[:2] for key, value in parity_inputs.items()}
-    return Graph(file=file, write=torch_writer(module, example, [output]), reference=reference,
-                 parity_inputs=parity_inputs, units=units)
-
-
 class DDPM(nn.Module):
     """The trained network and its weight average, one module for the loop's checkpoints."""
 
@@ -213,11 +200,11 @@ def train(profile: str = "full", seed: int = 0, limit: int | None = None, out_ro
                   "t": rng.integers(0, train_steps, 512).astype(np.int64),
                   "label": rng.integers(0, NULL_LABEL + 1, 512).astype(np.int64)}
     graphs = {
-        "model": _torch_graph(network, "model.onnx", eps_inputs, "eps", units),
-        STEP_GRAPH: _torch_graph(DenoisingStep(network, guided=False), "step.onnx",
-                                 step_inputs(alphas_cumprod, 512, rng, guided=False), "x_prev", units),
-        GUIDED_STEP_GRAPH: _torch_graph(DenoisingStep(network, guided=True), "guided_step.onnx",
-                                        step_inputs(alphas_cumprod, 256, rng, guided=True), "x_prev", units),
+        "model": torch_graph(network, "model.onnx", eps_inputs, ["eps"], units),
+        STEP_GRAPH: torch_graph(DenoisingStep(network, guided=False), "step.onnx",
+                                step_inputs(alphas_cumprod, 512, rng, guided=False), ["x_prev"], units),
+        GUIDED_STEP_GRAPH: torch_graph(DenoisingStep(network, guided=True), "guided_step.onnx",
+                                       step_inputs(alphas_cumprod, 256, rng, guided=True), ["x_prev"], units),
     }
     sampling = {"kind": "ddim", "schedule": SCHEDULE, "default_steps": DEFAULT_STEPS,
                 "default_guidance": DEFAULT_GUIDANCE, "null_label": NULL_LABEL, "output_range": list(VALUE_RANGE)}

@@ -99,6 +99,27 @@ def torch_writer(module, example: Arrays, output_names: Sequence[str]) -> Callab
     return write
 
 
+def torch_reference(module) -> Callable[[Arrays], list[np.ndarray]]:
+    """The module run eagerly with a graph's calling convention: feeds in input order -> outputs."""
+    import torch
+
+    def run(inputs: Arrays) -> list[np.ndarray]:
+        with torch.no_grad():
+            out = module(*(torch.from_numpy(value) for value in inputs.values()))
+        return [tensor.numpy() for tensor in (out if isinstance(out, tuple) else (out,))]
+
+    return run
+
+
+def torch_graph(module, file: str, parity_inputs: Arrays, output_names: Sequence[str],
+                units: dict[str, str] | None = None) -> Graph:
+    """A graph of a PyTorch module whose parity reference is the module itself: exported from the
+    first two parity rows, checked on all of them."""
+    example = {key: value[:2] for key, value in parity_inputs.items()}
+    return Graph(file=file, write=torch_writer(module, example, output_names), reference=torch_reference(module),
+                 parity_inputs=parity_inputs, units=units or {})
+
+
 def sklearn_writer(estimator, input_name: str, n_features: int, output_name: str) -> Callable[[Path], None]:
     """Writer converting a scikit-learn estimator with skl2onnx (float32 input, dynamic batch)."""
     from skl2onnx import to_onnx

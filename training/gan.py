@@ -19,7 +19,7 @@ from torch import nn
 
 from serving.generation import to_uint8
 
-from .export import Graph, Stopwatch, torch_writer
+from .export import Stopwatch, torch_graph
 from .generative import GenerativeProfile, batches, card_fields, latent_sampling, prepare, publish
 from .generative_eval import selection_fid
 from .loop import fit, torch_threads
@@ -128,13 +128,8 @@ def train(profile: str = "full", seed: int = 0, limit: int | None = None, out_ro
 
     z = np.random.default_rng(2).standard_normal((512, config.latent_dim), dtype=np.float32)
 
-    def reference(inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
-        with torch.no_grad():
-            return [model.generator(torch.from_numpy(inputs["z"])).numpy()]
-
-    graphs = {"model": Graph(file="model.onnx", write=torch_writer(model.generator, {"z": z[:2]}, ["image"]),
-                             reference=reference, parity_inputs={"z": z},
-                             units={"z": "latent, N(0, I)", "image": "pixels in [-1, 1]"})}
+    graphs = {"model": torch_graph(model.generator, "model.onnx", {"z": z}, ["image"],
+                                   {"z": "latent, N(0, I)", "image": "pixels in [-1, 1]"})}
     sampling = latent_sampling(config.latent_dim, VALUE_RANGE)
     card = {
         **card_fields(profile, seed, digits),

@@ -26,7 +26,7 @@ from serving.postprocess import softmax
 
 from . import metrics, plots
 from .data import mnist_arrays
-from .export import Graph, Sessions, Stopwatch, export_model, torch_writer
+from .export import Sessions, Stopwatch, export_model, torch_graph
 from .loop import fit, seed_everything
 
 NAME = "mnist-cnn"
@@ -186,14 +186,8 @@ def train(profile: str = "full", seed: int = 0, limit: int | None = None, out_ro
     test_images, test_labels = mnist_arrays(train=False)
     parity_inputs = {"image": normalize(test_images[:512])}
 
-    def reference(inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
-        with torch.no_grad():
-            return [t.numpy() for t in model(torch.from_numpy(inputs["image"]))]
-
-    graph = Graph(file="model.onnx", write=torch_writer(model, {"image": parity_inputs["image"][:2]},
-                                                        ["logits", "features"]),
-                  reference=reference, parity_inputs=parity_inputs,
-                  units={"image": "normalized pixels: (x/255 - mean) / std", "logits": "class scores",
+    graph = torch_graph(model, "model.onnx", parity_inputs, ["logits", "features"],
+                        {"image": "normalized pixels: (x/255 - mean) / std", "logits": "class scores",
                          "features": "penultimate layer (FID feature space)"})
     card = {
         "task": "image-classification", "profile": profile, "seed": seed,

@@ -28,7 +28,7 @@ from serving.postprocess import softmax
 
 from . import metrics, plots
 from .data import downloads_allowed, image_folder_root, load_image_folder
-from .export import Graph, Sessions, Stopwatch, export_model, torch_writer
+from .export import Sessions, Stopwatch, export_model, torch_graph
 from .loop import fit, seed_everything
 
 NAME = "transfer-cnn"
@@ -219,13 +219,8 @@ def train(profile: str = "full", seed: int = 0, limit: int | None = None, out_ro
 
     parity = torch.stack([eval_set[int(i)][0] for i in holdout[:16]]).numpy()
 
-    def reference(inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
-        with torch.no_grad():
-            return [model(torch.from_numpy(inputs["image"])).numpy()]
-
-    graph = Graph(file="model.onnx", write=torch_writer(model, {"image": parity[:2]}, ["logits"]),
-                  reference=reference, parity_inputs={"image": parity},
-                  units={"image": "RGB, (x/255 - mean) / std, 224x224 centre crop", "logits": "class scores"})
+    graph = torch_graph(model, "model.onnx", {"image": parity}, ["logits"],
+                        {"image": "RGB, (x/255 - mean) / std, 224x224 centre crop", "logits": "class scores"})
     card = {
         "task": "image-classification", "profile": profile, "seed": seed,
         "data": {"source": str(image_folder_root(image_folder)), "train": len(fit_idx), "validation": len(holdout),

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .export import Graph, Sessions, Stopwatch, torch_writer
+from .export import Sessions, Stopwatch, torch_graph
 from .generative import GenerativeProfile, batches, card_fields, latent_sampling, prepare, publish
 from .loop import fit, torch_threads
 
@@ -102,14 +102,6 @@ def negative_elbo_on_test(sessions: Sessions, x_test: np.ndarray, latent_dim: in
             "test_images": len(x_test), "elbo_samples_per_image": 1}
 
 
-def _torch_reference(module: nn.Module, name: str):
-    def reference(inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
-        with torch.no_grad():
-            return [t.numpy() for t in module(torch.from_numpy(inputs[name]))]
-
-    return reference
-
-
 def train(profile: str = "full", seed: int = 0, limit: int | None = None, out_root: Path | None = None,
           checkpoint: Path | None = None) -> dict:
     config = PROFILES[profile]
@@ -130,13 +122,10 @@ def train(profile: str = "full", seed: int = 0, limit: int | None = None, out_ro
     z = np.random.default_rng(1).standard_normal((512, config.latent_dim), dtype=np.float32)
     test = digits.x_test[:512]
     graphs = {
-        "model": Graph(file="model.onnx", write=torch_writer(model.decoder, {"z": z[:2]}, ["image", "logits"]),
-                       reference=_torch_reference(model.decoder, "z"), parity_inputs={"z": z},
-                       units={"z": "latent, N(0, I) prior", "image": "pixel probabilities in [0, 1]"}),
-        "encoder": Graph(file="encoder.onnx", write=torch_writer(model.encoder, {"image": test[:2]},
-                                                                  ["mean", "log_var"]),
-                         reference=_torch_reference(model.encoder, "image"), parity_inputs={"image": test},
-                         units={"image": "pixels in [0, 1]", "mean": "posterior mean",
+        "model": torch_graph(model.decoder, "model.onnx", {"z": z}, ["image", "logits"],
+                             {"z": "latent, N(0, I) prior", "image": "pixel probabilities in [0, 1]"}),
+        "encoder": torch_graph(model.encoder, "encoder.onnx", {"image": test}, ["mean", "log_var"],
+                               {"image": "pixels in [0, 1]", "mean": "posterior mean",
                                 "log_var": "posterior log-variance"}),
     }
     sampling = latent_sampling(config.latent_dim, VALUE_RANGE)

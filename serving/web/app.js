@@ -20,19 +20,22 @@ async function call(path, options = {}) {
   return response;
 }
 
-function panel(id) {
-  const root = document.getElementById(id);
-  const error = root.querySelector("[data-error]");
-  return {
-    root,
-    clear() { error.textContent = ""; },
-    fail(err) { error.textContent = `Error: ${err.message}`; },
-  };
+// One panel's request: its error line is cleared first and shows whatever the request throws.
+async function inPanel(id, work) {
+  const error = document.getElementById(id).querySelector("[data-error]");
+  error.textContent = "";
+  try { await work(); } catch (err) { error.textContent = `Error: ${err.message}`; }
 }
 
-async function loadModels() {
-  const p = panel("models-panel");
-  try {
+function onSubmit(formId, panelId, work) {
+  document.getElementById(formId).addEventListener("submit", (event) => {
+    event.preventDefault();
+    inPanel(panelId, () => work(new FormData(event.target)));
+  });
+}
+
+function loadModels() {
+  return inPanel("models-panel", async () => {
     const models = await (await call("/models")).json();
     const body = document.querySelector("#models tbody");
     body.replaceChildren(...models.map((m) => {
@@ -46,7 +49,7 @@ async function loadModels() {
       }
       return row;
     }));
-  } catch (err) { p.fail(err); }
+  });
 }
 
 // --- digits: drawing canvas and file picker ---------------------------------------------------
@@ -76,12 +79,10 @@ canvas.addEventListener("pointermove", (event) => {
 });
 canvas.addEventListener("pointerup", () => { drawing = false; });
 
-async function classifyDigit(blob) {
-  const p = panel("digits-panel");
-  p.clear();
+function classifyDigit(blob) {
   const form = new FormData();
   form.append("image", blob, "digit.png");
-  try {
+  return inPanel("digits-panel", async () => {
     const answer = await (await call("/digits/classify", { method: "POST", body: form })).json();
     document.getElementById("digit-answer").textContent =
       `digit ${answer.digit} (${answer.parity.label}, p=${answer.parity.probability.toFixed(3)})`;
@@ -96,7 +97,7 @@ async function classifyDigit(blob) {
       value.textContent = prob.toFixed(3);
       return [label, bar, value];
     }));
-  } catch (err) { p.fail(err); }
+  });
 }
 document.getElementById("digit-classify").addEventListener("click", () => canvas.toBlob(classifyDigit, "image/png"));
 document.getElementById("digit-clear").addEventListener("click", clearCanvas);
@@ -105,48 +106,36 @@ document.getElementById("digit-file").addEventListener("change", (event) => {
 });
 
 // --- image classification -----------------------------------------------------------------------
-document.getElementById("image-file").addEventListener("change", async (event) => {
-  const p = panel("images-panel");
-  p.clear();
+document.getElementById("image-file").addEventListener("change", (event) => {
   const file = event.target.files[0];
   if (!file) return;
   const form = new FormData();
   form.append("image", file, file.name);
-  try {
+  inPanel("images-panel", async () => {
     const answer = await (await call("/images/classify", { method: "POST", body: form })).json();
     document.getElementById("image-answer").replaceChildren(...answer.predictions.map((pred) => {
       const item = document.createElement("li");
       item.textContent = `${pred.label}: ${(pred.probability * 100).toFixed(1)}%`;
       return item;
     }));
-  } catch (err) { p.fail(err); }
+  });
 });
 
 // --- house price --------------------------------------------------------------------------------
-document.getElementById("house-form").addEventListener("submit", async (event) => {
-  event.preventDefault();
-  const p = panel("house-panel");
-  p.clear();
-  const fields = new FormData(event.target);
+onSubmit("house-form", "house-panel", async (fields) => {
   const house = {};
   for (const [name, value] of fields) if (name !== "model") house[name] = Number(value);
-  try {
-    const answer = await (await call("/house-price/predict", {
-      method: "POST", headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ houses: [house], model: fields.get("model") }),
-    })).json();
-    const price = answer.predictions[0].price_usd;
-    document.getElementById("house-answer").textContent =
-      `$${Math.round(price).toLocaleString("en-US")} (${answer.model.name})`;
-  } catch (err) { p.fail(err); }
+  const answer = await (await call("/house-price/predict", {
+    method: "POST", headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ houses: [house], model: fields.get("model") }),
+  })).json();
+  const price = answer.predictions[0].price_usd;
+  document.getElementById("house-answer").textContent =
+    `$${Math.round(price).toLocaleString("en-US")} (${answer.model.name})`;
 });
 
 // --- generation ---------------------------------------------------------------------------------
-document.getElementById("generate-form").addEventListener("submit", async (event) => {
-  event.preventDefault();
-  const p = panel("generate-panel");
-  p.clear();
-  const fields = new FormData(event.target);
+onSubmit("generate-form", "generate-panel", async (fields) => {
   const model = fields.get("model");
   const request = { n: Number(fields.get("n")), format: "png" };
   if (fields.get("seed") !== "") request.seed = Number(fields.get("seed"));
@@ -156,17 +145,15 @@ document.getElementById("generate-form").addEventListener("submit", async (event
     request.guidance = Number(fields.get("guidance"));
   }
   const started = performance.now();
-  try {
-    const response = await call(`/generate/${model}`, {
-      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(request),
-    });
-    const image = document.getElementById("generate-image");
-    image.src = URL.createObjectURL(await response.blob());
-    image.hidden = false;
-    const seconds = ((performance.now() - started) / 1000).toFixed(2);
-    document.getElementById("generate-answer").textContent =
-      `${request.n} images in ${seconds} s (seed ${response.headers.get("X-Seed")})`;
-  } catch (err) { p.fail(err); }
+  const response = await call(`/generate/${model}`, {
+    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(request),
+  });
+  const image = document.getElementById("generate-image");
+  image.src = URL.createObjectURL(await response.blob());
+  image.hidden = false;
+  const seconds = ((performance.now() - started) / 1000).toFixed(2);
+  document.getElementById("generate-answer").textContent =
+    `${request.n} images in ${seconds} s (seed ${response.headers.get("X-Seed")})`;
 });
 
 document.getElementById("save-key").addEventListener("click", () => {

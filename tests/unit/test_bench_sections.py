@@ -82,8 +82,6 @@ def test_quantization_scores_every_variant(results, smoke):
                                                                                                  "accuracy only"))
             timed = variant["latency"] is not None
             assert timed == (variant["variant"] != quantization.FP16)
-            if timed:
-                assert [timing["batch"] for timing in variant["latency"]] == list(batch_sizes(smoke))
     levels = result["optimization_levels"]
     assert [row["batch"] for row in levels["batches"]] == list(batch_sizes(smoke))
     assert all(set(quantization.LEVELS) <= set(row) for row in levels["batches"])

@@ -74,13 +74,16 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def read_verified_card(model_dir: Path) -> dict[str, Any]:
-    """The card of ``model_dir`` after checking every graph it lists exists with its sha256."""
+def read_card(model_dir: Path) -> dict[str, Any]:
     card_path = model_dir / "card.json"
     try:
-        card = json.loads(card_path.read_text())
+        return json.loads(card_path.read_text())
     except (OSError, json.JSONDecodeError) as error:
         raise ModelLoadError(f"{card_path}: cannot read the model card ({error})") from None
+
+
+def verify_graphs(model_dir: Path, card: dict[str, Any]) -> None:
+    """Check that every graph the card lists exists with the card's sha256."""
     name = card.get("name", model_dir.name)
     for spec in card["graphs"].values():
         path = model_dir / spec["file"]
@@ -90,6 +93,12 @@ def read_verified_card(model_dir: Path) -> dict[str, Any]:
         if actual != spec["sha256"]:
             raise ModelLoadError(f"{name}: {path} has sha256 {actual[:12]}… but its card says "
                                  f"{spec['sha256'][:12]}…; refusing to serve an unverified graph")
+
+
+def read_verified_card(model_dir: Path) -> dict[str, Any]:
+    """The card of ``model_dir`` after checking every graph it lists exists with its sha256."""
+    card = read_card(model_dir)
+    verify_graphs(model_dir, card)
     return card
 
 
@@ -123,10 +132,12 @@ class Registry:
         self.settings = settings
         self.models: dict[str, LoadedModel] = {}
         for model_dir in model_dirs(settings):
-            # Verified again here: a worker may start long after the server process checked.
-            card = read_verified_card(model_dir)
+            card = read_card(model_dir)
             model = LoadedModel(name=card["name"], card=card)
             if runs_here(model.name):
+                # Verified again before loading: a worker may start long after the server process
+                # checked; the graphs a worker does not load are not hashed again there.
+                verify_graphs(model_dir, card)
                 model.sessions = {graph: make_session(model_dir / spec["file"], settings)
                                   for graph, spec in card["graphs"].items()}
             model.warm_up()

@@ -287,7 +287,8 @@ class ZooServe:
 
     @bentoml.api(route="/generate/diffusion", input_spec=DiffusionRequest)
     async def generate_diffusion(self, n: int, seed: int | None = None, digit: int | None = None,
-                                 format: str = "png", steps: int = 50, guidance: float = 2.0) -> GeneratedImages:
+                                 format: str = "png", steps: int | None = None,
+                                 guidance: float | None = None) -> GeneratedImages:
         """Digits denoised by DDIM from the diffusion model, optionally of one requested digit."""
         return await self._generate("diffusion", n, seed, digit, format, steps=steps, guidance=guidance)
 

@@ -142,7 +142,7 @@ onSubmit("generate-form", "generate-panel", async (fields) => {
   if (model === "diffusion") {  // the VAE and GAN are unconditional: they refuse a digit
     if (fields.get("digit") !== "") request.digit = Number(fields.get("digit"));
     request.steps = Number(fields.get("steps"));
-    request.guidance = Number(fields.get("guidance"));
+    if (fields.get("guidance") !== "") request.guidance = Number(fields.get("guidance"));
   }
   const started = performance.now();
   const response = await call(`/generate/${model}`, {

@@ -51,7 +51,8 @@ def test_json_answer_names_the_seed_it_chose(client, trained_models, name):
 
 
 @pytest.mark.parametrize("name, knobs", [("vae", {}), ("gan", {}), ("diffusion", {"steps": 3}),
-                                         ("diffusion", {"steps": 7, "digit": 3, "guidance": 4.0})])
+                                         ("diffusion", {"steps": 7, "digit": 3, "guidance": 4.0}),
+                                         ("diffusion", {"steps": 2, "digit": 5})])  # the card's default guidance
 def test_answer_equals_in_process_onnx_runtime(client, trained_models, name, knobs):
     card = json.loads((trained_models / name / "card.json").read_text())
     sessions = {key: ort.InferenceSession(str(trained_models / name / spec["file"]))

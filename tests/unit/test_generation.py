@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 from serving import generation
-from training.generative_eval import FeatureModelMissing, feature_session, frechet_distance, gaussian_statistics
+from training.data import mnist_arrays
+from training.generative_eval import (FeatureModelMissing, digit_counts, feature_session, frechet_distance,
+                                       gaussian_statistics)
 
 BETAS = generation.linear_betas(1000, 1e-4, 0.02)
 
@@ -33,6 +35,16 @@ def test_fid_from_samples_approaches_the_closed_form():
     expected = 1.0 + (1 - 1) ** 2 + (1 - 2) ** 2 + (1 - 3) ** 2
     fid = frechet_distance(*gaussian_statistics(first), *gaussian_statistics(second))
     assert fid == pytest.approx(expected, rel=0.02)
+
+
+@pytest.mark.parametrize("images", [100, 10_000, 10_007])
+def test_conditional_samples_follow_the_training_sets_digit_frequencies(images):
+    _, labels = mnist_arrays(train=True)
+    share = np.bincount(labels) / len(labels) * images
+    counts = digit_counts(images)
+    assert counts.sum() == images
+    assert np.all(np.abs(counts - share) < 1.0)
+    assert counts.argmax() == 1 and counts.argmin() == 5  # MNIST's most and least frequent digits
 
 
 def test_missing_feature_model_is_a_clear_error(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -63,7 +64,10 @@ def test_diffusion_card(trained_models):
     m = card["metrics"]
     assert card["conditional"] is True and m["generated_images"] == 100 and m["sampling"]["steps"] == 10
     assert set(m["conditional_accuracy_per_digit"]) == {str(d) for d in range(10)}
-    assert m["conditional_accuracy"] == pytest.approx(np.mean(list(m["conditional_accuracy_per_digit"].values())))
+    counts = [m["samples_per_digit"][str(d)] for d in range(10)]
+    assert sum(counts) == 100
+    per_digit = [m["conditional_accuracy_per_digit"][str(d)] for d in range(10)]
+    assert m["conditional_accuracy"] == pytest.approx(np.average(per_digit, weights=counts))
     assert [i["name"] for i in card["graphs"]["model"]["inputs"]] == ["x", "t", "label"]
     assert [i["name"] for i in card["graphs"]["guided_step"]["inputs"]] == ["x", "t", "label", "alpha", "alpha_prev",
                                                                           "guidance"]
@@ -97,3 +101,48 @@ def test_the_step_graph_loop_on_device_is_the_numpy_scheduler(trained_models, st
                                      digit, 3.0)
     assert np.abs(on_host).max() > 0.5  # real images, not an untouched buffer
     np.testing.assert_allclose(on_device, on_host, atol=1e-4)
+
+
+
+@pytest.fixture
+def diffusion_copy(trained_models, tmp_path, monkeypatch) -> Path:
+    """The quick diffusion model and its classifier in a scratch models directory (and reports)."""
+    models = tmp_path / "models"
+    for name in ("mnist-cnn", "diffusion"):
+        shutil.copytree(trained_models / name, models / name)
+    monkeypatch.setenv("ZOOSERVE_REPORTS_DIR", str(tmp_path / "reports"))
+    return models
+
+
+def test_guidance_sweep_scores_each_weight_against_the_validation_slice(diffusion_copy, tmp_path):
+    from training import guidance_sweep
+
+    guidance_sweep.main(["--models-dir", str(diffusion_copy), "sweep", "--guidance", "0", "3", "--images", "20",
+                         "--steps", "2"])
+    report = json.loads((tmp_path / "reports" / "diffusion" / "guidance-sweep.json").read_text())
+    assert [row["guidance"] for row in report["rows"]] == [0.0, 3.0] and report["images"] == 20
+    for row in report["rows"]:
+        assert row["fid_vs_validation"] > 0 and 0.0 <= row["conditional_accuracy"] <= 1.0
+    assert report["rows"][0]["fid_vs_validation"] != report["rows"][1]["fid_vs_validation"]
+
+
+def test_choose_makes_the_best_eligible_weight_the_cards_default(diffusion_copy, tmp_path):
+    from training import guidance_sweep
+
+    report = tmp_path / "reports" / "diffusion" / "guidance-sweep.json"
+    report.parent.mkdir(parents=True)
+    rows = [{"guidance": 0.5, "fid_vs_validation": 2.0, "conditional_accuracy": 0.99},
+            {"guidance": 3.0, "fid_vs_validation": 1.0, "conditional_accuracy": 0.96},
+            {"guidance": 1.0, "fid_vs_validation": 0.5, "conditional_accuracy": 0.90}]  # best FID, too inaccurate
+    report.write_text(json.dumps({"images": 20, "steps": None, "seed": 1, "rows": rows}))
+    before = _card(diffusion_copy, "diffusion")
+    guidance_sweep.main(["--models-dir", str(diffusion_copy), "choose"])
+    card = _card(diffusion_copy, "diffusion")
+    assert card["sampling"]["default_guidance"] == 3.0 and card["guidance_choice"]["rows"] == rows
+    assert card["metrics"]["sampling"] == {**before["metrics"]["sampling"], "guidance": 3.0}
+    assert card["metrics"]["generated_images"] == before["metrics"]["generated_images"]
+    assert card["metrics"]["fid"] != before["metrics"]["fid"] and card["version"] == before["version"]
+
+    report.write_text(json.dumps({"images": 20, "steps": None, "seed": 1, "rows": rows[2:]}))
+    with pytest.raises(SystemExit, match="no swept weight"):
+        guidance_sweep.main(["--models-dir", str(diffusion_copy), "choose"])

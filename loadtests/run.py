@@ -79,13 +79,19 @@ def main(argv: list[str] | None = None) -> int:
 
     args.out.mkdir(parents=True, exist_ok=True)
     prefix = args.out / "run"
+    stats = Path(str(prefix) + "_stats.csv")
+    stats.unlink(missing_ok=True)  # a failed run must not report the previous run's numbers
     with contextlib.ExitStack() as stack:
         url = args.url or stack.enter_context(served(args.port, args.out / "server.log"))
-        subprocess.run(locust_command(url, args.users, args.spawn_rate, args.duration, prefix, args.family,
-                                      args.out / "report.html"), cwd=REPO, check=False)
+        locust = subprocess.run(locust_command(url, args.users, args.spawn_rate, args.duration, prefix, args.family,
+                                               args.out / "report.html"), cwd=REPO, check=False)
+    if not stats.exists():
+        print(f"error: Locust wrote no statistics (exit code {locust.returncode}); its messages are above "
+              f"(is DATA_DIR set? the users send real dataset rows)", file=sys.stderr)
+        return 2
     print(f"\nserver on core 0, Locust on core 1 (taskset: {'yes' if shutil.which('taskset') else 'no'}); "
           f"{args.users} users x {os.environ.get('LOADTEST_RATE_PER_USER', '5')} req/s, {args.duration}\n")
-    return report.main([str(prefix) + "_stats.csv", "--markdown", str(args.out / "table.md"),
+    return report.main([str(stats), "--markdown", str(args.out / "table.md"),
                         "--objectives", str(args.objectives)])
 
 

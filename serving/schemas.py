@@ -137,11 +137,11 @@ class GenerateRequest(BaseModel):
 
 
 class DiffusionRequest(GenerateRequest):
-    steps: int | None = Field(None, ge=1, le=1000, description="DDIM denoising steps: fewer is faster, more is "
-                                                               "finer (default: the model card's, 50)")
-    guidance: float | None = Field(None, ge=0, le=20, description="classifier-free guidance scale (with a digit): 0 "
-                                                                  "unconditional, 1 conditional, more is stricter "
-                                                                  "(default: the model card's, chosen on validation FID)")
+    steps: int | None = Field(None, ge=1, le=1000, description=(
+        "DDIM denoising steps: fewer is faster, more is finer (default: the model card's, 50)"))
+    guidance: float | None = Field(None, ge=0, le=20, description=(
+        "classifier-free guidance scale (with a digit): 0 unconditional, 1 conditional, more is stricter "
+        "(default: the model card's, chosen on validation FID)"))
 
 
 class GeneratedImages(BaseModel):

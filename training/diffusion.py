@@ -7,9 +7,10 @@ unconditional model that classifier-free guidance needs. Adam with a cosine deca
 rate, steps under bfloat16 autocast (fp32 weights; the export is fp32). An exponential moving
 average of the weights is what gets exported and evaluated: the noise predictor (x_t, t,
 label -> epsilon) as ``model.onnx``, and the same network wrapped in one DDIM step (with and
-without classifier-free guidance) as ``step.onnx`` and ``guided_step.onnx``. The schedule (which timesteps, their
-alphas) lives in ``serving.generation`` (NumPy); the step graphs take the alphas as inputs, so a
-sampling loop on a GPU keeps the image on the device from the first step to the last.
+without classifier-free guidance) as ``step.onnx`` and ``guided_step.onnx``. The schedule
+(which timesteps, their alphas) lives in ``serving.generation`` (NumPy); the step graphs take
+the alphas as inputs, so a sampling loop on a GPU keeps the image on the device from the first
+step to the last.
 """
 
 from __future__ import annotations

@@ -15,8 +15,6 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
-
 from serving.generation import GUIDED_STEP_GRAPH
 from serving.postprocess import softmax
 

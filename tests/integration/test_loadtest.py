@@ -25,6 +25,15 @@ def test_short_locust_run(server, tmp_path):
     assert (tmp_path / "report.html").exists()
 
 
+def test_a_failed_locust_run_does_not_report_the_previous_one(tmp_path):
+    (tmp_path / "run_stats.csv").write_text("stale numbers of an earlier run\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "loadtests.run", "--url", "http://127.0.0.1:9", "--duration", "1s",
+         "--family", "NoSuchUser", "--out", str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "Locust wrote no statistics" in result.stderr, result.stderr[-2000:]
+    assert not (tmp_path / "run_stats.csv").exists() and not (tmp_path / "table.md").exists()
+
+
 def test_saturation_steps_the_offered_load(server, tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "loadtests.saturation", "--url", server, "--levels", "1", "2", "--duration", "3s",

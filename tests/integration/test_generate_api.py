@@ -120,14 +120,11 @@ def test_classification_answers_while_a_long_diffusion_runs(client, server):
         started = time.monotonic()
         long = pool.submit(client.post, "/generate/diffusion", json={"n": 64, "steps": 100, "digit": 1}, timeout=300)
         time.sleep(1.0)  # let the generation start
-        latencies = []
         for index in range(5):
-            begin = time.monotonic()
             response = client.post("/digits/classify", json={"pixels": x[index].tolist()})
-            latencies.append(time.monotonic() - begin)
             assert response.status_code == 200, response.text
+        # Behaviour, not speed: all five classifications were answered before the generation was.
         assert not long.done(), f"diffusion finished in {time.monotonic() - started:.1f}s: not long enough to tell"
-        assert max(latencies) < 5.0, latencies
         assert long.result().status_code == 200
 
 

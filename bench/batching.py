@@ -12,10 +12,9 @@ import tempfile
 from pathlib import Path
 
 from loadtests.payloads import digit_pngs
-from loadtests.run import served
 
 from .common import Context, markdown_table, ratio
-from .http_load import client_core, closed_loop, free_port
+from .http_load import client_core, closed_loop, serve_models
 
 LEVELS = (1, 8, 32, 64)
 COMPARED_AT = 32
@@ -32,8 +31,7 @@ def run(ctx: Context) -> dict:
     results: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory() as logs, client_core():
         for mode in ("on", "off"):
-            env = {"ZOOSERVE_MODELS_DIR": str(ctx.models_dir.resolve()), "ZOOSERVE_BATCHING": mode}
-            with served(free_port(), Path(logs) / f"batching-{mode}.log", env) as url:
+            with serve_models(ctx, Path(logs) / f"batching-{mode}.log", ZOOSERVE_BATCHING=mode) as url:
                 closed_loop(url, _send_digit, clients=8, seconds=seconds / 3)  # warm-up: connections, batcher
                 results[mode] = [closed_loop(url, _send_digit, clients, seconds) for clients in levels]
     at = levels.index(COMPARED_AT) if COMPARED_AT in levels else -1

@@ -17,10 +17,9 @@ from pathlib import Path
 import httpx
 
 from loadtests.payloads import digit_pngs
-from loadtests.run import served
 
 from .common import Context, markdown_table
-from .http_load import free_port
+from .http_load import serve_models
 
 OBJECTIVE_SECONDS = 15.0
 
@@ -39,8 +38,7 @@ def run(ctx: Context) -> dict:
     with tempfile.TemporaryDirectory() as logs:
         for attempt in range(1 if ctx.smoke else 3):
             start = time.perf_counter()
-            with served(free_port(), Path(logs) / f"cold-{attempt}.log",
-                        {"ZOOSERVE_MODELS_DIR": str(ctx.models_dir.resolve())}) as url:
+            with serve_models(ctx, Path(logs) / f"cold-{attempt}.log") as url:
                 ready.append(time.perf_counter() - start)
                 _first_answers(url)
                 answering.append(time.perf_counter() - start)

@@ -17,6 +17,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import onnxruntime as ort
 
+from serving.sessions import providers_for, session_options
+from serving.settings import Settings
+
 AGREEMENT_ATOL = 1e-3  # engines compared must compute the same thing before their speeds mean anything
 
 
@@ -83,13 +86,10 @@ def batch_sizes(ctx: Context) -> tuple[int, int]:
 def ort_session(path: Path, ctx: Context,
                 optimization: ort.GraphOptimizationLevel = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
                 ) -> ort.InferenceSession:
-    """A CPU session built as ``serving.sessions`` builds it, on ``ctx.threads`` intra-op threads."""
-    options = ort.SessionOptions()
-    options.graph_optimization_level = optimization
-    options.intra_op_num_threads = ctx.threads
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    """A CPU session with the service's own options (``serving.sessions``), on ``ctx.threads`` threads."""
+    settings = Settings(device="cpu", intra_op_threads=ctx.threads, inter_op_threads=1)
+    return ort.InferenceSession(str(path), sess_options=session_options(settings, optimization),
+                                providers=providers_for(settings))
 
 
 def load_card(ctx: Context, name: str) -> dict[str, Any] | None:

@@ -12,10 +12,15 @@ import os
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterator
+from pathlib import Path
+from typing import Callable, ContextManager, Iterator
 
 import httpx
 import numpy as np
+
+from loadtests.run import served
+
+from .common import Context
 
 Send = Callable[[httpx.Client, int], httpx.Response]  # (client, request number) -> response
 CLIENT_CORE = 1
@@ -41,6 +46,12 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def serve_models(ctx: Context, log: Path, **env: str) -> ContextManager[str]:
+    """The service on ``ctx.models_dir`` at a free loopback port (pinned to core 0), with extra
+    ``ZOOSERVE_*`` settings in ``env``; yields its URL."""
+    return served(free_port(), log, {"ZOOSERVE_MODELS_DIR": str(ctx.models_dir.resolve()), **env})
+
+
 def closed_loop(url: str, send: Send, clients: int, seconds: float, min_requests: int = 1) -> dict[str, float]:
     """Throughput and latency percentiles of ``clients`` concurrent clients for ``seconds``."""
     deadline = time.perf_counter() + seconds
@@ -64,4 +75,3 @@ def closed_loop(url: str, send: Send, clients: int, seconds: float, min_requests
     return {"clients": clients, "requests": int(latencies.size), "failures": sum(f for _, f in outcomes),
             "requests_per_s": latencies.size / elapsed, "p50_ms": float(np.percentile(latencies, 50)),
             "p99_ms": float(np.percentile(latencies, 99))}
-

@@ -15,13 +15,12 @@ import httpx
 import numpy as np
 
 from loadtests.payloads import houses
-from loadtests.run import served
 from serving.registry import read_verified_card
 from serving.sessions import make_session
 from serving.settings import Settings
 
 from .common import Context, markdown_table, timed
-from .http_load import client_core, free_port
+from .http_load import client_core, serve_models
 
 MODEL = "house-price-gbm"
 
@@ -40,8 +39,7 @@ def run(ctx: Context) -> dict:
     house = {"houses": houses()[:1]}
     stages = {}
     with tempfile.TemporaryDirectory() as logs, client_core():
-        env = {"ZOOSERVE_MODELS_DIR": str(ctx.models_dir.resolve())}
-        with served(free_port(), Path(logs) / "overhead.log", env) as url, httpx.Client(base_url=url) as client:
+        with serve_models(ctx, Path(logs) / "overhead.log") as url, httpx.Client(base_url=url) as client:
             for name, path, body in (("no-op endpoint", "/noop", {}), ("/house-price/predict", "/house-price/predict",
                                                                          house)):
                 stages[name] = timed(lambda: client.post(path, json=body).raise_for_status(), ctx)

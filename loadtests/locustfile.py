@@ -15,8 +15,8 @@ import os
 from locust import FastHttpUser, constant_throughput, task
 
 from loadtests import payloads
+from loadtests.run import RATE
 
-RATE = float(os.environ.get("LOADTEST_RATE_PER_USER", "5"))
 # Read every payload now, when Locust imports this file, so the timed run sends from its first second.
 HOUSES, DIGITS, PHOTOS = payloads.houses(), payloads.digit_pngs(), payloads.photos()
 HISTORY, OIP_TENSOR = payloads.passenger_history(), payloads.oip_house_tensor()

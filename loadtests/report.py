@@ -11,6 +11,7 @@ import csv
 import sys
 import tomllib
 from pathlib import Path
+from typing import Sequence
 
 OBJECTIVES = Path(__file__).with_name("objectives.toml")
 COLUMNS = ("requests", "failures", "req/s", "p50 ms", "p95 ms", "p99 ms", "max ms")
@@ -31,12 +32,16 @@ def read_stats(path: Path) -> list[dict[str, float | str]]:
     return rows
 
 
-def table(rows: list[dict]) -> str:
-    lines = ["| endpoint | " + " | ".join(COLUMNS) + " |", "| --- |" + " ---: |" * len(COLUMNS)]
-    for row in rows:
-        cells = [f"{row[c]:.1f}" if isinstance(row[c], float) else str(row[c]) for c in COLUMNS]
-        lines.append(f"| {row['name']} | " + " | ".join(cells) + " |")
+def markdown(rows: list[dict], columns: Sequence[str], headers: Sequence[str] | None = None) -> str:
+    """``columns`` of ``rows`` as a markdown table (numbers right-aligned, floats to one decimal)."""
+    lines = ["| " + " | ".join(headers or columns) + " |", "| --- |" + " ---: |" * (len(columns) - 1)]
+    lines += ["| " + " | ".join(f"{row[c]:.1f}" if isinstance(row[c], float) else str(row[c]) for c in columns) + " |"
+              for row in rows]
     return "\n".join(lines)
+
+
+def table(rows: list[dict]) -> str:
+    return markdown(rows, ("name", *COLUMNS), ("endpoint", *COLUMNS))
 
 
 def violations(rows: list[dict], objectives: dict[str, dict[str, float]]) -> list[str]:

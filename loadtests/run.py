@@ -22,6 +22,7 @@ from loadtests import report
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+RATE = float(os.environ.get("LOADTEST_RATE_PER_USER", "5"))  # requests/s each constant-throughput user offers
 
 
 def pinned(core: int, command: list[str]) -> list[str]:
@@ -90,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
               f"(is DATA_DIR set? the users send real dataset rows)", file=sys.stderr)
         return 2
     print(f"\nserver on core 0, Locust on core 1 (taskset: {'yes' if shutil.which('taskset') else 'no'}); "
-          f"{args.users} users x {os.environ.get('LOADTEST_RATE_PER_USER', '5')} req/s, {args.duration}\n")
+          f"{args.users} users x {RATE:g} req/s, {args.duration}\n")
     return report.main([str(stats), "--markdown", str(args.out / "table.md"),
                         "--objectives", str(args.objectives)])
 

@@ -17,9 +17,7 @@ import sys
 from pathlib import Path
 
 from loadtests import report
-from loadtests.run import REPO, locust_command, served
-
-RATE = float(os.environ.get("LOADTEST_RATE_PER_USER", "5"))
+from loadtests.run import RATE, REPO, locust_command, served
 
 
 def _level(url: str, family: str, users: int, duration: str, prefix: Path) -> dict:
@@ -53,14 +51,11 @@ def main(argv: list[str] | None = None) -> int:
                 break
     within = [level for level in levels if level["p99 ms"] <= args.p99_limit_ms and not level["failures"]]
     columns = ["users", "offered req/s", *report.COLUMNS, "locust cpu warning"]
-    lines = ["| " + " | ".join(columns) + " |", "|" + " ---: |" * len(columns)]
-    lines += ["| " + " | ".join(f"{level[c]:.1f}" if isinstance(level[c], float) else str(level[c])
-                                for c in columns) + " |" for level in levels]
     verdict = f"saturation throughput ({args.family}, p99 <= {args.p99_limit_ms:g} ms): " + (
         f"{max(level['req/s'] for level in within):.0f} req/s" if within else "below the lowest level tried")
     if within and within[-1] is levels[-1]:
         verdict += " (the limit was not reached at the highest level tried)"
-    text = "\n".join(lines) + f"\n\n{verdict}\n"
+    text = report.markdown(levels, columns) + f"\n\n{verdict}\n"
     (args.out / "table.md").write_text(text)
     print(text)
     return 0

@@ -54,12 +54,20 @@ def check_providers(requested: list, active: list[str], path: Path) -> None:
                            "and cuDNN libraries load (onnxruntime-gpu[cuda,cudnn] or a CUDA base image)")
 
 
-def make_session(path: Path, settings: Settings) -> ort.InferenceSession:
+def session_options(settings: Settings,
+                    optimization: ort.GraphOptimizationLevel = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+                    ) -> ort.SessionOptions:
+    """Threads and graph optimisation as the service runs them (``make bench`` times other levels)."""
     options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.graph_optimization_level = optimization
     options.intra_op_num_threads = settings.intra_op_threads
     options.inter_op_num_threads = settings.inter_op_threads
     options.log_severity_level = 3  # errors only: keep warnings about unused initializers out of logs
+    return options
+
+
+def make_session(path: Path, settings: Settings) -> ort.InferenceSession:
+    options = session_options(settings)
     providers = providers_for(settings)
     if providers[0] != CPU:
         ort.preload_dlls()  # CUDA/cuDNN from pip packages, when installed, before the session needs them

@@ -11,7 +11,7 @@ export DATA_DIR ?= data
 export BENTOML_DO_NOT_TRACK := True
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup train serve test loadtest saturation bench build containerize clean
+.PHONY: setup train serve test loadtest soak starvation saturation bench build containerize clean
 
 setup: $(VENV)/.installed
 
@@ -27,7 +27,7 @@ train: setup
 
 serve: setup
 	$(BIN)/python -m training all --profile quick --missing-only
-	$(BIN)/bentoml serve serving.service:ZooServe --host 0.0.0.0 --port $(PORT)
+	$(BIN)/python -m serving --host 0.0.0.0 --port $(PORT)
 
 test: setup
 	$(BIN)/python -m pytest
@@ -35,6 +35,16 @@ test: setup
 # Locust against the server on loopback (or URL=...); FAMILY=DigitsUser runs one family alone.
 loadtest: setup
 	$(BIN)/python -m loadtests.run $(if $(URL),--url $(URL)) $(if $(FAMILY),--family $(FAMILY))
+
+# Mixed traffic over every endpoint family, RSS of each server process sampled -> reports/soak/.
+DURATION ?= 10m
+RATE ?= 50
+soak: setup
+	$(BIN)/python -m loadtests.soak --duration $(DURATION) --rate $(RATE) $(if $(URL),--url $(URL))
+
+# p50/p99 of the fast endpoints while 64 clients stall their bodies or ask for long generations.
+starvation: setup
+	$(BIN)/python -m loadtests.starvation
 
 # Offered load stepped up until p99 passes 100 ms (FAMILY=DigitsUser for another endpoint).
 saturation: setup

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Iterator
 
 from loadtests import report
+from serving.launch import serve_command
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -43,13 +44,13 @@ def wait_ready(url: str, timeout: float = 180.0) -> None:
 
 @contextlib.contextmanager
 def served(port: int, log: Path, env: dict[str, str] | None = None, core: int = 0) -> Iterator[str]:
-    """``bentoml serve`` on loopback, pinned to ``core``, from start to ready to stopped."""
+    """A server (``python -m serving``) on loopback, pinned to ``core``, from start to ready to stopped."""
     url = f"http://127.0.0.1:{port}"
     with log.open("w") as output:
-        server = subprocess.Popen(pinned(core, [str(BIN / "bentoml"), "serve", "serving.service:ZooServe",
-                                                "--host", "127.0.0.1", "--port", str(port)]),
+        home = {"BENTOML_HOME": str(log.parent / f"bentoml-home-{port}")}  # its own metrics directory
+        server = subprocess.Popen(pinned(core, serve_command(port, python=str(BIN / "python"))),
                                   cwd=REPO, stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
-                                  env={**os.environ, **(env or {})})
+                                  env={**os.environ, **home, **(env or {})})
         try:
             wait_ready(url)
             yield url

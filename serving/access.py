@@ -1,7 +1,8 @@
-"""Request ids, the optional API key and the request body limit, before anything parses a body.
+"""Request ids, the optional API key, the body limit and the body deadline, before anything parses a body.
 
 BentoML has no body-size limit of its own and no authentication, so this ASGI middleware sits in
-front of every route: it tags each request with an id (returned as ``X-Request-ID``), refuses an
+front of every route: it tags each request with an id (returned as ``X-Request-ID``), reads the
+body in full under a deadline (408 for a client that stalls; see ``admission``), refuses an
 over-long body with 413 before it is read into memory, and, when ``ZOOSERVE_API_KEY`` is set,
 demands ``Authorization: Bearer <key>`` on everything but health and metrics. Its own 401 and
 413 answers carry the CORS headers an allowed origin would get from BentoML's CORS layer (which
@@ -10,14 +11,15 @@ sits inside this one), so a page on that origin can read why it was refused.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
-import json
 import logging
 import re
 import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .errors import REQUEST_ID as REQUEST_ID_VAR, ServiceError, error_response, log_refusal
 from .settings import Settings
 
 logger = logging.getLogger("bentoml.zooserve")
@@ -26,8 +28,21 @@ OPEN_PREFIX = "/static/"  # the demo page's files hold no data; it asks for the 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")  # a caller's id is echoed only if it is this tame
 
 
-class BodyTooLarge(Exception):
-    pass
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+class ClientGone(Exception):
+    """The client disconnected before its request was complete: nothing to answer."""
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A receive that gives the buffered body once, then waits on the connection (disconnects)."""
+    pending = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def replay() -> Message:
+        return pending.pop() if pending else await receive()
+
+    return replay
 
 
 class AccessMiddleware:
@@ -36,6 +51,7 @@ class AccessMiddleware:
         settings = Settings.from_env()
         self.api_key = settings.api_key.encode() if settings.api_key else None
         self.max_body = settings.max_body_bytes
+        self.body_timeout = settings.body_timeout_seconds
         self.cors_origins = settings.cors_origins
         if self.api_key is None:
             logger.warning("ZOOSERVE_API_KEY is not set: every endpoint is open to anyone who can reach it")
@@ -47,6 +63,7 @@ class AccessMiddleware:
         headers = {key.decode("latin-1").lower(): value.decode("latin-1") for key, value in scope["headers"]}
         given = headers.get("x-request-id", "")
         request_id = given if REQUEST_ID.match(given) else uuid.uuid4().hex
+        REQUEST_ID_VAR.set(request_id)
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -55,6 +72,7 @@ class AccessMiddleware:
             await send(message)
 
         async def reject(status: int, message: str, extra: list[tuple[bytes, bytes]] = ()) -> None:
+            log_refusal(scope, status, message)
             await _reject(send_with_id, status, message, [*extra, *self._cors_headers(headers.get("origin"))])
 
         # CORS preflights never carry credentials; the CORS layer inside answers them.
@@ -68,30 +86,34 @@ class AccessMiddleware:
         if length.isdigit() and int(length) > self.max_body:
             await reject(413, f"request body of {length} bytes is over the {self.max_body} byte limit")
             return
-        received, too_large, answered = 0, False, False
-
-        async def counted_receive() -> Message:
-            nonlocal received, too_large
-            message = await receive()
-            received += len(message.get("body", b""))
-            if received > self.max_body:  # chunked uploads carry no Content-Length to check up front
-                too_large = True
-                raise BodyTooLarge
-            return message
-
-        async def guarded_send(message: Message) -> None:
-            # BentoML turns the exception above into a 500; answer the 413 it stands for instead.
-            nonlocal answered
-            if not too_large:
-                await send_with_id(message)
-            elif not answered:
-                answered = True
-                await reject(413, f"request body is over the {self.max_body} byte limit")
-
         try:
-            await self.app(scope, counted_receive, guarded_send)
-        except BodyTooLarge:
-            await guarded_send({"type": "http.response.start"})
+            body = await self._read_body(receive) if scope["method"] in BODY_METHODS else None
+        except ServiceError as error:
+            await reject(error.status, str(error))
+            return
+        except ClientGone:
+            return
+        await self.app(scope, receive if body is None else _replay(body, receive), send_with_id)
+
+    async def _read_body(self, receive: Receive) -> bytes:
+        """The whole body, read before the request takes a slot: a client that stalls mid-body is
+        answered 408 after ``body_timeout`` seconds, having held nothing but its connection."""
+        chunks, received = [], 0
+        try:
+            async with asyncio.timeout(self.body_timeout):
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        raise ClientGone
+                    chunk = message.get("body", b"")
+                    received += len(chunk)
+                    if received > self.max_body:  # chunked uploads carry no Content-Length to check up front
+                        raise ServiceError(f"request body is over the {self.max_body} byte limit", status=413)
+                    chunks.append(chunk)
+                    if not message.get("more_body", False):
+                        return b"".join(chunks)
+        except TimeoutError:
+            raise ServiceError(f"request body not received within {self.body_timeout} s", status=408) from None
 
     def _cors_headers(self, origin: str | None) -> list[tuple[bytes, bytes]]:
         if origin is None or not (origin in self.cors_origins or "*" in self.cors_origins):
@@ -105,7 +127,10 @@ class AccessMiddleware:
 
 
 async def _reject(send: Send, status: int, message: str, extra: list[tuple[bytes, bytes]] = ()) -> None:
-    body = json.dumps({"error": message}).encode()
-    await send({"type": "http.response.start", "status": status, "headers": [
-        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *extra]})
-    await send({"type": "http.response.body", "body": body})
+    response = error_response(ServiceError(message, status=status))
+    response.raw_headers.extend(extra)
+    await response({"type": "http"}, _no_receive, send)
+
+
+async def _no_receive() -> Message:
+    return {"type": "http.disconnect"}

@@ -1,42 +1,105 @@
-"""One error shape for the whole service: ``{"error": "<what, naming the field>", "detail": [...]}``.
+"""One error mechanism for the whole service: ``{"error": "<what, naming the field>", "detail": [...]}``.
 
-BentoML answers validation failures with a generic title ("1 validation error for Input") and
-other failures in several shapes. ``ErrorShapeMiddleware`` rewrites every error response on
-the way out, so clients parse one shape whichever layer produced the error.
+Code that refuses a request raises ``ServiceError`` (or a subclass) with the HTTP status and the
+field at fault; ``error_for`` turns that, a pydantic ``ValidationError`` or a known client or
+environment fault into the one JSON shape. The REST endpoints (through the BentoML fix in
+``bentoml_fixes``), ``/v2``, the upload decoding and the access layer all answer through it.
+``ErrorShapeMiddleware`` rewrites what other layers of BentoML and Starlette answer (a 404 for an
+unknown route, a 405) into the same shape on the way out, and logs every refused request as one
+line with its request id: a client's mistake is not a server error and carries no traceback.
 """
 
 from __future__ import annotations
 
+import contextvars
+import errno
 import json
+import logging
 from http import HTTPStatus
 from typing import Any
 
+from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-
+logger = logging.getLogger("bentoml.zooserve")
 MAX_LISTED = 5  # validation errors spelled out in "error"; "detail" keeps them all
+REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("zooserve_request_id", default="-")
 
 
-def error_response(status: int, message: str, detail: list | None = None) -> JSONResponse:
-    body: dict[str, Any] = {"error": message}
-    if detail:
-        body["detail"] = detail
-    return JSONResponse(body, status_code=status)
+class ServiceError(Exception):
+    """A request the service refuses: ``status`` is the HTTP status, ``field`` the part at fault."""
+
+    def __init__(self, message: str, status: int = 400, field: str | None = None, kind: str = "value_error",
+                 headers: dict[str, str] | None = None, detail: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.field, self.kind, self.headers, self.detail = status, field, kind, headers or {}, detail
+
+    def body(self) -> dict[str, Any]:
+        message = str(self)
+        if self.detail:
+            return {"error": message, "detail": self.detail}
+        if self.field is None:
+            return {"error": message}
+        prefix = f"{self.field}: "
+        bare = message[len(prefix):] if message.startswith(prefix) else message
+        return {"error": prefix + bare, "detail": [{"field": self.field, "message": bare, "type": self.kind}]}
 
 
-def field_error(field: str, message: str, kind: str) -> JSONResponse:
+class FieldError(ServiceError):
     """A 400 shaped like pydantic's, for checks the schema cannot make (they need the model card)."""
-    return error_response(400, f"{field}: {message}", [{"field": field, "message": message, "type": kind}])
+
+    def __init__(self, field: str, message: str, kind: str = "value_error", status: int = 400) -> None:
+        super().__init__(message, status=status, field=field, kind=kind)
 
 
-def _location(loc: list) -> str:
-    # BentoML validates a model built from the API signature; its name is not the client's field.
-    return ".".join(str(part) for part in loc) or "body"
+class Unavailable(ServiceError):
+    """The server cannot answer now (a model not loaded, a worker restarting); the client may retry."""
+
+    def __init__(self, message: str, retry_after: int = 5) -> None:
+        super().__init__(message, status=503, headers={"Retry-After": str(retry_after)})
+
+
+def validation_body(errors: list[dict[str, Any]]) -> dict[str, Any]:
+    """Pydantic's errors as the service's shape, naming each field (not BentoML's model name)."""
+    detail = [{"field": ".".join(str(part) for part in error.get("loc", ())) or "body",
+               "message": error.get("msg", ""), "type": error.get("type", "")} for error in errors]
+    shown = "; ".join(f"{e['field']}: {e['message']}" for e in detail[:MAX_LISTED])
+    more = f" (and {len(detail) - MAX_LISTED} more)" if len(detail) > MAX_LISTED else ""
+    return {"error": shown + more, "detail": detail}
+
+
+def error_for(exc: BaseException) -> ServiceError | None:
+    """The client-facing error an exception stands for, or None for a fault of the server itself."""
+    from bentoml.exceptions import BentoMLException
+    from pydantic import ValidationError
+
+    if isinstance(exc, ServiceError):
+        return exc
+    if isinstance(exc, ValidationError):
+        shaped = validation_body(exc.errors(include_context=False, include_input=False))
+        return ServiceError(shaped["error"], detail=shaped["detail"])
+    if isinstance(exc, BentoMLException) and (exc.error_code < 500 or exc.error_code == 503):
+        return ServiceError(str(exc), status=int(exc.error_code))  # a dependency worker's refusal, passed on
+    if isinstance(exc, HTTPException) and 400 <= exc.status_code < 500:  # Starlette's multipart parser
+        return ServiceError(f"malformed request body: {exc.detail}", status=exc.status_code)
+    if isinstance(exc, RecursionError):
+        return ServiceError("request body is nested too deeply")
+    if isinstance(exc, OSError) and exc.errno == errno.ENAMETOOLONG:
+        return ServiceError("an uploaded file's name is too long", status=400)
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        # The operator's problem, not the client's: logged as an error, answered as a retryable 503.
+        logger.error("temporary storage is full (%s); uploads are refused until space is freed", exc)
+        return Unavailable("the server's temporary storage is full; retry later", retry_after=30)
+    return None
+
+
+def error_response(error: ServiceError) -> JSONResponse:
+    return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
 
 
 def normalize(status: int, body: bytes) -> dict[str, Any]:
-    """Turn any error body into the service's shape, naming the fields a validation error hit."""
+    """Turn an error body from another layer into the service's shape."""
     try:
         payload: Any = json.loads(body) if body else None
     except ValueError:
@@ -46,11 +109,7 @@ def normalize(status: int, body: bytes) -> dict[str, Any]:
     if isinstance(payload, dict):
         detail = payload.get("detail")
         if isinstance(detail, list) and detail and all(isinstance(item, dict) and "loc" in item for item in detail):
-            errors = [{"field": _location(item["loc"]), "message": item.get("msg", ""), "type": item.get("type", "")}
-                      for item in detail]
-            shown = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:MAX_LISTED])
-            more = f" (and {len(errors) - MAX_LISTED} more)" if len(errors) > MAX_LISTED else ""
-            return {"error": shown + more, "detail": errors}
+            return validation_body(detail)
         if "error" in payload:
             return payload
         if isinstance(detail, str):
@@ -59,7 +118,7 @@ def normalize(status: int, body: bytes) -> dict[str, Any]:
 
 
 class ErrorShapeMiddleware:
-    """ASGI middleware that rewrites every 4xx/5xx body into the one error shape."""
+    """ASGI middleware that rewrites every 4xx/5xx body into the one error shape and logs it once."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -81,7 +140,9 @@ class ErrorShapeMiddleware:
                 return
             chunks.append(message.get("body", b""))
             if not message.get("more_body", False):
-                body = json.dumps(normalize(start["status"], b"".join(chunks))).encode()
+                shaped = normalize(start["status"], b"".join(chunks))
+                log_refusal(scope, start["status"], shaped["error"])
+                body = json.dumps(shaped).encode()
                 headers = [(k, v) for k, v in start.get("headers", [])
                            if k.lower() not in (b"content-length", b"content-type")]
                 headers += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
@@ -89,3 +150,10 @@ class ErrorShapeMiddleware:
                 await send({"type": "http.response.body", "body": body})
 
         await self.app(scope, receive, capture)
+
+
+def log_refusal(scope: Scope, status: int, message: str) -> None:
+    """One line per refused request; 5xx at WARNING (their cause, if any, was logged where it arose)."""
+    level = logging.WARNING if status >= 500 else logging.INFO
+    logger.log(level, "%s %s -> %d %s [request %s]", scope.get("method", ""), scope.get("path", ""), status,
+               message[:300], REQUEST_ID.get())

@@ -124,6 +124,17 @@ def ddim_sample(run: Run, scheduler: DDIMScheduler, seed: int, n: int, steps: in
     return x
 
 
+class SamplingStopped(Exception):
+    """The sampler was asked to stop (its caller has gone) before it finished."""
+
+
+Stop = Callable[[], bool]
+
+
+def never() -> bool:
+    return False
+
+
 def session_device(session: ort.InferenceSession) -> tuple[str, int]:
     """Where a session's tensors live: ("cuda", id) when CUDA runs it, else ("cpu", 0)."""
     if session.get_providers()[0] == "CUDAExecutionProvider":
@@ -132,7 +143,7 @@ def session_device(session: ort.InferenceSession) -> tuple[str, int]:
 
 
 def ddim_sample_on_device(step: ort.InferenceSession, guided: bool, scheduler: DDIMScheduler, seed: int, n: int,
-                          steps: int, digit: int | None, guidance: float) -> np.ndarray:
+                          steps: int, digit: int | None, guidance: float, stop: Stop = never) -> np.ndarray:
     """``ddim_sample`` through a step graph with IO binding: no host copy between steps.
 
     Every step's inputs are placed on the device before the loop; the image alternates between
@@ -160,6 +171,8 @@ def ddim_sample_on_device(step: ort.InferenceSession, guided: bool, scheduler: D
                for _ in range(2)]
     buffers[0].update_inplace(initial_noise(seed, n))
     for index, (t, alpha, alpha_prev) in enumerate(schedule):
+        if stop():
+            raise SamplingStopped(f"stopped after {index} of {len(schedule)} steps")
         for name, value in (("t", t), ("alpha", alpha), ("alpha_prev", alpha_prev), ("x", buffers[index % 2])):
             binding.bind_ortvalue_input(name, value)
         binding.bind_ortvalue_output("x_prev", buffers[(index + 1) % 2])
@@ -204,12 +217,14 @@ def scheduler_for(sampling: dict) -> DDIMScheduler:
 
 
 def generate(sampling: dict, sessions: Mapping[str, ort.InferenceSession], seed: int, n: int,
-             digit: int | None = None, steps: int | None = None, guidance: float | None = None) -> np.ndarray:
+             digit: int | None = None, steps: int | None = None, guidance: float | None = None,
+             stop: Stop = never) -> np.ndarray:
     """``n`` uint8 digits (N, 28, 28) from a model whose card's ``sampling`` says how to draw them.
 
     ``latent``: one decoder/generator call on ``latents(seed, ...)``; ``ddim``: the DDIM loop on
     the step graph (the guided one when a digit is asked for), ``steps`` and ``guidance``
-    defaulting to the card's.
+    defaulting to the card's. ``stop`` is asked before each step: true ends the loop early
+    (``SamplingStopped``), when the caller has gone.
     """
     if sampling["kind"] == "latent":
         return decode(sampling, lambda feeds: sessions["model"].run(None, feeds)[0],
@@ -217,5 +232,5 @@ def generate(sampling: dict, sessions: Mapping[str, ort.InferenceSession], seed:
     guided = digit is not None
     images = ddim_sample_on_device(sessions[GUIDED_STEP_GRAPH if guided else STEP_GRAPH], guided,
                                    scheduler_for(sampling), seed, n, steps or sampling["default_steps"], digit,
-                                   sampling["default_guidance"] if guidance is None else guidance)
+                                   sampling["default_guidance"] if guidance is None else guidance, stop)
     return to_uint8(images, tuple(sampling["output_range"]))

@@ -13,6 +13,8 @@ import warnings
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from .errors import ServiceError
+
 MAX_BYTES = 10 * 1024 * 1024
 MAX_PIXELS = 40_000_000
 FORMATS = ("PNG", "JPEG", "BMP", "GIF")
@@ -23,12 +25,8 @@ MNIST_CENTRE = 14.0  # measured on the test set: the centre of mass sits at pixe
 INK_THRESHOLD = 0.05  # fraction of the ink range below which a pixel counts as background
 
 
-class ImageError(ValueError):
+class ImageError(ServiceError):
     """An upload the service cannot use; ``status`` is the HTTP status to answer with."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 def decode(data: bytes, field: str = "image") -> Image.Image:

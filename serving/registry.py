@@ -18,18 +18,20 @@ from typing import Any, Callable
 import numpy as np
 import onnxruntime as ort
 
+from .errors import Unavailable
 from .sessions import make_session
 from .settings import Settings
 from .telemetry import metrics
 
 logger = logging.getLogger("bentoml.zooserve")  # a child of BentoML's logger shares its handlers
+CARD_KEYS = ("name", "version", "graphs")  # what every card must hold before anything else is read
 
 
 class ModelLoadError(RuntimeError):
     """A model in models/ cannot be served as exported; start-up stops with this message."""
 
 
-class ModelNotLoaded(LookupError):
+class ModelNotLoaded(Unavailable, LookupError):
     """An endpoint asked for a model this instance does not serve."""
 
 
@@ -82,10 +84,22 @@ def read_card(model_dir: Path) -> dict[str, Any]:
         raise ModelLoadError(f"{card_path}: cannot read the model card ({error})") from None
 
 
+def graph_specs(model_dir: Path, card: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The card's graphs, refusing a card that lacks what serving reads from it."""
+    name = card.get("name", model_dir.name) if isinstance(card, dict) else model_dir.name
+    missing = [key for key in CARD_KEYS if not isinstance(card, dict) or key not in card]
+    graphs = card.get("graphs") if isinstance(card, dict) else None
+    if missing or not isinstance(graphs, dict) or not graphs or not all(
+            isinstance(spec, dict) and {"file", "sha256", "inputs", "outputs"} <= spec.keys() for spec in graphs.values()):
+        raise ModelLoadError(f"{model_dir / 'card.json'}: the card of {name} lacks "
+                             f"{missing or ['graphs with file, sha256, inputs and outputs']}; re-export the model")
+    return graphs
+
+
 def verify_graphs(model_dir: Path, card: dict[str, Any]) -> None:
     """Check that every graph the card lists exists with the card's sha256."""
     name = card.get("name", model_dir.name)
-    for spec in card["graphs"].values():
+    for spec in graph_specs(model_dir, card).values():
         path = model_dir / spec["file"]
         if not path.is_file():
             raise ModelLoadError(f"{name}: graph file {path} is missing; retrain with `make train MODEL={name}`")
@@ -116,9 +130,19 @@ def model_dirs(settings: Settings) -> list[Path]:
 
 
 def verify_models(settings: Settings) -> None:
-    """Check every card and graph hash without building sessions: cheap enough for start-up."""
+    """Check every card and graph hash, and that ONNX Runtime loads each graph (on the CPU, unoptimised:
+    a graph it cannot load would otherwise fail inside a worker, which BentoML restarts forever)."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.log_severity_level = 4
     for model_dir in model_dirs(settings):
-        read_verified_card(model_dir)
+        card = read_verified_card(model_dir)
+        for spec in card["graphs"].values():
+            try:
+                ort.InferenceSession(str(model_dir / spec["file"]), options, providers=["CPUExecutionProvider"])
+            except Exception as error:  # ONNX Runtime raises its own exception types, one per failure
+                raise ModelLoadError(f"{card['name']}: ONNX Runtime cannot load {model_dir / spec['file']}: "
+                                     f"{error}") from None
 
 
 class Registry:

@@ -6,23 +6,28 @@ answer; everything model-specific comes from the model card, nothing from traini
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import gc
+import threading
 import time
 from pathlib import Path
 
+import aiohttp
 import bentoml
 import numpy as np
+from bentoml._internal.context import server_context
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from . import generation, images
+from . import bentoml_fixes, generation, images, supervision
 from .access import AccessMiddleware
-from .errors import ErrorShapeMiddleware, error_response, field_error
+from .admission import GENERATION_PREFIX, AdmissionMiddleware, CancelWhenGone
+from .errors import ErrorShapeMiddleware, FieldError, Unavailable
 from .forecast import recursive_forecast, session_step
 from .oip import OipMiddleware
 from .postprocess import ranked, softmax
-from .registry import ModelNotLoaded, Registry, verify_models
+from .registry import Registry, verify_models
 from .schemas import (
     DEFAULT_TOP_K, DiffusionRequest, DigitParity, DigitRequest, DigitResponse, ForecastRequest, ForecastResponse,
     GeneratedImages, GenerateRequest, House, HousePrice, HousePriceRequest, HousePriceResponse, ImageRequest,
@@ -38,12 +43,22 @@ DIGITS_MODEL, IMAGES_MODEL = "mnist-cnn", "transfer-cnn"
 BATCHED_MODELS = (DIGITS_MODEL, IMAGES_MODEL)
 GENERATIVE_MODELS = ("vae", "gan", "diffusion")
 
+bentoml_fixes.apply()
+supervision.exit_with_parent()
 SETTINGS = Settings.from_env()
-# A failure inside a worker's __init__ leaves `bentoml serve` running with no worker; checking the
-# cards and graph hashes here, when the server process loads this module, stops start-up instead.
-verify_models(SETTINGS)
+# A failure inside a worker's __init__ leaves `bentoml serve` restarting it forever with no port
+# answering; checking every card and loading every graph here, when the server process loads this
+# module, stops start-up with the cause instead.
+if server_context.worker_index is None:  # the server process; each worker loads what it runs itself
+    verify_models(SETTINGS)
 BATCHING = batching_pays(SETTINGS)
+# The dependency workers keep BentoML's in-flight limit; the API worker admits by endpoint class
+# (``admission``), so BentoML's single pool is off there.
 TRAFFIC = {"timeout": SETTINGS.timeout_seconds, "max_concurrency": SETTINGS.max_concurrency}
+# BentoML's client for a dependency replaces its HTTP session every 100 calls or 300 s and closes
+# the old one under requests still in flight on it (a 500 for each, issue 13); the workers it
+# talks to are local sockets, so the session is kept for the process's life.
+KEEP_CONNECTIONS = {"max_requests": 2**62, "max_age": 1e12}
 RESOURCES = {"gpu": SETTINGS.gpus} if SETTINGS.gpus else {}
 HTTP = {"cors": {"enabled": True, "access_control_allow_origins": list(SETTINGS.cors_origins),
                  "access_control_allow_methods": ["GET", "POST", "OPTIONS"],
@@ -66,7 +81,8 @@ def _probabilities(registry: Registry, name: str, batch: np.ndarray) -> np.ndarr
     return softmax(model.run({model.input_spec()[0]["name"]: batch})[0])
 
 
-@bentoml.service(name="zooserve-classifiers", workers=1, traffic=TRAFFIC, resources=RESOURCES)
+@bentoml.service(name="zooserve-classifiers", workers=1, traffic=TRAFFIC, resources=RESOURCES,
+                 runner_connection=KEEP_CONNECTIONS)
 class Classifiers:
     """The image classifiers behind BentoML's adaptive batching.
 
@@ -93,7 +109,8 @@ class Classifiers:
         return _probabilities(self.registry, IMAGES_MODEL, batch)
 
 
-@bentoml.service(name="zooserve-generators", workers=1, traffic=TRAFFIC, resources=RESOURCES)
+@bentoml.service(name="zooserve-generators", workers=1, traffic=TRAFFIC, resources=RESOURCES,
+                 runner_connection=KEEP_CONNECTIONS)
 class Generators:
     """The generative models, in their own worker process: a long diffusion request keeps this
     process busy while the classifiers and ZooServe's own models go on answering."""
@@ -107,12 +124,20 @@ class Generators:
         return lambda feeds: model.run(feeds, graph)[0]
 
     @bentoml.api
-    def sample(self, model: str, n: int, seed: int, digit: int | None = None, steps: int | None = None,
-               guidance: float | None = None) -> np.ndarray:
-        """(n, 28, 28) uint8 digits drawn with ``seed``."""
+    async def sample(self, model: str, n: int, seed: int, digit: int | None = None, steps: int | None = None,
+                     guidance: float | None = None) -> np.ndarray:
+        """(n, 28, 28) uint8 digits drawn with ``seed``; stopped between steps if the caller goes."""
         loaded = self.registry.get(model)
+        stop = threading.Event()
         start = time.perf_counter()
-        pictures = generation.generate(loaded.card["sampling"], loaded.sessions, seed, n, digit, steps, guidance)
+        work = asyncio.get_running_loop().run_in_executor(None, lambda: generation.generate(
+            loaded.card["sampling"], loaded.sessions, seed, n, digit, steps, guidance, stop=stop.is_set))
+        try:
+            pictures = await asyncio.shield(work)
+        except asyncio.CancelledError:
+            stop.set()  # the sampler returns at its next step; the worker is free for the next request
+            work.add_done_callback(lambda done: done.exception())  # its SamplingStopped is expected
+            raise
         loaded.observe("sampler", time.perf_counter() - start, n)  # the whole loop of ONNX Runtime calls
         return pictures
 
@@ -152,7 +177,8 @@ def _prepare_digits(uploads: dict[str, Path]) -> np.ndarray:
 
 
 @bentoml.asgi_app(web_app, path="/")
-@bentoml.service(name="zooserve", traffic=TRAFFIC, http=HTTP, resources=RESOURCES)
+@bentoml.service(name="zooserve", traffic={"timeout": SETTINGS.timeout_seconds, "max_concurrency": None}, http=HTTP,
+                 resources=RESOURCES)
 class ZooServe:
     classifiers = bentoml.depends(Classifiers)
     generators = bentoml.depends(Generators)
@@ -186,10 +212,7 @@ class ZooServe:
     @bentoml.api(route="/house-price/predict", input_spec=HousePriceRequest)
     async def house_price_predict(self, houses: list[House], model: str = "gbm") -> HousePriceResponse:
         """Median house value of California block groups (1 to 1,000 per request)."""
-        try:
-            loaded = self.registry.get(HOUSE_PRICE_MODELS[model])
-        except ModelNotLoaded as error:
-            return error_response(503, str(error))
+        loaded = self.registry.get(HOUSE_PRICE_MODELS[model])
         spec = loaded.input_spec()[0]
         order = loaded.card["preprocessing"]["feature_order"]
         features = np.array([[getattr(house, name) for name in order] for house in houses], dtype=spec["dtype"])
@@ -203,34 +226,26 @@ class ZooServe:
     @bentoml.api(route="/passengers/forecast", input_spec=ForecastRequest)
     async def passengers_forecast(self, history: list[float] | None = None, horizon: int = 12) -> ForecastResponse:
         """Monthly airline passengers (thousands) for the next 1 to 36 months, predictions fed back."""
-        try:
-            loaded = self.registry.get(PASSENGERS_MODEL)
-        except ModelNotLoaded as error:
-            return error_response(503, str(error))
+        loaded = self.registry.get(PASSENGERS_MODEL)
         values = loaded.card["series"]["values"] if history is None else history
         step = session_step(loaded.sessions["model"], loaded.input_spec()[0]["name"])
         try:
             forecast = recursive_forecast(step, values, loaded.card["preprocessing"]["window"], horizon)
         except ValueError as error:
-            return field_error("history", str(error), "too_short")
+            raise FieldError("history", str(error), "too_short") from None
         if not np.isfinite(forecast).all():  # positive and finite, yet beyond float32 once logged
-            return field_error("history", "values too extreme to forecast", "value_error")
+            raise FieldError("history", "values too extreme to forecast")
         return ForecastResponse(forecast=forecast.tolist(), model=loaded.summary)
 
     @bentoml.api(route="/digits/classify", input_spec=DigitRequest)
     def digits_classify(self, image: Path | None = None, pixels: list[list[float]] | None = None) -> DigitResponse:
         """A handwritten digit: upload any picture (field ``image``) or send 28x28 ``pixels``."""
         if (image is None) == (pixels is None):
-            return field_error("image", "send exactly one of a multipart `image` upload or JSON `pixels`",
-                               "missing" if image is None else "value_error")
-        try:
-            model = self.registry.get(DIGITS_MODEL)
-            picture = images.pixels_to_image(pixels) if pixels is not None else images.decode(_read_upload(image))
-            batch = images.to_mnist(picture, field="pixels" if pixels is not None else "image")[None]
-        except ModelNotLoaded as error:
-            return error_response(503, str(error))
-        except images.ImageError as error:
-            return error_response(error.status, str(error))
+            raise FieldError("image", "send exactly one of a multipart `image` upload or JSON `pixels`",
+                             "missing" if image is None else "value_error")
+        model = self.registry.get(DIGITS_MODEL)
+        picture = images.pixels_to_image(pixels) if pixels is not None else images.decode(_read_upload(image))
+        batch = images.to_mnist(picture, field="pixels" if pixels is not None else "image")[None]
         probabilities = self._classify(DIGITS_MODEL, batch)
         odd = float(probabilities[1::2].sum())
         return DigitResponse(
@@ -241,36 +256,40 @@ class ZooServe:
     @bentoml.api(route="/images/classify", input_spec=ImageRequest)
     def images_classify(self, image: Path, top_k: int | None = None) -> ImageResponse:
         """The most probable labels of a photo, by the transfer-learned CNN (default: ants vs bees)."""
-        try:
-            model = self.registry.get(IMAGES_MODEL)
-            labels = model.card["labels"]
-            top_k = min(DEFAULT_TOP_K, len(labels)) if top_k is None else top_k
-            if top_k > len(labels):
-                return field_error("top_k", f"must be at most {len(labels)} (the number of labels)",
-                                   "less_than_equal")
-            prep = model.card["preprocessing"]
-            batch = images.to_classifier_input(images.decode(_read_upload(image)), prep["resize"], prep["crop"],
-                                               prep["mean"], prep["std"])[None]
-        except ModelNotLoaded as error:
-            return error_response(503, str(error))
-        except images.ImageError as error:
-            return error_response(error.status, str(error))
+        model = self.registry.get(IMAGES_MODEL)
+        labels = model.card["labels"]
+        top_k = min(DEFAULT_TOP_K, len(labels)) if top_k is None else top_k
+        if top_k > len(labels):
+            raise FieldError("top_k", f"must be at most {len(labels)} (the number of labels)", "less_than_equal")
+        prep = model.card["preprocessing"]
+        batch = images.to_classifier_input(images.decode(_read_upload(image)), prep["resize"], prep["crop"],
+                                           prep["mean"], prep["std"])[None]
         probabilities = self._classify(IMAGES_MODEL, batch)
         return ImageResponse(predictions=ranked(probabilities, labels, top_k), model=model.summary)
 
+
+    async def _call_generators(self, method: str, **arguments: object) -> np.ndarray:
+        """One call to the Generators worker; a worker that is restarting (killed, out of memory)
+        is a 503 the client may retry, not a 500."""
+        try:
+            return await getattr(self.generators.to_async, method)(**arguments)
+        except (aiohttp.ClientConnectionError, bentoml.exceptions.ServiceUnavailable) as error:
+            raise Unavailable(f"the generation worker is restarting ({type(error).__name__}); retry shortly",
+                              retry_after=10) from None
 
     # The generation endpoints are async: they wait on the Generators worker without holding the
     # thread that this service's sync endpoints (the classifiers, forecasts) run on.
     async def _generate(self, name: str, n: int, seed: int | None, digit: int | None, format: str,
                         **knobs: float | int) -> GeneratedImages | Response:
-        try:
-            model = self.registry.get(name)
-        except ModelNotLoaded as error:
-            return error_response(503, str(error))
+        model = self.registry.get(name)
         if digit is not None and not model.card["conditional"]:
-            return field_error("digit", f"{name} is unconditional: leave digit out (see its card)", "value_error")
+            raise FieldError("digit", f"{name} is unconditional: leave digit out (see its card)")
+        steps = knobs.get("steps")
+        if steps is not None and steps > (most := model.card["sampling"]["schedule"]["train_steps"]):
+            raise FieldError("steps", f"must be at most {most} (the steps this model was trained with)",
+                             "less_than_equal")
         seed = generation.resolve_seed(seed)
-        pictures = await self.generators.to_async.sample(model=name, n=n, seed=seed, digit=digit, **knobs)
+        pictures = await self._call_generators("sample", model=name, n=n, seed=seed, digit=digit, **knobs)
         return _images_answer(pictures, seed, model.summary, format)
 
     @bentoml.api(route="/generate/vae", input_spec=GenerateRequest)
@@ -298,28 +317,28 @@ class ZooServe:
         """A PNG strip of the VAE's decodings along the line between two latent points."""
         uploads = {field: path for field, path in (("start", start), ("end", end)) if path is not None}
         if (seeds is None) == (not uploads):
-            return field_error("seeds", "send two `seeds`, or two digit pictures as `start` and `end` uploads",
-                               "missing" if seeds is None else "value_error")
+            raise FieldError("seeds", "send two `seeds`, or two digit pictures as `start` and `end` uploads",
+                             "missing" if seeds is None else "value_error")
         if uploads and len(uploads) != 2:
-            missing = "end" if "start" in uploads else "start"
-            return field_error(missing, "upload both `start` and `end`", "missing")
-        try:
-            model = self.registry.get("vae")
-            if seeds is not None:
-                dim = model.card["sampling"]["latent_dim"]
-                ends = np.concatenate([generation.latents(seed, 1, dim) for seed in seeds])
-            else:
-                pictures = await run_in_threadpool(_prepare_digits, uploads)
-                ends = await self.generators.to_async.encode(model="vae", pictures=pictures)
-        except ModelNotLoaded as error:
-            return error_response(503, str(error))
-        except images.ImageError as error:
-            return error_response(error.status, str(error))
-        strip = await self.generators.to_async.decode(model="vae", z=generation.interpolate(ends[0], ends[1], frames))
+            raise FieldError("end" if "start" in uploads else "start", "upload both `start` and `end`", "missing")
+        model = self.registry.get("vae")
+        if seeds is not None:
+            dim = model.card["sampling"]["latent_dim"]
+            ends = np.concatenate([generation.latents(seed, 1, dim) for seed in seeds])
+        else:
+            pictures = await run_in_threadpool(_prepare_digits, uploads)
+            ends = await self._call_generators("encode", model="vae", pictures=pictures)
+        strip = await self._call_generators("decode", model="vae", z=generation.interpolate(ends[0], ends[1], frames))
         return Response(generation.png(generation.grid(strip, columns=frames)), media_type="image/png",
                         headers={"X-Model": f"{model.name} {model.card['version']}"})
 
 
-ZooServe.add_asgi_middleware(AccessMiddleware)  # outermost of ours: ids, API key, body limit first
-ZooServe.add_asgi_middleware(OipMiddleware)
+# Outermost first: ids, the API key and the body (limit, deadline) before anything else; the error
+# shape around every answer below it, /v2 included; slots only for requests whose body is complete.
+ZooServe.add_asgi_middleware(AccessMiddleware)
 ZooServe.add_asgi_middleware(ErrorShapeMiddleware)
+ZooServe.add_asgi_middleware(AdmissionMiddleware, limits={"predict": SETTINGS.max_concurrency,
+                                                          "generation": SETTINGS.max_generations})
+ZooServe.add_asgi_middleware(CancelWhenGone, applies=lambda path: path.startswith(GENERATION_PREFIX))
+ZooServe.add_asgi_middleware(OipMiddleware)
+Generators.add_asgi_middleware(CancelWhenGone, applies=lambda path: path == "/sample")

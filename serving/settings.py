@@ -43,7 +43,11 @@ class Settings:
     api_key: str | None = field(default=None, repr=False)  # None: the service is open
     max_body_bytes: int = 12 * 1024 * 1024  # a 10 MB image plus multipart framing
     timeout_seconds: int = 600  # then 504 with a JSON error; 64 digits at 1,000 diffusion steps need minutes
-    max_concurrency: int = 64  # requests in flight per worker; beyond, 429 instead of an unbounded queue
+    max_concurrency: int = 64  # prediction requests in flight per worker; beyond, 429 instead of a queue
+    max_generations: int = 16  # generation requests in flight; they queue on the one Generators worker
+    body_timeout_seconds: int = 30  # a request body not received in full by then: 408
+    max_rows: int = 1024  # rows (first dimension) of one /v2 input tensor; beyond, 413
+    max_elements: int = 2_000_000  # values in one /v2 input tensor (8 photos at 224x224 are 1.2 M); beyond, 413
     cors_origins: tuple[str, ...] = ()  # none: browsers on other origins may not call the API
     gpus: int = 0  # GPUs BentoML places each model-running service on (set 1 on a GPU node)
     # "off": the classify endpoints call their model in-process, unbatched; "auto": on with a GPU only
@@ -63,6 +67,10 @@ class Settings:
             max_body_bytes=_int("ZOOSERVE_MAX_BODY_BYTES", cls.max_body_bytes),
             timeout_seconds=_int("ZOOSERVE_TIMEOUT_SECONDS", cls.timeout_seconds),
             max_concurrency=_int("ZOOSERVE_MAX_CONCURRENCY", cls.max_concurrency),
+            max_generations=_int("ZOOSERVE_MAX_GENERATIONS", cls.max_generations),
+            body_timeout_seconds=_int("ZOOSERVE_BODY_TIMEOUT_SECONDS", cls.body_timeout_seconds),
+            max_rows=_int("ZOOSERVE_MAX_ROWS", cls.max_rows),
+            max_elements=_int("ZOOSERVE_MAX_ELEMENTS", cls.max_elements),
             cors_origins=_list("ZOOSERVE_CORS_ORIGINS"),
             gpus=_int("ZOOSERVE_GPUS", cls.gpus),
             batching=_choice("ZOOSERVE_BATCHING", cls.batching, ("auto", "on", "off")),  # type: ignore[arg-type]

@@ -32,6 +32,8 @@ def trained_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Every served model, quick profile, in a temp dir (house prices on the first 2,000 training
     rows, the transfer CNN on 32 training images; the digit CNN's quick profile as is, since the
     HTTP tests hold it to 97% accuracy, and it must come first: it scores the generative models)."""
+    if reuse := os.environ.get("ZOOSERVE_TEST_MODELS"):  # a set trained by an earlier run, to iterate faster
+        return Path(reuse)
     from training import diffusion, gan, house_price, mnist, passengers, transfer, vae
 
     root = tmp_path_factory.mktemp("models")

@@ -1,11 +1,10 @@
-"""The real `bentoml serve` on a free loopback port, over the tiny models trained for the session."""
+"""The real server (`python -m serving`, i.e. `bentoml serve`) on a free loopback port, over the tiny models trained for the session."""
 
 from __future__ import annotations
 
 import os
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Iterator
@@ -13,8 +12,9 @@ from typing import Iterator
 import httpx
 import pytest
 
+from serving.launch import serve_command
+
 REPO = Path(__file__).resolve().parents[2]
-BENTOML = Path(sys.executable).with_name("bentoml")
 
 
 def free_port() -> int:
@@ -24,10 +24,12 @@ def free_port() -> int:
 
 
 def start_server(models_dir: Path, port: int, log: Path, **env: str) -> subprocess.Popen:
-    environment = {**os.environ, "ZOOSERVE_MODELS_DIR": str(models_dir), "BENTOML_DO_NOT_TRACK": "True", **env}
-    return subprocess.Popen(
-        [str(BENTOML), "serve", "serving.service:ZooServe", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=REPO, env=environment, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+    """A server as ``make serve`` starts it, with a BentoML home of its own beside its log."""
+    home = log.parent / f"bentoml-home-{port}"
+    environment = {**os.environ, "ZOOSERVE_MODELS_DIR": str(models_dir), "BENTOML_DO_NOT_TRACK": "True",
+                   "BENTOML_HOME": str(home), **env}
+    return subprocess.Popen(serve_command(port), cwd=REPO, env=environment, stdout=log.open("w"),
+                            stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def wait_ready(url: str, process: subprocess.Popen, log: Path, timeout: float = 120.0) -> None:

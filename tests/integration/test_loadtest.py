@@ -3,9 +3,13 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+from .conftest import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -50,3 +54,20 @@ def test_report_fails_on_failed_requests_and_missed_objectives(tmp_path):
              "p95 ms": 20.0, "p99 ms": 30.0, "max ms": 31.0}]
     problems = violations(rows, {"/digits/classify": {"p50": 10, "p99": 40}, "/other": {"p50": 1}})
     assert problems == ["/digits/classify: 1 failed requests", "/digits/classify: p50 12 ms > objective 10 ms"]
+
+
+def test_a_one_minute_soak_fails_no_request(trained_models, tmp_path):
+    """`make soak` for 60 s on its own server: every endpoint family, zero failed requests."""
+    environment = {**os.environ, "ZOOSERVE_MODELS_DIR": str(trained_models)}
+    result = subprocess.run(
+        [sys.executable, "-m", "loadtests.soak", "--duration", "60s", "--rate", "50", "--sample", "10",
+         "--port", str(free_port()), "--out", str(tmp_path)],
+        cwd=REPO, env=environment, capture_output=True, text=True, timeout=400)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    summary = json.loads((tmp_path / "soak.json").read_text())
+    assert summary["failures"] == []
+    endpoints = {row["name"] for row in summary["stats"]}
+    assert {"/house-price/predict", "/digits/classify", "/images/classify", "/passengers/forecast",
+            "/v2/models/[name]/infer", "/generate/vae", "/generate/gan", "/generate/diffusion"} <= endpoints
+    assert {row["process"] for row in summary["rss"]} == {"supervisor", "zooserve", "zooserve-classifiers",
+                                                          "zooserve-generators"}

@@ -1,0 +1,108 @@
+"""Admission control: a slow or greedy client cannot take the service from the others.
+
+BentoML has one pool of in-flight slots per worker, held from the first byte of a request to its
+last, so 64 clients sending half a body, or 64 long diffusion requests, made every endpoint answer
+429 (measured: issue 13). ZooServe replaces it with
+- a request body read in full, under a deadline (408), before the request takes a slot
+  (``AccessMiddleware`` does this; a stalled upload holds no slot);
+- separate slots per endpoint class: generation (a diffusion request holds its slot for seconds)
+  cannot exhaust the slots of the fast endpoints, and beyond its limit a class answers 429 at once;
+- generation work cancelled when its caller has gone (``CancelWhenGone``), in the API worker and
+  in the Generators worker, whose sampler then stops between denoising steps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Callable
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .errors import ServiceError, error_response
+
+logger = logging.getLogger("bentoml.zooserve")
+UNLIMITED_PATHS = frozenset({"/livez", "/readyz", "/healthz", "/metrics", "/v2/health/live", "/v2/health/ready"})
+GENERATION_PREFIX = "/generate/"
+
+
+def endpoint_class(path: str) -> str | None:
+    """The slot pool a path draws on; None for health, metrics and the page, which never queue."""
+    if path in UNLIMITED_PATHS or path.startswith("/static/") or path in ("/", "/docs", "/docs.json"):
+        return None
+    return "generation" if path.startswith(GENERATION_PREFIX) else "predict"
+
+
+class AdmissionMiddleware:
+    """At most ``limits[class]`` requests of a class in flight in this worker; beyond, 429 at once."""
+
+    def __init__(self, app: ASGIApp, limits: dict[str, int]) -> None:
+        self.app = app
+        self.limits = limits
+        self.in_flight = {name: 0 for name in limits}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = endpoint_class(scope.get("path", "")) if scope["type"] == "http" else None
+        if kind is None:
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight[kind] >= self.limits[kind]:
+            error = ServiceError(f"too many {kind} requests in flight ({self.limits[kind]}); retry shortly",
+                                 status=429, headers={"Retry-After": "1"})
+            await error_response(error)(scope, receive, send)
+            return
+        self.in_flight[kind] += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight[kind] -= 1
+
+
+class CancelWhenGone:
+    """Cancels a request's work when its client disconnects before the answer.
+
+    Starlette and BentoML go on computing for a client that has gone; for generation that is
+    seconds to minutes of the one Generators worker. Once the body has been read, this listens
+    for ``http.disconnect`` and cancels the handler; an async handler awaiting the Generators
+    worker then closes that connection, and the Generators worker's own ``CancelWhenGone`` stops
+    the sampler (``applies`` picks the paths worth a listener: it is one more task per request).
+    """
+
+    def __init__(self, app: ASGIApp, applies: Callable[[str], bool] = lambda _path: True) -> None:
+        self.app = app
+        self.applies = applies
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.applies(scope.get("path", "")):
+            await self.app(scope, receive, send)
+            return
+        body_read = asyncio.Event()
+
+        async def tracking_receive() -> Message:
+            message = await receive()
+            if message["type"] == "http.disconnect" or not message.get("more_body", False):
+                body_read.set()
+            return message
+
+        async def until_gone() -> None:
+            await body_read.wait()
+            while (await receive())["type"] != "http.disconnect":
+                pass
+
+        work = asyncio.ensure_future(self.app(scope, tracking_receive, send))
+        watcher = asyncio.ensure_future(until_gone())
+        try:
+            await asyncio.wait({work, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            work.cancel()
+            watcher.cancel()
+            raise
+        watcher.cancel()
+        if not work.done():
+            work.cancel()
+            logger.info("%s %s: client gone, its work is cancelled", scope.get("method"), scope.get("path"))
+            with contextlib.suppress(asyncio.CancelledError):
+                await work
+            return
+        await work

@@ -1,0 +1,136 @@
+"""Faults an operator meets: killed workers, a dead supervisor, graphs that cannot load, a full
+temporary directory, two servers on one host."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from tests.integration.conftest import free_port, start_server
+
+from .conftest import serving
+from .test_hostile_input import PNG
+
+
+def _wait(predicate, timeout: float = 60.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.3)
+    return False
+
+
+def test_a_killed_generators_worker_is_503_then_recovers(trained_models, tmp_path):
+    with serving(trained_models, tmp_path) as served:
+        results: list = []
+        call = threading.Thread(target=lambda: results.append(httpx.post(
+            f"{served.url}/generate/diffusion", json={"n": 64, "steps": 1000}, timeout=120)))
+        call.start()
+        time.sleep(1.5)
+        served.worker("zooserve-generators").kill()
+        call.join()
+        assert results[0].status_code == 503 and "Retry-After" in results[0].headers, results[0].text
+        with httpx.Client(timeout=30) as client:
+            def generates() -> bool:
+                return client.post(f"{served.url}/generate/gan", json={"n": 1}).status_code == 200
+            assert _wait(generates, 90)
+            assert served.house(client) == 200
+
+
+def test_workers_end_with_their_supervisor(trained_models, tmp_path):
+    with serving(trained_models, tmp_path) as served:
+        workers = psutil.Process(served.process.pid).children(recursive=True)
+        assert len(workers) >= 3
+        os.kill(served.process.pid, signal.SIGKILL)
+        assert _wait(lambda: not any(worker.is_running() and worker.status() != psutil.STATUS_ZOMBIE
+                                     for worker in workers), 30)
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"{served.url}/readyz", timeout=2)
+
+
+def _broken_copy(trained_models: Path, tmp_path: Path, name: str, breaks) -> Path:
+    models = tmp_path / "models"
+    shutil.copytree(trained_models / name, models / name)
+    card_path = models / name / "card.json"
+    card_path.write_text(json.dumps(breaks(models / name, json.loads(card_path.read_text()))))
+    return models
+
+
+def _unloadable_graph(model_dir: Path, card: dict) -> dict:
+    import hashlib
+
+    graph = model_dir / card["graphs"]["model"]["file"]
+    graph.write_bytes(b"not an onnx graph")
+    card["graphs"]["model"]["sha256"] = hashlib.sha256(graph.read_bytes()).hexdigest()
+    return card
+
+
+@pytest.mark.parametrize("breaks, message", [
+    (_unloadable_graph, "ONNX Runtime cannot load"),
+    (lambda _dir, card: {key: value for key, value in card.items() if key != "graphs"}, "lacks"),
+], ids=["graph ONNX Runtime cannot load", "card without graphs"])
+def test_a_model_that_cannot_load_stops_start_up_with_the_cause(trained_models, tmp_path, breaks, message):
+    models = _broken_copy(trained_models, tmp_path, "house-price-gbm", breaks)
+    log = tmp_path / "serve.log"
+    process = start_server(models, free_port(), log)
+    try:
+        code = process.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, 9)
+        raise
+    assert code != 0 and message in log.read_text()
+    assert "KeyError" not in log.read_text()
+
+
+def test_a_full_temporary_directory_is_503_not_500(trained_models, tmp_path):
+    tiny = Path(tempfile.mkdtemp(prefix="zs-", dir="/tmp"))  # short: BentoML puts its sockets in TMPDIR too
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(tiny)], capture_output=True).returncode:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    try:
+        with serving(trained_models, tmp_path, TMPDIR=str(tiny)) as served:
+            filler = tiny / "filler"
+            with filler.open("wb") as handle, pytest.raises(OSError):
+                handle.write(b"\0" * (4 << 20))
+            with httpx.Client(timeout=30) as client:
+                response = client.post(f"{served.url}/digits/classify", files={"image": ("one.png", PNG, "image/png")})
+                assert response.status_code == 503 and "storage" in response.json()["error"], response.text
+                filler.unlink()
+                assert served.house(client) == 200
+                assert client.post(f"{served.url}/digits/classify",
+                                   files={"image": ("one.png", PNG, "image/png")}).status_code in (200, 400)
+    finally:
+        subprocess.run(["umount", "-l", str(tiny)], check=False)
+        tiny.rmdir()
+
+
+def _zooserve_requests(url: str) -> float:
+    total = 0.0
+    for line in httpx.get(f"{url}/metrics").text.splitlines():
+        if line.startswith("zooserve_batch_size_count") and 'model="house-price-gbm"' in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_two_servers_on_one_home_keep_their_own_metrics(trained_models, tmp_path):
+    """Each `bentoml serve` wiped the home's Prometheus directory: the first server lost its series."""
+    home = {"BENTOML_HOME": str(tmp_path / "shared-home")}
+    with serving(trained_models, tmp_path, **home) as first, httpx.Client(timeout=30) as client:
+        for _ in range(3):
+            assert first.house(client) == 200
+        assert _zooserve_requests(first.url) == 3
+        with serving(trained_models, tmp_path, **home) as second:
+            assert second.house(client) == 200
+            assert _zooserve_requests(first.url) == 3
+            assert _zooserve_requests(second.url) == 1

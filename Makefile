@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 MODEL ?= all
 PROFILE ?= full
 PORT ?= 3000
-EXTRAS ?= train,test,load
+EXTRAS ?= train,test,load,build
 
 export DATA_DIR ?= data
 export BENTOML_DO_NOT_TRACK := True

@@ -56,7 +56,11 @@ def served(port: int, log: Path, env: dict[str, str] | None = None, core: int = 
             yield url
         finally:
             os.killpg(server.pid, 15)
-            server.wait(timeout=30)
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:  # a graceful stop waits on clients that are still connected
+                os.killpg(server.pid, 9)
+                server.wait()
 
 
 def locust_command(url: str, users: int, spawn_rate: float, duration: str, prefix: Path,

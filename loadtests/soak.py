@@ -14,6 +14,7 @@ import argparse
 import contextlib
 import csv
 import json
+import math
 import subprocess
 import sys
 import threading
@@ -89,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
 
     length = seconds(args.duration)
     warm_up = args.warm_up if args.warm_up is not None else min(300.0, length / 3)
-    users = max(1, round((args.rate - GENERATOR_RATE) / RATE)) + 3
+    users = max(1, math.ceil((args.rate - GENERATOR_RATE) / RATE)) + 3  # at least the rate asked for
+    offered = (users - 3) * RATE + GENERATOR_RATE
     args.out.mkdir(parents=True, exist_ok=True)
     prefix = args.out / "soak"
     for stale in args.out.glob("soak_*.csv"):
@@ -104,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             server_pid = next(p.pid for p in psutil.Process().children() if "serving" in " ".join(p.cmdline()))
             sampler = threading.Thread(target=sample_rss, args=(server_pid, args.sample, stop, rows))
             sampler.start()
-        print(f"soak: {users} users ({args.rate:g} req/s offered) for {args.duration} against {url}", flush=True)
+        print(f"soak: {users} users ({offered:g} req/s offered) for {args.duration} against {url}", flush=True)
         subprocess.run(locust_command(url, users, users, args.duration, prefix, []), cwd=REPO, check=False)
         stop.set()
         if sampler:
@@ -120,11 +122,11 @@ def main(argv: list[str] | None = None) -> int:
         writer = csv.DictWriter(handle, fieldnames=["seconds", "process", "rss_mb"])
         writer.writeheader()
         writer.writerows(rows)
-    (args.out / "soak.json").write_text(json.dumps({"duration": args.duration, "rate": args.rate, "users": users,
+    (args.out / "soak.json").write_text(json.dumps({"duration": args.duration, "rate": offered, "users": users,
                                                     "warm_up_s": warm_up, "stats": stats, "failures": failed,
                                                     "rss": memory}, indent=2))
     total = next((row for row in stats if row["name"] == "Aggregated"), None)
-    summary = [f"# Soak: {args.duration} at {args.rate:g} req/s offered ({users} Locust users)", "",
+    summary = [f"# Soak: {args.duration} at {offered:g} req/s offered ({users} Locust users)", "",
                f"{int(total['requests']) if total else 0} requests, {sum(f['count'] for f in failed)} failed.", "",
                report.table(stats), "", "## Failures by endpoint and error", "",
                report.markdown(failed, ["endpoint", "error", "count"]) if failed else "none", "",

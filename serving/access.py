@@ -12,9 +12,12 @@ sits inside this one), so a page on that origin can read why it was refused.
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import hmac
 import logging
 import re
+import sys
 import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -29,6 +32,19 @@ REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")  # a caller's id is echoed on
 
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+LARGE_BODY = 1 << 20  # bytes: a body this large leaves megabytes of parsed copies behind it
+_LIBC = ctypes.CDLL(ctypes.util.find_library("c") or None) if sys.platform.startswith("linux") else None
+
+
+def release_freed_memory() -> None:
+    """Give the heap's free pages back to the OS (glibc ``malloc_trim``).
+
+    A large body is copied and parsed (one 12 MB ``/v2`` request: about 100 MB of lists and
+    bytes); glibc keeps what Python frees in its heap, so the worker's RSS stayed 74 MB higher
+    after one refused request and about 190 MB after three at once (issue 13). Trimming after
+    such a request costs a few milliseconds and keeps RSS at its working size."""
+    if _LIBC is not None and hasattr(_LIBC, "malloc_trim"):
+        _LIBC.malloc_trim(0)
 
 
 class ClientGone(Exception):
@@ -93,7 +109,12 @@ class AccessMiddleware:
             return
         except ClientGone:
             return
-        await self.app(scope, receive if body is None else _replay(body, receive), send_with_id)
+        try:
+            await self.app(scope, receive if body is None else _replay(body, receive), send_with_id)
+        finally:
+            if body is not None and len(body) > LARGE_BODY:
+                del body
+                release_freed_memory()
 
     async def _read_body(self, receive: Receive) -> bytes:
         """The whole body, read before the request takes a slot: a client that stalls mid-body is

@@ -3,7 +3,9 @@
 Generic clients (Triton and KServe client libraries, their perf tools) speak this protocol, so
 each model's primary graph is exposed with its exported input and output tensors. The app is
 plain Starlette; ``OipMiddleware`` hands it every ``/v2`` path of the BentoML service, and the
-handlers find the registry on the running service instance.
+handlers find the registry on the running service instance. Tensors travel as JSON or, with
+Triton's binary tensor data extension (what ``tritonclient`` sends by default), as raw
+little-endian bytes after the JSON header, both ways.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ from .registry import LoadedModel, ModelNotLoaded, Registry
 from .settings import Settings
 
 SERVER_NAME, PROTOCOL_VERSION = "zooserve", "2"
+# Triton's binary tensor data extension (BYTES aside): the default of Triton's own HTTP client.
+EXTENSIONS = ["binary_tensor_data"]
+HEADER_LENGTH = "inference-header-content-length"
 DATATYPES: dict[str, np.dtype] = {
     "BOOL": np.dtype(np.bool_), "UINT8": np.dtype(np.uint8), "INT32": np.dtype(np.int32),
     "INT64": np.dtype(np.int64), "FP16": np.dtype(np.float16), "FP32": np.dtype(np.float32),
@@ -76,7 +81,7 @@ def _handler(fn: Callable) -> Callable:
 
 
 async def server_metadata(_request: Request) -> Response:
-    return JSONResponse({"name": SERVER_NAME, "version": PROTOCOL_VERSION, "extensions": []})
+    return JSONResponse({"name": SERVER_NAME, "version": PROTOCOL_VERSION, "extensions": EXTENSIONS})
 
 
 async def server_live(_request: Request) -> Response:
@@ -107,15 +112,36 @@ async def model_ready(request: Request) -> Response:
     return JSONResponse({"name": model.name, "ready": "model" in model.sessions})
 
 
-def _parse_input(entry: Any, spec: dict[str, Any], limits: Settings = Settings()) -> np.ndarray:
-    """One request tensor -> a NumPy array of the graph's dtype and a compatible shape."""
+class BinarySection:
+    """The binary tensor data extension: the bytes after the JSON header, taken by the inputs that
+    declare ``parameters.binary_data_size``, in the order they appear."""
+
+    def __init__(self, data: memoryview = memoryview(b"")) -> None:
+        self.data, self.offset = data, 0
+
+    def take(self, name: str, size: int) -> memoryview:
+        if size > len(self.data) - self.offset:
+            raise ProtocolError(f"input '{name}': binary_data_size {size} runs past the binary data sent "
+                                f"({len(self.data) - self.offset} bytes left)")
+        self.offset += size
+        return self.data[self.offset - size:self.offset]
+
+    def check_consumed(self) -> None:
+        if self.offset != len(self.data):
+            raise ProtocolError(f"{len(self.data) - self.offset} bytes of binary data belong to no input")
+
+
+def _parse_input(entry: Any, spec: dict[str, Any], limits: Settings = Settings(),
+                 binary: BinarySection | None = None) -> np.ndarray:
+    """One request tensor (JSON ``data`` or binary) -> a NumPy array of the graph's dtype and shape."""
     name = spec["name"]
-    if not isinstance(entry, dict) or not {"name", "shape", "datatype", "data"} <= entry.keys():
-        raise ProtocolError(f"input '{name}' needs name, shape, datatype and data")
-    if not isinstance(entry.get("parameters", {}), dict):
+    parameters = entry.get("parameters", {}) if isinstance(entry, dict) else {}
+    if not isinstance(parameters, dict):
         raise ProtocolError(f"input '{name}': parameters must be an object")
-    if entry.get("parameters", {}).get("binary_data_size") is not None:
-        raise ProtocolError("the binary tensor data extension is not supported; send JSON data")
+    binary_size = parameters.get("binary_data_size")
+    needed = {"name", "shape", "datatype"} | ({"data"} if binary_size is None else set())
+    if not isinstance(entry, dict) or not needed <= entry.keys():
+        raise ProtocolError(f"input '{name}' needs name, shape, datatype and data (or binary_data_size)")
     shape, datatype = entry["shape"], entry["datatype"]
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
                                                for d in shape):
@@ -127,21 +153,37 @@ def _parse_input(entry: Any, spec: dict[str, Any], limits: Settings = Settings()
     if len(shape) != len(spec["shape"]) or any(want not in (-1, got) for want, got in zip(spec["shape"], shape)):
         raise ProtocolError(f"input '{name}': shape {shape} does not match the model's {spec['shape']} "
                             "(-1: any size)")
-    try:
-        raw = np.asarray(entry["data"])
-    except ValueError:
-        raise ProtocolError(f"input '{name}': data is ragged; send a flat list or equal-length nested lists") from None
     target = DATATYPES[datatype]
-    if raw.size and raw.dtype.kind not in ACCEPTED_KINDS[target.kind]:
-        raise ProtocolError(f"input '{name}': data holds {raw.dtype.kind!r}-kind values, not {datatype}")
-    if raw.size and target.kind in "iu" and (raw.min() < np.iinfo(target).min or raw.max() > np.iinfo(target).max):
-        raise ProtocolError(f"input '{name}': values outside the {datatype} range")
-    flat = raw.astype(target).ravel()
+    if binary_size is None:
+        flat = _json_values(name, entry["data"], target, datatype)
+    else:
+        flat = _binary_values(name, binary_size, shape, target, binary or BinarySection())
     if flat.size != math.prod(shape):
         raise ProtocolError(f"input '{name}': {flat.size} values do not fill shape {shape}")
     if flat.dtype.kind == "f" and not np.isfinite(flat).all():
         raise ProtocolError(f"input '{name}': data must be finite")
     return flat.reshape(shape)
+
+
+def _json_values(name: str, data: Any, target: np.dtype, datatype: str) -> np.ndarray:
+    try:
+        raw = np.asarray(data)
+    except ValueError:
+        raise ProtocolError(f"input '{name}': data is ragged; send a flat list or equal-length nested lists") from None
+    if raw.size and raw.dtype.kind not in ACCEPTED_KINDS[target.kind]:
+        raise ProtocolError(f"input '{name}': data holds {raw.dtype.kind!r}-kind values, not {datatype}")
+    if raw.size and target.kind in "iu" and (raw.min() < np.iinfo(target).min or raw.max() > np.iinfo(target).max):
+        raise ProtocolError(f"input '{name}': values outside the {datatype} range")
+    return raw.astype(target).ravel()
+
+
+def _binary_values(name: str, size: Any, shape: list[int], target: np.dtype, binary: BinarySection) -> np.ndarray:
+    """Little-endian values, as Triton's clients send them (``set_data_from_numpy(binary_data=True)``)."""
+    expected = math.prod(shape) * target.itemsize
+    if not isinstance(size, int) or isinstance(size, bool) or size != expected:
+        raise ProtocolError(f"input '{name}': binary_data_size must be {expected} bytes for shape {shape}, "
+                            f"got {size!r}")
+    return np.frombuffer(binary.take(name, size), dtype=target.newbyteorder("<")).astype(target)
 
 
 def _check_size(name: str, shape: list[int], limits: Settings) -> None:
@@ -162,10 +204,29 @@ def _names(entries: Any, field: str) -> list[Any]:
     return [entry["name"] for entry in entries]
 
 
+def _split(raw: bytes, header_length: str | None) -> tuple[bytes, BinarySection]:
+    """The JSON header and the binary section; the header's length travels in its own HTTP header."""
+    if header_length is None:
+        return raw, BinarySection()
+    if not header_length.isdigit() or int(header_length) > len(raw):
+        raise ProtocolError(f"Inference-Header-Content-Length must be a byte count within the {len(raw)} byte "
+                            f"body (binary tensor data extension), got {header_length!r}")
+    return raw[:int(header_length)], BinarySection(memoryview(raw)[int(header_length):])
+
+
+def _answer(answer: dict[str, Any], blobs: list[bytes]) -> Response:
+    if not blobs:
+        return JSONResponse(answer)
+    header = json.dumps(answer, separators=(",", ":")).encode()
+    return Response(b"".join([header, *blobs]), media_type="application/octet-stream",
+                    headers={HEADER_LENGTH: str(len(header))})
+
+
 async def infer(request: Request) -> Response:
     model = _model(request)
+    header, binary = _split(await request.body(), request.headers.get(HEADER_LENGTH))
     try:
-        body = json.loads(await request.body())
+        body = json.loads(header)
     except (ValueError, RecursionError):
         raise ProtocolError("request body is not valid JSON (or is nested too deeply)") from None
     if not isinstance(body, dict) or not isinstance(body.get("inputs"), list) or not body["inputs"]:
@@ -177,9 +238,11 @@ async def infer(request: Request) -> Response:
     if len(set(names)) != len(names) or set(names) != set(specs):
         raise ProtocolError(f"inputs must be exactly {sorted(specs)}, got {names}")
     limits = _registry().settings
-    feeds = {entry["name"]: _parse_input(entry, specs[entry["name"]], limits) for entry in body["inputs"]}
+    feeds = {entry["name"]: _parse_input(entry, specs[entry["name"]], limits, binary) for entry in body["inputs"]}
+    binary.check_consumed()
     output_specs = model.card["graphs"]["model"]["outputs"]
-    wanted = _names(body.get("outputs") or [], "outputs")
+    requested = body.get("outputs") or []
+    wanted = _names(requested, "outputs")
     available = [spec["name"] for spec in output_specs]
     if any(name not in available for name in wanted):
         raise ProtocolError(f"outputs must be among {available}, got {wanted}")
@@ -187,13 +250,23 @@ async def infer(request: Request) -> Response:
         results = await anyio.to_thread.run_sync(model.run, feeds)
     except Exception as error:  # ONNX Runtime rejects what the metadata allowed (e.g. an empty batch)
         raise ProtocolError(f"inference failed: {error}") from None
-    outputs = [{"name": name, "datatype": NUMPY_TO_DATATYPE[value.dtype.name], "shape": list(value.shape),
-                "data": value.ravel().tolist()}
-               for name, value in zip(available, results) if not wanted or name in wanted]
+    as_binary = {entry["name"]: (entry.get("parameters") or {}).get("binary_data") for entry in requested}
+    default_binary = bool(body.get("parameters", {}).get("binary_data_output", False))
+    outputs, blobs = [], []
+    for name, value in zip(available, results):
+        if wanted and name not in wanted:
+            continue
+        output = {"name": name, "datatype": NUMPY_TO_DATATYPE[value.dtype.name], "shape": list(value.shape)}
+        if as_binary.get(name, default_binary):
+            blobs.append(value.astype(value.dtype.newbyteorder("<"), copy=False).tobytes())
+            output["parameters"] = {"binary_data_size": len(blobs[-1])}
+        else:
+            output["data"] = value.ravel().tolist()
+        outputs.append(output)
     answer = {"model_name": model.name, "model_version": model.card["version"], "outputs": outputs}
     if "id" in body:
         answer["id"] = body["id"]
-    return JSONResponse(answer)
+    return _answer(answer, blobs)
 
 
 def _routes() -> list[Route]:

@@ -34,7 +34,9 @@ async def openapi_page(_request: Request) -> FileResponse:
 
 async def models(_request: Request) -> JSONResponse:
     registry = bentoml.get_current_service().registry
-    return JSONResponse([{**model.summary, "task": model.card.get("task", ""), "metrics": _numbers(model.card["metrics"])}
+    return JSONResponse([{**model.summary, "task": model.card.get("task", ""), "profile": model.card.get("profile", ""),
+                          "metrics": _numbers(model.card["metrics"]),
+                          **({"labels": model.card["labels"]} if "labels" in model.card else {})}
                          for model in registry.models.values()])
 
 

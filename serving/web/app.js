@@ -8,23 +8,64 @@ function authHeaders() {
   return key ? { Authorization: `Bearer ${key}` } : {};
 }
 
+// What a status means to a person, before the server's own words.
+const STATUS_WORDS = {
+  401: "This server needs an API key: enter it at the top of the page.",
+  408: "The request took too long to send.",
+  413: "That is too large for the server.",
+  415: "That kind of file is not accepted.",
+  429: "The server is busy: try again in a moment.",
+  503: "The service is not available right now: try again shortly.",
+};
+
+// "houses.0.Latitude: Input should be ..." -> "Latitude: input should be ...": the field a person typed.
+function readable(body) {
+  if (Array.isArray(body.detail) && body.detail.length) {
+    return body.detail.map((d) => {
+      const field = String(d.field || "").split(".").filter((part) => !/^\d+$/.test(part)).pop() || "request";
+      const message = String(d.message || "");
+      return `${field}: ${message.charAt(0).toLowerCase()}${message.slice(1)}`;
+    }).join("; ");
+  }
+  return body.error;
+}
+
 // Every call goes through here: one place for the API key and for readable errors.
 async function call(path, options = {}) {
-  const response = await fetch(path, { ...options, headers: { ...authHeaders(), ...(options.headers || {}) } });
+  let response;
+  try {
+    response = await fetch(path, { ...options, headers: { ...authHeaders(), ...(options.headers || {}) } });
+  } catch (_) {
+    throw new Error("Cannot reach the server: is it running?");
+  }
   if (response.status === 401) document.getElementById("key-box").hidden = false;
   if (!response.ok) {
-    let message = `${response.status} ${response.statusText}`;
-    try { message = (await response.json()).error || message; } catch (_) { /* not JSON */ }
-    throw new Error(message);
+    let detail = response.statusText;
+    try { detail = readable(await response.json()) || detail; } catch (_) { /* not JSON */ }
+    throw new Error([STATUS_WORDS[response.status], detail].filter(Boolean).join(" "));
   }
   return response;
 }
 
-// One panel's request: its error line is cleared first and shows whatever the request throws.
+// One panel's request: its previous answer and error are cleared first, so what shows is this
+// request's answer or this request's error, never one under the other.
 async function inPanel(id, work) {
-  const error = document.getElementById(id).querySelector("[data-error]");
+  const panel = document.getElementById(id);
+  const error = panel.querySelector("[data-error]");
   error.textContent = "";
+  for (const answer of panel.querySelectorAll("[data-answer]")) {
+    answer.replaceChildren();
+    if (answer.tagName === "IMG" || answer.tagName === "svg") answer.hidden = true;
+  }
   try { await work(); } catch (err) { error.textContent = `Error: ${err.message}`; }
+}
+
+// A PNG answer shown at four times its size, pixels kept sharp (28x28 digits are tiny otherwise).
+async function showPng(imageId, response) {
+  const image = document.getElementById(imageId);
+  image.onload = () => { image.style.width = `${image.naturalWidth * 4}px`; };
+  image.src = URL.createObjectURL(await response.blob());
+  image.hidden = false;
 }
 
 function onSubmit(formId, panelId, work) {
@@ -42,13 +83,19 @@ function loadModels() {
       const row = document.createElement("tr");
       const metrics = Object.entries(m.metrics)
         .map(([k, v]) => `${k} ${Number.isInteger(v) ? v : Number(v).toFixed(4)}`).join(", ");
-      for (const text of [m.name, m.version, m.task, metrics]) {
+      const profile = m.profile === "quick" ? "quick (short training)" : m.profile;
+      for (const text of [m.name, m.version, profile, m.task, metrics]) {
         const cell = document.createElement("td");
         cell.textContent = text;
         row.append(cell);
       }
       return row;
     }));
+    const photos = models.find((m) => m.labels && m.name === "transfer-cnn");
+    if (photos) {
+      document.getElementById("image-labels").textContent =
+        `The model knows ${photos.labels.length} labels: ${photos.labels.join(", ")}. Pick a photo of one of them.`;
+    }
   });
 }
 
@@ -148,12 +195,61 @@ onSubmit("generate-form", "generate-panel", async (fields) => {
   const response = await call(`/generate/${model}`, {
     method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(request),
   });
-  const image = document.getElementById("generate-image");
-  image.src = URL.createObjectURL(await response.blob());
-  image.hidden = false;
+  await showPng("generate-image", response);
   const seconds = ((performance.now() - started) / 1000).toFixed(2);
   document.getElementById("generate-answer").textContent =
     `${request.n} images in ${seconds} s (seed ${response.headers.get("X-Seed")})`;
+});
+
+// --- passengers forecast: the numbers, and the history and forecast drawn as lines ---------------
+function drawForecast(history, forecast) {
+  const chart = document.getElementById("forecast-chart");
+  const values = [...history, ...forecast];
+  const [width, height, pad] = [600, 240, 30];
+  const low = Math.min(...values), high = Math.max(...values);
+  const x = (i) => pad + (i * (width - 2 * pad)) / Math.max(values.length - 1, 1);
+  const y = (v) => height - pad - ((v - low) * (height - 2 * pad)) / Math.max(high - low, 1e-9);
+  const line = (points, className) => {
+    const path = document.createElementNS("http://www.w3.org/2000/svg", "polyline");
+    path.setAttribute("points", points.map(([i, v]) => `${x(i).toFixed(1)},${y(v).toFixed(1)}`).join(" "));
+    path.setAttribute("class", className);
+    return path;
+  };
+  const label = (text, atX, atY) => {
+    const node = document.createElementNS("http://www.w3.org/2000/svg", "text");
+    node.setAttribute("x", atX);
+    node.setAttribute("y", atY);
+    node.textContent = text;
+    return node;
+  };
+  const start = history.length ? history.length - 1 : 0;
+  const ahead = (history.length ? [[start, history[start]]] : []).concat(forecast.map((v, i) => [start + i + (history.length ? 1 : 0), v]));
+  chart.replaceChildren(
+    line(history.map((v, i) => [i, v]), "history"), line(ahead, "forecast"),
+    label(`${Math.round(high)}k`, 2, pad - 8), label(`${Math.round(low)}k`, 2, height - 8),
+    label(history.length ? "grey: history, orange: forecast" : "forecast after 1960-12", width - 220, height - 8));
+  chart.hidden = false;
+}
+
+onSubmit("forecast-form", "forecast-panel", async (fields) => {
+  const text = fields.get("history").trim();
+  const history = text ? text.split(/[\s,;]+/).map(Number) : [];
+  if (history.some((v) => !Number.isFinite(v))) throw new Error("history: write numbers separated by commas");
+  const request = { horizon: Number(fields.get("horizon")), ...(history.length ? { history } : {}) };
+  const answer = await (await call("/passengers/forecast", {
+    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(request),
+  })).json();
+  document.getElementById("forecast-answer").textContent =
+    `next ${answer.forecast.length} months: ${answer.forecast.map((v) => Math.round(v)).join(", ")} thousand`;
+  drawForecast(history.slice(-48), answer.forecast);
+});
+
+// --- VAE interpolation -----------------------------------------------------------------------------
+onSubmit("interpolate-form", "interpolate-panel", async (fields) => {
+  const request = { seeds: [Number(fields.get("start")), Number(fields.get("end"))], frames: Number(fields.get("frames")) };
+  await showPng("interpolate-image", await call("/generate/vae/interpolate", {
+    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(request),
+  }));
 });
 
 document.getElementById("save-key").addEventListener("click", () => {

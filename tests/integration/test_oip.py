@@ -17,7 +17,7 @@ def _models(trained_models) -> list[str]:
 
 
 def test_server_endpoints(client):
-    assert client.get("/v2").json() == {"name": "zooserve", "version": "2", "extensions": []}
+    assert client.get("/v2").json() == {"name": "zooserve", "version": "2", "extensions": ["binary_tensor_data"]}
     assert client.get("/v2/health/live").status_code == 200
     assert client.get("/v2/health/ready").status_code == 200
 

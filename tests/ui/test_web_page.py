@@ -42,6 +42,7 @@ def test_upload_a_photo(page):
     page.locator("#image-answer li").first.wait_for()
     items = page.locator("#image-answer li").all_inner_texts()
     assert len(items) == 2 and {item.split(":")[0] for item in items} == {"ants", "bees"}
+    assert "ants, bees" in page.locator("#image-labels").inner_text()  # what the model knows, from its card
     page.screenshot(path=str(SCREENSHOTS / "images.png"), full_page=True)
 
 
@@ -59,7 +60,17 @@ def test_api_errors_are_readable(page):
     error = page.locator("#house-panel [data-error]")
     error.filter(has_text="Error").wait_for()
     assert "Latitude" in error.inner_text() and "42.5" in error.inner_text()
+    assert "houses.0" not in error.inner_text()  # the field as the person typed it, not its path
     page.screenshot(path=str(SCREENSHOTS / "error.png"), full_page=True)
+
+
+def test_a_new_error_replaces_the_old_answer(page):
+    page.click("#house-form button[type=submit]")
+    page.locator("#house-answer").filter(has_text="$").wait_for()
+    page.fill("#house-form input[name=Latitude]", "55")
+    page.click("#house-form button[type=submit]")
+    page.locator("#house-panel [data-error]").filter(has_text="Error").wait_for()
+    assert page.locator("#house-answer").inner_text() == ""
 
 
 def test_generate_a_diffusion_grid(page):
@@ -71,6 +82,45 @@ def test_generate_a_diffusion_grid(page):
     page.click("#generate-form button[type=submit]")
     image = page.locator("#generate-image")
     image.wait_for(state="visible")
-    assert page.evaluate("document.getElementById('generate-image').naturalWidth") > 0
+    natural = page.evaluate("document.getElementById('generate-image').naturalWidth")
+    page.wait_for_function(f"document.getElementById('generate-image').clientWidth === {4 * natural}")
+    assert page.evaluate("getComputedStyle(document.getElementById('generate-image')).imageRendering") == "pixelated"
     assert "seed 7" in page.locator("#generate-answer").inner_text()
     page.screenshot(path=str(SCREENSHOTS / "generate.png"), full_page=True)
+
+
+def test_forecast_is_drawn(page):
+    page.fill("#forecast-form textarea[name=history]", ", ".join(str(100 + 3 * i + 20 * (i % 12 in (5, 6, 7)))
+                                                                   for i in range(36)))
+    page.fill("#forecast-form input[name=horizon]", "6")
+    page.click("#forecast-form button[type=submit]")
+    page.locator("#forecast-answer").filter(has_text="next 6 months").wait_for()
+    assert page.locator("#forecast-chart polyline").count() == 2
+    assert page.locator("#forecast-chart").is_visible()
+    page.screenshot(path=str(SCREENSHOTS / "forecast.png"), full_page=True)
+
+
+def test_vae_interpolation_strip(page):
+    page.fill("#interpolate-form input[name=frames]", "6")
+    page.click("#interpolate-form button[type=submit]")
+    image = page.locator("#interpolate-image")
+    image.wait_for(state="visible")
+    page.wait_for_function("document.getElementById('interpolate-image').naturalWidth > 0")
+    page.screenshot(path=str(SCREENSHOTS / "interpolate.png"), full_page=True)
+
+
+def test_quick_models_are_labelled_and_the_page_has_a_favicon(page):
+    page.locator("#models tbody tr").first.wait_for()
+    assert "quick" in page.locator("#models").inner_text()  # the suite's models are quick-profile
+    icon = page.get_attribute("link[rel=icon]", "href")
+    assert page.request.get(page.url.rstrip("/") + icon).status == 200
+
+
+def test_fits_a_phone_without_horizontal_scrolling(browser, server):
+    context = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2)
+    tab = context.new_page()
+    tab.goto(server + "/")
+    tab.locator("#models tbody tr").first.wait_for()
+    assert tab.evaluate("document.documentElement.scrollWidth") <= 390
+    tab.screenshot(path=str(SCREENSHOTS / "phone.png"), full_page=True)
+    context.close()

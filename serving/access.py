@@ -40,9 +40,9 @@ def release_freed_memory() -> None:
     """Give the heap's free pages back to the OS (glibc ``malloc_trim``).
 
     A large body is copied and parsed (one 12 MB ``/v2`` request: about 100 MB of lists and
-    bytes); glibc keeps what Python frees in its heap, so the worker's RSS stayed 74 MB higher
-    after one refused request and about 190 MB after three at once (issue 13). Trimming after
-    such a request costs a few milliseconds and keeps RSS at its working size."""
+    bytes); glibc keeps much of what Python frees in its heap. After one such refused request the
+    worker's RSS stayed 74 MB higher without trimming and 37 MB higher with it (README,
+    Reliability); the trim costs a few milliseconds, paid by large requests only."""
     if _LIBC is not None and hasattr(_LIBC, "malloc_trim"):
         _LIBC.malloc_trim(0)
 

@@ -2,14 +2,13 @@
 
 Each client sends its next request as soon as the last one answered, so ``clients`` is the
 concurrency the server sees. The benchmark process runs on its own core (the server is pinned to
-the other by ``loadtests.run.served``), as Locust does in ``make loadtest``.
+the other by ``loadtests.server.served``), as Locust does in ``make loadtest``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Callable, ContextManager, Iterator
 import httpx
 import numpy as np
 
-from loadtests.run import served
+from loadtests.server import free_port, served
 
 from .common import Context
 
@@ -38,12 +37,6 @@ def client_core() -> Iterator[None]:
         yield
     finally:
         os.sched_setaffinity(0, previous)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def serve_models(ctx: Context, log: Path, **env: str) -> ContextManager[str]:

@@ -13,54 +13,14 @@ import os
 import shutil
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
-from typing import Iterator
 
 from loadtests import report
-from serving.launch import serve_command
+from loadtests.server import pinned, served
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 RATE = float(os.environ.get("LOADTEST_RATE_PER_USER", "5"))  # requests/s each constant-throughput user offers
-
-
-def pinned(core: int, command: list[str]) -> list[str]:
-    return ["taskset", "-c", str(core), *command] if shutil.which("taskset") and os.cpu_count() > 1 else command
-
-
-def wait_ready(url: str, timeout: float = 180.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/readyz", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.1)  # fine enough for the cold-start benchmark
-    raise SystemExit(f"server at {url} not ready after {timeout:.0f}s")
-
-
-@contextlib.contextmanager
-def served(port: int, log: Path, env: dict[str, str] | None = None, core: int = 0) -> Iterator[str]:
-    """A server (``python -m serving``) on loopback, pinned to ``core``, from start to ready to stopped."""
-    url = f"http://127.0.0.1:{port}"
-    with log.open("w") as output:
-        home = {"BENTOML_HOME": str(log.parent / f"bentoml-home-{port}")}  # its own metrics directory
-        server = subprocess.Popen(pinned(core, serve_command(port, python=str(BIN / "python"))),
-                                  cwd=REPO, stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
-                                  env={**os.environ, **home, **(env or {})})
-        try:
-            wait_ready(url)
-            yield url
-        finally:
-            os.killpg(server.pid, 15)
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:  # a graceful stop waits on clients that are still connected
-                os.killpg(server.pid, 9)
-                server.wait()
 
 
 def locust_command(url: str, users: int, spawn_rate: float, duration: str, prefix: Path,

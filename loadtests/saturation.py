@@ -17,7 +17,8 @@ import sys
 from pathlib import Path
 
 from loadtests import report
-from loadtests.run import RATE, REPO, locust_command, served
+from loadtests.run import RATE, REPO, locust_command
+from loadtests.server import served
 
 
 def _level(url: str, family: str, users: int, duration: str, prefix: Path) -> dict:

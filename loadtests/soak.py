@@ -23,8 +23,8 @@ from pathlib import Path
 
 import psutil
 
-from loadtests import report
-from loadtests.run import RATE, REPO, locust_command, served
+from loadtests import report, server
+from loadtests.run import RATE, REPO, locust_command
 
 GENERATOR_RATE = 3 * RATE / 5  # the three generator users run one each at a fifth of the rate
 
@@ -102,9 +102,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.url:
             url, sampler = args.url, None
         else:
-            url = stack.enter_context(served(args.port, args.out / "server.log"))
-            server_pid = next(p.pid for p in psutil.Process().children() if "serving" in " ".join(p.cmdline()))
-            sampler = threading.Thread(target=sample_rss, args=(server_pid, args.sample, stop, rows))
+            url, log = f"http://127.0.0.1:{args.port}", args.out / "server.log"
+            process = server.start(args.port, log, core=0)
+            stack.callback(server.stop, process)
+            server.wait_ready(url, process, log)
+            sampler = threading.Thread(target=sample_rss, args=(process.pid, args.sample, stop, rows))
             sampler.start()
         print(f"soak: {users} users ({offered:g} req/s offered) for {args.duration} against {url}", flush=True)
         subprocess.run(locust_command(url, users, users, args.duration, prefix, []), cwd=REPO, check=False)

@@ -24,7 +24,8 @@ import httpx
 import numpy as np
 
 from loadtests import payloads, report
-from loadtests.run import REPO, served
+from loadtests.run import REPO
+from loadtests.server import served
 
 ABUSERS = 64
 LONG_GENERATION = {"n": 64, "steps": 200}

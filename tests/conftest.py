@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Iterator
 
+import httpx
 import pytest
+
+from loadtests.server import free_port, start, stop, wait_ready
 
 TRAIN_ROWS = 2000  # tiny trainings: tests prove the pipeline, `make train` earns the metrics
 TRANSFER_IMAGES = 32
@@ -45,3 +49,24 @@ def trained_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for family in (vae, gan, diffusion):
         family.train("quick", seed=0, limit=GENERATIVE_IMAGES, out_root=root)
     return root
+
+
+@pytest.fixture(scope="session")
+def server(trained_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The real server (`python -m serving`) on a free loopback port over the session's models,
+    shared by the integration and browser tests."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path_factory.mktemp("server") / "serve.log"
+    process = start(port, log, {"ZOOSERVE_MODELS_DIR": str(trained_models)}, core=None)
+    try:
+        wait_ready(url, process, log)
+        yield url
+    finally:
+        stop(process)
+
+
+@pytest.fixture
+def client(server: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server, timeout=30) as http:
+        yield http

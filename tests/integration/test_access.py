@@ -11,7 +11,7 @@ import pytest
 from training.data import load_image_folder, mnist_arrays
 
 from .conftest import free_port, start_server, stop, wait_ready
-from .test_vision_api import _png
+from tests.pictures import png
 
 KEY = "test-key-5f2a"
 LIMIT = 200_000
@@ -104,7 +104,7 @@ def test_refusals_are_readable_by_an_allowed_page(locked):
 def test_the_batched_classifiers_answer(locked):
     auth = {"Authorization": f"Bearer {KEY}"}
     images, labels = mnist_arrays(train=False)
-    digit = httpx.post(f"{locked}/digits/classify", files={"image": ("d.png", _png(images[0]), "image/png")},
+    digit = httpx.post(f"{locked}/digits/classify", files={"image": ("d.png", png(images[0]), "image/png")},
                        headers=auth)
     assert digit.status_code == 200 and digit.json()["digit"] == labels[0]
     path, _ = load_image_folder("val").samples[0]

@@ -14,13 +14,7 @@ from PIL import Image
 from serving import images
 from training.data import load_image_folder, mnist_arrays
 
-from ..unit.test_images import _png_header
-
-
-def _png(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG")
-    return buffer.getvalue()
+from tests.pictures import png, png_header
 
 
 def _digit_upload(index: int, image: np.ndarray) -> bytes:
@@ -59,7 +53,7 @@ def test_two_hundred_real_digits_in_any_polarity_and_size(client):
 def test_pixels_json_equals_the_png_upload(client, trained_models):
     x, _ = mnist_arrays(train=False)
     as_json = client.post("/digits/classify", json={"pixels": x[0].tolist()}).json()
-    as_png = client.post("/digits/classify", files={"image": ("d.png", _png(x[0]), "image/png")}).json()
+    as_png = client.post("/digits/classify", files={"image": ("d.png", png(x[0]), "image/png")}).json()
     np.testing.assert_allclose(as_json["probabilities"], as_png["probabilities"], atol=1e-6)
     session = ort.InferenceSession(str(trained_models / "mnist-cnn" / "model.onnx"))
     logits = session.run(None, {"image": images.to_mnist(Image.fromarray(x[0]))[None]})[0][0]
@@ -96,14 +90,14 @@ def test_default_top_k_is_capped_by_the_labels(client):
 
 
 def _bomb() -> bytes:
-    return _png_header(8000, 6000)
+    return png_header(8000, 6000)
 
 
 BAD_UPLOADS = {
     "not an image": (b"this is text", 400, "not an image"),
-    "truncated file": (_png(np.full((300, 300), 200, np.uint8))[:200], 400, "truncated"),
+    "truncated file": (png(np.full((300, 300), 200, np.uint8))[:200], 400, "truncated"),
     "empty body": (b"", 400, "empty"),
-    "zero-size image": (_png_header(0, 28), 400, "image"),
+    "zero-size image": (png_header(0, 28), 400, "image"),
     "more than 10 MB": (b"\xff" * (10 * 1024 * 1024 + 1), 413, "byte limit"),
     "more than 40 megapixels": (_bomb(), 413, "megapixel"),
 }

@@ -20,7 +20,7 @@ import pytest
 from tests.integration.conftest import free_port, start_server
 
 from .conftest import serving
-from .test_hostile_input import PNG
+from tests.pictures import GREY_PIXEL_PNG as PNG
 
 
 def _wait(predicate, timeout: float = 60.0) -> bool:

@@ -7,9 +7,9 @@ import json
 import httpx
 import pytest
 
+from tests.pictures import GREY_PIXEL_PNG as PNG
 
-PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010800000000"
-                    "3a7e9b550000000a49444154789c63600000000200015d0bca340000000049454e44ae426082")  # 1x1 grey
+
 BOUNDARY = "zzz"
 
 

@@ -15,8 +15,6 @@ SCREENSHOTS = Path(__file__).resolve().parents[2] / "reports" / "ui"
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
 
-from ..integration.conftest import client, server  # noqa: E402,F401  (the real server for the page)
-
 
 @pytest.fixture(scope="session")
 def browser() -> Iterator:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.integration.conftest import free_port, stop, wait_ready
+from loadtests.server import free_port, stop, wait_ready
 
 REPO = Path(__file__).resolve().parents[2]
 BENTOML = Path(sys.executable).with_name("bentoml")

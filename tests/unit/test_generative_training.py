@@ -22,8 +22,6 @@ def _card(models: Path, name: str) -> dict:
 def _check_quality(card: dict) -> None:
     m = card["metrics"]
     assert m["fid"] > m["fid_floor_train_vs_test"] > 0
-    assert m["fid_over_floor"] == m["fid"] / m["fid_floor_train_vs_test"]
-    assert 0.1 <= m["mean_top_class_probability"] <= 1.0
     assert m["reference_images"] == 10_000 and m["feature_model"]["name"] == "mnist-cnn"
     assert Path(m["samples_png"]).name == "samples.png" and Path(m["samples_png"]).stat().st_size > 0
     for graph in card["graphs"].values():

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import io
-import struct
-import zlib
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from serving import images
+from tests.pictures import png_header
 from training.data import mnist_arrays
 
 
@@ -18,17 +17,6 @@ def _png(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-def _chunk(kind: bytes, payload: bytes) -> bytes:
-    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
-
-
-def _png_header(width: int, height: int) -> bytes:
-    """A PNG that claims any size but holds no pixels: a cheap decompression-bomb stand-in."""
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", zlib.compress(b""))
-            + _chunk(b"IEND", b""))
 
 
 @pytest.fixture(scope="module")
@@ -81,8 +69,8 @@ def test_blank_image_is_an_error():
 @pytest.mark.parametrize("data, status, message", [
     (b"", 400, "empty upload"),
     (b"hello, not a picture", 400, "not an image"),
-    (_png_header(10_000, 5_000), 413, "megapixel"),
-    (_png_header(0, 10), 400, "image"),
+    (png_header(10_000, 5_000), 413, "megapixel"),
+    (png_header(0, 10), 400, "image"),
     (b"\0" * (images.MAX_BYTES + 1), 413, "byte limit"),
 ])
 def test_decode_limits(data, status, message):

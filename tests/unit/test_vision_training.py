@@ -43,4 +43,4 @@ def test_transfer_card(trained_models):
     assert card["preprocessing"]["mean"] == [0.5, 0.5, 0.5]  # EfficientNet-Lite0's [-1, 1] scaling
     assert card["graphs"]["model"]["parity"]["max_abs_diff"] <= 1e-4
     assert card["hyperparameters"]["backbone"] == "efficientnet_lite0"
-    assert card["data"]["test"] == 153 and 0.0 <= card["metrics"]["roc_auc"] <= 1.0
+    assert card["data"]["test"] == 153 and card["metrics"]["roc_auc"] > 0.5  # better than chance, even on 32 images

@@ -1,0 +1,81 @@
+"""The one way tests, benchmarks and load tests start a real server.
+
+``python -m serving`` (``serving.launch``) on a loopback port, each server with a BentoML home of
+its own beside its log (BentoML keeps a server's metrics and temporary state there), waited for
+until ``/readyz`` answers 200 and stopped as a process group. Standard library only, so that
+Locust's environment needs nothing more.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+from typing import Iterator
+
+from serving.launch import serve_command
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def pinned(core: int, command: list[str]) -> list[str]:
+    """``command`` on one core (``taskset``), where there are two or more: the load generator gets the other."""
+    return ["taskset", "-c", str(core), *command] if shutil.which("taskset") and (os.cpu_count() or 1) > 1 else command
+
+
+def start(port: int, log: Path, env: dict[str, str] | None = None, core: int | None = None) -> subprocess.Popen:
+    environment = {**os.environ, "BENTOML_DO_NOT_TRACK": "True", "BENTOML_HOME": str(log.parent / f"bentoml-home-{port}"),
+                   **(env or {})}
+    command = serve_command(port) if core is None else pinned(core, serve_command(port))
+    with log.open("w") as output:
+        return subprocess.Popen(command, cwd=REPO, env=environment, stdout=output, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+
+def wait_ready(url: str, process: subprocess.Popen, log: Path, timeout: float = 180.0) -> None:
+    """Until ``/readyz`` answers 200; the log's tail in the error if the server exits or never gets there."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        with contextlib.suppress(OSError):
+            with urllib.request.urlopen(f"{url}/readyz", timeout=2) as response:
+                if response.status == 200:
+                    return
+        time.sleep(0.1)
+    raise RuntimeError(f"server at {url} not ready after {timeout:.0f}s:\n{log.read_text()[-3000:]}")
+
+
+def stop(process: subprocess.Popen) -> None:
+    """SIGTERM to the whole group, then SIGKILL if clients still connected hold the graceful stop."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+@contextlib.contextmanager
+def served(port: int, log: Path, env: dict[str, str] | None = None, core: int | None = 0) -> Iterator[str]:
+    """A server from start to ready to stopped, pinned to ``core`` (None: not pinned); yields its URL."""
+    url = f"http://127.0.0.1:{port}"
+    process = start(port, log, env, core)
+    try:
+        wait_ready(url, process, log)
+        yield url
+    finally:
+        stop(process)

@@ -9,7 +9,7 @@ from typing import Iterator
 import httpx
 import pytest
 
-from loadtests.server import free_port, start, stop, wait_ready
+from loadtests.server import free_port, served
 
 TRAIN_ROWS = 2000  # tiny trainings: tests prove the pipeline, `make train` earns the metrics
 TRANSFER_IMAGES = 32
@@ -55,15 +55,9 @@ def trained_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def server(trained_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The real server (`python -m serving`) on a free loopback port over the session's models,
     shared by the integration and browser tests."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     log = tmp_path_factory.mktemp("server") / "serve.log"
-    process = start(port, log, {"ZOOSERVE_MODELS_DIR": str(trained_models)}, core=None)
-    try:
-        wait_ready(url, process, log)
+    with served(free_port(), log, {"ZOOSERVE_MODELS_DIR": str(trained_models)}, core=None) as url:
         yield url
-    finally:
-        stop(process)
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 
 from training.data import load_image_folder, mnist_arrays
 
-from .conftest import free_port, start_server, stop, wait_ready
+from loadtests.server import free_port, served
 from tests.pictures import png
 
 KEY = "test-key-5f2a"
@@ -22,16 +22,10 @@ HOUSE = {"MedInc": 8.3252, "HouseAge": 41.0, "AveRooms": 6.984, "AveBedrms": 1.0
 
 @pytest.fixture(scope="module")
 def locked(trained_models, tmp_path_factory) -> Iterator[str]:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = tmp_path_factory.mktemp("locked") / "serve.log"
-    process = start_server(trained_models, port, log, ZOOSERVE_API_KEY=KEY, ZOOSERVE_MAX_BODY_BYTES=str(LIMIT),
-                           ZOOSERVE_CORS_ORIGINS=PAGE, ZOOSERVE_BATCHING="on")
-    try:
-        wait_ready(url, process, log)
+    settings = {"ZOOSERVE_MODELS_DIR": str(trained_models), "ZOOSERVE_API_KEY": KEY,
+                "ZOOSERVE_MAX_BODY_BYTES": str(LIMIT), "ZOOSERVE_CORS_ORIGINS": PAGE, "ZOOSERVE_BATCHING": "on"}
+    with served(free_port(), tmp_path_factory.mktemp("locked") / "serve.log", settings, core=None) as url:
         yield url
-    finally:
-        stop(process)
 
 
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": KEY},

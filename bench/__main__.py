@@ -22,6 +22,8 @@ from pathlib import Path
 import onnxruntime as ort
 import torch
 
+from serving.sessions import cuda_device_present
+
 from . import batching, cold_start, diffusion_speed, engines, overhead, quantization
 from .common import Context
 
@@ -37,7 +39,16 @@ def machine() -> dict[str, object]:
              if line.startswith("model name")] if cpuinfo.exists() else []
     return {"cpu": names[0] if names else platform.processor(), "cores": os.cpu_count(),
             "python": platform.python_version(), "onnxruntime": ort.__version__, "torch": torch.__version__,
-            "gpu": "none"}
+            "gpu": gpu_name()}
+
+
+def gpu_name() -> str:
+    """The NVIDIA GPU the driver exposes (its model line), or "none"."""
+    if not cuda_device_present():
+        return "none"
+    informations = sorted(Path("/proc/driver/nvidia/gpus").glob("*/information"))
+    lines = [line for path in informations for line in path.read_text().splitlines() if line.startswith("Model:")]
+    return lines[0].split(":", 1)[1].strip() if lines else "an NVIDIA GPU (model not reported)"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -68,12 +68,10 @@ class LoadedModel:
             session.run(None, feeds)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
+def sha256_of(path: Path) -> str:
+    """The hex sha256 of a file, read in blocks (the export step writes it into the card)."""
     with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def read_card(model_dir: Path) -> dict[str, Any]:
@@ -103,7 +101,7 @@ def verify_graphs(model_dir: Path, card: dict[str, Any]) -> None:
         path = model_dir / spec["file"]
         if not path.is_file():
             raise ModelLoadError(f"{name}: graph file {path} is missing; retrain with `make train MODEL={name}`")
-        actual = _sha256(path)
+        actual = sha256_of(path)
         if actual != spec["sha256"]:
             raise ModelLoadError(f"{name}: {path} has sha256 {actual[:12]}… but its card says "
                                  f"{spec['sha256'][:12]}…; refusing to serve an unverified graph")

@@ -8,7 +8,6 @@ that fails the checker or parity never reaches ``models/``, so serving can trust
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import os
 import shutil
@@ -21,6 +20,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import onnx
 import onnxruntime as ort
+
+from serving.registry import sha256_of  # the hash the registry checks at start-up
 
 PARITY_ATOL = 1e-4
 TREE_MAX_EXCEED_FRACTION = 0.001
@@ -173,10 +174,6 @@ def _tensor_schema(values, units: dict[str, str]) -> list[dict[str, Any]]:
             entry["unit"] = units[value.name]
         schema.append(entry)
     return schema
-
-
-def sha256_of(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def export_model(

@@ -17,6 +17,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import onnxruntime as ort
 
+from loadtests import report
 from serving.sessions import providers_for, session_options
 from serving.settings import Settings
 
@@ -70,12 +71,7 @@ def ratio(slower: float, faster: float) -> float:
 
 
 def markdown_table(headers: list[str], rows: list[list[object]]) -> str:
-    def cell(value: object) -> str:
-        return f"{value:.3g}" if isinstance(value, float) else str(value)
-
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(" --- " for _ in headers) + "|"]
-    lines += ["| " + " | ".join(cell(value) for value in row) + " |" for row in rows]
-    return "\n".join(lines)
+    return report.markdown_table(headers, rows, float_format="{:.3g}")
 
 
 def batch_sizes(ctx: Context) -> tuple[int, int]:

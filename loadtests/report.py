@@ -32,12 +32,18 @@ def read_stats(path: Path) -> list[dict[str, float | str]]:
     return rows
 
 
-def markdown(rows: list[dict], columns: Sequence[str], headers: Sequence[str] | None = None) -> str:
-    """``columns`` of ``rows`` as a markdown table (numbers right-aligned, floats to one decimal)."""
-    lines = ["| " + " | ".join(headers or columns) + " |", "| --- |" + " ---: |" * (len(columns) - 1)]
-    lines += ["| " + " | ".join(f"{row[c]:.1f}" if isinstance(row[c], float) else str(row[c]) for c in columns) + " |"
-              for row in rows]
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]], float_format: str = "{:.1f}") -> str:
+    """The one markdown table of the project's reports: first column left, the rest right-aligned,
+    floats written with ``float_format`` (the benchmarks use three significant digits)."""
+    lines = ["| " + " | ".join(headers) + " |", "| --- |" + " ---: |" * (len(headers) - 1)]
+    lines += ["| " + " | ".join(float_format.format(value) if isinstance(value, float) else str(value)
+                                for value in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def markdown(rows: list[dict], columns: Sequence[str], headers: Sequence[str] | None = None) -> str:
+    """``columns`` of ``rows`` (dicts) as a markdown table."""
+    return markdown_table(list(headers or columns), [[row[c] for c in columns] for row in rows])
 
 
 def table(rows: list[dict]) -> str:

@@ -1,4 +1,4 @@
-"""Turning model outputs into answers: probabilities and ranked labels (NumPy only)."""
+"""Turning model outputs into answers: probabilities, ranked labels and a card's headline numbers (NumPy only)."""
 
 from __future__ import annotations
 
@@ -15,3 +15,8 @@ def ranked(probabilities: np.ndarray, labels: list[str], k: int) -> list[dict[st
     """The ``k`` most probable labels of one row, most probable first."""
     order = np.argsort(-probabilities, kind="stable")[:k]
     return [{"label": labels[i], "probability": float(probabilities[i])} for i in order]
+
+
+def headline_numbers(metrics: dict) -> dict[str, float]:
+    """A card's headline figures: its top-level numbers (tables and plots stay in the card)."""
+    return {key: value for key, value in metrics.items() if isinstance(value, (int, float))}

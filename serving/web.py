@@ -13,15 +13,12 @@ from starlette.responses import FileResponse, JSONResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from .postprocess import headline_numbers
+
 PAGE = Path(__file__).with_name("web")
 # BentoML serves its OpenAPI (Swagger UI) page at "/", which the demo page now takes; the same
 # file is served at /docs instead (its assets and /docs.json stay where BentoML put them).
 OPENAPI_PAGE = Path(_bentoml_impl.server.__file__).with_name("main-openapi.html")
-
-
-def _numbers(metrics: dict) -> dict[str, float]:
-    """The card's headline figures: top-level numbers only (tables and plots stay in the card)."""
-    return {key: value for key, value in metrics.items() if isinstance(value, (int, float))}
 
 
 async def index(_request: Request) -> FileResponse:
@@ -35,7 +32,7 @@ async def openapi_page(_request: Request) -> FileResponse:
 async def models(_request: Request) -> JSONResponse:
     registry = bentoml.get_current_service().registry
     return JSONResponse([{**model.summary, "task": model.card.get("task", ""), "profile": model.card.get("profile", ""),
-                          "metrics": _numbers(model.card["metrics"]),
+                          "metrics": headline_numbers(model.card["metrics"]),
                           **({"labels": model.card["labels"]} if "labels" in model.card else {})}
                          for model in registry.models.values()])
 

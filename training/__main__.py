@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+from serving.postprocess import headline_numbers
+
 from .data import DataNotFoundError
 from .export import ExportError, models_dir
 from .generative_eval import FeatureModelMissing
@@ -78,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {error}", file=sys.stderr)
             return 2
         checkpoint.unlink(missing_ok=True)  # the run finished; a new one starts from scratch
-        shown = {key: value for key, value in card["metrics"].items() if isinstance(value, (int, float))}
+        shown = headline_numbers(card["metrics"])
         print(f"{name}: wrote {out_root / name} (version {card['version']}) {shown}")
     return 0
 

@@ -83,18 +83,20 @@ def _bounded_metrics(base: type) -> type:
                            "/readyz", "/healthz", "/v2", "/v2/health/live", "/v2/health/ready"})
 
         def __init__(self, app: ASGIApp, **options: t.Any) -> None:
+            from bentoml._internal.context import server_context
+
             async def real_path(scope: Scope, receive: Receive, send: Send) -> None:
                 if "zooserve.path" in scope:
                     scope = {**scope, "path": scope["zooserve.path"]}
                 await app(scope, receive, send)
 
             super().__init__(real_path, **options)
+            # The worker sets its routes before it builds the app, so they are known here, once.
+            self.known = self.KNOWN | set(server_context.service_routes or ())
 
         async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-            from bentoml._internal.context import server_context
-
             path = scope.get("path", "")
-            label = route_label(path, self.KNOWN | set(server_context.service_routes or ()))
+            label = route_label(path, self.known)
             if label != path:
                 scope = {**scope, "path": label, "zooserve.path": path}
             await super().__call__(scope, receive, send)

@@ -13,10 +13,13 @@ export PYTHONUNBUFFERED := 1
 
 .PHONY: setup train serve test loadtest soak starvation saturation bench build containerize clean
 
-setup: $(VENV)/.installed
+comma := ,
+INSTALLED := $(VENV)/.installed-$(subst $(comma),+,$(EXTRAS))
 
-# Re-installs only when the pinned dependencies change.
-$(VENV)/.installed: pyproject.toml
+setup: $(INSTALLED)
+
+# Re-installs only when the pinned dependencies or the chosen extras change.
+$(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
@@ -25,8 +28,14 @@ $(VENV)/.installed: pyproject.toml
 train: setup
 	$(BIN)/python -m training $(MODEL) --profile $(PROFILE)
 
-serve: setup
+# A first run says what it does and how long each step takes (README, "First run"): it installs
+# only what training and serving need, trains the missing models with the quick profile, serves.
+serve:
+	@echo "make serve [1/3]: installing the pinned dependencies into $(VENV) (about 1.5 min from a warm pip cache, longer to download 3 GB; nothing the next time)"
+	@$(MAKE) --no-print-directory setup EXTRAS=train
+	@echo "make serve [2/3]: training the models missing from $${ZOOSERVE_MODELS_DIR:-models} (quick profile)"
 	$(BIN)/python -m training all --profile quick --missing-only
+	@echo "make serve [3/3]: starting the server; it is ready when http://localhost:$(PORT)/readyz answers 200"
 	$(BIN)/python -m serving --host 0.0.0.0 --port $(PORT)
 
 test: setup

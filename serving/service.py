@@ -301,7 +301,7 @@ class ZooServe:
     @bentoml.api(route="/generate/gan", input_spec=GenerateRequest)
     async def generate_gan(self, n: int, seed: int | None = None, digit: int | None = None,
                            format: str = "png") -> GeneratedImages:
-        """Digits from the WGAN-GP generator (unconditional)."""
+        """Digits from the GAN generator (unconditional; its card names the training objective)."""
         return await self._generate("gan", n, seed, digit, format)
 
     @bentoml.api(route="/generate/diffusion", input_spec=DiffusionRequest)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import sys
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -31,6 +32,20 @@ def _trainers() -> dict[str, Callable[..., dict]]:
         "gan": gan.train,
         "diffusion": diffusion.train,
     }
+
+
+# Wall seconds per model on an idle 2-core machine (measured 2026-11-29; README, "First run"),
+# printed before each training so that a first `make serve` says how long it will take.
+ESTIMATED_SECONDS = {
+    "quick": {"house-price-gbm": 15, "house-price-mlp": 12, "mnist-cnn": 45, "transfer-cnn": 30, "passengers": 5,
+              "vae": 65, "gan": 60, "diffusion": 210},
+    "full": {"house-price-gbm": 50, "house-price-mlp": 200, "mnist-cnn": 460, "transfer-cnn": 120, "passengers": 21,
+             "vae": 420, "gan": 1200, "diffusion": 3600},
+}
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
 
 
 def _accepts(train: Callable[..., dict], option: str) -> bool:
@@ -62,10 +77,20 @@ def main(argv: list[str] | None = None) -> int:
 
     out_root = args.models_dir or models_dir()
     names = list(trainers) if args.model == "all" else [args.model]
-    for name in names:
-        if args.missing_only and (out_root / name / "card.json").exists():
+    if args.missing_only:
+        for name in [name for name in names if (out_root / name / "card.json").exists()]:
             print(f"{name}: already in {out_root}, skipped")
-            continue
+            names.remove(name)
+    estimates = ESTIMATED_SECONDS[args.profile]
+
+    def estimate(*chosen: str) -> str:  # a --limit run (tests) is shorter than any measured profile
+        return "" if args.limit else f", about {_duration(sum(estimates[n] for n in chosen))} on an idle 2-core machine"
+
+    if len(names) > 1:
+        print(f"training {len(names)} models ({args.profile} profile) into {out_root}{estimate(*names)}")
+    for position, name in enumerate(names, start=1):
+        print(f"[{position}/{len(names)}] {name}: training ({args.profile} profile){estimate(name)}", flush=True)
+        started = time.perf_counter()
         train = trainers[name]
         kwargs = {"profile": args.profile, "seed": args.seed, "limit": args.limit, "out_root": out_root}
         checkpoint = CHECKPOINTS / f"{name}-{args.profile}-seed{args.seed}.pt"
@@ -80,8 +105,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {error}", file=sys.stderr)
             return 2
         checkpoint.unlink(missing_ok=True)  # the run finished; a new one starts from scratch
-        shown = headline_numbers(card["metrics"])
-        print(f"{name}: wrote {out_root / name} (version {card['version']}) {shown}")
+        shown = ", ".join(f"{key} {value:.4g}" for key, value in headline_numbers(card["metrics"]).items())
+        print(f"{name}: wrote {out_root / name} (version {card['version']}) in "
+              f"{_duration(time.perf_counter() - started)}: {shown}")
     return 0
 
 

@@ -83,6 +83,15 @@ def _reference(feature_graph: str) -> dict[str, Any]:
     return {"test": test_stats, "floor": frechet_distance(*train_stats, *test_stats)}
 
 
+def classifier_score(probabilities: np.ndarray) -> float:
+    """The Inception score with the digit classifier: exp E[KL(p(y|x) || p(y))], from 1 (every sample
+    read alike, or none read with confidence) to 10 (each confidently one digit, all digits equally
+    often). The mean top-class probability alone cannot tell confident reads of noise from digits."""
+    marginal = probabilities.mean(axis=0)
+    kl = (probabilities * (np.log(probabilities + 1e-12) - np.log(marginal + 1e-12))).sum(axis=1)
+    return float(np.exp(kl.mean()))
+
+
 def digit_counts(images: int) -> np.ndarray:
     """Samples per digit for a conditional model: the training set's class frequencies (the data's
     own p(y); a uniform 10% each adds about 0.05 to FID against the test set), rounded by largest
@@ -131,6 +140,8 @@ def evaluate_generator(models_root: Path, sampling: dict, sessions: Mapping[str,
         "fid_floor_train_vs_test": reference["floor"],
         "fid_over_floor": fid / reference["floor"],
         "mean_top_class_probability": float(probabilities.max(axis=1).mean()),
+        "classifier_score": classifier_score(probabilities),
+        "classes_read": {str(d): int(n) for d, n in enumerate(np.bincount(probabilities.argmax(axis=1), minlength=10))},
         "generated_images": len(samples),
         "reference_images": REFERENCE_IMAGES,
         "feature_model": {"name": FEATURE_MODEL, "version": feature_card["version"],

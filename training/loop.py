@@ -96,7 +96,8 @@ def fit(
         started_wall, started_cpu = time.perf_counter(), time.process_time()
         model.train()
         losses = []
-        for batch in batches():
+        # Batch progress too: a quick profile's single epoch would otherwise show nothing for a minute.
+        for batch in tqdm(batches(), desc=f"{desc} epoch {epoch + 1}", unit="batch", leave=False, mininterval=1.0):
             loss = step(model, batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -19,7 +19,6 @@ import torch
 from PIL import Image
 from torch import nn
 from torch.nn import functional as F
-from tqdm import tqdm
 
 from serving.images import MNIST_MEAN, MNIST_STD, to_mnist
 from serving.postprocess import softmax
@@ -168,7 +167,7 @@ def train(profile: str = "full", seed: int = 0, limit: int | None = None, out_ro
 
     def batches():
         permutation = torch.randperm(len(x_train), generator=generator)
-        for start in tqdm(range(0, len(permutation), config.batch_size), leave=False, desc="batches"):
+        for start in range(0, len(permutation), config.batch_size):
             idx = permutation[start:start + config.batch_size]
             yield random_affine(x_train[idx], config, generator), y_train[idx]
 

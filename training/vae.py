@@ -35,7 +35,7 @@ class Profile(GenerativeProfile):
 
 
 PROFILES = {
-    "quick": Profile(epochs=2, train_images=12_000, eval_images=500),
+    "quick": Profile(epochs=2, train_images=None, eval_images=1000),  # about 45 s on 2 idle cores
     "full": Profile(epochs=10, train_images=None, eval_images=10_000),
 }
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -69,3 +71,18 @@ def test_cli_reports_missing_data_without_a_traceback(tmp_path):
     assert result.returncode == 2
     assert "DATA_DIR" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "models" / "house-price-gbm").exists()
+
+
+def test_first_run_skips_trained_models_and_gives_an_estimate_before_each_training(trained_models, tmp_path):
+    models = tmp_path / "models"
+    shutil.copytree(trained_models, models, ignore=shutil.ignore_patterns("passengers"))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    result = subprocess.run([sys.executable, "-m", "training", "all", "--profile", "quick", "--missing-only",
+                             "--models-dir", str(models)], capture_output=True, text=True, env=env,
+                            cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert sum(line.endswith(", skipped") for line in lines) == 7
+    assert "[1/1] passengers: training (quick profile), about 5 s on an idle 2-core machine" in lines
+    assert any(line.startswith(f"passengers: wrote {models / 'passengers'}") and "test_mape" in line for line in lines)
+    assert (models / "passengers" / "card.json").is_file()

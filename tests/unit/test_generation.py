@@ -8,8 +8,8 @@ import pytest
 
 from serving import generation
 from training.data import mnist_arrays
-from training.generative_eval import (FeatureModelMissing, digit_counts, feature_session, frechet_distance,
-                                       gaussian_statistics)
+from training.generative_eval import (FeatureModelMissing, classifier_score, digit_counts, feature_session,
+                                       frechet_distance, gaussian_statistics)
 
 BETAS = generation.linear_betas(1000, 1e-4, 0.02)
 
@@ -35,6 +35,16 @@ def test_fid_from_samples_approaches_the_closed_form():
     expected = 1.0 + (1 - 1) ** 2 + (1 - 2) ** 2 + (1 - 3) ** 2
     fid = frechet_distance(*gaussian_statistics(first), *gaussian_statistics(second))
     assert fid == pytest.approx(expected, rel=0.02)
+
+
+def test_classifier_score_tells_varied_confident_digits_from_confident_noise():
+    confident = np.full((1000, 10), 1e-6)
+    confident[np.arange(1000), np.arange(1000) % 10] = 1.0 - 9e-6
+    assert classifier_score(confident) == pytest.approx(10.0, rel=1e-3)  # every digit, each read for sure
+    collapsed = np.full((1000, 10), 1e-6)
+    collapsed[:, 3] = 1.0 - 9e-6
+    assert classifier_score(collapsed) == pytest.approx(1.0, rel=1e-3)  # each read for sure, all as one digit
+    assert classifier_score(np.full((1000, 10), 0.1)) == pytest.approx(1.0)  # nothing read at all
 
 
 @pytest.mark.parametrize("images", [100, 10_000, 10_007])

@@ -11,7 +11,7 @@ export DATA_DIR ?= data
 export BENTOML_DO_NOT_TRACK := True
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup train serve test loadtest soak starvation saturation bench build containerize clean
+.PHONY: setup train serve test loadtest soak starvation saturation bench robustness build containerize clean
 
 comma := ,
 INSTALLED := $(VENV)/.installed-$(subst $(comma),+,$(EXTRAS))
@@ -62,6 +62,10 @@ saturation: setup
 # Side-by-side benchmarks of the served models -> reports/bench.json and reports/bench.md.
 bench: setup
 	$(BIN)/python -m bench $(if $(ONLY),--only $(ONLY))
+
+# Accuracy of /digits/classify on pictures as people send them (bench/digit_pictures.py) -> reports/robustness/.
+robustness: setup
+	$(BIN)/python -m bench.robustness
 
 # A Bento: serving code, models/ and the serving dependencies only (see bentofile.yaml).
 build: setup

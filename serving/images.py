@@ -13,6 +13,7 @@ import warnings
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from . import ink
 from .errors import ServiceError
 
 MAX_BYTES = 10 * 1024 * 1024
@@ -68,27 +69,18 @@ def _on_white(image: Image.Image) -> Image.Image:
     return image
 
 
-def _border_level(gray: np.ndarray) -> float:
-    """Median of the outermost pixels: the background level of a picture of one digit."""
-    return float(np.median(np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])))
-
-
 def to_mnist(image: Image.Image, field: str = "image") -> np.ndarray:
     """Any digit picture -> MNIST conventions: (1, 28, 28) float32, normalized like training.
 
-    Grayscale; invert when the background (the border) is light; stretch background..ink to
-    0..1; crop to the ink; fit into 20x20 keeping the aspect ratio; place in 28x28 with the
-    centre of mass at the centre; then (x - mean) / std.
+    Grayscale; the ink apart from the paper (``ink.ink``: light flattened, noise and specks
+    dropped, ink 0..1); crop to the ink; fit into 20x20 keeping the aspect ratio; place in 28x28
+    with the centre of mass at the centre; then (x - mean) / std.
     """
-    gray = np.asarray(_on_white(image).convert("L"), dtype=np.float32) / 255.0
-    if _border_level(gray) > 0.5:
-        gray = 1.0 - gray
-    background, ink = _border_level(gray), float(gray.max())
-    if ink - background < 0.1:
+    strokes = ink.ink(np.asarray(_on_white(image).convert("L"), dtype=np.float32) / 255.0)
+    if strokes is None:
         raise ImageError(f"{field}: no digit found (the image is blank or has no contrast)")
-    gray = np.clip((gray - background) / (ink - background), 0.0, 1.0)
-    rows, cols = np.nonzero(gray > INK_THRESHOLD)
-    crop = gray[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+    rows, cols = np.nonzero(strokes > INK_THRESHOLD)
+    crop = strokes[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
     scale = MNIST_BOX / max(crop.shape)
     size = (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale)))
     box = np.asarray(Image.fromarray(crop, mode="F").resize(size, Image.Resampling.BILINEAR), dtype=np.float32)

@@ -44,6 +44,12 @@ class Profile:
     max_rotation_deg: float = 10.0
     max_shift: float = 0.1  # fraction of the image side
     scale_range: tuple[float, float] = (0.9, 1.1)
+    # What pictures of paper still have after the upload preprocessing (serving/ink.py): marker
+    # strokes thicker than any pen in MNIST, soft focus, faint ink, residual noise. Shares of images.
+    thicken: float = 0.35  # strokes grown by 1 or 2 pixels each side
+    blur: float = 0.2
+    faint: float = 0.2  # ink at 50-100% of its level
+    noise: float = 0.2  # Gaussian, sigma up to 0.1 of the ink level
 
 
 PROFILES = {
@@ -109,6 +115,26 @@ def random_affine(batch: torch.Tensor, profile: Profile, generator: torch.Genera
     return F.grid_sample(batch - background, grid, align_corners=False, padding_mode="zeros") + background
 
 
+def random_strokes(batch: torch.Tensor, profile: Profile, generator: torch.Generator) -> torch.Tensor:
+    """Per-image stroke thickness, focus, ink level and noise of a normalized batch."""
+    ink = batch * MNIST_STD + MNIST_MEAN  # back to 0..1, paper 0
+
+    def chosen(share: float) -> torch.Tensor:
+        return (torch.rand(len(ink), generator=generator) < share)[:, None, None, None]
+
+    wide = chosen(0.5)
+    grown = torch.where(wide, F.max_pool2d(ink, 5, 1, 2), F.max_pool2d(ink, 3, 1, 1))
+    ink = torch.where(chosen(profile.thicken), grown, ink)
+    blurred = F.avg_pool2d(ink, 3, 1, 1, count_include_pad=False)
+    ink = torch.where(chosen(profile.blur), blurred, ink)
+    level = 0.5 + 0.5 * torch.rand(len(ink), 1, 1, 1, generator=generator)
+    ink = torch.where(chosen(profile.faint), ink * level, ink)
+    sigma = 0.1 * torch.rand(len(ink), 1, 1, 1, generator=generator)
+    noisy = (ink + sigma * torch.randn(ink.shape, generator=generator)).clamp(0.0, 1.0)
+    ink = torch.where(chosen(profile.noise), noisy, ink)
+    return (ink - MNIST_MEAN) / MNIST_STD
+
+
 def logits_and_features(session, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     logits, features = [], []
     for start in range(0, len(images), EVAL_BATCH):
@@ -169,7 +195,7 @@ def train(profile: str = "full", seed: int = 0, limit: int | None = None, out_ro
         permutation = torch.randperm(len(x_train), generator=generator)
         for start in range(0, len(permutation), config.batch_size):
             idx = permutation[start:start + config.batch_size]
-            yield random_affine(x_train[idx], config, generator), y_train[idx]
+            yield random_affine(random_strokes(x_train[idx], config, generator), config, generator), y_train[idx]
 
     def validate(m: nn.Module) -> float:
         wrong = sum(int((m(x_val[i:i + EVAL_BATCH])[0].argmax(1) != y_val[i:i + EVAL_BATCH]).sum())
@@ -197,7 +223,9 @@ def train(profile: str = "full", seed: int = 0, limit: int | None = None, out_ro
                             "weight_decay": config.weight_decay, "optimizer": "AdamW + OneCycle",
                             "label_smoothing": 0.05, "augmentation": {
                                 "rotation_deg": config.max_rotation_deg, "shift": config.max_shift,
-                                "scale": list(config.scale_range), "flips": False},
+                                "scale": list(config.scale_range), "flips": False,
+                                "strokes_thickened_1_or_2_px": config.thicken, "blurred": config.blur,
+                                "faint_ink": config.faint, "noise_sigma_up_to_0.1": config.noise},
                             "parameters": sum(p.numel() for p in model.parameters())},
         "validation": {"best_error": result.best_score, "best_epoch": result.best_epoch},
         "training": watch.as_card(),

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from serving import images
+from serving import images, ink
 from tests.pictures import png_header
 from training.data import mnist_arrays
 
@@ -61,6 +61,82 @@ def test_transparent_drawing_is_flattened_on_white():
     assert result.max() > 0.9 and result[0, 0] == 0.0
 
 
+def _page(digit: np.ndarray, side: int = 160) -> np.ndarray:
+    """An MNIST digit written on a page: dark ink on white, the digit 60% of the side, in 0..1."""
+    pen = np.asarray(Image.fromarray(digit).resize((side * 3 // 5,) * 2, Image.Resampling.BICUBIC), np.float32)
+    page = np.zeros((side, side), np.float32)
+    page[side // 5:side // 5 + pen.shape[0], side // 5:side // 5 + pen.shape[1]] = np.clip(pen / 255.0, 0, 1)
+    return 1.0 - page
+
+
+def _read(page: np.ndarray) -> np.ndarray:
+    return _unnormalize(images.to_mnist(Image.fromarray(np.clip(page * 255, 0, 255).astype(np.uint8))))
+
+
+def _agreement(first: np.ndarray, second: np.ndarray) -> float:
+    return float(np.corrcoef(first.ravel(), second.ravel())[0, 1])
+
+
+def _ramp(side: int, low: float, high: float) -> np.ndarray:
+    return np.tile(np.linspace(low, high, side, dtype=np.float32), (side, 1))
+
+
+def test_uneven_light_is_flattened_not_read_as_ink(digits):
+    x, _ = digits
+    for digit in x[:10]:
+        clean = _read(_page(digit))
+        page = _page(digit)
+        lit = 0.1 + (_ramp(len(page), 0.7, 0.95) - 0.1) * page  # paper 0.7 -> 0.95 across, ink 0.1
+        shaded = _read(lit)
+        assert _agreement(shaded, clean) > 0.8
+        rows, cols = np.nonzero(shaded > 0.05)
+        assert rows.max() - rows.min() <= 21 and cols.max() - cols.min() <= 21  # the digit's box, not the page's
+
+
+def test_noise_and_jpeg_blocks_are_not_ink(digits):
+    x, _ = digits
+    rng = np.random.default_rng(0)
+    for digit in x[:10]:
+        clean = _read(_page(digit))
+        noisy = np.clip(_page(digit) * 0.85 + rng.normal(0, 25 / 255, (160, 160)), 0, 1)
+        buffer = io.BytesIO()
+        Image.fromarray((noisy * 255).astype(np.uint8)).save(buffer, format="JPEG", quality=20)
+        read = _unnormalize(images.to_mnist(images.decode(buffer.getvalue())))
+        assert _agreement(read, clean) > 0.8
+        rows, cols = np.nonzero(read > 0.05)
+        assert rows.max() - rows.min() <= 21 and cols.max() - cols.min() <= 21  # the digit's box, not the page's
+
+
+def test_a_thick_marker_digit_keeps_its_shape():
+    page = np.ones((120, 120), np.float32)
+    page[20:100, 40:56] = 0.05  # the upright of a "1", 16 px wide: 20% of its height
+    page[20:36, 28:56] = 0.05   # its flag
+    read = _read(page)
+    rows, cols = np.nonzero(read > 0.5)
+    assert rows.max() - rows.min() + 1 >= 19  # still 20 pixels tall
+    assert read[:, 6:9].max() == 0.0 or read[:, 19:22].max() == 0.0  # and narrow: not a blob filling the box
+
+
+def test_specks_away_from_the_digit_are_dropped(digits):
+    x, _ = digits
+    page = _page(x[0])
+    clean = _read(page)
+    page[5:8, 5:8] = 0.0  # a 3x3 speck in the top left corner, far from the digit
+    page[150:154, 150:153] = 0.0
+    assert _agreement(_read(page), clean) > 0.99
+
+
+@pytest.mark.parametrize("page", [
+    np.ones((200, 200), np.float32),               # empty white page
+    _ramp(200, 0.6, 0.95),                         # an empty page under uneven light
+    np.full((50, 80), 0.02, np.float32),           # a black picture
+], ids=["white", "lit", "black"])
+def test_a_page_without_a_digit_is_no_digit_found(page):
+    with pytest.raises(images.ImageError, match="no digit") as caught:
+        _read(page)
+    assert caught.value.status == 400
+
+
 def test_blank_image_is_an_error():
     with pytest.raises(images.ImageError, match="no digit"):
         images.to_mnist(Image.new("L", (28, 28), 255))
@@ -111,3 +187,31 @@ def test_classifier_input_matches_torchvision_eval_transform(tmp_path):
                                  transforms.Normalize([0.5] * 3, [0.5] * 3)])(photo).numpy()
     assert ours.shape == theirs.shape == (3, 224, 224)
     assert np.abs(ours - theirs).max() < 1e-5
+
+
+def _flood_fill_labels(mask: np.ndarray) -> np.ndarray:
+    """The obvious 8-neighbour flood fill, as the reference for the run-based labelling."""
+    labels, count = np.zeros(mask.shape, int), 0
+    for start in zip(*np.nonzero(mask)):
+        if labels[start]:
+            continue
+        count += 1
+        labels[start], queue = count, [start]
+        while queue:
+            row, col = queue.pop()
+            for r in range(max(row - 1, 0), min(row + 2, mask.shape[0])):
+                for c in range(max(col - 1, 0), min(col + 2, mask.shape[1])):
+                    if mask[r, c] and not labels[r, c]:
+                        labels[r, c] = count
+                        queue.append((r, c))
+    return labels
+
+
+def test_connected_components_match_a_flood_fill():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        mask = rng.random((int(rng.integers(1, 25)), int(rng.integers(1, 25)))) < rng.uniform(0.1, 0.7)
+        labels, expected = ink.components(mask), _flood_fill_labels(mask)
+        assert np.array_equal(labels > 0, mask)
+        pairs = set(zip(labels[mask].tolist(), expected[mask].tolist()))  # the same partition, whatever the names
+        assert len(pairs) == len(set(labels[mask].tolist())) == len(set(expected[mask].tolist()))

@@ -28,11 +28,10 @@ MODEL = "house-price-gbm"
 def _in_process(ctx: Context):
     """The served model's call, as the service makes it, on the first test house."""
     card = read_verified_card(ctx.models_dir / MODEL)
-    session = make_session(ctx.models_dir / MODEL / card["graphs"]["model"]["file"],
-                           Settings(models_dir=ctx.models_dir))
-    spec = card["graphs"]["model"]["inputs"][0]
-    row = np.array([[houses()[0][name] for name in card["preprocessing"]["feature_order"]]], dtype=spec["dtype"])
-    return lambda: session.run(None, {spec["name"]: row})
+    session = make_session(ctx.models_dir / MODEL / card.graphs["model"].file, Settings(models_dir=ctx.models_dir))
+    spec = card.graphs["model"].inputs[0]
+    row = np.array([[houses()[0][name] for name in card.preprocessing["feature_order"]]], dtype=spec.dtype)
+    return lambda: session.run(None, {spec.name: row})
 
 
 def run(ctx: Context) -> dict:

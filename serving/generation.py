@@ -19,6 +19,7 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image
 
+from .card import DDIMSampling, LatentSampling, sampling_of
 from .images import MNIST_MEAN, MNIST_STD
 
 MAX_SEED = 2**32 - 1
@@ -200,9 +201,10 @@ def grid(images: np.ndarray, columns: int | None = None, gap: int = 2) -> np.nda
     return canvas
 
 
-def decode(sampling: dict, run: Run, z: np.ndarray) -> np.ndarray:
+def decode(sampling: LatentSampling | dict, run: Run, z: np.ndarray) -> np.ndarray:
     """Latent points (N, latent_dim) through a decoder or generator graph -> uint8 digits (N, 28, 28)."""
-    return to_uint8(run({sampling["input"]: np.asarray(z, np.float32)}), tuple(sampling["output_range"]))
+    sampling = sampling_of(sampling)
+    return to_uint8(run({sampling.input: np.asarray(z, np.float32)}), sampling.output_range)
 
 
 def encoder_input(normalized: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:
@@ -211,26 +213,28 @@ def encoder_input(normalized: np.ndarray, value_range: tuple[float, float]) -> n
     return (low + (high - low) * (normalized * MNIST_STD + MNIST_MEAN)).astype(np.float32)
 
 
-def scheduler_for(sampling: dict) -> DDIMScheduler:
-    schedule = sampling["schedule"]
-    return DDIMScheduler(linear_betas(schedule["train_steps"], schedule["beta_start"], schedule["beta_end"]))
+def scheduler_for(sampling: DDIMSampling | dict) -> DDIMScheduler:
+    schedule = sampling_of(sampling).schedule
+    return DDIMScheduler(linear_betas(schedule.train_steps, schedule.beta_start, schedule.beta_end))
 
 
-def generate(sampling: dict, sessions: Mapping[str, ort.InferenceSession], seed: int, n: int,
+def generate(sampling: LatentSampling | DDIMSampling | dict, sessions: Mapping[str, ort.InferenceSession], seed: int, n: int,
              digit: int | None = None, steps: int | None = None, guidance: float | None = None,
              stop: Stop = never) -> np.ndarray:
-    """``n`` uint8 digits (N, 28, 28) from a model whose card's ``sampling`` says how to draw them.
+    """``n`` uint8 digits (N, 28, 28) from a model whose card's ``sampling`` says how to draw them
+    (typed, or the card's JSON section as training and the benchmarks read it).
 
     ``latent``: one decoder/generator call on ``latents(seed, ...)``; ``ddim``: the DDIM loop on
     the step graph (the guided one when a digit is asked for), ``steps`` and ``guidance``
     defaulting to the card's. ``stop`` is asked before each step: true ends the loop early
     (``SamplingStopped``), when the caller has gone.
     """
-    if sampling["kind"] == "latent":
+    sampling = sampling_of(sampling)
+    if isinstance(sampling, LatentSampling):
         return decode(sampling, lambda feeds: sessions["model"].run(None, feeds)[0],
-                      latents(seed, n, sampling["latent_dim"]))
+                      latents(seed, n, sampling.latent_dim))
     guided = digit is not None
     images = ddim_sample_on_device(sessions[GUIDED_STEP_GRAPH if guided else STEP_GRAPH], guided,
-                                   scheduler_for(sampling), seed, n, steps or sampling["default_steps"], digit,
-                                   sampling["default_guidance"] if guidance is None else guidance, stop)
-    return to_uint8(images, tuple(sampling["output_range"]))
+                                   scheduler_for(sampling), seed, n, steps or sampling.default_steps, digit,
+                                   sampling.default_guidance if guidance is None else guidance, stop)
+    return to_uint8(images, sampling.output_range)

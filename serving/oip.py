@@ -23,6 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from .card import Tensor
 from .errors import ServiceError, error_for, error_response
 from .registry import LoadedModel, ModelNotLoaded, Registry
 from .settings import Settings
@@ -56,13 +57,13 @@ def _model(request: Request) -> LoadedModel:
     except ModelNotLoaded:
         raise ProtocolError(f"model '{name}' is not served here", status=404) from None
     version = request.path_params.get("version")
-    if version is not None and version != model.card["version"]:
-        raise ProtocolError(f"model '{name}' has no version '{version}' (served: {model.card['version']})", 404)
+    if version is not None and version != model.card.version:
+        raise ProtocolError(f"model '{name}' has no version '{version}' (served: {model.card.version})", 404)
     return model
 
 
-def _tensor_metadata(spec: dict[str, Any]) -> dict[str, Any]:
-    return {"name": spec["name"], "datatype": NUMPY_TO_DATATYPE[spec["dtype"]], "shape": spec["shape"]}
+def _tensor_metadata(spec: Tensor) -> dict[str, Any]:
+    return {"name": spec.name, "datatype": NUMPY_TO_DATATYPE[spec.dtype], "shape": spec.shape}
 
 
 def _handler(fn: Callable) -> Callable:
@@ -98,12 +99,12 @@ async def model_metadata(request: Request) -> Response:
     session = model.sessions["model"]
     return JSONResponse({
         "name": model.name,
-        "versions": [model.card["version"]],
+        "versions": [model.card.version],
         "platform": "onnxruntime_onnx",
         "inputs": [_tensor_metadata(spec) for spec in model.input_spec()],
-        "outputs": [_tensor_metadata(spec) for spec in model.card["graphs"]["model"]["outputs"]],
+        "outputs": [_tensor_metadata(spec) for spec in model.card.graphs["model"].outputs],
         "parameters": {"device": _registry().settings.device, "providers": session.get_providers(),
-                       "sha256": model.card["graphs"]["model"]["sha256"]},
+                       "sha256": model.card.sha256},
     })
 
 
@@ -131,10 +132,10 @@ class BinarySection:
             raise ProtocolError(f"{len(self.data) - self.offset} bytes of binary data belong to no input")
 
 
-def _parse_input(entry: Any, spec: dict[str, Any], limits: Settings = Settings(),
+def _parse_input(entry: Any, spec: Tensor, limits: Settings = Settings(),
                  binary: BinarySection | None = None) -> np.ndarray:
     """One request tensor (JSON ``data`` or binary) -> a NumPy array of the graph's dtype and shape."""
-    name = spec["name"]
+    name = spec.name
     parameters = entry.get("parameters", {}) if isinstance(entry, dict) else {}
     if not isinstance(parameters, dict):
         raise ProtocolError(f"input '{name}': parameters must be an object")
@@ -147,11 +148,11 @@ def _parse_input(entry: Any, spec: dict[str, Any], limits: Settings = Settings()
                                                for d in shape):
         raise ProtocolError(f"input '{name}': shape must be a list of non-negative integers, got {shape!r}")
     _check_size(name, shape, limits)
-    expected = NUMPY_TO_DATATYPE[spec["dtype"]]
+    expected = NUMPY_TO_DATATYPE[spec.dtype]
     if datatype != expected:
         raise ProtocolError(f"input '{name}': datatype {datatype!r} does not match the model's {expected}")
-    if len(shape) != len(spec["shape"]) or any(want not in (-1, got) for want, got in zip(spec["shape"], shape)):
-        raise ProtocolError(f"input '{name}': shape {shape} does not match the model's {spec['shape']} "
+    if len(shape) != len(spec.shape) or any(want not in (-1, got) for want, got in zip(spec.shape, shape)):
+        raise ProtocolError(f"input '{name}': shape {shape} does not match the model's {spec.shape} "
                             "(-1: any size)")
     target = DATATYPES[datatype]
     if binary_size is None:
@@ -233,17 +234,17 @@ async def infer(request: Request) -> Response:
         raise ProtocolError("request needs a non-empty 'inputs' list")
     if not isinstance(body.get("parameters", {}), dict):
         raise ProtocolError("'parameters' must be an object")
-    specs = {spec["name"]: spec for spec in model.input_spec()}
+    specs = {spec.name: spec for spec in model.input_spec()}
     names = _names(body["inputs"], "inputs")
     if len(set(names)) != len(names) or set(names) != set(specs):
         raise ProtocolError(f"inputs must be exactly {sorted(specs)}, got {names}")
     limits = _registry().settings
     feeds = {entry["name"]: _parse_input(entry, specs[entry["name"]], limits, binary) for entry in body["inputs"]}
     binary.check_consumed()
-    output_specs = model.card["graphs"]["model"]["outputs"]
+    output_specs = model.card.graphs["model"].outputs
     requested = body.get("outputs") or []
     wanted = _names(requested, "outputs")
-    available = [spec["name"] for spec in output_specs]
+    available = [spec.name for spec in output_specs]
     if any(name not in available for name in wanted):
         raise ProtocolError(f"outputs must be among {available}, got {wanted}")
     try:
@@ -263,7 +264,7 @@ async def infer(request: Request) -> Response:
         else:
             output["data"] = value.ravel().tolist()
         outputs.append(output)
-    answer = {"model_name": model.name, "model_version": model.card["version"], "outputs": outputs}
+    answer = {"model_name": model.name, "model_version": model.card.version, "outputs": outputs}
     if "id" in body:
         answer["id"] = body["id"]
     return _answer(answer, blobs)

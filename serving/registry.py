@@ -13,18 +13,18 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 import onnxruntime as ort
 
+from .card import Card, CardError, Tensor, validate
 from .errors import Unavailable
 from .sessions import make_session
 from .settings import Settings
 from .telemetry import metrics
 
 logger = logging.getLogger("bentoml.zooserve")  # a child of BentoML's logger shares its handlers
-CARD_KEYS = ("name", "version", "graphs")  # what every card must hold before anything else is read
 
 
 class ModelLoadError(RuntimeError):
@@ -38,16 +38,16 @@ class ModelNotLoaded(Unavailable, LookupError):
 @dataclass
 class LoadedModel:
     name: str
-    card: dict[str, Any]
+    card: Card
     sessions: dict[str, ort.InferenceSession] = field(default_factory=dict)
 
     @property
     def summary(self) -> dict[str, str]:
         """What every answer says about the model that produced it."""
-        return {"name": self.name, "version": self.card["version"], "sha256": self.card["graphs"]["model"]["sha256"]}
+        return {"name": self.name, "version": self.card.version, "sha256": self.card.sha256}
 
-    def input_spec(self, graph: str = "model") -> list[dict[str, Any]]:
-        return self.card["graphs"][graph]["inputs"]
+    def input_spec(self, graph: str = "model") -> list[Tensor]:
+        return self.card.graphs[graph].inputs
 
     def run(self, inputs: dict[str, np.ndarray], graph: str = "model") -> list[np.ndarray]:
         start = time.perf_counter()
@@ -63,7 +63,7 @@ class LoadedModel:
 
     def warm_up(self) -> None:
         for graph, session in self.sessions.items():
-            feeds = {spec["name"]: np.zeros([1 if d < 0 else d for d in spec["shape"]], dtype=spec["dtype"])
+            feeds = {spec.name: np.zeros([1 if d < 0 else d for d in spec.shape], dtype=spec.dtype)
                      for spec in self.input_spec(graph)}
             session.run(None, feeds)
 
@@ -74,40 +74,30 @@ def sha256_of(path: Path) -> str:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
-def read_card(model_dir: Path) -> dict[str, Any]:
+def read_card(model_dir: Path) -> Card:
+    """The card of ``model_dir``, validated against the contract (``serving.card``)."""
     card_path = model_dir / "card.json"
     try:
-        return json.loads(card_path.read_text())
+        return validate(json.loads(card_path.read_text()), str(card_path))
     except (OSError, json.JSONDecodeError) as error:
         raise ModelLoadError(f"{card_path}: cannot read the model card ({error})") from None
+    except CardError as error:
+        raise ModelLoadError(str(error)) from None
 
 
-def graph_specs(model_dir: Path, card: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The card's graphs, refusing a card that lacks what serving reads from it."""
-    name = card.get("name", model_dir.name) if isinstance(card, dict) else model_dir.name
-    missing = [key for key in CARD_KEYS if not isinstance(card, dict) or key not in card]
-    graphs = card.get("graphs") if isinstance(card, dict) else None
-    if missing or not isinstance(graphs, dict) or not graphs or not all(
-            isinstance(spec, dict) and {"file", "sha256", "inputs", "outputs"} <= spec.keys() for spec in graphs.values()):
-        raise ModelLoadError(f"{model_dir / 'card.json'}: the card of {name} lacks "
-                             f"{missing or ['graphs with file, sha256, inputs and outputs']}; re-export the model")
-    return graphs
-
-
-def verify_graphs(model_dir: Path, card: dict[str, Any]) -> None:
+def verify_graphs(model_dir: Path, card: Card) -> None:
     """Check that every graph the card lists exists with the card's sha256."""
-    name = card.get("name", model_dir.name)
-    for spec in graph_specs(model_dir, card).values():
-        path = model_dir / spec["file"]
+    for spec in card.graphs.values():
+        path = model_dir / spec.file
         if not path.is_file():
-            raise ModelLoadError(f"{name}: graph file {path} is missing; retrain with `make train MODEL={name}`")
+            raise ModelLoadError(f"{card.name}: graph file {path} is missing; retrain with `make train MODEL={card.name}`")
         actual = sha256_of(path)
-        if actual != spec["sha256"]:
-            raise ModelLoadError(f"{name}: {path} has sha256 {actual[:12]}… but its card says "
-                                 f"{spec['sha256'][:12]}…; refusing to serve an unverified graph")
+        if actual != spec.sha256:
+            raise ModelLoadError(f"{card.name}: {path} has sha256 {actual[:12]}… but its card says "
+                                 f"{spec.sha256[:12]}…; refusing to serve an unverified graph")
 
 
-def read_verified_card(model_dir: Path) -> dict[str, Any]:
+def read_verified_card(model_dir: Path) -> Card:
     """The card of ``model_dir`` after checking every graph it lists exists with its sha256."""
     card = read_card(model_dir)
     verify_graphs(model_dir, card)
@@ -135,11 +125,11 @@ def verify_models(settings: Settings) -> None:
     options.log_severity_level = 4
     for model_dir in model_dirs(settings):
         card = read_verified_card(model_dir)
-        for spec in card["graphs"].values():
+        for spec in card.graphs.values():
             try:
-                ort.InferenceSession(str(model_dir / spec["file"]), options, providers=["CPUExecutionProvider"])
+                ort.InferenceSession(str(model_dir / spec.file), options, providers=["CPUExecutionProvider"])
             except Exception as error:  # ONNX Runtime raises its own exception types, one per failure
-                raise ModelLoadError(f"{card['name']}: ONNX Runtime cannot load {model_dir / spec['file']}: "
+                raise ModelLoadError(f"{card.name}: ONNX Runtime cannot load {model_dir / spec.file}: "
                                      f"{error}") from None
 
 
@@ -155,19 +145,19 @@ class Registry:
         self.models: dict[str, LoadedModel] = {}
         for model_dir in model_dirs(settings):
             card = read_card(model_dir)
-            model = LoadedModel(name=card["name"], card=card)
+            model = LoadedModel(name=card.name, card=card)
             if runs_here(model.name):
                 # Verified again before loading: a worker may start long after the server process
                 # checked; the graphs a worker does not load are not hashed again there.
                 verify_graphs(model_dir, card)
-                model.sessions = {graph: make_session(model_dir / spec["file"], settings)
-                                  for graph, spec in card["graphs"].items()}
+                model.sessions = {graph: make_session(model_dir / spec.file, settings)
+                                  for graph, spec in card.graphs.items()}
             model.warm_up()
             self.models[model.name] = model
             providers = {graph: session.get_providers() for graph, session in model.sessions.items()}
-            logger.info("loaded %s %s providers=%s", model.name, model.card["version"], providers)
+            logger.info("loaded %s %s providers=%s", model.name, model.card.version, providers)
             if model.sessions:
-                metrics().model_loaded.labels(model.name, model.card["version"],
+                metrics().model_loaded.labels(model.name, model.card.version,
                                               ",".join(sorted({p for ps in providers.values() for p in ps}))).set(1)
 
     def get(self, name: str) -> LoadedModel:

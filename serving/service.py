@@ -78,7 +78,7 @@ def settle_heap() -> None:
 
 def _probabilities(registry: Registry, name: str, batch: np.ndarray) -> np.ndarray:
     model = registry.get(name)
-    return softmax(model.run({model.input_spec()[0]["name"]: batch})[0])
+    return softmax(model.run({model.input_spec()[0].name: batch})[0])
 
 
 @bentoml.service(name="zooserve-classifiers", workers=1, traffic=TRAFFIC, resources=RESOURCES,
@@ -131,7 +131,7 @@ class Generators:
         stop = threading.Event()
         start = time.perf_counter()
         work = asyncio.get_running_loop().run_in_executor(None, lambda: generation.generate(
-            loaded.card["sampling"], loaded.sessions, seed, n, digit, steps, guidance, stop=stop.is_set))
+            loaded.card.sampling, loaded.sessions, seed, n, digit, steps, guidance, stop=stop.is_set))
         try:
             pictures = await asyncio.shield(work)
         except asyncio.CancelledError:
@@ -144,13 +144,13 @@ class Generators:
     @bentoml.api
     def encode(self, model: str, pictures: np.ndarray) -> np.ndarray:
         """(N, 1, 28, 28) classifier-normalized digits -> (N, latent_dim) posterior means."""
-        sampling = self.registry.get(model).card["sampling"]
-        return self._run(model, "encoder")({"image": generation.encoder_input(pictures, sampling["output_range"])})
+        sampling = self.registry.get(model).card.sampling
+        return self._run(model, "encoder")({"image": generation.encoder_input(pictures, sampling.output_range)})
 
     @bentoml.api
     def decode(self, model: str, z: np.ndarray) -> np.ndarray:
         """(N, latent_dim) latent points -> (N, 28, 28) uint8 digits."""
-        return generation.decode(self.registry.get(model).card["sampling"], self._run(model), z)
+        return generation.decode(self.registry.get(model).card.sampling, self._run(model), z)
 
 
 def _images_answer(pictures: np.ndarray, seed: int, model: dict, format: str) -> GeneratedImages | Response:
@@ -214,10 +214,10 @@ class ZooServe:
         """Median house value of California block groups (1 to 1,000 per request)."""
         loaded = self.registry.get(HOUSE_PRICE_MODELS[model])
         spec = loaded.input_spec()[0]
-        order = loaded.card["preprocessing"]["feature_order"]
-        features = np.array([[getattr(house, name) for name in order] for house in houses], dtype=spec["dtype"])
-        values = loaded.run({spec["name"]: features})[0].ravel()
-        per_unit = loaded.card["preprocessing"]["price_usd_per_unit"]
+        order = loaded.card.preprocessing["feature_order"]
+        features = np.array([[getattr(house, name) for name in order] for house in houses], dtype=spec.dtype)
+        values = loaded.run({spec.name: features})[0].ravel()
+        per_unit = loaded.card.preprocessing["price_usd_per_unit"]
         return HousePriceResponse(
             predictions=[HousePrice(value=float(v), price_usd=round(float(v) * per_unit, 2)) for v in values],
             model=loaded.summary,
@@ -227,10 +227,10 @@ class ZooServe:
     async def passengers_forecast(self, history: list[float] | None = None, horizon: int = 12) -> ForecastResponse:
         """Monthly airline passengers (thousands) for the next 1 to 36 months, predictions fed back."""
         loaded = self.registry.get(PASSENGERS_MODEL)
-        values = loaded.card["series"]["values"] if history is None else history
-        step = session_step(loaded.sessions["model"], loaded.input_spec()[0]["name"])
+        values = loaded.card.series["values"] if history is None else history
+        step = session_step(loaded.sessions["model"], loaded.input_spec()[0].name)
         try:
-            forecast = recursive_forecast(step, values, loaded.card["preprocessing"]["window"], horizon)
+            forecast = recursive_forecast(step, values, loaded.card.preprocessing["window"], horizon)
         except ValueError as error:
             raise FieldError("history", str(error), "too_short") from None
         if not np.isfinite(forecast).all():  # positive and finite, yet beyond float32 once logged
@@ -257,11 +257,11 @@ class ZooServe:
     def images_classify(self, image: Path, top_k: int | None = None) -> ImageResponse:
         """The most probable labels of a photo, by the transfer-learned CNN (default: ants vs bees)."""
         model = self.registry.get(IMAGES_MODEL)
-        labels = model.card["labels"]
+        labels = model.card.labels
         top_k = min(DEFAULT_TOP_K, len(labels)) if top_k is None else top_k
         if top_k > len(labels):
             raise FieldError("top_k", f"must be at most {len(labels)} (the number of labels)", "less_than_equal")
-        prep = model.card["preprocessing"]
+        prep = model.card.preprocessing
         batch = images.to_classifier_input(images.decode(_read_upload(image)), prep["resize"], prep["crop"],
                                            prep["mean"], prep["std"])[None]
         probabilities = self._classify(IMAGES_MODEL, batch)
@@ -282,10 +282,10 @@ class ZooServe:
     async def _generate(self, name: str, n: int, seed: int | None, digit: int | None, format: str,
                         **knobs: float | int) -> GeneratedImages | Response:
         model = self.registry.get(name)
-        if digit is not None and not model.card["conditional"]:
+        if digit is not None and not model.card.conditional:
             raise FieldError("digit", f"{name} is unconditional: leave digit out (see its card)")
         steps = knobs.get("steps")
-        if steps is not None and steps > (most := model.card["sampling"]["schedule"]["train_steps"]):
+        if steps is not None and steps > (most := model.card.sampling.schedule.train_steps):
             raise FieldError("steps", f"must be at most {most} (the steps this model was trained with)",
                              "less_than_equal")
         seed = generation.resolve_seed(seed)
@@ -323,14 +323,14 @@ class ZooServe:
             raise FieldError("end" if "start" in uploads else "start", "upload both `start` and `end`", "missing")
         model = self.registry.get("vae")
         if seeds is not None:
-            dim = model.card["sampling"]["latent_dim"]
+            dim = model.card.sampling.latent_dim
             ends = np.concatenate([generation.latents(seed, 1, dim) for seed in seeds])
         else:
             pictures = await run_in_threadpool(_prepare_digits, uploads)
             ends = await self._call_generators("encode", model="vae", pictures=pictures)
         strip = await self._call_generators("decode", model="vae", z=generation.interpolate(ends[0], ends[1], frames))
         return Response(generation.png(generation.grid(strip, columns=frames)), media_type="image/png",
-                        headers={"X-Model": f"{model.name} {model.card['version']}"})
+                        headers={"X-Model": f"{model.name} {model.card.version}"})
 
 
 # Outermost first: ids, the API key and the body (limit, deadline) before anything else; the error

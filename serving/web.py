@@ -31,9 +31,9 @@ async def openapi_page(_request: Request) -> FileResponse:
 
 async def models(_request: Request) -> JSONResponse:
     registry = bentoml.get_current_service().registry
-    return JSONResponse([{**model.summary, "task": model.card.get("task", ""), "profile": model.card.get("profile", ""),
-                          "metrics": headline_numbers(model.card["metrics"]),
-                          **({"labels": model.card["labels"]} if "labels" in model.card else {})}
+    return JSONResponse([{**model.summary, "task": model.card.task, "profile": model.card.profile,
+                          "metrics": headline_numbers(model.card.metrics),
+                          **({"labels": model.card.labels} if model.card.labels is not None else {})}
                          for model in registry.models.values()])
 
 

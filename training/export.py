@@ -21,11 +21,11 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+from serving import card as contract  # what the registry will accept at start-up
 from serving.registry import sha256_of  # the hash the registry checks at start-up
 
 PARITY_ATOL = 1e-4
 TREE_MAX_EXCEED_FRACTION = 0.001
-CARD_SCHEMA_VERSION = 1
 
 Arrays = dict[str, np.ndarray]
 Sessions = dict[str, ort.InferenceSession]
@@ -210,7 +210,7 @@ def export_model(
         metrics = evaluate(sessions)
         now = dt.datetime.now(dt.timezone.utc)
         full_card = {
-            "schema_version": CARD_SCHEMA_VERSION,
+            "schema_version": contract.SCHEMA_VERSION,
             "name": name,
             "version": f"{now:%Y.%m.%d}-{graph_cards[next(iter(graphs))]['sha256'][:7]}",
             "created_at": now.isoformat(timespec="seconds"),
@@ -218,6 +218,10 @@ def export_model(
             "graphs": graph_cards,
             "metrics": metrics,
         }
+        try:  # the serving side's contract: a card it would refuse is not written
+            contract.validate(json.loads(json.dumps(full_card)), f"{name} card")
+        except contract.CardError as error:
+            raise ExportError(str(error)) from None
         (staging / "card.json").write_text(json.dumps(full_card, indent=2) + "\n")
         target = out_root / name
         if target.exists():

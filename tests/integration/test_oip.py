@@ -101,9 +101,10 @@ def test_malformed_json_and_unknown_models(client):
 
 
 def test_uint8_range_is_checked():
+    from serving.card import Tensor
     from serving.oip import ProtocolError, _parse_input
 
-    spec = {"name": "pixels", "dtype": "uint8", "shape": [-1, 2]}
+    spec = Tensor(name="pixels", dtype="uint8", shape=[-1, 2])
     assert _parse_input({"name": "pixels", "shape": [1, 2], "datatype": "UINT8", "data": [0, 255]}, spec).tolist() == [[0, 255]]
     with pytest.raises(ProtocolError, match="range"):
         _parse_input({"name": "pixels", "shape": [1, 2], "datatype": "UINT8", "data": [0, 256]}, spec)

@@ -32,8 +32,11 @@ def _evaluate(sessions):
     return {"mean_output": float(sessions["model"].run(None, {"x": np.ones((3, 4), np.float32)})[0].mean())}
 
 
+CARD = {"task": "tabular-regression", "profile": "quick"}  # what serving's contract needs besides the graphs
+
+
 def test_export_writes_verified_graph_and_card(tmp_path):
-    card = export_model("tiny", {"model": _tiny_graph()}, _evaluate, {"task": "test", "profile": "quick"}, tmp_path)
+    card = export_model("tiny", {"model": _tiny_graph()}, _evaluate, CARD, tmp_path)
     folder = tmp_path / "tiny"
     assert json.loads((folder / "card.json").read_text()) == card
     graph = card["graphs"]["model"]
@@ -49,11 +52,17 @@ def test_export_writes_verified_graph_and_card(tmp_path):
 
 def test_parity_failure_publishes_nothing(tmp_path):
     with pytest.raises(ExportError, match="2/1000 rows"):
-        export_model("tiny", {"model": _tiny_graph(reference_offset=1e-3)}, _evaluate, {}, tmp_path)
+        export_model("tiny", {"model": _tiny_graph(reference_offset=1e-3)}, _evaluate, CARD, tmp_path)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_tree_budget_allows_a_few_rows_over_tolerance(tmp_path):
     card = export_model("tiny", {"model": _tiny_graph(reference_offset=1e-3, max_exceed_fraction=0.002)},
-                        _evaluate, {}, tmp_path)
+                        _evaluate, CARD, tmp_path)
     assert card["graphs"]["model"]["parity"]["rows_over_atol"] == 2
+
+
+def test_a_card_serving_would_refuse_is_not_written(tmp_path):
+    with pytest.raises(ExportError, match="profile: Input should be 'quick' or 'full'"):
+        export_model("tiny", {"model": _tiny_graph()}, _evaluate, {**CARD, "profile": "medium"}, tmp_path)
+    assert list(tmp_path.iterdir()) == []

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
+from serving import card as contract
 from serving.errors import normalize
 from serving.registry import ModelLoadError, Registry, verify_models
 from serving.sessions import CPU, CUDA, batching_pays, providers_for
@@ -83,6 +85,37 @@ def test_registry_refuses_a_tampered_graph(trained_models, tmp_path):
         verify_models(Settings(models_dir=models))
 
 
+def _edited_copy(trained_models: Path, tmp_path: Path, name: str, edit) -> Path:
+    models = tmp_path / "models"
+    shutil.copytree(trained_models / name, models / name)
+    card_path = models / name / "card.json"
+    card = json.loads(card_path.read_text())
+    edit(card)
+    card_path.write_text(json.dumps(card))
+    return models
+
+
+def test_every_exported_card_is_the_contract(trained_models):
+    for card_path in sorted(trained_models.glob("*/card.json")):
+        card = contract.validate(json.loads(card_path.read_text()), str(card_path))
+        assert card.schema_version == contract.SCHEMA_VERSION and card.graphs["model"].inputs
+
+
+@pytest.mark.parametrize("name, edit, field", [
+    ("diffusion", lambda card: card["sampling"].update(steps_default=card["sampling"].pop("default_steps")),
+     "sampling.ddim.default_steps: Field required"),
+    ("mnist-cnn", lambda card: card.pop("labels"), "image-classification cards need labels"),
+    ("house-price-gbm", lambda card: card["graphs"]["model"]["inputs"][0].update(dtype="complex64"),
+     "graphs.model.inputs.0.dtype"),
+    ("vae", lambda card: card.update(schema_version=99), "schema_version"),
+], ids=["renamed sampling key", "classifier without labels", "unknown dtype", "newer schema"])
+def test_a_card_that_breaks_the_contract_stops_start_up_naming_the_field(trained_models, tmp_path, name, edit, field):
+    models = _edited_copy(trained_models, tmp_path, name, edit)
+    with pytest.raises(ModelLoadError, match="not schema version") as caught:
+        Registry(Settings(models_dir=models))
+    assert field in str(caught.value) and name in str(caught.value)
+
+
 def test_registry_needs_required_models(trained_models):
     with pytest.raises(ModelLoadError, match="no-such-model"):
         Registry(Settings(models_dir=trained_models, required_models=("no-such-model",)))
@@ -99,7 +132,7 @@ def test_registry_builds_sessions_only_where_the_model_runs(trained_models):
     registry = Registry(Settings(models_dir=trained_models), runs_here=lambda name: name == "mnist-cnn")
     assert set(registry.get("mnist-cnn").sessions) == {"model"}
     assert registry.get("house-price-gbm").sessions == {}
-    assert registry.get("house-price-gbm").card["name"] == "house-price-gbm"  # cards are always read
+    assert registry.get("house-price-gbm").card.name == "house-price-gbm"  # cards are always read
     with pytest.raises(LookupError, match="not loaded"):
         registry.get("no-such-model")
 

@@ -1,0 +1,119 @@
+"""The model card: the one contract between training (which writes it) and serving (which reads it).
+
+``training/export.py`` validates every card against ``Card`` before writing it, and the registry
+validates every card at start-up, so a renamed or missing field stops the export or the server
+with the field's path, never a request. Fields serving does not read (hyperparameters,
+validation histories, ...) are kept as extras, unvalidated.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+
+SCHEMA_VERSION = 1  # a card this module cannot read is a new version: bump it with the change
+TASKS = ("tabular-regression", "time-series-forecasting", "image-classification", "image-generation")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Tensor(Strict):
+    name: str
+    dtype: Literal["bool", "uint8", "uint16", "uint32", "uint64", "int8", "int16", "int32", "int64", "float16",
+                   "float32", "float64"]  # NumPy's names, the ones the Open Inference Protocol has
+    shape: list[int]  # -1: any size
+    unit: str = ""
+
+
+class Graph(Strict):
+    file: str = Field(pattern=r"^[\w.-]+\.onnx$")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    opset: int
+    inputs: list[Tensor] = Field(min_length=1)
+    outputs: list[Tensor] = Field(min_length=1)
+    parity: dict[str, Any]
+
+
+class Schedule(Strict):
+    kind: Literal["linear"]
+    train_steps: int = Field(gt=0)
+    beta_start: float = Field(gt=0)
+    beta_end: float = Field(gt=0, lt=1)
+
+
+class LatentSampling(Strict):
+    """A decoder or generator fed standard-normal latents ``input`` of ``latent_dim``."""
+
+    kind: Literal["latent"]
+    input: str
+    latent_dim: int = Field(gt=0)
+    output_range: tuple[float, float]
+
+
+class DDIMSampling(Strict):
+    """DDIM steps over a noise schedule, with classifier-free guidance for a requested digit."""
+
+    kind: Literal["ddim"]
+    schedule: Schedule
+    default_steps: int = Field(gt=0)
+    default_guidance: float = Field(ge=0)
+    null_label: int
+    output_range: tuple[float, float]
+
+
+Sampling = Annotated[Union[LatentSampling, DDIMSampling], Field(discriminator="kind")]
+_sampling = TypeAdapter(Sampling)
+
+
+def sampling_of(data: dict[str, Any] | LatentSampling | DDIMSampling) -> LatentSampling | DDIMSampling:
+    """A card's ``sampling`` section, typed (tools that read card JSON directly use this)."""
+    return data if isinstance(data, (LatentSampling, DDIMSampling)) else _sampling.validate_python(data)
+
+
+class Card(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    schema_version: Literal[1]
+    name: str = Field(pattern=r"^[a-z0-9-]+$")
+    version: str
+    task: Literal[TASKS]
+    profile: Literal["quick", "full"]
+    graphs: dict[str, Graph]
+    metrics: dict[str, Any]
+    preprocessing: dict[str, Any] = {}
+    labels: list[str] | None = None
+    conditional: bool = False
+    sampling: Sampling | None = None
+    series: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _what_each_task_serves(self) -> Card:
+        if "model" not in self.graphs:
+            raise ValueError("graphs: every card has a 'model' graph")
+        needs = {"image-generation": ("sampling",), "image-classification": ("labels",),
+                 "time-series-forecasting": ("series",)}.get(self.task, ())
+        missing = [field for field in needs if getattr(self, field) is None]
+        if missing:
+            raise ValueError(f"{self.task} cards need {', '.join(missing)}")
+        return self
+
+    @property
+    def sha256(self) -> str:
+        return self.graphs["model"].sha256
+
+
+class CardError(ValueError):
+    """A card that is not the contract; the message names each wrong field."""
+
+
+def validate(data: Any, where: str) -> Card:
+    try:
+        return Card.model_validate(data)
+    except ValidationError as error:
+        fields = "; ".join(f"{'.'.join(str(part) for part in issue['loc']) or 'card'}: {issue['msg']}"
+                           for issue in error.errors())
+        raise CardError(f"{where}: the model card is not schema version {SCHEMA_VERSION} ({fields}); "
+                        f"re-export the model with `make train`") from None

@@ -1,7 +1,7 @@
 """Diffusion images per second against DDIM steps: the served sampler against the PyTorch one.
 
 ONNX Runtime runs what ``/generate/diffusion`` runs (``generation.generate``: the guided step
-graph under IO binding); PyTorch runs the NumPy reference sampler ``generation.ddim_sample``
+graph under IO binding); PyTorch runs the NumPy reference sampler ``ddim.ddim_sample``
 around the eager U-Net. Both must hold the same weights: the served ones when the U-Net's
 state_dict is among ``model.onnx``'s initializers, else the module's own, with its guided step
 graph exported afresh, and then the served step graph is timed as well, for the objective.
@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from serving import generation
+from serving import ddim, generation
+from serving.card import sampling_of
 from training.diffusion import DenoisingStep, step_inputs
 from training.export import torch_reference
 from training.loop import torch_threads
@@ -29,7 +30,7 @@ from .common import Context, agreement, load_card, markdown_table, missing, ort_
 NAME = "diffusion"
 SEED, DIGIT, GUIDANCE = 0, 3, 2.0  # a guided request, as the endpoint's default with a digit
 OBJECTIVE = {"n": 16, "steps": 50, "max_seconds": 5.0}  # the issue: /generate/diffusion on the CPU
-GUIDED = generation.GUIDED_STEP_GRAPH
+GUIDED = ddim.GUIDED_STEP_GRAPH
 
 
 def _settings(ctx: Context) -> tuple[int, tuple[int, ...], int]:
@@ -44,14 +45,14 @@ class Samplers:
     sampling: dict[str, Any]
     step: ort.InferenceSession  # the guided step graph holding the PyTorch module's weights
     served_step: ort.InferenceSession  # the card's guided step graph (the same one when weights were loaded)
-    eps: generation.Run  # the eager U-Net
+    eps: ddim.Run  # the eager U-Net
 
     def ort_images(self, n: int, steps: int) -> np.ndarray:
-        return generation.ddim_sample_on_device(self.step, True, generation.scheduler_for(self.sampling), SEED, n,
+        return ddim.ddim_sample_on_device(self.step, True, generation.scheduler_for(self.sampling), SEED, n,
                                                 steps, DIGIT, GUIDANCE)
 
     def torch_images(self, n: int, steps: int) -> np.ndarray:
-        return generation.ddim_sample(self.eps, generation.scheduler_for(self.sampling), SEED, n, steps, DIGIT,
+        return ddim.ddim_sample(self.eps, generation.scheduler_for(self.sampling), SEED, n, steps, DIGIT,
                                       GUIDANCE)
 
     def ort_digits(self, n: int, steps: int, session: ort.InferenceSession | None = None) -> np.ndarray:
@@ -59,7 +60,7 @@ class Samplers:
         return generation.generate(self.sampling, {GUIDED: session or self.step}, SEED, n, DIGIT, steps, GUIDANCE)
 
     def torch_digits(self, n: int, steps: int) -> np.ndarray:
-        return generation.to_uint8(self.torch_images(n, steps), tuple(self.sampling["output_range"]))
+        return generation.to_uint8(self.torch_images(n, steps), sampling_of(self.sampling).output_range)
 
 
 def _samplers(card: dict[str, Any], ctx: Context, scratch: Path) -> tuple[Samplers, str]:

@@ -116,3 +116,22 @@ def to_classifier_input(image: Image.Image, resize: int, crop: int, mean: list[f
     left, top = int(round((width - crop) / 2.0)), int(round((height - crop) / 2.0))
     array = np.asarray(resized.crop((left, top, left + crop, top + crop)), dtype=np.float32) / 255.0
     return ((array - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)).transpose(2, 0, 1)
+
+
+def grid(images: np.ndarray, columns: int | None = None, gap: int = 2) -> np.ndarray:
+    """(N, H, W) uint8 -> one image, row-major, ``columns`` wide (default: nearly square)."""
+    n, height, width = images.shape
+    columns = columns or int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / columns))
+    canvas = np.zeros((rows * (height + gap) + gap, columns * (width + gap) + gap), np.uint8)
+    for index, image in enumerate(images):
+        top, left = gap + (index // columns) * (height + gap), gap + (index % columns) * (width + gap)
+        canvas[top:top + height, left:left + width] = image
+    return canvas
+
+
+def png(image: np.ndarray) -> bytes:
+    """One uint8 gray image as PNG bytes (no timestamps: the same pixels give the same bytes)."""
+    buffer = io.BytesIO()
+    Image.fromarray(image, mode="L").save(buffer, format="PNG")
+    return buffer.getvalue()

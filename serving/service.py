@@ -156,9 +156,9 @@ class Generators:
 def _images_answer(pictures: np.ndarray, seed: int, model: dict, format: str) -> GeneratedImages | Response:
     """A PNG grid (seed and model in headers) or JSON with one base64 PNG per digit."""
     if format == "json":
-        return GeneratedImages(images=[base64.b64encode(generation.png(p)).decode() for p in pictures], seed=seed,
+        return GeneratedImages(images=[base64.b64encode(images.png(p)).decode() for p in pictures], seed=seed,
                                model=model)
-    return Response(generation.png(generation.grid(pictures)), media_type="image/png",
+    return Response(images.png(images.grid(pictures)), media_type="image/png",
                     headers={"X-Seed": str(seed), "X-Model": f"{model['name']} {model['version']}"})
 
 
@@ -329,7 +329,7 @@ class ZooServe:
             pictures = await run_in_threadpool(_prepare_digits, uploads)
             ends = await self._call_generators("encode", model="vae", pictures=pictures)
         strip = await self._call_generators("decode", model="vae", z=generation.interpolate(ends[0], ends[1], frames))
-        return Response(generation.png(generation.grid(strip, columns=frames)), media_type="image/png",
+        return Response(images.png(images.grid(strip, columns=frames)), media_type="image/png",
                         headers={"X-Model": f"{model.name} {model.card.version}"})
 
 

@@ -8,7 +8,7 @@ rate, steps under bfloat16 autocast (fp32 weights; the export is fp32). An expon
 average of the weights is what gets exported and evaluated: the noise predictor (x_t, t,
 label -> epsilon) as ``model.onnx``, and the same network wrapped in one DDIM step (with and
 without classifier-free guidance) as ``step.onnx`` and ``guided_step.onnx``. The schedule
-(which timesteps, their alphas) lives in ``serving.generation`` (NumPy); the step graphs take
+(which timesteps, their alphas) lives in ``serving.ddim`` (NumPy); the step graphs take
 the alphas as inputs, so a sampling loop on a GPU keeps the image on the device from the first
 step to the last.
 """
@@ -25,7 +25,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from serving.generation import GUIDED_STEP_GRAPH, NULL_LABEL, STEP_GRAPH, linear_betas
+from serving.ddim import GUIDED_STEP_GRAPH, NULL_LABEL, STEP_GRAPH, linear_betas
 
 from .export import Stopwatch, torch_graph
 from .generative import GenerativeProfile, batches, card_fields, prepare, publish
@@ -121,7 +121,7 @@ class UNet(nn.Module):
 class DenoisingStep(nn.Module):
     """One DDIM step (eta = 0) around the noise predictor: x_t -> x_prev.
 
-    The maths of ``serving.generation.DDIMScheduler.step`` (its NumPy reference) in the graph,
+    The maths of ``serving.ddim.DDIMScheduler.step`` (its NumPy reference) in the graph,
     with the step's alphas as per-row inputs; ``guided`` adds classifier-free guidance, running
     the conditional and the null-label rows as one batch of 2N.
     """

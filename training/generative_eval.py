@@ -18,7 +18,8 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import onnxruntime as ort
 
-from serving.generation import generate, grid, png
+from serving.generation import generate
+from serving.images import grid, png
 from serving.postprocess import softmax
 
 from .data import mnist_arrays

@@ -15,7 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
-from serving.generation import GUIDED_STEP_GRAPH
+from serving.ddim import GUIDED_STEP_GRAPH
 from serving.postprocess import softmax
 
 from .data import mnist_arrays

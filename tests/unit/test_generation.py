@@ -6,12 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from serving import generation
+from serving import ddim, generation, images
 from training.data import mnist_arrays
 from training.generative_eval import (FeatureModelMissing, classifier_score, digit_counts, feature_session,
                                        frechet_distance, gaussian_statistics)
 
-BETAS = generation.linear_betas(1000, 1e-4, 0.02)
+BETAS = ddim.linear_betas(1000, 1e-4, 0.02)
 
 
 def _rotation(dim: int, seed: int) -> np.ndarray:
@@ -64,7 +64,7 @@ def test_missing_feature_model_is_a_clear_error(tmp_path):
 
 @pytest.mark.parametrize("steps, first, last", [(1, 999, 999), (50, 999, 19), (1000, 999, 0), (3, 999, 332)])
 def test_trailing_timesteps_start_from_pure_noise(steps, first, last):
-    scheduler = generation.DDIMScheduler(BETAS)
+    scheduler = ddim.DDIMScheduler(BETAS)
     scheduler.set_timesteps(steps)
     t = scheduler.timesteps
     assert (len(t), t[0], t[-1]) == (steps, first, last)
@@ -74,13 +74,13 @@ def test_trailing_timesteps_start_from_pure_noise(steps, first, last):
 @pytest.mark.parametrize("steps", [0, 1001])
 def test_step_count_is_bounded(steps):
     with pytest.raises(ValueError, match="steps"):
-        generation.DDIMScheduler(BETAS).set_timesteps(steps)
+        ddim.DDIMScheduler(BETAS).set_timesteps(steps)
 
 
 def test_ddim_step_matches_the_formulas():
     """Song et al. (2021), eq. 12 with sigma = 0, written out directly."""
     alpha_bar = np.cumprod(1.0 - BETAS)  # prod_{s <= t} (1 - beta_s)
-    scheduler = generation.DDIMScheduler(BETAS)
+    scheduler = ddim.DDIMScheduler(BETAS)
     scheduler.set_timesteps(10)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((4, 1, 28, 28)).astype(np.float32)
@@ -107,7 +107,7 @@ def test_an_exact_noise_predictor_recovers_the_image(steps):
         return ((feeds["x"] - np.sqrt(a) * np.concatenate([target] * (len(feeds["x"]) // 2))) / np.sqrt(1 - a)
                 ).astype(np.float32)
 
-    images = generation.ddim_sample(oracle, generation.DDIMScheduler(BETAS), 0, 2, steps, None, 1.0)
+    images = ddim.ddim_sample(oracle, ddim.DDIMScheduler(BETAS), 0, 2, steps, None, 1.0)
     np.testing.assert_allclose(images, target, atol=1e-4)
 
 
@@ -116,15 +116,15 @@ def test_guidance_mixes_conditional_and_unconditional_in_one_batch():
 
     def run(feeds):
         calls.append(feeds)
-        unconditional = feeds["label"] == generation.NULL_LABEL
+        unconditional = feeds["label"] == ddim.NULL_LABEL
         return np.where(unconditional, 1.0, 3.0)[:, None, None, None] * np.ones_like(feeds["x"])
 
     x = np.zeros((2, 1, 28, 28), np.float32)
-    eps = generation.guided_eps(run, x, 5, digit=7, guidance=2.5)
+    eps = ddim.guided_eps(run, x, 5, digit=7, guidance=2.5)
     np.testing.assert_allclose(eps, 1.0 + 2.5 * (3.0 - 1.0))
     assert len(calls) == 1 and calls[0]["x"].shape[0] == 4 and calls[0]["t"].tolist() == [5] * 4
-    assert calls[0]["label"].tolist() == [7, 7, generation.NULL_LABEL, generation.NULL_LABEL]
-    np.testing.assert_allclose(generation.guided_eps(run, x, 5, digit=None, guidance=2.5), 1.0)
+    assert calls[0]["label"].tolist() == [7, 7, ddim.NULL_LABEL, ddim.NULL_LABEL]
+    np.testing.assert_allclose(ddim.guided_eps(run, x, 5, digit=None, guidance=2.5), 1.0)
 
 
 def test_seeds_and_images():
@@ -133,8 +133,8 @@ def test_seeds_and_images():
     assert 0 <= generation.resolve_seed(None) <= generation.MAX_SEED and generation.resolve_seed(7) == 7
     pixels = generation.to_uint8(np.array([-1.0, 0.0, 1.0, 2.0]).reshape(1, 1, 1, 4), (-1.0, 1.0))
     assert pixels.tolist() == [[[0, 128, 255, 255]]]
-    tiles = generation.grid(np.full((5, 28, 28), 255, np.uint8), columns=3)
+    tiles = images.grid(np.full((5, 28, 28), 255, np.uint8), columns=3)
     assert tiles.shape == (2 * 30 + 2, 3 * 30 + 2) and tiles.sum() == 5 * 28 * 28 * 255
     path = generation.interpolate(np.zeros(2, np.float32), np.ones(2, np.float32), 5)
     np.testing.assert_allclose(path[:, 0], [0, 0.25, 0.5, 0.75, 1.0])
-    assert generation.png(tiles) == generation.png(tiles.copy())
+    assert images.png(tiles) == images.png(tiles.copy())

@@ -10,7 +10,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from serving import generation
+from serving import ddim, generation
 
 from ..conftest import records_training_cost
 
@@ -94,9 +94,9 @@ def test_the_step_graph_loop_on_device_is_the_numpy_scheduler(trained_models, st
               for key, spec in card["graphs"].items()}
     scheduler = generation.scheduler_for(card["sampling"])
     guided = digit is not None
-    on_device = generation.ddim_sample_on_device(graphs["guided_step" if guided else "step"], guided, scheduler,
+    on_device = ddim.ddim_sample_on_device(graphs["guided_step" if guided else "step"], guided, scheduler,
                                                  seed=3, n=5, steps=steps, digit=digit, guidance=3.0)
-    on_host = generation.ddim_sample(lambda feeds: graphs["model"].run(None, feeds)[0], scheduler, 3, 5, steps,
+    on_host = ddim.ddim_sample(lambda feeds: graphs["model"].run(None, feeds)[0], scheduler, 3, 5, steps,
                                      digit, 3.0)
     assert np.abs(on_host).max() > 0.5  # real images, not an untouched buffer
     np.testing.assert_allclose(on_device, on_host, atol=1e-4)

@@ -150,7 +150,7 @@ def evaluate_digits(session, images_uint8: np.ndarray, labels: np.ndarray, repor
     probs = softmax(logits)
     predicted = probs.argmax(axis=1)
     matrix = metrics.confusion_matrix(labels, predicted, 10)
-    ten_class = metrics.classification_metrics(matrix, LABELS)
+    ten_class = metrics.classification_metrics(labels, predicted, LABELS)
     # Odd vs even (the seed's binary task): P(odd) is the mass of the odd digits.
     odd_score = probs[:, 1::2].sum(axis=1)
     is_odd = labels % 2 == 1

@@ -162,8 +162,9 @@ def evaluate_classifier(session, samples: list[tuple[str, int]], classes: list[s
     logits = np.concatenate([session.run(None, {"image": batch[i:i + 32]})[0] for i in range(0, len(batch), 32)])
     labels = np.array([label for _, label in samples])
     probs = softmax(logits)
-    matrix = metrics.confusion_matrix(labels, probs.argmax(axis=1), len(classes))
-    result = metrics.classification_metrics(matrix, classes)
+    predicted = probs.argmax(axis=1)
+    matrix = metrics.confusion_matrix(labels, predicted, len(classes))
+    result = metrics.classification_metrics(labels, predicted, classes)
     plot = plots.confusion_matrix_plot(matrix, classes, report_dir / "confusion_matrix.png", f"{NAME}: val")
     out = {"test_accuracy": result.pop("accuracy"), **result, "test_errors": int(matrix.sum() - np.trace(matrix)),
            "confusion_matrix": matrix.tolist(), "plots": [str(plot)]}

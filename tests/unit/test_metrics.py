@@ -58,8 +58,10 @@ def test_forecast_metrics_by_hand():
 
 def test_classification_metrics_on_a_hand_checked_confusion_matrix():
     # true a: 8 right, 2 called b; true b: 5 right, 5 called a
-    matrix = np.array([[8, 2], [5, 5]])
-    result = metrics.classification_metrics(matrix, ["a", "b"])
+    y_true = np.repeat([0, 1], 10)
+    y_pred = np.array([0] * 8 + [1] * 2 + [1] * 5 + [0] * 5)
+    assert metrics.confusion_matrix(y_true, y_pred, 2).tolist() == [[8, 2], [5, 5]]
+    result = metrics.classification_metrics(y_true, y_pred, ["a", "b"])
     assert result["accuracy"] == pytest.approx(13 / 20)
     a, b = result["per_class"]["a"], result["per_class"]["b"]
     assert a["precision"] == pytest.approx(8 / 13) and a["recall"] == pytest.approx(0.8)

@@ -3,9 +3,7 @@ temporary directory, two servers on one host."""
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import signal
 import subprocess
 import tempfile
@@ -20,6 +18,7 @@ import pytest
 from tests.integration.conftest import free_port, start_server
 
 from .conftest import serving
+from tests.model_copies import edited_copy
 from tests.pictures import GREY_PIXEL_PNG as PNG
 
 
@@ -60,14 +59,6 @@ def test_workers_end_with_their_supervisor(trained_models, tmp_path):
             httpx.get(f"{served.url}/readyz", timeout=2)
 
 
-def _broken_copy(trained_models: Path, tmp_path: Path, name: str, breaks) -> Path:
-    models = tmp_path / "models"
-    shutil.copytree(trained_models / name, models / name)
-    card_path = models / name / "card.json"
-    card_path.write_text(json.dumps(breaks(models / name, json.loads(card_path.read_text()))))
-    return models
-
-
 def _unloadable_graph(model_dir: Path, card: dict) -> dict:
     import hashlib
 
@@ -82,7 +73,7 @@ def _unloadable_graph(model_dir: Path, card: dict) -> dict:
     (lambda _dir, card: {key: value for key, value in card.items() if key != "graphs"}, "graphs: Field required"),
 ], ids=["graph ONNX Runtime cannot load", "card without graphs"])
 def test_a_model_that_cannot_load_stops_start_up_with_the_cause(trained_models, tmp_path, breaks, message):
-    models = _broken_copy(trained_models, tmp_path, "house-price-gbm", breaks)
+    models = edited_copy(trained_models, tmp_path, "house-price-gbm", breaks)
     log = tmp_path / "serve.log"
     process = start_server(models, free_port(), log)
     try:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 
@@ -13,6 +12,7 @@ from serving.errors import normalize
 from serving.registry import ModelLoadError, Registry, verify_models
 from serving.sessions import CPU, CUDA, batching_pays, providers_for
 from serving.settings import Settings
+from tests.model_copies import edited_copy
 
 
 def test_settings_from_env(monkeypatch):
@@ -85,16 +85,6 @@ def test_registry_refuses_a_tampered_graph(trained_models, tmp_path):
         verify_models(Settings(models_dir=models))
 
 
-def _edited_copy(trained_models: Path, tmp_path: Path, name: str, edit) -> Path:
-    models = tmp_path / "models"
-    shutil.copytree(trained_models / name, models / name)
-    card_path = models / name / "card.json"
-    card = json.loads(card_path.read_text())
-    edit(card)
-    card_path.write_text(json.dumps(card))
-    return models
-
-
 def test_every_exported_card_is_the_contract(trained_models):
     for card_path in sorted(trained_models.glob("*/card.json")):
         card = contract.validate(json.loads(card_path.read_text()), str(card_path))
@@ -110,7 +100,7 @@ def test_every_exported_card_is_the_contract(trained_models):
     ("vae", lambda card: card.update(schema_version=99), "schema_version"),
 ], ids=["renamed sampling key", "classifier without labels", "unknown dtype", "newer schema"])
 def test_a_card_that_breaks_the_contract_stops_start_up_naming_the_field(trained_models, tmp_path, name, edit, field):
-    models = _edited_copy(trained_models, tmp_path, name, edit)
+    models = edited_copy(trained_models, tmp_path, name, lambda _dir, card: [edit(card), card][1])  # edits in place
     with pytest.raises(ModelLoadError, match="not schema version") as caught:
         Registry(Settings(models_dir=models))
     assert field in str(caught.value) and name in str(caught.value)

@@ -9,14 +9,16 @@ on every platform), so one seed gives the same bytes anywhere. The diffusion sam
 
 from __future__ import annotations
 
-from typing import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any, Mapping
 
 import numpy as np
 import onnxruntime as ort
 
-from .card import DDIMSampling, LatentSampling, sampling_of
+from .card import Card, DDIMSampling, LatentSampling, sampling_of
 from .ddim import (GUIDED_STEP_GRAPH, STEP_GRAPH, DDIMScheduler, Run, Stop, ddim_sample_on_device, linear_betas,
                    never)
+from .errors import FieldError
 from .images import MNIST_MEAN, MNIST_STD
 
 MAX_SEED = 2**32 - 1
@@ -25,6 +27,39 @@ MAX_SEED = 2**32 - 1
 def resolve_seed(seed: int | None) -> int:
     """The request's seed, or a fresh one the answer will name so the client can replay it."""
     return int(np.random.default_rng().integers(0, MAX_SEED, endpoint=True)) if seed is None else seed
+
+
+@dataclass(frozen=True)
+class SamplingRequest:
+    """One generation request resolved against its model's card, in one place: the digit only
+    for a conditional model, DDIM steps within what the model was trained with, the card's
+    defaults for what the client left out, and a seed the answer names (drawn when none was sent).
+    The API process resolves it; the generation worker runs exactly these values."""
+
+    model: str
+    n: int
+    seed: int
+    digit: int | None = None
+    steps: int | None = None  # DDIM models only
+    guidance: float | None = None  # DDIM models only
+
+    @classmethod
+    def resolve(cls, card: Card, n: int, seed: int | None = None, digit: int | None = None,
+                steps: int | None = None, guidance: float | None = None) -> SamplingRequest:
+        if digit is not None and not card.conditional:
+            raise FieldError("digit", f"{card.name} is unconditional: leave digit out (see its card)")
+        sampling = card.sampling
+        if isinstance(sampling, DDIMSampling):
+            steps = sampling.default_steps if steps is None else steps
+            if steps > (most := sampling.schedule.train_steps):
+                raise FieldError("steps", f"must be at most {most} (the steps this model was trained with)",
+                                 "less_than_equal")
+            guidance = sampling.default_guidance if guidance is None else guidance
+        return cls(card.name, n, resolve_seed(seed), digit, steps, guidance)
+
+    def arguments(self) -> dict[str, Any]:
+        """The request as the generation worker's ``sample`` takes it."""
+        return asdict(self)
 
 
 def latents(seed: int, n: int, dim: int) -> np.ndarray:

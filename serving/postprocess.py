@@ -1,4 +1,4 @@
-"""Turning model outputs into answers: probabilities, ranked labels and a card's headline numbers (NumPy only)."""
+"""Turning model outputs into answers: probabilities, ranked labels, odd or even, a card's headline numbers."""
 
 from __future__ import annotations
 
@@ -15,6 +15,12 @@ def ranked(probabilities: np.ndarray, labels: list[str], k: int) -> list[dict[st
     """The ``k`` most probable labels of one row, most probable first."""
     order = np.argsort(-probabilities, kind="stable")[:k]
     return [{"label": labels[i], "probability": float(probabilities[i])} for i in order]
+
+
+def odd_even(probabilities: np.ndarray) -> tuple[str, float]:
+    """The seed's odd-vs-even task from one digit's ten probabilities: the odd digits' mass decides."""
+    odd = float(probabilities[1::2].sum())
+    return ("odd", odd) if odd >= 0.5 else ("even", 1.0 - odd)
 
 
 def headline_numbers(metrics: dict) -> dict[str, float]:

@@ -26,7 +26,7 @@ from .admission import GENERATION_PREFIX, AdmissionMiddleware, CancelWhenGone
 from .errors import ErrorShapeMiddleware, FieldError, Unavailable
 from .forecast import recursive_forecast, session_step
 from .oip import OipMiddleware
-from .postprocess import ranked, softmax
+from .postprocess import odd_even, ranked, softmax
 from .registry import Registry, verify_models
 from .schemas import (
     DEFAULT_TOP_K, DiffusionRequest, DigitParity, DigitRequest, DigitResponse, ForecastRequest, ForecastResponse,
@@ -247,11 +247,9 @@ class ZooServe:
         picture = images.pixels_to_image(pixels) if pixels is not None else images.decode(_read_upload(image))
         batch = images.to_mnist(picture, field="pixels" if pixels is not None else "image")[None]
         probabilities = self._classify(DIGITS_MODEL, batch)
-        odd = float(probabilities[1::2].sum())
-        return DigitResponse(
-            digit=int(probabilities.argmax()), probabilities=probabilities.tolist(),
-            parity=DigitParity(label="odd" if odd >= 0.5 else "even", probability=max(odd, 1.0 - odd)),
-            model=model.summary)
+        label, probability = odd_even(probabilities)
+        return DigitResponse(digit=int(probabilities.argmax()), probabilities=probabilities.tolist(),
+                             parity=DigitParity(label=label, probability=probability), model=model.summary)
 
     @bentoml.api(route="/images/classify", input_spec=ImageRequest)
     def images_classify(self, image: Path, top_k: int | None = None) -> ImageResponse:
@@ -280,17 +278,11 @@ class ZooServe:
     # The generation endpoints are async: they wait on the Generators worker without holding the
     # thread that this service's sync endpoints (the classifiers, forecasts) run on.
     async def _generate(self, name: str, n: int, seed: int | None, digit: int | None, format: str,
-                        **knobs: float | int) -> GeneratedImages | Response:
+                        steps: int | None = None, guidance: float | None = None) -> GeneratedImages | Response:
         model = self.registry.get(name)
-        if digit is not None and not model.card.conditional:
-            raise FieldError("digit", f"{name} is unconditional: leave digit out (see its card)")
-        steps = knobs.get("steps")
-        if steps is not None and steps > (most := model.card.sampling.schedule.train_steps):
-            raise FieldError("steps", f"must be at most {most} (the steps this model was trained with)",
-                             "less_than_equal")
-        seed = generation.resolve_seed(seed)
-        pictures = await self._call_generators("sample", model=name, n=n, seed=seed, digit=digit, **knobs)
-        return _images_answer(pictures, seed, model.summary, format)
+        request = generation.SamplingRequest.resolve(model.card, n, seed, digit, steps, guidance)
+        pictures = await self._call_generators("sample", **request.arguments())
+        return _images_answer(pictures, request.seed, model.summary, format)
 
     @bentoml.api(route="/generate/vae", input_spec=GenerateRequest)
     async def generate_vae(self, n: int, seed: int | None = None, digit: int | None = None,

@@ -6,7 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from serving import card as contract
 from serving import ddim, generation, images
+from serving.errors import FieldError
 from training.data import mnist_arrays
 from training.generative_eval import (FeatureModelMissing, classifier_score, digit_counts, feature_session,
                                        frechet_distance, gaussian_statistics)
@@ -138,3 +140,35 @@ def test_seeds_and_images():
     path = generation.interpolate(np.zeros(2, np.float32), np.ones(2, np.float32), 5)
     np.testing.assert_allclose(path[:, 0], [0, 0.25, 0.5, 0.75, 1.0])
     assert images.png(tiles) == images.png(tiles.copy())
+
+
+def _card(**sampling_changes) -> contract.Card:
+    sampling = {"kind": "ddim", "schedule": {"kind": "linear", "train_steps": 1000, "beta_start": 1e-4,
+                                             "beta_end": 0.02},
+                "default_steps": 50, "default_guidance": 1.25, "null_label": 10, "output_range": [-1.0, 1.0],
+                **sampling_changes}
+    tensor = {"name": "x", "dtype": "float32", "shape": [-1, 1, 28, 28]}
+    graph = {"file": "model.onnx", "sha256": "0" * 64, "opset": 17, "inputs": [tensor], "outputs": [tensor],
+             "parity": {}}
+    return contract.validate({"schema_version": 1, "name": "diffusion", "version": "v", "task": "image-generation",
+                              "profile": "quick", "graphs": {"model": graph}, "metrics": {}, "conditional": True,
+                              "sampling": sampling}, "test card")
+
+
+def test_a_sampling_request_takes_the_cards_defaults_and_bounds():
+    request = generation.SamplingRequest.resolve(_card(), n=4, seed=7)
+    assert request.arguments() == {"model": "diffusion", "n": 4, "seed": 7, "digit": None, "steps": 50,
+                                   "guidance": 1.25}
+    explicit = generation.SamplingRequest.resolve(_card(), n=1, seed=None, digit=3, steps=1000, guidance=0.0)
+    assert (explicit.digit, explicit.steps, explicit.guidance) == (3, 1000, 0.0)
+    assert 0 <= explicit.seed <= generation.MAX_SEED  # drawn, so the answer can name it
+    with pytest.raises(FieldError, match="at most 1000") as caught:
+        generation.SamplingRequest.resolve(_card(), n=1, steps=1001)
+    assert caught.value.field == "steps"
+
+
+def test_a_digit_for_an_unconditional_model_is_refused():
+    card = _card().model_copy(update={"conditional": False})
+    with pytest.raises(FieldError, match="unconditional") as caught:
+        generation.SamplingRequest.resolve(card, n=1, digit=3)
+    assert caught.value.field == "digit"

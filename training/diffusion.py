@@ -57,9 +57,10 @@ class Profile(GenerativeProfile):
 
 
 PROFILES = {
-    # About 2.5 minutes on 2 idle cores, tuned for the first run (README, "First run"): small batches
-    # give 3,400 updates in that time (per image, batch 32 costs about what batch 128 does), and
-    # min-SNR weighting makes each count; guidance 2 (1.25: FID 8.3, 74% read right; 3: 7.3, 97%).
+    # About 2.5 minutes of training on 2 idle cores (3.5 with its evaluation), tuned for the first
+    # run (README, "First run"): small batches give 3,400 updates in that time (per image, batch 32
+    # costs about what batch 128 does), and min-SNR weighting makes each count; guidance 2 on the
+    # validation slice (1.25: FID 8.3, 74% read right; 2: 6.0, 90%; 3: 7.3, 97%).
     "quick": Profile(epochs=2, train_images=None, eval_images=1000, eval_steps=DEFAULT_STEPS, guidance=2.0,
                      batch_size=32, lr=2e-3, ema_decay=0.995, min_snr_gamma=5.0),
     # 1.25 and 1.5 tie on validation FID, 2.0 costs more; rerun the sweep and `choose` after retraining.

@@ -27,9 +27,9 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from serving.ddim import GUIDED_STEP_GRAPH, NULL_LABEL, STEP_GRAPH, linear_betas
 
-from .export import Stopwatch, torch_graph
+from .export import torch_graph
 from .generative import GenerativeProfile, batches, card_fields, prepare, publish
-from .loop import fit, torch_threads
+from .loop import fit
 
 NAME = "diffusion"
 VALUE_RANGE = (-1.0, 1.0)
@@ -208,13 +208,10 @@ def train(profile: str = "full", seed: int = 0, limit: int | None = None, out_ro
     noise_val = torch.randn(x_val.shape, generator=fixed)
     y_val = torch.where(torch.rand(len(y_val), generator=fixed) < config.p_uncond, NULL_LABEL, y_val)
 
-    with Stopwatch() as watch, torch_threads(config.threads):
-        result = fit(model, batches(digits.x_train, digits.y_train, config.batch_size,
-                                    torch.Generator().manual_seed(seed)),
-                     step=step, validate=lambda m: float(m.loss(m.ema.module, x_val, y_val, t_val, noise_val)),
-                     optimizer=optimizer, scheduler=scheduler, scheduler_per_batch=True,
-                     epochs=config.epochs, checkpoint=checkpoint, desc=NAME)
-        watch.include_earlier(result)
+    result = fit(model, batches(digits.x_train, digits.y_train, config.batch_size, torch.Generator().manual_seed(seed)),
+                 step=step, validate=lambda m: float(m.loss(m.ema.module, x_val, y_val, t_val, noise_val)),
+                 optimizer=optimizer, scheduler=scheduler, scheduler_per_batch=True, epochs=config.epochs,
+                 checkpoint=checkpoint, desc=NAME, threads=config.threads)
 
     network = model.ema.module.eval()
     rng = np.random.default_rng(2)
@@ -248,5 +245,5 @@ def train(profile: str = "full", seed: int = 0, limit: int | None = None, out_ro
         "validation": {"best_ema_noise_mse": result.best_score, "best_epoch": result.best_epoch,
                        "epochs_run": result.epochs_run, "history": result.history},
     }
-    return publish(NAME, graphs, sampling, card, config.eval_images, out_root, watch, conditional=True,
+    return publish(NAME, graphs, sampling, card, config.eval_images, out_root, result.as_card(), conditional=True,
                    steps=config.eval_steps, guidance=config.guidance)

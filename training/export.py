@@ -60,25 +60,16 @@ class Graph:
 
 
 class Stopwatch:
-    """Wall-clock and process CPU time of a block: the card's sustainability figures.
-
-    A run resumed from a checkpoint adds, with ``include_earlier``, the time its interrupted
-    predecessors spent, so the card states the whole training's cost.
-    """
+    """Wall-clock and process CPU time of a block: the card's sustainability figures for the
+    trainings without an epoch loop (the PyTorch loop times its epochs itself: ``FitResult``)."""
 
     def __enter__(self) -> "Stopwatch":
         self._wall, self._cpu = time.perf_counter(), time.process_time()
-        self._earlier_wall = self._earlier_cpu = 0.0
         return self
 
-    def include_earlier(self, fit_result) -> None:
-        """Count the epochs an earlier, interrupted process trained (a ``loop.FitResult``)."""
-        self._earlier_wall += fit_result.earlier_wall_seconds
-        self._earlier_cpu += fit_result.earlier_cpu_seconds
-
     def __exit__(self, *_exc) -> None:
-        self.wall_seconds = round(time.perf_counter() - self._wall + self._earlier_wall, 2)
-        self.cpu_seconds = round(time.process_time() - self._cpu + self._earlier_cpu, 2)
+        self.wall_seconds = round(time.perf_counter() - self._wall, 2)
+        self.cpu_seconds = round(time.process_time() - self._cpu, 2)
 
     def as_card(self) -> dict[str, Any]:
         return {"wall_seconds": self.wall_seconds, "cpu_seconds": self.cpu_seconds, "device": "cpu"}

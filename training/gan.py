@@ -22,10 +22,10 @@ from torch.nn import functional as F
 
 from serving.generation import to_uint8
 
-from .export import Stopwatch, torch_graph
+from .export import torch_graph
 from .generative import GenerativeProfile, batches, card_fields, latent_sampling, prepare, publish
 from .generative_eval import selection_fid
-from .loop import fit, torch_threads
+from .loop import fit
 
 NAME = "gan"
 VALUE_RANGE = (-1.0, 1.0)
@@ -137,11 +137,9 @@ def train(profile: str = "full", seed: int = 0, limit: int | None = None, out_ro
     def validate(m: WGAN) -> float:
         return score(to_uint8(m.generator(z_selection).numpy(), VALUE_RANGE))
 
-    with Stopwatch() as watch, torch_threads(1):  # small convolutions on shared cores: one thread is fastest
-        result = fit(model, epoch, step=step, validate=validate, optimizer=generator_optimizer,
-                     epochs=config.epochs, checkpoint=checkpoint, extra_state={"critic_optimizer": critic_optimizer},
-                     desc=NAME)
-        watch.include_earlier(result)
+    result = fit(model, epoch, step=step, validate=validate, optimizer=generator_optimizer, epochs=config.epochs,
+                 checkpoint=checkpoint, extra_state={"critic_optimizer": critic_optimizer}, desc=NAME,
+                 threads=1)  # small convolutions on shared cores: one thread is fastest
 
     z = np.random.default_rng(2).standard_normal((512, config.latent_dim), dtype=np.float32)
 
@@ -163,4 +161,4 @@ def train(profile: str = "full", seed: int = 0, limit: int | None = None, out_ro
                        "epochs_run": result.epochs_run, "selection_images": SELECTION_IMAGES,
                        "history": result.history},
     }
-    return publish(NAME, graphs, sampling, card, config.eval_images, out_root, watch)
+    return publish(NAME, graphs, sampling, card, config.eval_images, out_root, result.as_card())

@@ -17,7 +17,7 @@ import torch
 
 from . import plots
 from .data import mnist_arrays
-from .export import Graph, Sessions, Stopwatch, export_model, models_dir
+from .export import Graph, Sessions, export_model, models_dir
 from .generative_eval import evaluate_generator, feature_session
 from .loop import seed_everything
 from .mnist import validation_split
@@ -96,7 +96,7 @@ def latent_sampling(latent_dim: int, value_range: tuple[float, float]) -> dict[s
 
 
 def publish(name: str, graphs: dict[str, Graph], sampling: dict[str, Any], card: dict[str, Any],
-            eval_images: int, out_root: Path, watch: Stopwatch,
+            eval_images: int, out_root: Path, training: dict[str, Any],
             extra_metrics: Callable[[Sessions], dict[str, Any]] = lambda _sessions: {},
             **eval_options: Any) -> dict:
     """Export through the shared step; the metrics are FID & co. of samples drawn from the graph."""
@@ -106,5 +106,5 @@ def publish(name: str, graphs: dict[str, Graph], sampling: dict[str, Any], card:
                                      **eval_options)
         return {**quality, **extra_metrics(sessions)}
 
-    return export_model(name, graphs, evaluate, {**card, "sampling": sampling, "training": watch.as_card()},
+    return export_model(name, graphs, evaluate, {**card, "sampling": sampling, "training": training},
                         out_root)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import random
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -44,8 +44,13 @@ class FitResult:
     best_epoch: int
     epochs_run: int
     history: list[dict[str, float]] = field(default_factory=list)
-    earlier_wall_seconds: float = 0.0
-    earlier_cpu_seconds: float = 0.0
+    # Every epoch's wall-clock and process CPU time, an interrupted predecessor's included (the
+    # checkpoint keeps them): the card states the whole training's cost.
+    wall_seconds: float = 0.0
+    cpu_seconds: float = 0.0
+
+    def as_card(self) -> dict[str, Any]:
+        return {"wall_seconds": round(self.wall_seconds, 2), "cpu_seconds": round(self.cpu_seconds, 2), "device": "cpu"}
 
 
 def fit(
@@ -63,6 +68,7 @@ def fit(
     extra_state: dict[str, Any] | None = None,
     desc: str = "train",
     leave: bool = True,
+    threads: int | None = None,
 ) -> FitResult:
     """Train ``model`` and leave it holding the weights of its best validation epoch.
 
@@ -71,10 +77,16 @@ def fit(
     set, the full state is saved after every epoch and a later call resumes from it;
     ``extra_state`` names what else a resumed run needs (objects with ``state_dict`` and
     ``load_state_dict``, e.g. a GAN critic's own optimizer that ``step`` drives). The checkpoint
-    also keeps the epochs' wall and CPU time, so a resumed run can report what the interrupted
-    processes spent (``earlier_*_seconds``) instead of only its own share.
+    also keeps the epochs' wall and CPU time, so a resumed run reports what the interrupted
+    processes spent too. ``threads``: torch's intra-op threads while training (default: as set).
     """
-    extra_state = extra_state or {}
+    with torch_threads(threads) if threads else nullcontext():
+        return _fit(model, batches, step, validate, optimizer, epochs, patience, scheduler, scheduler_per_batch,
+                    checkpoint, extra_state or {}, desc, leave)
+
+
+def _fit(model, batches, step, validate, optimizer, epochs, patience, scheduler, scheduler_per_batch, checkpoint,
+         extra_state, desc, leave) -> FitResult:
     state = {"epoch": 0, "best_score": float("inf"), "best_epoch": 0, "best_weights": None, "history": [],
              "wall_seconds": 0.0, "cpu_seconds": 0.0}
     if checkpoint is not None and checkpoint.exists():
@@ -89,7 +101,6 @@ def fit(
         torch.set_rng_state(saved["torch_rng"])
         print(f"{desc}: resumed from {checkpoint} after epoch {state['epoch']}")
 
-    earlier_wall, earlier_cpu = state["wall_seconds"], state["cpu_seconds"]
     progress = tqdm(range(state["epoch"], epochs), desc=desc, unit="epoch", initial=state["epoch"], total=epochs,
                     leave=leave)
     for epoch in progress:
@@ -131,4 +142,4 @@ def fit(
         model.load_state_dict(state["best_weights"])
     model.eval()
     return FitResult(state["best_score"], state["best_epoch"], state["epoch"], state["history"],
-                     earlier_wall, earlier_cpu)
+                     state["wall_seconds"], state["cpu_seconds"])

@@ -25,7 +25,7 @@ from serving.postprocess import softmax
 
 from . import metrics, plots
 from .data import mnist_arrays
-from .export import Sessions, Stopwatch, export_model, torch_graph
+from .export import Sessions, export_model, torch_graph
 from .loop import fit, seed_everything
 
 NAME = "mnist-cnn"
@@ -202,11 +202,9 @@ def train(profile: str = "full", seed: int = 0, limit: int | None = None, out_ro
                     for i in range(0, len(x_val), EVAL_BATCH))
         return wrong / len(x_val)  # validation error rate: lower is better
 
-    with Stopwatch() as watch:
-        result = fit(model, batches, step=lambda m, b: F.cross_entropy(m(b[0])[0], b[1], label_smoothing=0.05),
-                     validate=validate, optimizer=optimizer, scheduler=scheduler, scheduler_per_batch=True,
-                     epochs=config.epochs, checkpoint=checkpoint, desc=NAME)
-        watch.include_earlier(result)
+    result = fit(model, batches, step=lambda m, b: F.cross_entropy(m(b[0])[0], b[1], label_smoothing=0.05),
+                 validate=validate, optimizer=optimizer, scheduler=scheduler, scheduler_per_batch=True,
+                 epochs=config.epochs, checkpoint=checkpoint, desc=NAME)
 
     test_images, test_labels = mnist_arrays(train=False)
     parity_inputs = {"image": normalize(test_images[:512])}
@@ -228,7 +226,7 @@ def train(profile: str = "full", seed: int = 0, limit: int | None = None, out_ro
                                 "faint_ink": config.faint, "noise_sigma_up_to_0.1": config.noise},
                             "parameters": sum(p.numel() for p in model.parameters())},
         "validation": {"best_error": result.best_score, "best_epoch": result.best_epoch},
-        "training": watch.as_card(),
+        "training": result.as_card(),
     }
 
     def evaluate(sessions: Sessions) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from serving.postprocess import softmax
 
 from . import metrics, plots
 from .data import downloads_allowed, image_folder_root, load_image_folder
-from .export import Sessions, Stopwatch, export_model, torch_graph
+from .export import Sessions, export_model, torch_graph
 from .loop import fit, seed_everything
 
 NAME = "transfer-cnn"
@@ -213,10 +213,8 @@ def train(profile: str = "full", seed: int = 0, limit: int | None = None, out_ro
         losses = [F.cross_entropy(m(x), y, reduction="sum").item() for x, y in holdout_loader]
         return sum(losses) / len(holdout)
 
-    with Stopwatch() as watch:
-        result = fit(model, lambda: fit_loader, step, validate, optimizer, epochs=config.epochs,
-                     patience=config.patience, scheduler=scheduler, checkpoint=checkpoint, desc=NAME)
-        watch.include_earlier(result)
+    result = fit(model, lambda: fit_loader, step, validate, optimizer, epochs=config.epochs,
+                 patience=config.patience, scheduler=scheduler, checkpoint=checkpoint, desc=NAME)
 
     parity = torch.stack([eval_set[int(i)][0] for i in holdout[:16]]).numpy()
 
@@ -234,7 +232,7 @@ def train(profile: str = "full", seed: int = 0, limit: int | None = None, out_ro
                             "augmentation": "RandomResizedCrop(224) + horizontal flip",
                             "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)},
         "validation": {"best_holdout_loss": result.best_score, "best_epoch": result.best_epoch},
-        "training": watch.as_card(),
+        "training": result.as_card(),
     }
 
     def evaluate(sessions: Sessions) -> dict[str, Any]:

@@ -18,9 +18,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .export import Sessions, Stopwatch, torch_graph
+from .export import Sessions, torch_graph
 from .generative import GenerativeProfile, batches, card_fields, latent_sampling, prepare, publish
-from .loop import fit, torch_threads
+from .loop import fit
 
 NAME = "vae"
 VALUE_RANGE = (0.0, 1.0)
@@ -113,11 +113,10 @@ def train(profile: str = "full", seed: int = 0, limit: int | None = None, out_ro
     def validate(m: VAE) -> float:
         return float(m.negative_elbo(digits.x_val, torch.Generator().manual_seed(0)).mean())
 
-    with Stopwatch() as watch, torch_threads(1):  # small convolutions on shared cores: one thread is fastest
-        result = fit(model, batches(digits.x_train, digits.y_train, config.batch_size, generator),
-                     step=lambda m, b: m.negative_elbo(b[0]).mean(), validate=validate, optimizer=optimizer,
-                     epochs=config.epochs, checkpoint=checkpoint, desc=NAME)
-        watch.include_earlier(result)
+    result = fit(model, batches(digits.x_train, digits.y_train, config.batch_size, generator),
+                 step=lambda m, b: m.negative_elbo(b[0]).mean(), validate=validate, optimizer=optimizer,
+                 epochs=config.epochs, checkpoint=checkpoint, desc=NAME,
+                 threads=1)  # small convolutions on shared cores: one thread is fastest
 
     z = np.random.default_rng(1).standard_normal((512, config.latent_dim), dtype=np.float32)
     test = digits.x_test[:512]
@@ -138,5 +137,5 @@ def train(profile: str = "full", seed: int = 0, limit: int | None = None, out_ro
         "validation": {"best_negative_elbo_nats": result.best_score, "best_epoch": result.best_epoch,
                        "epochs_run": result.epochs_run},
     }
-    return publish(NAME, graphs, sampling, card, config.eval_images, out_root, watch,
+    return publish(NAME, graphs, sampling, card, config.eval_images, out_root, result.as_card(),
                    extra_metrics=lambda sessions: negative_elbo_on_test(sessions, digits.x_test, config.latent_dim))

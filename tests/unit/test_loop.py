@@ -28,9 +28,11 @@ def _run(checkpoint, epochs: int):
 
 def test_resume_continues_from_the_last_epoch_with_extra_state(tmp_path):
     checkpoint = tmp_path / "run.pt"
-    _run(checkpoint, epochs=2)
+    first, _, _ = _run(checkpoint, epochs=2)
     result, steps_taken, side_steps = _run(checkpoint, epochs=3)
     assert result.epochs_run == 3 and len(result.history) == 3
+    assert result.wall_seconds > first.wall_seconds > 0  # the card's cost counts the interrupted run's epochs
+    assert result.as_card()["cpu_seconds"] >= first.as_card()["cpu_seconds"]
     assert steps_taken == 1  # only the third epoch ran again
     assert float(side_steps) == 3.0  # the side optimizer's state came back from the checkpoint
 

@@ -127,16 +127,19 @@ MAX_IMAGES = 64
 
 
 class GenerateRequest(BaseModel):
-    """Digits from a generative model. The same request with the same seed gives the same bytes."""
+    """Digits from an unconditional generative model (the VAE, the GAN: no digit can be asked for).
+    The same request with the same seed gives the same bytes."""
 
     model_config = STRICT
     n: int = Field(ge=1, le=MAX_IMAGES, description="how many digits", examples=[16])
     seed: int | None = Field(None, ge=0, le=MAX_SEED, description="default: a fresh one, named in the answer")
-    digit: int | None = Field(None, ge=0, le=9, description="the digit to draw (conditional models only)")
     format: Literal["png", "json"] = Field("png", description="png: one image/png grid; json: base64 PNGs")
 
 
 class DiffusionRequest(GenerateRequest):
+    """Digits from the class-conditional diffusion model, optionally all of one requested digit."""
+
+    digit: int | None = Field(None, ge=0, le=9, description="the digit to draw (default: any)")
     steps: int | None = Field(None, ge=1, le=1000, description=(
         "DDIM denoising steps: fewer is faster, more is finer (default: the model card's, 50)"))
     guidance: float | None = Field(None, ge=0, le=20, description=(

@@ -285,16 +285,14 @@ class ZooServe:
         return _images_answer(pictures, request.seed, model.summary, format)
 
     @bentoml.api(route="/generate/vae", input_spec=GenerateRequest)
-    async def generate_vae(self, n: int, seed: int | None = None, digit: int | None = None,
-                           format: str = "png") -> GeneratedImages:
+    async def generate_vae(self, n: int, seed: int | None = None, format: str = "png") -> GeneratedImages:
         """Digits decoded from random points of the VAE's latent space (unconditional)."""
-        return await self._generate("vae", n, seed, digit, format)
+        return await self._generate("vae", n, seed, None, format)
 
     @bentoml.api(route="/generate/gan", input_spec=GenerateRequest)
-    async def generate_gan(self, n: int, seed: int | None = None, digit: int | None = None,
-                           format: str = "png") -> GeneratedImages:
+    async def generate_gan(self, n: int, seed: int | None = None, format: str = "png") -> GeneratedImages:
         """Digits from the GAN generator (unconditional; its card names the training objective)."""
-        return await self._generate("gan", n, seed, digit, format)
+        return await self._generate("gan", n, seed, None, format)
 
     @bentoml.api(route="/generate/diffusion", input_spec=DiffusionRequest)
     async def generate_diffusion(self, n: int, seed: int | None = None, digit: int | None = None,

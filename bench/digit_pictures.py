@@ -45,7 +45,8 @@ def _printed(rng: np.random.Generator, digit: int, ink: int | tuple[int, ...], p
     font = _font(rng, size, regular_only)
     glyph = Image.new(mode, (side, side), paper)
     draw = ImageDraw.Draw(glyph)
-    glyph_height = draw.textbbox((0, 0), str(digit), font=font)[3] - draw.textbbox((0, 0), str(digit), font=font)[1]
+    _, glyph_top, _, glyph_bottom = draw.textbbox((0, 0), str(digit), font=font)
+    glyph_height = glyph_bottom - glyph_top
     stroke = round(stroke_fraction * glyph_height)  # Pillow's outline, added on each side of every stroke
     left, top, right, bottom = draw.textbbox((0, 0), str(digit), font=font, stroke_width=stroke)
     x = (side - (right - left)) / 2 - left + rng.uniform(-0.1, 0.1) * side
@@ -129,7 +130,7 @@ def gradient(rng: np.random.Generator, digit: int) -> bytes:
 
 @lru_cache(maxsize=1)
 def _handwriting() -> tuple[np.ndarray, np.ndarray]:
-    from training.data import mnist_arrays  # the bench's only training import: real handwriting
+    from training.data import mnist_arrays  # real handwriting, loaded only when this family is drawn
 
     return mnist_arrays(train=False)
 

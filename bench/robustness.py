@@ -23,6 +23,8 @@ from PIL import Image, ImageDraw
 from loadtests.report import markdown_table
 from serving.errors import ServiceError
 from serving.images import MNIST_MEAN, MNIST_STD, decode, to_mnist
+from serving.registry import read_verified_card
+from training.plots import reports_dir
 
 from .digit_pictures import FAMILIES, family
 
@@ -67,10 +69,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--label", default="", help="a name for this run in the report (e.g. before/after)")
     args = parser.parse_args(argv)
-    card = json.loads((args.models_dir / "mnist-cnn" / "card.json").read_text())
-    session = ort.InferenceSession(str(args.models_dir / "mnist-cnn" / "model.onnx"), providers=["CPUExecutionProvider"])
-    out = Path(os.environ.get("ZOOSERVE_REPORTS_DIR", "reports")) / "robustness"
-    out.mkdir(parents=True, exist_ok=True)
+    model_dir = args.models_dir / "mnist-cnn"
+    card = read_verified_card(model_dir)  # the graph the service would serve, its sha256 checked
+    session = ort.InferenceSession(str(model_dir / card.graphs["model"].file), providers=["CPUExecutionProvider"])
+    out = reports_dir("robustness")
     rows = []
     for name in FAMILIES:
         pictures = family(name, args.per_family, args.seed)
@@ -79,8 +81,8 @@ def main(argv: list[str] | None = None) -> None:
         rows.append({"family": name, "pictures": result["pictures"], "accuracy": result["accuracy"],
                      "refused": result["refused"]})
         print(json.dumps(rows[-1]), flush=True)
-    report = {"label": args.label, "model": {"name": "mnist-cnn", "version": card["version"]},
-              "mnist_test_accuracy_through_upload": card["metrics"].get("test_accuracy_through_upload_preprocessing"),
+    report = {"label": args.label, "model": {"name": "mnist-cnn", "version": card.version},
+              "mnist_test_accuracy_through_upload": card.metrics.get("test_accuracy_through_upload_preprocessing"),
               "seed": args.seed, "rows": rows}
     (out / "robustness.json").write_text(json.dumps(report, indent=2))
     table = markdown_table(["family", "pictures", "accuracy", "refused (400)"],

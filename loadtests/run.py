@@ -16,9 +16,8 @@ import sys
 from pathlib import Path
 
 from loadtests import report
-from loadtests.server import pinned, served
+from loadtests.server import REPO, pinned, served
 
-REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 RATE = float(os.environ.get("LOADTEST_RATE_PER_USER", "5"))  # requests/s each constant-throughput user offers
 

@@ -114,7 +114,7 @@ class AccessMiddleware:
         finally:
             if body is not None and len(body) > LARGE_BODY:
                 del body
-                release_freed_memory()
+                await asyncio.to_thread(release_freed_memory)  # a syscall that walks the heap: not on the loop
 
     async def _read_body(self, receive: Receive) -> bytes:
         """The whole body, read before the request takes a slot: a client that stalls mid-body is

@@ -22,8 +22,8 @@ class Strict(BaseModel):
 
 class Tensor(Strict):
     name: str
-    dtype: Literal["bool", "uint8", "uint16", "uint32", "uint64", "int8", "int16", "int32", "int64", "float16",
-                   "float32", "float64"]  # NumPy's names, the ones the Open Inference Protocol has
+    # NumPy's names of the types serving.oip carries (its DATATYPES): a card with another would fail at /v2.
+    dtype: Literal["bool", "uint8", "int32", "int64", "float16", "float32", "float64"]
     shape: list[int]  # -1: any size
     unit: str = ""
 
@@ -76,7 +76,7 @@ def sampling_of(data: dict[str, Any] | LatentSampling | DDIMSampling) -> LatentS
 class Card(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    schema_version: Literal[1]
+    schema_version: Literal[SCHEMA_VERSION]
     name: str = Field(pattern=r"^[a-z0-9-]+$")
     version: str
     task: Literal[TASKS]

@@ -76,7 +76,7 @@ def to_mnist(image: Image.Image, field: str = "image") -> np.ndarray:
     dropped, ink 0..1); crop to the ink; fit into 20x20 keeping the aspect ratio; place in 28x28
     with the centre of mass at the centre; then (x - mean) / std.
     """
-    strokes = ink.ink(np.asarray(_on_white(image).convert("L"), dtype=np.float32) / 255.0)
+    strokes = ink.ink(_on_white(image).convert("L"))
     if strokes is None:
         raise ImageError(f"{field}: no digit found (the image is blank or has no contrast)")
     rows, cols = np.nonzero(strokes > INK_THRESHOLD)

@@ -32,14 +32,16 @@ MARGIN = 2  # pixels kept around the strokes: their anti-aliased edges
 MIN_CONTRAST = 0.1  # ink at least this far above the paper (0-1 scale) or there is no digit
 
 
-def reduce(gray: np.ndarray) -> np.ndarray:
-    """Area-average down to at most WORK_SIDE on the longer side; small pictures stay as they are."""
-    height, width = gray.shape
+def reduce(picture: Image.Image) -> np.ndarray:
+    """An 8-bit grayscale picture area-averaged down to at most WORK_SIDE on its longer side (small
+    ones stay as they are), then as floats in [0, 1]: a 40-megapixel upload never becomes a
+    full-size float array."""
+    width, height = picture.size
     factor = max(height, width) / WORK_SIDE
-    if factor <= 1:
-        return gray
-    size = (max(1, round(width / factor)), max(1, round(height / factor)))
-    return np.asarray(Image.fromarray(gray, mode="F").resize(size, Image.Resampling.BOX), dtype=np.float32)
+    if factor > 1:
+        picture = picture.resize((max(1, round(width / factor)), max(1, round(height / factor))),
+                                 Image.Resampling.BOX)
+    return np.asarray(picture, dtype=np.float32) / 255.0
 
 
 def border_level(gray: np.ndarray) -> float:
@@ -129,9 +131,9 @@ def _grow(mask: np.ndarray, pixels: int) -> np.ndarray:
     return np.asarray(image.filter(ImageFilter.MaxFilter(2 * pixels + 1))) > 0
 
 
-def ink(gray: np.ndarray) -> np.ndarray | None:
-    """Ink strength in [0, 1] (0: paper) of a grayscale picture in [0, 1]; None: no digit in it."""
-    gray = reduce(gray)
+def ink(picture: Image.Image) -> np.ndarray | None:
+    """Ink strength in [0, 1] (0: paper) of an 8-bit grayscale picture; None: no digit in it."""
+    gray = reduce(picture)
     if border_level(gray) > 0.5:
         gray = 1.0 - gray
     gray = median3(gray)

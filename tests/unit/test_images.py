@@ -9,14 +9,8 @@ import pytest
 from PIL import Image
 
 from serving import images, ink
-from tests.pictures import png_header
+from tests.pictures import png, png_header
 from training.data import mnist_arrays
-
-
-def _png(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +150,7 @@ def test_decode_limits(data, status, message):
 
 
 def test_truncated_file_is_an_error(digits):
-    data = _png(Image.fromarray(digits[0][0]).resize((200, 200)))
+    data = png(np.asarray(Image.fromarray(digits[0][0]).resize((200, 200))))
     with pytest.raises(images.ImageError, match="truncated"):
         images.decode(data[: len(data) // 2])
 

@@ -19,7 +19,7 @@ import numpy as np
 import onnxruntime as ort
 
 from serving import ddim, generation
-from serving.card import sampling_of
+from serving.card import DDIMSampling, sampling_of
 from training.diffusion import DenoisingStep, step_inputs
 from training.export import torch_reference
 from training.loop import torch_threads
@@ -42,7 +42,7 @@ def _settings(ctx: Context) -> tuple[int, tuple[int, ...], int]:
 class Samplers:
     """One guided request on either engine: images in [-1, 1] (compared) or gray levels (timed)."""
 
-    sampling: dict[str, Any]
+    sampling: DDIMSampling
     step: ort.InferenceSession  # the guided step graph holding the PyTorch module's weights
     served_step: ort.InferenceSession  # the card's guided step graph (the same one when weights were loaded)
     eps: ddim.Run  # the eager U-Net
@@ -60,7 +60,7 @@ class Samplers:
         return generation.generate(self.sampling, {GUIDED: session or self.step}, SEED, n, DIGIT, steps, GUIDANCE)
 
     def torch_digits(self, n: int, steps: int) -> np.ndarray:
-        return generation.to_uint8(self.torch_images(n, steps), sampling_of(self.sampling).output_range)
+        return generation.to_uint8(self.torch_images(n, steps), self.sampling.output_range)
 
 
 def _samplers(card: dict[str, Any], ctx: Context, scratch: Path) -> tuple[Samplers, str]:
@@ -70,13 +70,13 @@ def _samplers(card: dict[str, Any], ctx: Context, scratch: Path) -> tuple[Sample
     served = ort_session(folder / card["graphs"][GUIDED]["file"], ctx)
     graph, step = pytorch.SERVED, served
     if not pytorch.load_served_weights(unet, folder / card["graphs"]["model"]["file"]):
-        alphas = generation.scheduler_for(card["sampling"]).alphas_cumprod
+        alphas = generation.scheduler_for(sampling_of(card["sampling"])).alphas_cumprod
         example = step_inputs(alphas, 2, np.random.default_rng(0), guided=True)
         path = pytorch.fresh_export(DenoisingStep(unet, guided=True).eval(), example, ["x_prev"],
                                     scratch / "guided_step.onnx")
         graph, step = pytorch.FRESH, ort_session(path, ctx)
     eager = torch_reference(unet)
-    return Samplers(card["sampling"], step, served, lambda feeds: eager(feeds)[0]), graph
+    return Samplers(sampling_of(card["sampling"]), step, served, lambda feeds: eager(feeds)[0]), graph
 
 
 def _request(sample, n: int, steps: int, repeats: int, ctx: Context) -> dict[str, float]:

@@ -63,6 +63,11 @@ class DDIMSampling(Strict):
     null_label: int
     output_range: tuple[float, float]
 
+    def resolved(self, steps: int | None = None, guidance: float | None = None) -> tuple[int, float]:
+        """The steps and guidance a sample is drawn with: the card's defaults for those left out."""
+        return (self.default_steps if steps is None else steps,
+                self.default_guidance if guidance is None else guidance)
+
 
 Sampling = Annotated[Union[LatentSampling, DDIMSampling], Field(discriminator="kind")]
 _sampling = TypeAdapter(Sampling)

@@ -13,7 +13,7 @@ from typing import Callable
 import numpy as np
 import onnxruntime as ort
 
-NULL_LABEL = 10  # the diffusion model's "no digit" class: trained with labels dropped to it
+NULL_LABEL = 10  # the "no digit" class training drops labels to; the card names it (sampling.null_label) for the sampler
 STEP_GRAPH, GUIDED_STEP_GRAPH = "step", "guided_step"  # the diffusion model's one-DDIM-step graphs
 
 # feeds -> the graph's first output, e.g. ``lambda feeds: session.run(None, feeds)[0]``
@@ -59,7 +59,8 @@ def linear_betas(train_steps: int, start: float, end: float) -> np.ndarray:
     return np.linspace(start, end, train_steps, dtype=np.float64)
 
 
-def guided_eps(run: Run, x: np.ndarray, t: int, digit: int | None, guidance: float) -> np.ndarray:
+def guided_eps(run: Run, x: np.ndarray, t: int, digit: int | None, guidance: float,
+               null_label: int = NULL_LABEL) -> np.ndarray:
     """Classifier-free guidance: ``eps_u + w (eps_c - eps_u)``, both in one batch of 2N.
 
     Without a digit the model runs once, unconditioned (the null label).
@@ -67,8 +68,8 @@ def guided_eps(run: Run, x: np.ndarray, t: int, digit: int | None, guidance: flo
     n = len(x)
     steps = np.full(n, t, np.int64)
     if digit is None:
-        return run({"x": x, "t": steps, "label": np.full(n, NULL_LABEL, np.int64)})
-    labels = np.r_[np.full(n, digit, np.int64), np.full(n, NULL_LABEL, np.int64)]
+        return run({"x": x, "t": steps, "label": np.full(n, null_label, np.int64)})
+    labels = np.r_[np.full(n, digit, np.int64), np.full(n, null_label, np.int64)]
     both = run({"x": np.concatenate([x, x]), "t": np.concatenate([steps, steps]), "label": labels})
     conditional, unconditional = both[:n], both[n:]
     return unconditional + guidance * (conditional - unconditional)
@@ -79,7 +80,7 @@ def initial_noise(seed: int, n: int) -> np.ndarray:
 
 
 def ddim_sample(run: Run, scheduler: DDIMScheduler, seed: int, n: int, steps: int, digit: int | None,
-                guidance: float) -> np.ndarray:
+                guidance: float, null_label: int = NULL_LABEL) -> np.ndarray:
     """``n`` images (N, 1, 28, 28) in [-1, 1] from noise drawn with ``seed``, on the host.
 
     The reference sampler: NumPy around any noise predictor (the PyTorch network in the
@@ -88,7 +89,7 @@ def ddim_sample(run: Run, scheduler: DDIMScheduler, seed: int, n: int, steps: in
     scheduler.set_timesteps(steps)
     x = initial_noise(seed, n)
     for t in scheduler.timesteps:
-        x = scheduler.step(guided_eps(run, x, int(t), digit, guidance), int(t), x)
+        x = scheduler.step(guided_eps(run, x, int(t), digit, guidance, null_label), int(t), x)
     return x
 
 
@@ -111,7 +112,8 @@ def session_device(session: ort.InferenceSession) -> tuple[str, int]:
 
 
 def ddim_sample_on_device(step: ort.InferenceSession, guided: bool, scheduler: DDIMScheduler, seed: int, n: int,
-                          steps: int, digit: int | None, guidance: float, stop: Stop = never) -> np.ndarray:
+                          steps: int, digit: int | None, guidance: float, null_label: int = NULL_LABEL,
+                          stop: Stop = never) -> np.ndarray:
     """``ddim_sample`` through a step graph with IO binding: no host copy between steps.
 
     Every step's inputs are placed on the device before the loop; the image alternates between
@@ -130,7 +132,7 @@ def ddim_sample_on_device(step: ort.InferenceSession, guided: bool, scheduler: D
         return on_device(np.full(n, value, dtype))
 
     binding = step.io_binding()
-    binding.bind_ortvalue_input("label", per_row(NULL_LABEL if digit is None else digit, np.int64))
+    binding.bind_ortvalue_input("label", per_row(null_label if digit is None else digit, np.int64))
     if guided:
         binding.bind_ortvalue_input("guidance", per_row(guidance, np.float32))
     schedule = [(per_row(t, np.int64), *(per_row(a, np.float32) for a in scheduler.alphas(t)))

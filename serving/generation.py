@@ -15,7 +15,7 @@ from typing import Any, Mapping
 import numpy as np
 import onnxruntime as ort
 
-from .card import Card, DDIMSampling, LatentSampling, sampling_of
+from .card import Card, DDIMSampling, LatentSampling
 from .ddim import (GUIDED_STEP_GRAPH, STEP_GRAPH, DDIMScheduler, Run, Stop, ddim_sample_on_device, linear_betas,
                    never)
 from .errors import FieldError
@@ -50,11 +50,10 @@ class SamplingRequest:
             raise FieldError("digit", f"{card.name} is unconditional: leave digit out (see its card)")
         sampling = card.sampling
         if isinstance(sampling, DDIMSampling):
-            steps = sampling.default_steps if steps is None else steps
+            steps, guidance = sampling.resolved(steps, guidance)
             if steps > (most := sampling.schedule.train_steps):
                 raise FieldError("steps", f"must be at most {most} (the steps this model was trained with)",
                                  "less_than_equal")
-            guidance = sampling.default_guidance if guidance is None else guidance
         return cls(card.name, n, resolve_seed(seed), digit, steps, guidance)
 
     def arguments(self) -> dict[str, Any]:
@@ -80,9 +79,8 @@ def interpolate(start: np.ndarray, end: np.ndarray, frames: int) -> np.ndarray:
     return (1.0 - weights) * start[None] + weights * end[None]
 
 
-def decode(sampling: LatentSampling | dict, run: Run, z: np.ndarray) -> np.ndarray:
+def decode(sampling: LatentSampling, run: Run, z: np.ndarray) -> np.ndarray:
     """Latent points (N, latent_dim) through a decoder or generator graph -> uint8 digits (N, 28, 28)."""
-    sampling = sampling_of(sampling)
     return to_uint8(run({sampling.input: np.asarray(z, np.float32)}), sampling.output_range)
 
 
@@ -92,28 +90,28 @@ def encoder_input(normalized: np.ndarray, value_range: tuple[float, float]) -> n
     return (low + (high - low) * (normalized * MNIST_STD + MNIST_MEAN)).astype(np.float32)
 
 
-def scheduler_for(sampling: DDIMSampling | dict) -> DDIMScheduler:
-    schedule = sampling_of(sampling).schedule
+def scheduler_for(sampling: DDIMSampling) -> DDIMScheduler:
+    schedule = sampling.schedule
     return DDIMScheduler(linear_betas(schedule.train_steps, schedule.beta_start, schedule.beta_end))
 
 
-def generate(sampling: LatentSampling | DDIMSampling | dict, sessions: Mapping[str, ort.InferenceSession], seed: int, n: int,
-             digit: int | None = None, steps: int | None = None, guidance: float | None = None,
+def generate(sampling: LatentSampling | DDIMSampling, sessions: Mapping[str, ort.InferenceSession], seed: int,
+             n: int, digit: int | None = None, steps: int | None = None, guidance: float | None = None,
              stop: Stop = never) -> np.ndarray:
     """``n`` uint8 digits (N, 28, 28) from a model whose card's ``sampling`` says how to draw them
-    (typed, or the card's JSON section as training and the benchmarks read it).
+    (``card.sampling_of`` types the JSON section for tools that read cards directly).
 
     ``latent``: one decoder/generator call on ``latents(seed, ...)``; ``ddim``: the DDIM loop on
     the step graph (the guided one when a digit is asked for), ``steps`` and ``guidance``
     defaulting to the card's. ``stop`` is asked before each step: true ends the loop early
     (``SamplingStopped``), when the caller has gone.
     """
-    sampling = sampling_of(sampling)
     if isinstance(sampling, LatentSampling):
         return decode(sampling, lambda feeds: sessions["model"].run(None, feeds)[0],
                       latents(seed, n, sampling.latent_dim))
     guided = digit is not None
+    steps, guidance = sampling.resolved(steps, guidance)
     images = ddim_sample_on_device(sessions[GUIDED_STEP_GRAPH if guided else STEP_GRAPH], guided,
-                                   scheduler_for(sampling), seed, n, steps or sampling.default_steps, digit,
-                                   sampling.default_guidance if guidance is None else guidance, stop)
+                                   scheduler_for(sampling), seed, n, steps, digit, guidance,
+                                   null_label=sampling.null_label, stop=stop)
     return to_uint8(images, sampling.output_range)

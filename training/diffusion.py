@@ -38,7 +38,7 @@ DEFAULT_STEPS = 50
 VALIDATION_IMAGES = 1000
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Profile(GenerativeProfile):
     eval_steps: int
     # The card's default guidance, chosen per profile by `python -m training.guidance_sweep` on the
@@ -52,7 +52,7 @@ class Profile(GenerativeProfile):
     # Min-SNR-gamma loss weights (Hang et al., 2023): min(SNR_t, gamma) / SNR_t takes weight off the
     # nearly clean timesteps, whose easy targets otherwise slow how fast the image's structure is learned.
     min_snr_gamma: float | None = None
-    threads: int = 2
+    threads: int = 2  # its wider network keeps both cores busy
     bf16: bool = True  # bfloat16 autocast: 2.4x faster steps where the CPU has bf16 units; fp32 weights and export
 
 

@@ -32,7 +32,7 @@ VALUE_RANGE = (-1.0, 1.0)
 SELECTION_IMAGES = 2000
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Profile(GenerativeProfile):
     latent_dim: int = 64
     width: int = 32
@@ -139,7 +139,7 @@ def train(profile: str = "full", seed: int = 0, limit: int | None = None, out_ro
 
     result = fit(model, epoch, step=step, validate=validate, optimizer=generator_optimizer, epochs=config.epochs,
                  checkpoint=checkpoint, extra_state={"critic_optimizer": critic_optimizer}, desc=NAME,
-                 threads=1)  # small convolutions on shared cores: one thread is fastest
+                 threads=config.threads)
 
     z = np.random.default_rng(2).standard_normal((512, config.latent_dim), dtype=np.float32)
 

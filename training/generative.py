@@ -15,6 +15,8 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
+from serving.card import sampling_of
+
 from . import plots
 from .data import mnist_arrays
 from .export import Graph, Sessions, export_model, models_dir
@@ -23,13 +25,15 @@ from .loop import seed_everything
 from .mnist import validation_split
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class GenerativeProfile:
     """What every generative family's profile has; each family adds its own hyperparameters."""
 
     epochs: int
     train_images: int | None  # None: all 55,000 after the validation slice
     eval_images: int  # generated for the card's FID (10,000 in the full profile)
+    # torch's intra-op threads while training: small convolutions on shared cores run fastest on one.
+    threads: int = 1
 
 
 @dataclass(frozen=True)
@@ -102,7 +106,7 @@ def publish(name: str, graphs: dict[str, Graph], sampling: dict[str, Any], card:
     """Export through the shared step; the metrics are FID & co. of samples drawn from the graph."""
 
     def evaluate(sessions: Sessions) -> dict[str, Any]:
-        quality = evaluate_generator(out_root, sampling, sessions, eval_images, plots.reports_dir(name), name,
+        quality = evaluate_generator(out_root, sampling_of(sampling), sessions, eval_images, plots.reports_dir(name), name,
                                      **eval_options)
         return {**quality, **extra_metrics(sessions)}
 

@@ -18,6 +18,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import onnxruntime as ort
 
+from serving.card import DDIMSampling, LatentSampling
 from serving.generation import generate
 from serving.images import grid, png
 from serving.postprocess import softmax
@@ -104,13 +105,13 @@ def digit_counts(images: int) -> np.ndarray:
     return counts
 
 
-def _generate_many(sampling: dict, sessions: Mapping[str, ort.InferenceSession], total: int, seed: int,
+def _generate_many(sampling: LatentSampling | DDIMSampling, sessions: Mapping[str, ort.InferenceSession], total: int, seed: int,
                    **knobs: Any) -> np.ndarray:
     return np.concatenate([generate(sampling, sessions, seed + start, min(CHUNK, total - start), **knobs)
                            for start in range(0, total, CHUNK)])
 
 
-def conditional_samples(sampling: dict, sessions: Mapping[str, ort.InferenceSession], images: int, seed: int,
+def conditional_samples(sampling: DDIMSampling, sessions: Mapping[str, ort.InferenceSession], images: int, seed: int,
                         **knobs: Any) -> tuple[np.ndarray, np.ndarray]:
     """``images`` digits requested as often as ``digit_counts`` says, and the digit each was asked for."""
     counts = digit_counts(images)
@@ -119,7 +120,7 @@ def conditional_samples(sampling: dict, sessions: Mapping[str, ort.InferenceSess
     return samples, np.repeat(np.arange(10), counts)
 
 
-def evaluate_generator(models_root: Path, sampling: dict, sessions: Mapping[str, ort.InferenceSession], images: int,
+def evaluate_generator(models_root: Path, sampling: LatentSampling | DDIMSampling, sessions: Mapping[str, ort.InferenceSession], images: int,
                        report_dir: Path, title: str, conditional: bool = False, seed: int = 0, **knobs: Any) -> dict[str, Any]:
     """The card's quality metrics for ``images`` samples, and ``report_dir/samples.png``.
 

@@ -15,6 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
+from serving.card import sampling_of
 from serving.ddim import GUIDED_STEP_GRAPH
 from serving.postprocess import softmax
 
@@ -45,7 +46,7 @@ def sweep(models_root: Path, weights: list[float], images: int, steps: int | Non
     classifier = feature_session(models_root)
     rows = []
     for weight in weights:
-        samples, requested = conditional_samples(card["sampling"], sessions, images, seed, steps=steps, guidance=weight)
+        samples, requested = conditional_samples(sampling_of(card["sampling"]), sessions, images, seed, steps=steps, guidance=weight)
         read = softmax(logits_and_features(classifier, normalize(samples))[0])
         rows.append({"guidance": weight, "fid_vs_validation": fid(samples),
                      "conditional_accuracy": float((read.argmax(axis=1) == requested).mean()),
@@ -66,7 +67,7 @@ def choose(models_root: Path) -> dict:
     sessions = {GUIDED_STEP_GRAPH: cpu_session(models_root / NAME / card["graphs"][GUIDED_STEP_GRAPH]["file"])}
     measured = card["metrics"]
     card["metrics"] = {**measured, **evaluate_generator(
-        models_root, card["sampling"], sessions, measured["generated_images"], reports_dir(NAME), NAME,
+        models_root, sampling_of(card["sampling"]), sessions, measured["generated_images"], reports_dir(NAME), NAME,
         conditional=True, seed=measured["sampling"]["seed"], steps=measured["sampling"]["steps"],
         guidance=best["guidance"])}
     card["guidance_choice"] = {"rule": f"lowest FID against the validation slice among weights with conditional "

@@ -15,6 +15,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from serving.card import DDIMSampling, sampling_of
+
 from .export import cpu_session, models_dir
 from .generative_eval import evaluate_generator
 from .plots import reports_dir
@@ -27,9 +29,8 @@ HEADLINE = ("mean_top_class_probability", "classifier_score", "conditional_accur
 def judge(models_root: Path, judge_root: Path, name: str, images: int, seed: int) -> dict[str, Any]:
     card = json.loads((models_root / name / "card.json").read_text())
     sessions = {graph: cpu_session(models_root / name / spec["file"]) for graph, spec in card["graphs"].items()}
-    sampling = card["sampling"]
-    knobs = {"steps": sampling["default_steps"], "guidance": sampling["default_guidance"]} \
-        if sampling["kind"] == "ddim" else {}
+    sampling = sampling_of(card["sampling"])
+    knobs = dict(zip(("steps", "guidance"), sampling.resolved())) if isinstance(sampling, DDIMSampling) else {}
     metrics = evaluate_generator(judge_root, sampling, sessions, images, reports_dir(f"judge-{name}"), name,
                                  conditional=card["conditional"], seed=seed, **knobs)
     return {"model": name, "profile": card["profile"], "version": card["version"],

@@ -52,6 +52,13 @@ class FitResult:
     def as_card(self) -> dict[str, Any]:
         return {"wall_seconds": round(self.wall_seconds, 2), "cpu_seconds": round(self.cpu_seconds, 2), "device": "cpu"}
 
+    @staticmethod
+    def total_card(results: Iterable[FitResult]) -> dict[str, Any]:
+        """The card's training cost of an ensemble: every member's fit added up."""
+        results = list(results)
+        return FitResult(0.0, 0, 0, wall_seconds=sum(r.wall_seconds for r in results),
+                         cpu_seconds=sum(r.cpu_seconds for r in results)).as_card()
+
 
 def fit(
     model: torch.nn.Module,
@@ -81,11 +88,12 @@ def fit(
     processes spent too. ``threads``: torch's intra-op threads while training (default: as set).
     """
     with torch_threads(threads) if threads else nullcontext():
-        return _fit(model, batches, step, validate, optimizer, epochs, patience, scheduler, scheduler_per_batch,
-                    checkpoint, extra_state or {}, desc, leave)
+        return _fit(model, batches, step, validate, optimizer, epochs=epochs, patience=patience, scheduler=scheduler,
+                    scheduler_per_batch=scheduler_per_batch, checkpoint=checkpoint, extra_state=extra_state or {},
+                    desc=desc, leave=leave)
 
 
-def _fit(model, batches, step, validate, optimizer, epochs, patience, scheduler, scheduler_per_batch, checkpoint,
+def _fit(model, batches, step, validate, optimizer, *, epochs, patience, scheduler, scheduler_per_batch, checkpoint,
          extra_state, desc, leave) -> FitResult:
     state = {"epoch": 0, "best_score": float("inf"), "best_epoch": 0, "best_weights": None, "history": [],
              "wall_seconds": 0.0, "cpu_seconds": 0.0}

@@ -27,7 +27,7 @@ VALUE_RANGE = (0.0, 1.0)
 ELBO_SAMPLES_SEED = 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Profile(GenerativeProfile):
     latent_dim: int = 16
     batch_size: int = 128
@@ -116,7 +116,7 @@ def train(profile: str = "full", seed: int = 0, limit: int | None = None, out_ro
     result = fit(model, batches(digits.x_train, digits.y_train, config.batch_size, generator),
                  step=lambda m, b: m.negative_elbo(b[0]).mean(), validate=validate, optimizer=optimizer,
                  epochs=config.epochs, checkpoint=checkpoint, desc=NAME,
-                 threads=1)  # small convolutions on shared cores: one thread is fastest
+                 threads=config.threads)
 
     z = np.random.default_rng(1).standard_normal((512, config.latent_dim), dtype=np.float32)
     test = digits.x_test[:512]

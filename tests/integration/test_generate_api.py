@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from serving import generation
+from serving.card import sampling_of
 from training.data import mnist_arrays
 
 from tests.pictures import png
@@ -57,7 +58,7 @@ def test_answer_equals_in_process_onnx_runtime(client, trained_models, name, kno
     card = json.loads((trained_models / name / "card.json").read_text())
     sessions = {key: ort.InferenceSession(str(trained_models / name / spec["file"]))
                 for key, spec in card["graphs"].items()}
-    expected = generation.generate(card["sampling"], sessions, seed=9, n=4, **knobs)
+    expected = generation.generate(sampling_of(card["sampling"]), sessions, seed=9, n=4, **knobs)
     body = client.post(f"/generate/{name}", json={"n": 4, "seed": 9, "format": "json", **knobs}).json()
     np.testing.assert_array_equal(np.stack([_pixels(base64.b64decode(i)) for i in body["images"]]), expected)
 

@@ -172,3 +172,38 @@ def test_a_digit_for_an_unconditional_model_is_refused():
     with pytest.raises(FieldError, match="unconditional") as caught:
         generation.SamplingRequest.resolve(card, n=1, digit=3)
     assert caught.value.field == "digit"
+
+
+def _label_adding_step(path) -> "ort.InferenceSession":
+    """A step graph whose x_prev is x + label / 100: the label it was fed shows in the image."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    def scalar_per_row(name: str, kind: int) -> onnx.ValueInfoProto:
+        return helper.make_tensor_value_info(name, kind, ["n"])
+
+    image = ["n", 1, 28, 28]
+    graph = helper.make_graph(
+        [helper.make_node("Cast", ["label"], ["as_float"], to=TensorProto.FLOAT),
+         helper.make_node("Div", ["as_float", "hundred"], ["shift"]),
+         helper.make_node("Unsqueeze", ["shift", "axes"], ["shift_image"]),
+         helper.make_node("Add", ["x", "shift_image"], ["x_prev"])],
+        "label_adding_step",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, image), scalar_per_row("t", TensorProto.INT64),
+         scalar_per_row("alpha", TensorProto.FLOAT), scalar_per_row("alpha_prev", TensorProto.FLOAT),
+         scalar_per_row("label", TensorProto.INT64)],
+        [helper.make_tensor_value_info("x_prev", TensorProto.FLOAT, image)],
+        [helper.make_tensor("hundred", TensorProto.FLOAT, [], [100.0]),
+         helper.make_tensor("axes", TensorProto.INT64, [3], [1, 2, 3])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), path)
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+@pytest.mark.parametrize("null_label", [10, 3])
+def test_unconditional_sampling_feeds_the_cards_null_label(tmp_path, null_label):
+    sampling = _card(null_label=null_label).sampling
+    step = _label_adding_step(tmp_path / "step.onnx")
+    drawn = generation.generate(sampling, {ddim.STEP_GRAPH: step}, seed=4, n=2, steps=2)
+    expected = generation.to_uint8(ddim.initial_noise(4, 2) + 2 * null_label / 100, (-1.0, 1.0))
+    np.testing.assert_allclose(drawn, expected, atol=1)

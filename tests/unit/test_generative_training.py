@@ -11,6 +11,7 @@ import onnxruntime as ort
 import pytest
 
 from serving import ddim, generation
+from serving.card import sampling_of
 
 from ..conftest import records_training_cost
 
@@ -42,7 +43,7 @@ def test_vae_card(trained_models):
 def test_vae_samples_are_the_seeded_decoder_outputs(trained_models):
     card = _card(trained_models, "vae")
     decoder = ort.InferenceSession(str(trained_models / "vae" / "model.onnx"))
-    images = generation.generate(card["sampling"], {"model": decoder}, seed=5, n=3)
+    images = generation.generate(sampling_of(card["sampling"]), {"model": decoder}, seed=5, n=3)
     expected = decoder.run(None, {"z": np.random.default_rng(5).standard_normal((3, 16), dtype=np.float32)})[0]
     np.testing.assert_array_equal(images, np.round(np.clip(expected[:, 0], 0, 1) * 255).astype(np.uint8))
 
@@ -92,7 +93,7 @@ def test_the_step_graph_loop_on_device_is_the_numpy_scheduler(trained_models, st
     card = _card(trained_models, "diffusion")
     graphs = {key: ort.InferenceSession(str(trained_models / "diffusion" / spec["file"]))
               for key, spec in card["graphs"].items()}
-    scheduler = generation.scheduler_for(card["sampling"])
+    scheduler = generation.scheduler_for(sampling_of(card["sampling"]))
     guided = digit is not None
     on_device = ddim.ddim_sample_on_device(graphs["guided_step" if guided else "step"], guided, scheduler,
                                                  seed=3, n=5, steps=steps, digit=digit, guidance=3.0)

@@ -4,7 +4,10 @@ seeds, guidance and image conversion."""
 from __future__ import annotations
 
 import numpy as np
+import onnx
+import onnxruntime as ort
 import pytest
+from onnx import TensorProto, helper
 
 from serving import card as contract
 from serving import ddim, generation, images
@@ -174,11 +177,8 @@ def test_a_digit_for_an_unconditional_model_is_refused():
     assert caught.value.field == "digit"
 
 
-def _label_adding_step(path) -> "ort.InferenceSession":
+def _label_adding_step(path) -> ort.InferenceSession:
     """A step graph whose x_prev is x + label / 100: the label it was fed shows in the image."""
-    import onnx
-    import onnxruntime as ort
-    from onnx import TensorProto, helper
 
     def scalar_per_row(name: str, kind: int) -> onnx.ValueInfoProto:
         return helper.make_tensor_value_info(name, kind, ["n"])

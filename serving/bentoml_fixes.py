@@ -125,9 +125,13 @@ async def _parse_multipart(self: t.Any, request: t.Any, cls: t.Any) -> t.Any:
             annotation = cls.model_fields[key].annotation
             if is_union_type(annotation):
                 annotation = get_args(annotation)[0]
+            if not is_list_type(annotation) and len(files) > 1:
+                raise FieldError(key, f"one file expected, got {len(files)}")
             data[key] = files if is_list_type(annotation) else files[0]
             continue
-        value = values[-1]
+        if len(values) > 1:  # BentoML kept the last one: a client's mistake would pass unnoticed
+            raise FieldError(key, f"given {len(values)} times; send it once")
+        value = values[0]
         if isinstance(value, UploadFile):
             expected = ", ".join(f"'{name}'" for name in cls.multipart_fields) or "none"
             raise FieldError(key, f"is not a file field (file fields: {expected})", "extra_forbidden")

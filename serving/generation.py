@@ -20,6 +20,7 @@ from .ddim import (GUIDED_STEP_GRAPH, STEP_GRAPH, DDIMScheduler, Run, Stop, ddim
                    never)
 from .errors import FieldError
 from .images import MNIST_MEAN, MNIST_STD
+from .settings import Settings
 
 MAX_SEED = 2**32 - 1
 
@@ -45,20 +46,31 @@ class SamplingRequest:
 
     @classmethod
     def resolve(cls, card: Card, n: int, seed: int | None = None, digit: int | None = None,
-                steps: int | None = None, guidance: float | None = None) -> SamplingRequest:
+                steps: int | None = None, guidance: float | None = None,
+                limits: Settings = Settings()) -> SamplingRequest:
+        if n > limits.max_images:
+            raise FieldError("n", f"must be at most {limits.max_images} (ZOOSERVE_MAX_IMAGES)", "less_than_equal")
         if digit is not None and not card.conditional:
             raise FieldError("digit", f"{card.name} is unconditional: leave digit out (see its card)")
         sampling = card.sampling
         if isinstance(sampling, DDIMSampling):
-            steps, guidance = sampling.resolved(steps, guidance)
-            if steps > (most := sampling.schedule.train_steps):
-                raise FieldError("steps", f"must be at most {most} (the steps this model was trained with)",
-                                 "less_than_equal")
+            most = most_steps(sampling, limits)
+            # The operator's cap holds for the card's default too.
+            steps, guidance = sampling.resolved(min(sampling.default_steps, most) if steps is None else steps, guidance)
+            if steps > most:
+                raise FieldError("steps", f"must be at most {most} (the steps this model was trained with, "
+                                          "or ZOOSERVE_MAX_STEPS if lower)", "less_than_equal")
         return cls(card.name, n, resolve_seed(seed), digit, steps, guidance)
 
     def arguments(self) -> dict[str, Any]:
         """The request as the generation worker's ``sample`` takes it."""
         return asdict(self)
+
+
+def most_steps(sampling: DDIMSampling, limits: Settings) -> int:
+    """The DDIM steps a request may ask for: the model's training steps, or the operator's cap."""
+    trained = sampling.schedule.train_steps
+    return min(trained, limits.max_steps) if limits.max_steps else trained
 
 
 def latents(seed: int, n: int, dim: int) -> np.ndarray:

@@ -234,6 +234,8 @@ async def infer(request: Request) -> Response:
         raise ProtocolError("request needs a non-empty 'inputs' list")
     if not isinstance(body.get("parameters", {}), dict):
         raise ProtocolError("'parameters' must be an object")
+    if body.get("id") is not None and not isinstance(body["id"], str):
+        raise ProtocolError("'id' must be a string")
     specs = {spec.name: spec for spec in model.input_spec()}
     names = _names(body["inputs"], "inputs")
     if len(set(names)) != len(names) or set(names) != set(specs):
@@ -242,7 +244,8 @@ async def infer(request: Request) -> Response:
     feeds = {entry["name"]: _parse_input(entry, specs[entry["name"]], limits, binary) for entry in body["inputs"]}
     binary.check_consumed()
     output_specs = model.card.graphs["model"].outputs
-    requested = body.get("outputs") or []
+    requested = body.get("outputs")
+    requested = [] if requested is None else requested
     wanted = _names(requested, "outputs")
     available = [spec.name for spec in output_specs]
     if any(name not in available for name in wanted):

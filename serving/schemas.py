@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from bentoml.validators import ContentType
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from .generation import MAX_SEED
 
 # Strict: "8.3" or true is a client bug to report, not a value to coerce. NaN/Infinity rejected.
 STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+
+def _integral(value: object) -> object:
+    """4.0 is the integer 4 to JSON Schema (and to clients generated from the OpenAPI document)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def integer(**bounds: int) -> Any:
+    """An integer field type that takes 4.0 as 4 and still refuses 4.5, "4" and true. The bounds
+    go before the validator: after it, pydantic cannot write them into the JSON Schema."""
+    return Annotated[int, Field(strict=True, **bounds), BeforeValidator(_integral)]
 
 
 class ModelInfo(BaseModel):
@@ -59,15 +70,19 @@ EXAMPLE_HISTORY = [112.0, 118.0, 132.0, 129.0, 121.0, 135.0, 148.0, 148.0, 136.0
                    126.0, 141.0, 135.0, 125.0, 149.0, 170.0, 170.0, 158.0, 133.0, 114.0, 140.0, 145.0]
 
 
+MIN_PASSENGERS, MAX_PASSENGERS = 1e-3, 1e9  # thousands
+
+
 class ForecastRequest(BaseModel):
     """Consecutive monthly values, oldest first; the forecast starts the month after the last one."""
 
     model_config = STRICT
-    history: list[Annotated[float, Field(gt=0)]] | None = Field(
+    # Bounded so that every ratio of two months stays finite in the graph's float32 logarithms.
+    history: list[Annotated[float, Field(ge=MIN_PASSENGERS, le=MAX_PASSENGERS)]] | None = Field(
         None, max_length=1200, examples=[EXAMPLE_HISTORY],
         description="monthly passengers (thousands), at least the model's window (see the card); "
                     "default: the 144 months 1949-01 to 1960-12")
-    horizon: int = Field(12, ge=1, le=36, description="months to forecast")
+    horizon: integer(ge=1, le=36) = Field(12, description="months to forecast")
 
 
 class ForecastResponse(BaseModel):
@@ -77,6 +92,8 @@ class ForecastResponse(BaseModel):
 
 MNIST_SIDE = 28
 Pixel = Annotated[float, Field(ge=0, le=255, strict=True, allow_inf_nan=False)]
+Pixels = Annotated[list[Annotated[list[Pixel], Field(min_length=MNIST_SIDE, max_length=MNIST_SIDE)]],
+                   Field(min_length=MNIST_SIDE, max_length=MNIST_SIDE, description="28 rows of 28 gray values, 0-255")]
 # Any content type: clients often send images as application/octet-stream; decoding decides.
 Upload = Path
 
@@ -87,8 +104,7 @@ class DigitRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     # Not `Upload | None`: BentoML 1.4 cannot handle a file type inside a Union; None is the default.
     image: Upload = Field(None, description="PNG, JPEG, BMP or GIF; any size, polarity or colour")
-    pixels: list[Annotated[list[Pixel], Field(min_length=MNIST_SIDE, max_length=MNIST_SIDE)]] | None = Field(
-        None, min_length=MNIST_SIDE, max_length=MNIST_SIDE, description="28 rows of 28 gray values, 0-255")
+    pixels: Pixels | None = None
 
 
 class DigitParity(BaseModel):
@@ -109,7 +125,7 @@ DEFAULT_TOP_K = 3
 class ImageRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     image: Upload = Field(description="PNG, JPEG, BMP or GIF")
-    top_k: int | None = Field(None, ge=1, description="labels to return: at most the number of classes; "
+    top_k: integer(ge=1) | None = Field(None, description="labels to return: at most the number of classes; "
                                                        f"default {DEFAULT_TOP_K} or every class if fewer")
 
 
@@ -131,16 +147,16 @@ class GenerateRequest(BaseModel):
     The same request with the same seed gives the same bytes."""
 
     model_config = STRICT
-    n: int = Field(ge=1, le=MAX_IMAGES, description="how many digits", examples=[16])
-    seed: int | None = Field(None, ge=0, le=MAX_SEED, description="default: a fresh one, named in the answer")
+    n: integer(ge=1, le=MAX_IMAGES) = Field(description="how many digits", examples=[16])
+    seed: integer(ge=0, le=MAX_SEED) | None = Field(None, description="default: a fresh one, named in the answer")
     format: Literal["png", "json"] = Field("png", description="png: one image/png grid; json: base64 PNGs")
 
 
 class DiffusionRequest(GenerateRequest):
     """Digits from the class-conditional diffusion model, optionally all of one requested digit."""
 
-    digit: int | None = Field(None, ge=0, le=9, description="the digit to draw (default: any)")
-    steps: int | None = Field(None, ge=1, le=1000, description=(
+    digit: integer(ge=0, le=9) | None = Field(None, description="the digit to draw (default: any)")
+    steps: integer(ge=1, le=1000) | None = Field(None, description=(
         "DDIM denoising steps: fewer is faster, more is finer (default: the model card's, 50)"))
     guidance: float | None = Field(None, ge=0, le=20, description=(
         "classifier-free guidance scale (with a digit): 0 unconditional, 1 conditional, more is stricter "
@@ -157,14 +173,141 @@ class GeneratedImages(BaseModel):
 PngImage = Annotated[Path, ContentType("image/png")]
 
 
+Seeds = Annotated[list[integer(ge=0, le=MAX_SEED)],
+                  Field(min_length=2, max_length=2, examples=[[1, 2]], description="the two ends' latent seeds")]
+DEFAULT_FRAMES = 8  # or ZOOSERVE_MAX_IMAGES if lower
+Frames = Annotated[integer(ge=2, le=MAX_IMAGES), Field(description=(
+    f"images in the strip, both ends included (default {DEFAULT_FRAMES}, or the server's image limit if lower)"))]
+
+
 class InterpolateRequest(BaseModel):
     """The decoded straight path between two latent points: two seeds (JSON), or the encodings
     of two uploaded digit pictures (multipart ``start`` and ``end``)."""
 
     model_config = ConfigDict(extra="forbid")
-    seeds: list[Annotated[int, Field(ge=0, le=MAX_SEED, strict=True)]] | None = Field(
-        None, min_length=2, max_length=2, examples=[[1, 2]])
+    seeds: Seeds | None = None
     # Not `Upload | None`: BentoML 1.4 cannot handle a file type inside a Union; None is the default.
     start: Upload = Field(None, description="a digit picture: PNG, JPEG, BMP or GIF")
     end: Upload = Field(None, description="a digit picture: PNG, JPEG, BMP or GIF")
-    frames: int = Field(8, ge=2, le=MAX_IMAGES, description="images in the strip, both ends included")
+    frames: Frames | None = None
+
+
+# A "1": a stroke two pixels wide down the middle of the 28x28 square, white on black as MNIST.
+EXAMPLE_PIXELS = [[255.0 if 4 <= row < 24 and col in (13, 14) else 0.0 for col in range(MNIST_SIDE)]
+                  for row in range(MNIST_SIDE)]
+
+
+class DigitPixels(BaseModel):
+    """``/digits/classify``'s JSON form (its multipart form is one ``image`` file)."""
+
+    model_config = STRICT
+    pixels: Pixels
+
+
+class InterpolationSeeds(BaseModel):
+    """``/generate/vae/interpolate``'s JSON form (its multipart form is two pictures and ``frames``)."""
+
+    model_config = STRICT
+    seeds: Seeds
+    frames: Frames | None = None
+
+
+# --- documented answers that no endpoint builds through pydantic ---------------------------------
+
+
+class ErrorDetail(BaseModel):
+    field: str = Field(description="the part of the request at fault, dotted (houses.0.MedInc)")
+    message: str
+    type: str = Field(description="pydantic's error type (missing, less_than_equal, ...) or value_error")
+
+
+class Error(BaseModel):
+    """Every refusal, whatever its status and route: ``error`` for people, ``detail`` for programs."""
+
+    error: str = Field(description="what was wrong, naming the field")
+    detail: list[ErrorDetail] | None = Field(None, description="one entry per wrong field, when fields are at fault")
+
+
+class ModelListing(BaseModel):
+    name: str
+    version: str
+    sha256: str
+    task: str
+    profile: Literal["quick", "full"]
+    metrics: dict[str, float] = Field(description="the card's headline test metrics")
+    labels: list[str] | None = None
+
+
+# The Open Inference Protocol's REST messages (KServe v2 / Triton); ``oip`` parses them by hand
+# (its binary extension puts raw tensor bytes after the JSON), these document them.
+Datatype = Literal["BOOL", "UINT8", "INT32", "INT64", "FP16", "FP32", "FP64"]
+
+
+class TensorMetadata(BaseModel):
+    name: str
+    datatype: Datatype
+    shape: list[int] = Field(description="-1: any size")
+
+
+class ServerMetadata(BaseModel):
+    name: str
+    version: str
+    extensions: list[str]
+
+
+class ModelMetadata(BaseModel):
+    name: str
+    versions: list[str]
+    platform: str
+    inputs: list[TensorMetadata]
+    outputs: list[TensorMetadata]
+    parameters: dict[str, object]
+
+
+class Liveness(BaseModel):
+    live: bool
+
+
+class Readiness(BaseModel):
+    ready: bool
+
+
+class ModelReadiness(BaseModel):
+    name: str
+    ready: bool
+
+
+class InferenceInput(BaseModel):
+    name: str = Field(description="one of the model's inputs (its metadata lists them)")
+    shape: list[Annotated[int, Field(ge=0)]]
+    datatype: Datatype
+    parameters: dict[str, object] | None = Field(
+        None, description="binary_data_size: the tensor's bytes follow the JSON (binary tensor data extension)")
+    data: list[object] | None = Field(None, description="row-major values, flat or nested")
+
+
+class RequestedOutput(BaseModel):
+    name: str
+    parameters: dict[str, object] | None = Field(None, description="binary_data: answer this output as bytes")
+
+
+class InferenceRequest(BaseModel):
+    id: str | None = None
+    parameters: dict[str, object] | None = Field(None, description="binary_data_output: every output as bytes")
+    inputs: list[InferenceInput] = Field(min_length=1)
+    outputs: list[RequestedOutput] | None = None
+
+
+class InferenceOutput(BaseModel):
+    name: str
+    shape: list[int]
+    datatype: Datatype
+    parameters: dict[str, object] | None = None
+    data: list[object] | None = None
+
+
+class InferenceResponse(BaseModel):
+    model_name: str
+    model_version: str
+    id: str | None = None
+    outputs: list[InferenceOutput]

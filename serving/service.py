@@ -23,25 +23,21 @@ from starlette.responses import Response
 from . import bentoml_fixes, generation, images, supervision
 from .access import AccessMiddleware
 from .admission import GENERATION_PREFIX, AdmissionMiddleware, CancelWhenGone
+from .catalog import (BATCHED_MODELS, DIFFUSION_MODEL, DIGITS_MODEL, GENERATIVE_MODELS, HOUSE_PRICE_MODELS,
+                      IMAGES_MODEL, PASSENGERS_MODEL)
 from .errors import ErrorShapeMiddleware, FieldError, Unavailable
 from .forecast import recursive_forecast, session_step
 from .oip import OipMiddleware
 from .postprocess import odd_even, ranked, softmax
 from .registry import Registry, verify_models
 from .schemas import (
-    DEFAULT_TOP_K, DiffusionRequest, DigitParity, DigitRequest, DigitResponse, ForecastRequest, ForecastResponse,
+    DEFAULT_FRAMES, DEFAULT_TOP_K, DiffusionRequest, DigitParity, DigitRequest, DigitResponse, ForecastRequest, ForecastResponse,
     GeneratedImages, GenerateRequest, House, HousePrice, HousePriceRequest, HousePriceResponse, ImageRequest,
     ImageResponse, InterpolateRequest, PngImage,
 )
 from .sessions import batching_pays
 from .settings import Settings
 from .web import web_app
-
-HOUSE_PRICE_MODELS = {"gbm": "house-price-gbm", "mlp": "house-price-mlp"}
-PASSENGERS_MODEL = "passengers"
-DIGITS_MODEL, IMAGES_MODEL = "mnist-cnn", "transfer-cnn"
-BATCHED_MODELS = (DIGITS_MODEL, IMAGES_MODEL)
-GENERATIVE_MODELS = ("vae", "gan", "diffusion")
 
 bentoml_fixes.apply()
 supervision.exit_with_parent()
@@ -233,7 +229,7 @@ class ZooServe:
             forecast = recursive_forecast(step, values, loaded.card.preprocessing["window"], horizon)
         except ValueError as error:
             raise FieldError("history", str(error), "too_short") from None
-        if not np.isfinite(forecast).all():  # positive and finite, yet beyond float32 once logged
+        if not np.isfinite(forecast).all():  # within the schema's bounds the served model stays finite; another may not
             raise FieldError("history", "values too extreme to forecast")
         return ForecastResponse(forecast=forecast.tolist(), model=loaded.summary)
 
@@ -280,7 +276,7 @@ class ZooServe:
     async def _generate(self, name: str, n: int, seed: int | None, digit: int | None, format: str,
                         steps: int | None = None, guidance: float | None = None) -> GeneratedImages | Response:
         model = self.registry.get(name)
-        request = generation.SamplingRequest.resolve(model.card, n, seed, digit, steps, guidance)
+        request = generation.SamplingRequest.resolve(model.card, n, seed, digit, steps, guidance, SETTINGS)
         pictures = await self._call_generators("sample", **request.arguments())
         return _images_answer(pictures, request.seed, model.summary, format)
 
@@ -299,12 +295,15 @@ class ZooServe:
                                  format: str = "png", steps: int | None = None,
                                  guidance: float | None = None) -> GeneratedImages:
         """Digits denoised by DDIM from the diffusion model, optionally of one requested digit."""
-        return await self._generate("diffusion", n, seed, digit, format, steps=steps, guidance=guidance)
+        return await self._generate(DIFFUSION_MODEL, n, seed, digit, format, steps=steps, guidance=guidance)
 
     @bentoml.api(route="/generate/vae/interpolate", input_spec=InterpolateRequest)
     async def generate_vae_interpolate(self, seeds: list[int] | None = None, start: Path | None = None,
-                                       end: Path | None = None, frames: int = 8) -> PngImage:
+                                       end: Path | None = None, frames: int | None = None) -> PngImage:
         """A PNG strip of the VAE's decodings along the line between two latent points."""
+        frames = min(DEFAULT_FRAMES, SETTINGS.max_images) if frames is None else frames
+        if frames > SETTINGS.max_images:
+            raise FieldError("frames", f"must be at most {SETTINGS.max_images} (ZOOSERVE_MAX_IMAGES)", "less_than_equal")
         uploads = {field: path for field, path in (("start", start), ("end", end)) if path is not None}
         if (seeds is None) == (not uploads):
             raise FieldError("seeds", "send two `seeds`, or two digit pictures as `start` and `end` uploads",

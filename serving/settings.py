@@ -48,10 +48,18 @@ class Settings:
     body_timeout_seconds: int = 30  # a request body not received in full by then: 408
     max_rows: int = 1024  # rows (first dimension) of one /v2 input tensor; beyond, 413
     max_elements: int = 2_000_000  # values in one /v2 input tensor (8 photos at 224x224 are 1.2 M); beyond, 413
+    max_images: int = 64  # digits one generation request may ask for (n, frames); at most 64
+    max_steps: int = 0  # DDIM steps one request may ask for; 0: as many as the model was trained with
     cors_origins: tuple[str, ...] = ()  # none: browsers on other origins may not call the API
     gpus: int = 0  # GPUs BentoML places each model-running service on (set 1 on a GPU node)
     # "off": the classify endpoints call their model in-process, unbatched; "auto": on with a GPU only
     batching: Switch = "auto"
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_images <= 64:  # 64: the request schemas' own ceiling
+            raise ValueError(f"ZOOSERVE_MAX_IMAGES must be 1 to 64, got {self.max_images}")
+        if self.max_steps < 0:
+            raise ValueError(f"ZOOSERVE_MAX_STEPS must be 0 (the model's) or more, got {self.max_steps}")
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -71,6 +79,8 @@ class Settings:
             body_timeout_seconds=_int("ZOOSERVE_BODY_TIMEOUT_SECONDS", cls.body_timeout_seconds),
             max_rows=_int("ZOOSERVE_MAX_ROWS", cls.max_rows),
             max_elements=_int("ZOOSERVE_MAX_ELEMENTS", cls.max_elements),
+            max_images=_int("ZOOSERVE_MAX_IMAGES", cls.max_images),
+            max_steps=_int("ZOOSERVE_MAX_STEPS", cls.max_steps),
             cors_origins=_list("ZOOSERVE_CORS_ORIGINS"),
             gpus=_int("ZOOSERVE_GPUS", cls.gpus),
             batching=_choice("ZOOSERVE_BATCHING", cls.batching, ("auto", "on", "off")),  # type: ignore[arg-type]

@@ -1,23 +1,28 @@
-"""The demo page at ``/`` (static HTML, CSS and plain JavaScript) and ``GET /models``, the
-loaded models with their versions and test metrics, which the page lists."""
+"""The demo page at ``/`` (static HTML, CSS and plain JavaScript), ``GET /models``, the loaded
+models with their versions and test metrics, which the page lists, and the OpenAPI document
+(``/docs.json``, written by ``openapi``) with its Swagger UI page (``/docs``)."""
 
 from __future__ import annotations
 
+import json
+from functools import cache
 from pathlib import Path
 
 import _bentoml_impl.server
 import bentoml
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse
+from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from .openapi import document
 from .postprocess import headline_numbers
 
 PAGE = Path(__file__).with_name("web")
 # BentoML serves its OpenAPI (Swagger UI) page at "/", which the demo page now takes; the same
-# file is served at /docs instead (its assets and /docs.json stay where BentoML put them).
+# file is served at /docs instead (its assets stay where BentoML put them). Its /docs.json route
+# comes after this app's in BentoML's router, so ZooServe's document is the one served.
 OPENAPI_PAGE = Path(_bentoml_impl.server.__file__).with_name("main-openapi.html")
 
 
@@ -29,6 +34,17 @@ async def openapi_page(_request: Request) -> FileResponse:
     return FileResponse(OPENAPI_PAGE)
 
 
+@cache
+def _document() -> bytes:
+    """Built once per worker: the cards and settings it reads do not change while it runs."""
+    registry = bentoml.get_current_service().registry
+    return json.dumps(document(registry, registry.settings)).encode()
+
+
+async def openapi_document(_request: Request) -> Response:
+    return Response(_document(), media_type="application/json")
+
+
 async def models(_request: Request) -> JSONResponse:
     registry = bentoml.get_current_service().registry
     return JSONResponse([{**model.summary, "task": model.card.task, "profile": model.card.profile,
@@ -37,5 +53,6 @@ async def models(_request: Request) -> JSONResponse:
                          for model in registry.models.values()])
 
 
-web_app = Starlette(routes=[Route("/", index), Route("/docs", openapi_page), Route("/models", models),
+web_app = Starlette(routes=[Route("/", index), Route("/docs", openapi_page), Route("/docs.json", openapi_document),
+                            Route("/models", models),
                             Mount("/static", StaticFiles(directory=PAGE), name="static")])

@@ -60,7 +60,8 @@ BAD_REQUESTS = {
     "horizon 37": ({"horizon": 37}, "horizon"),
     "fractional horizon": ({"horizon": 1.5}, "horizon"),
     "extra field": ({"horizon": 12, "start": "1949-01"}, "start"),
-    "too large for float32": ({"history": [1e39] * 25}, "history"),
+    "over the documented maximum": ({"history": [1e39] * 25}, "history.0"),
+    "too small for float32 ratios": ({"history": [1e-39] * 25}, "history.0"),
 }
 
 

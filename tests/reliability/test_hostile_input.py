@@ -45,6 +45,16 @@ def test_a_file_under_the_wrong_field_is_named(plain):
     assert response.json()["detail"][0]["field"] == "file"
 
 
+@pytest.mark.parametrize("files, field", [
+    ([("image", ("a.png", PNG, "image/png")), ("top_k", (None, "1")), ("top_k", (None, "2"))], "top_k"),
+    ([("image", ("a.png", PNG, "image/png")), ("image", ("b.png", PNG, "image/png"))], "image"),
+])
+def test_a_field_sent_twice_is_refused_not_half_read(plain, files, field):
+    response = httpx.post(f"{plain.url}/images/classify", files=files)
+    assert response.status_code == 400, response.text
+    assert response.json()["detail"][0]["field"] == field
+
+
 @pytest.mark.parametrize("value", ["http://127.0.0.1:1/x.png", "just text"])
 def test_text_in_a_file_field_is_refused_without_fetching(plain, value):
     response = httpx.post(f"{plain.url}/digits/classify", files={"image": (None, value)})

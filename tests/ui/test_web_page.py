@@ -124,3 +124,17 @@ def test_fits_a_phone_without_horizontal_scrolling(browser, server):
     assert tab.evaluate("document.documentElement.scrollWidth") <= 390
     tab.screenshot(path=str(SCREENSHOTS / "phone.png"), full_page=True)
     context.close()
+
+
+def test_the_openapi_page_tries_an_example_as_is(page, server):
+    """/docs renders ZooServe's document, and "Try it out" with the documented example answers 200."""
+    page.goto(server + "/docs")
+    operation = page.locator("#operations-models-post_house_price_predict")
+    operation.locator(".opblock-summary").click()
+    operation.locator(".try-out__btn").click()
+    operation.locator(".execute").click()
+    status = operation.locator(".live-responses-table .response .response-col_status").first
+    status.wait_for()
+    assert status.inner_text().strip() == "200"
+    assert "price_usd" in operation.locator(".live-responses-table .response .response-col_description").first.inner_text()
+    page.screenshot(path=str(SCREENSHOTS / "openapi.png"), full_page=True)

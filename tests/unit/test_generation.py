@@ -12,6 +12,7 @@ from onnx import TensorProto, helper
 from serving import card as contract
 from serving import ddim, generation, images
 from serving.errors import FieldError
+from serving.settings import Settings
 from training.data import mnist_arrays
 from training.generative_eval import (FeatureModelMissing, classifier_score, digit_counts, feature_session,
                                        frechet_distance, gaussian_statistics)
@@ -168,6 +169,15 @@ def test_a_sampling_request_takes_the_cards_defaults_and_bounds():
     with pytest.raises(FieldError, match="at most 1000") as caught:
         generation.SamplingRequest.resolve(_card(), n=1, steps=1001)
     assert caught.value.field == "steps"
+
+
+def test_the_operators_caps_bound_requests_and_defaults():
+    capped = Settings(max_images=4, max_steps=8)
+    assert generation.SamplingRequest.resolve(_card(), n=4, seed=7, limits=capped).steps == 8  # default 50, capped
+    for field, asked in (("n", {"n": 5}), ("steps", {"n": 1, "steps": 9})):
+        with pytest.raises(FieldError, match="at most") as caught:
+            generation.SamplingRequest.resolve(_card(), limits=capped, **asked)
+        assert caught.value.field == field
 
 
 def test_a_digit_for_an_unconditional_model_is_refused():

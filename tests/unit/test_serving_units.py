@@ -34,6 +34,10 @@ def test_settings_from_env(monkeypatch):
     monkeypatch.setenv("ZOOSERVE_DEVICE", "tpu")
     with pytest.raises(ValueError, match="ZOOSERVE_DEVICE"):
         Settings.from_env()
+    monkeypatch.setenv("ZOOSERVE_DEVICE", "cpu")
+    monkeypatch.setenv("ZOOSERVE_MAX_IMAGES", "65")  # over the request schemas' own ceiling
+    with pytest.raises(ValueError, match="ZOOSERVE_MAX_IMAGES"):
+        Settings.from_env()
 
 
 @pytest.mark.parametrize("device, available, gpu, expected", [

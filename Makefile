@@ -67,6 +67,10 @@ bench: setup
 robustness: setup
 	$(BIN)/python -m bench.robustness
 
+# The course notes' PyTorch exercises (training/labs/) -> reports/labs/<name>/{plot.png,figures.json}.
+labs: setup
+	$(BIN)/python -m training.labs $(NAMES)
+
 # A Bento: serving code, models/ and the serving dependencies only (see bentofile.yaml).
 build: setup
 	$(BIN)/bentoml build .

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
-def _save(fig, path: Path) -> Path:
+def save(fig, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -32,7 +32,7 @@ def predicted_vs_true(y_true: np.ndarray, y_pred: np.ndarray, path: Path, title:
     low, high = float(min(y_true.min(), y_pred.min())), float(max(y_true.max(), y_pred.max()))
     ax.plot([low, high], [low, high], color="black", linewidth=1)
     ax.set(xlabel=f"true ({unit})", ylabel=f"predicted ({unit})", title=title)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def confusion_matrix_plot(matrix: np.ndarray, labels: list[str], path: Path, title: str) -> Path:
@@ -45,7 +45,7 @@ def confusion_matrix_plot(matrix: np.ndarray, labels: list[str], path: Path, tit
     ax.set(xticks=range(len(labels)), yticks=range(len(labels)), xticklabels=labels, yticklabels=labels,
            xlabel="predicted", ylabel="true", title=title)
     fig.colorbar(image, ax=ax, label="log(1 + count)")
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def roc_plot(fpr: np.ndarray, tpr: np.ndarray, auc: float, path: Path, title: str) -> Path:
@@ -54,7 +54,7 @@ def roc_plot(fpr: np.ndarray, tpr: np.ndarray, auc: float, path: Path, title: st
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1)
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title=title)
     ax.legend(loc="lower right")
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def forecasts(months: list[str], actual: np.ndarray, start: int, predicted: dict[str, np.ndarray], path: Path,
@@ -70,4 +70,4 @@ def forecasts(months: list[str], actual: np.ndarray, start: int, predicted: dict
     ax.set_xticks(years, [months[i][:4] for i in years])
     ax.set(ylabel=unit, title=title)
     ax.legend(loc="upper left")
-    return _save(fig, path)
+    return save(fig, path)

@@ -31,6 +31,7 @@ class Tensor(Strict):
 class Graph(Strict):
     file: str = Field(pattern=r"^[\w.-]+\.onnx$")
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    bytes: int | None = None  # the file's size (cards written before it was recorded have none)
     opset: int
     inputs: list[Tensor] = Field(min_length=1)
     outputs: list[Tensor] = Field(min_length=1)

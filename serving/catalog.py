@@ -5,6 +5,9 @@ from __future__ import annotations
 HOUSE_PRICE_MODELS = {"gbm": "house-price-gbm", "mlp": "house-price-mlp"}
 PASSENGERS_MODEL = "passengers"
 DIGITS_MODEL, IMAGES_MODEL = "mnist-cnn", "transfer-cnn"
+# What /digits/classify's `model` may name: the CNN (the default) and the classical classifiers.
+CLASSICAL_DIGIT_MODELS = ("mnist-logreg", "mnist-knn", "mnist-tree", "mnist-forest")
+DIGIT_MODELS = (DIGITS_MODEL, *CLASSICAL_DIGIT_MODELS)
 BATCHED_MODELS = (DIGITS_MODEL, IMAGES_MODEL)
 DIFFUSION_MODEL = "diffusion"
 GENERATIVE_MODELS = ("vae", "gan", DIFFUSION_MODEL)

@@ -19,7 +19,7 @@ from pydantic.json_schema import models_json_schema
 
 from . import schemas
 from .access import OPEN_PATHS
-from .catalog import DIFFUSION_MODEL, HOUSE_PRICE_MODELS, IMAGES_MODEL, PASSENGERS_MODEL
+from .catalog import DIFFUSION_MODEL, DIGIT_MODELS, HOUSE_PRICE_MODELS, IMAGES_MODEL, PASSENGERS_MODEL
 from .generation import most_steps
 from .registry import Registry
 from .settings import Settings
@@ -111,9 +111,15 @@ def _apply_bounds(definitions: dict[str, Any], registry: Registry, settings: Set
     if DIFFUSION_MODEL in registry.models:
         sampling = registry.get(DIFFUSION_MODEL).card.sampling
         _first(definitions["DiffusionRequest"]["properties"]["steps"])["maximum"] = most_steps(sampling, settings)
+    _served_digit_models(definitions["DigitPixels"], registry)
     if PASSENGERS_MODEL in registry.models:
         window = registry.get(PASSENGERS_MODEL).card.preprocessing["window"]
         _first(definitions["ForecastRequest"]["properties"]["history"])["minItems"] = window
+
+
+def _served_digit_models(schema: dict[str, Any], registry: Registry) -> None:
+    """``model`` of a digit request names only the classifiers this server loaded."""
+    schema["properties"]["model"]["enum"] = [name for name in DIGIT_MODELS if name in registry.models]
 
 
 def _rest(registry: Registry, settings: Settings) -> dict[str, Any]:
@@ -121,6 +127,8 @@ def _rest(registry: Registry, settings: Settings) -> dict[str, Any]:
     generated = answer("a PNG grid of the digits (format png, the default), or one base64 PNG each (format json)",
                        {PNG: FILE, JSON: ref(schemas.GeneratedImages)},
                        {"X-Seed": SEED_HEADER, "X-Model": MODEL_HEADER})
+    digit_form = form(schemas.DigitRequest, ["image"], leave_out=("pixels",))
+    _served_digit_models(digit_form, registry)
     photo_form = form(schemas.ImageRequest, ["image"])
     if IMAGES_MODEL in registry.models:
         _first(photo_form["properties"]["top_k"])["maximum"] = len(registry.get(IMAGES_MODEL).card.labels)
@@ -139,7 +147,7 @@ def _rest(registry: Registry, settings: Settings) -> dict[str, Any]:
         "/digits/classify": {"post": operation(
             "The digit in a picture (multipart `image`) or in 28x28 gray values (JSON `pixels`)", "models",
             answer(ok, {JSON: ref(schemas.DigitResponse)}),
-            {MULTIPART: form(schemas.DigitRequest, ["image"], leave_out=("pixels",)), JSON: ref(schemas.DigitPixels)},
+            {MULTIPART: digit_form, JSON: ref(schemas.DigitPixels)},
             {JSON: {"pixels": schemas.EXAMPLE_PIXELS}})},
         "/images/classify": {"post": operation(
             "The most probable labels of a photo", "models", answer(ok, {JSON: ref(schemas.ImageResponse)}),

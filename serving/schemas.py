@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from bentoml.validators import ContentType
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from .catalog import DIGIT_MODELS, DIGITS_MODEL
 from .generation import MAX_SEED
 
 # Strict: "8.3" or true is a client bug to report, not a value to coerce. NaN/Infinity rejected.
@@ -98,6 +99,10 @@ Pixels = Annotated[list[Annotated[list[Pixel], Field(min_length=MNIST_SIDE, max_
 Upload = Path
 
 
+DigitModel = Annotated[Literal[DIGIT_MODELS], Field(
+    description=f"the classifier: {DIGITS_MODEL} (default, a CNN) or a classical one (see the README's comparison)")]
+
+
 class DigitRequest(BaseModel):
     """A multipart upload in field ``image``, or JSON ``{"pixels": 28x28 values 0-255}``."""
 
@@ -105,6 +110,7 @@ class DigitRequest(BaseModel):
     # Not `Upload | None`: BentoML 1.4 cannot handle a file type inside a Union; None is the default.
     image: Upload = Field(None, description="PNG, JPEG, BMP or GIF; any size, polarity or colour")
     pixels: Pixels | None = None
+    model: DigitModel = DIGITS_MODEL
 
 
 class DigitParity(BaseModel):
@@ -202,6 +208,7 @@ class DigitPixels(BaseModel):
 
     model_config = STRICT
     pixels: Pixels
+    model: DigitModel = DIGITS_MODEL
 
 
 class InterpolationSeeds(BaseModel):

@@ -73,8 +73,14 @@ def settle_heap() -> None:
 
 
 def _probabilities(registry: Registry, name: str, batch: np.ndarray) -> np.ndarray:
+    """A classifier's class probabilities for a batch prepared for the CNNs: reshaped to the
+    graph's input (the classical classifiers take 784 flat pixels), read from its ``probabilities``
+    output where it has one, else the softmax of its ``logits``."""
     model = registry.get(name)
-    return softmax(model.run({model.input_spec()[0].name: batch})[0])
+    spec = model.input_spec()[0]
+    outputs = dict(zip([output.name for output in model.card.graphs["model"].outputs],
+                       model.run({spec.name: batch.reshape(len(batch), *spec.shape[1:])})))
+    return outputs["probabilities"] if "probabilities" in outputs else softmax(outputs["logits"])
 
 
 @bentoml.service(name="zooserve-classifiers", workers=1, traffic=TRAFFIC, resources=RESOURCES,
@@ -192,7 +198,7 @@ class ZooServe:
     def _classify(self, name: str, picture: np.ndarray) -> np.ndarray:
         """One picture's probabilities: batched with concurrent requests in `Classifiers`, or run
         here, unbatched (``ZOOSERVE_BATCHING``; ``make bench`` compares the two)."""
-        if not BATCHING:
+        if not BATCHING or name not in BATCHED_MODELS:
             return _probabilities(self.registry, name, picture)[0]
         return (self.classifiers.digits if name == DIGITS_MODEL else self.classifiers.photos)(picture)[0]
 
@@ -234,18 +240,20 @@ class ZooServe:
         return ForecastResponse(forecast=forecast.tolist(), model=loaded.summary)
 
     @bentoml.api(route="/digits/classify", input_spec=DigitRequest)
-    def digits_classify(self, image: Path | None = None, pixels: list[list[float]] | None = None) -> DigitResponse:
-        """A handwritten digit: upload any picture (field ``image``) or send 28x28 ``pixels``."""
+    def digits_classify(self, image: Path | None = None, pixels: list[list[float]] | None = None,
+                        model: str = DIGITS_MODEL) -> DigitResponse:
+        """A handwritten digit: upload any picture (field ``image``) or send 28x28 ``pixels``;
+        ``model`` picks the classifier (the CNN by default)."""
         if (image is None) == (pixels is None):
             raise FieldError("image", "send exactly one of a multipart `image` upload or JSON `pixels`",
                              "missing" if image is None else "value_error")
-        model = self.registry.get(DIGITS_MODEL)
+        loaded = self.registry.get(model)
         picture = images.pixels_to_image(pixels) if pixels is not None else images.decode(_read_upload(image))
         batch = images.to_mnist(picture, field="pixels" if pixels is not None else "image")[None]
-        probabilities = self._classify(DIGITS_MODEL, batch)
+        probabilities = self._classify(model, batch)
         label, probability = odd_even(probabilities)
         return DigitResponse(digit=int(probabilities.argmax()), probabilities=probabilities.tolist(),
-                             parity=DigitParity(label=label, probability=probability), model=model.summary)
+                             parity=DigitParity(label=label, probability=probability), model=loaded.summary)
 
     @bentoml.api(route="/images/classify", input_spec=ImageRequest)
     def images_classify(self, image: Path, top_k: int | None = None) -> ImageResponse:

@@ -20,6 +20,7 @@ def records_training_cost(card: dict) -> bool:
     """The card states what training cost (the seed's sustainability point); no speed is judged."""
     return all(card["training"][field] > 0 for field in TRAINING_COST_FIELDS)
 GENERATIVE_IMAGES = 2000  # the generative models' quick profiles on a slice: pipeline, not quality
+CLASSICAL_IMAGES = 2000  # the classical digit classifiers' grids and fits on a slice
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -38,7 +39,7 @@ def trained_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     HTTP tests hold it to 97% accuracy, and it must come first: it scores the generative models)."""
     if reuse := os.environ.get("ZOOSERVE_TEST_MODELS"):  # a set trained by an earlier run, to iterate faster
         return Path(reuse)
-    from training import diffusion, gan, house_price, mnist, passengers, transfer, vae
+    from training import classical, diffusion, gan, house_price, mnist, passengers, transfer, vae
 
     root = tmp_path_factory.mktemp("models")
     house_price.train_gbm("quick", seed=0, limit=TRAIN_ROWS, out_root=root)
@@ -48,6 +49,8 @@ def trained_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     transfer.train("quick", seed=0, limit=TRANSFER_IMAGES, out_root=root)
     for family in (vae, gan, diffusion):
         family.train("quick", seed=0, limit=GENERATIVE_IMAGES, out_root=root)
+    for train_classical in classical.TRAINERS.values():
+        train_classical("quick", seed=0, limit=CLASSICAL_IMAGES, out_root=root)
     return root
 
 

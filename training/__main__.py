@@ -20,12 +20,13 @@ CHECKPOINTS = Path("checkpoints")
 
 
 def _trainers() -> dict[str, Callable[..., dict]]:
-    from . import diffusion, gan, house_price, mnist, passengers, transfer, vae
+    from . import classical, diffusion, gan, house_price, mnist, passengers, transfer, vae
 
     return {
         "house-price-gbm": house_price.train_gbm,
         "house-price-mlp": house_price.train_mlp,
         "mnist-cnn": mnist.train,  # before the generative models: their FID is measured with it
+        **classical.TRAINERS,  # mnist-logreg, mnist-knn, mnist-tree, mnist-forest
         "transfer-cnn": transfer.train,
         "passengers": passengers.train,
         "vae": vae.train,
@@ -37,10 +38,12 @@ def _trainers() -> dict[str, Callable[..., dict]]:
 # Wall seconds per model on an idle 2-core machine (measured 2026-11-29; README, "First run"),
 # printed before each training so that a first `make serve` says how long it will take.
 ESTIMATED_SECONDS = {
-    "quick": {"house-price-gbm": 15, "house-price-mlp": 12, "mnist-cnn": 45, "transfer-cnn": 30, "passengers": 5,
-              "vae": 65, "gan": 60, "diffusion": 210},
-    "full": {"house-price-gbm": 50, "house-price-mlp": 200, "mnist-cnn": 460, "transfer-cnn": 120, "passengers": 21,
-             "vae": 420, "gan": 1200, "diffusion": 3600},
+    "quick": {"house-price-gbm": 15, "house-price-mlp": 12, "mnist-cnn": 45, "mnist-logreg": 25, "mnist-knn": 15,
+              "mnist-tree": 6, "mnist-forest": 14, "transfer-cnn": 30, "passengers": 5, "vae": 65, "gan": 60,
+              "diffusion": 210},
+    "full": {"house-price-gbm": 50, "house-price-mlp": 200, "mnist-cnn": 460, "mnist-logreg": 200, "mnist-knn": 120,
+             "mnist-tree": 45, "mnist-forest": 60, "transfer-cnn": 120, "passengers": 21, "vae": 420, "gan": 1200,
+             "diffusion": 3600},
 }
 
 

@@ -113,15 +113,31 @@ def torch_graph(module, file: str, parity_inputs: Arrays, output_names: Sequence
 
 
 def sklearn_writer(estimator, input_name: str, n_features: int, output_name: str) -> Callable[[Path], None]:
-    """Writer converting a scikit-learn estimator with skl2onnx (float32 input, dynamic batch)."""
+    """Writer converting a scikit-learn regressor with skl2onnx (float32 input, dynamic batch)."""
+    from skl2onnx.common.data_types import FloatTensorType
+
+    return _skl2onnx_writer(estimator, input_name, n_features, [(output_name, FloatTensorType([None, 1]))])
+
+
+def sklearn_classifier_writer(estimator, input_name: str, n_features: int, classes: int) -> Callable[[Path], None]:
+    """Writer converting a scikit-learn classifier (or a pipeline ending in one): outputs ``label``
+    (int64) and ``probabilities`` (float32, one column per class), a plain tensor rather than
+    ZipMap's list of dictionaries."""
+    from skl2onnx.common.data_types import FloatTensorType, Int64TensorType
+
+    return _skl2onnx_writer(estimator, input_name, n_features,
+                            [("label", Int64TensorType([None])), ("probabilities", FloatTensorType([None, classes]))],
+                            options={"zipmap": False})
+
+
+def _skl2onnx_writer(estimator, input_name: str, n_features: int, outputs: list, **conversion: Any
+                     ) -> Callable[[Path], None]:
     from skl2onnx import to_onnx
     from skl2onnx.common.data_types import FloatTensorType
 
     def write(path: Path) -> None:
-        model = to_onnx(
-            estimator, initial_types=[(input_name, FloatTensorType([None, n_features]))],
-            final_types=[(output_name, FloatTensorType([None, 1]))], target_opset={"": 17, "ai.onnx.ml": 3},
-        )
+        model = to_onnx(estimator, initial_types=[(input_name, FloatTensorType([None, n_features]))],
+                        final_types=outputs, target_opset={"": 17, "ai.onnx.ml": 3}, **conversion)
         path.write_bytes(model.SerializeToString())
 
     return write
@@ -193,6 +209,7 @@ def export_model(
             graph_cards[key] = {
                 "file": graph.file,
                 "sha256": sha256_of(path),
+                "bytes": path.stat().st_size,
                 "opset": max(op.version for op in model.opset_import if op.domain in ("", "ai.onnx")),
                 "inputs": _tensor_schema(model.graph.input, graph.units),
                 "outputs": _tensor_schema(model.graph.output, graph.units),

@@ -91,6 +91,10 @@ function loadModels() {
       }
       return row;
     }));
+    // The digit classifiers this server loaded: the CNN first, then the classical ones.
+    const digitModels = models.filter((m) => m.name.startsWith("mnist-")).map((m) => m.name)
+      .sort((a, b) => (b === "mnist-cnn") - (a === "mnist-cnn"));
+    document.getElementById("digit-model").replaceChildren(...digitModels.map((name) => new Option(name, name)));
     const photos = models.find((m) => m.labels && m.name === "transfer-cnn");
     if (photos) {
       document.getElementById("image-labels").textContent =
@@ -129,6 +133,7 @@ canvas.addEventListener("pointerup", () => { drawing = false; });
 function classifyDigit(blob) {
   const form = new FormData();
   form.append("image", blob, "digit.png");
+  form.append("model", document.getElementById("digit-model").value || "mnist-cnn");
   return inPanel("digits-panel", async () => {
     const answer = await (await call("/digits/classify", { method: "POST", body: form })).json();
     document.getElementById("digit-answer").textContent =

@@ -8,13 +8,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+from serving.catalog import DIGIT_MODELS
+
 REPO = Path(__file__).resolve().parents[2]
 
 
 def test_http_sections_run_and_report(trained_models, tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "bench", "--smoke", "--models-dir", str(trained_models), "--out", str(tmp_path),
-         "--only", "overhead", "batching", "cold-start"],
+         "--only", "overhead", "batching", "cold-start", "digit-classifiers"],
         cwd=REPO, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     report = json.loads((tmp_path / "bench.json").read_text())
@@ -27,6 +29,8 @@ def test_http_sections_run_and_report(trained_models, tmp_path):
                for level in runs)  # both servers answered every digit
     cold = sections["cold-start"]
     assert cold["models"] == sorted(p.name for p in trained_models.iterdir() if (p / "card.json").exists())
+    digits = sections["digit-classifiers"]["models"]
+    assert set(digits) == set(DIGIT_MODELS) and all(row["request"]["repeats"] > 0 for row in digits.values())
     markdown = (tmp_path / "bench.md").read_text()
-    for title in ("Serving overhead", "Adaptive batching on vs off", "Cold start"):
+    for title in ("Serving overhead", "Adaptive batching on vs off", "Cold start", "Digit classifiers"):
         assert f"### {title}" in markdown

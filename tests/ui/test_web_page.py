@@ -8,8 +8,11 @@ from .conftest import SCREENSHOTS
 
 
 def _draw(page, strokes: list[list[tuple[float, float]]]) -> None:
-    """Mouse strokes in canvas fractions (0-1), like a person drawing."""
-    box = page.locator("#digit-canvas").bounding_box()
+    """Mouse strokes in canvas fractions (0-1), like a person drawing (scrolled to the canvas first:
+    the mouse only reaches what the viewport shows, and the models table above it grows)."""
+    canvas = page.locator("#digit-canvas")
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
     for stroke in strokes:
         x, y = stroke[0]
         page.mouse.move(box["x"] + x * box["width"], box["y"] + y * box["height"])
@@ -34,6 +37,19 @@ def test_draw_a_seven_and_classify(page):
     assert answer.inner_text().startswith("digit 7")
     assert page.locator("#digit-bars .bar").count() == 10
     page.screenshot(path=str(SCREENSHOTS / "digits.png"), full_page=True)
+
+
+def test_a_classical_classifier_can_be_picked(page):
+    options = page.locator("#digit-model option")
+    options.first.wait_for(state="attached")
+    names = options.all_inner_texts()
+    assert names[0] == "mnist-cnn" and {"mnist-logreg", "mnist-knn", "mnist-tree", "mnist-forest"} <= set(names)
+    page.select_option("#digit-model", "mnist-knn")
+    _draw(page, [[(0.5, 0.15), (0.5, 0.85)]])  # a 1
+    with page.expect_response(lambda response: "/digits/classify" in response.url) as answered:
+        page.click("#digit-classify")
+    assert answered.value.json().get("model", {}).get("name") == "mnist-knn", answered.value.text()
+    page.locator("#digit-answer").filter(has_text="digit").wait_for()
 
 
 def test_upload_a_photo(page):

@@ -8,6 +8,7 @@ import shutil
 import pytest
 
 from serving import card as contract
+from serving.catalog import CLASSICAL_DIGIT_MODELS
 from serving.errors import normalize
 from serving.registry import ModelLoadError, Registry, verify_models
 from serving.sessions import CPU, CUDA, batching_pays, providers_for
@@ -118,7 +119,7 @@ def test_registry_needs_required_models(trained_models):
 def test_registry_loads_and_warms_up(trained_models):
     registry = Registry(Settings(models_dir=trained_models, device="cpu"))
     assert set(registry.models) == {"house-price-gbm", "house-price-mlp", "passengers", "mnist-cnn", "transfer-cnn",
-                                    "vae", "gan", "diffusion"}
+                                    "vae", "gan", "diffusion", *CLASSICAL_DIGIT_MODELS}
     assert registry.get("house-price-gbm").sessions["model"].get_providers() == [CPU]
 
 

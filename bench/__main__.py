@@ -28,7 +28,8 @@ from . import batching, cold_start, diffusion_speed, digit_classifiers, engines,
 from .common import Context
 
 SECTIONS = {"engines": engines, "diffusion": diffusion_speed, "quantization": quantization,
-            "overhead": overhead, "batching": batching, "cold-start": cold_start, "digit-classifiers": digit_classifiers}
+            "overhead": overhead, "batching": batching, "cold-start": cold_start,
+            "digit-classifiers": digit_classifiers}
 REPO = Path(__file__).resolve().parents[1]
 
 

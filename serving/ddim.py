@@ -13,7 +13,8 @@ from typing import Callable
 import numpy as np
 import onnxruntime as ort
 
-NULL_LABEL = 10  # the "no digit" class training drops labels to; the card names it (sampling.null_label) for the sampler
+# The "no digit" class training drops labels to; the card names it (sampling.null_label) for the sampler.
+NULL_LABEL = 10
 STEP_GRAPH, GUIDED_STEP_GRAPH = "step", "guided_step"  # the diffusion model's one-DDIM-step graphs
 
 # feeds -> the graph's first output, e.g. ``lambda feeds: session.run(None, feeds)[0]``

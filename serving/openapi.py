@@ -72,9 +72,8 @@ def operation(summary: str, tag: str, success: dict[str, Any], body: dict[str, A
               examples: dict[str, Any] | None = None, refusals: Iterable[str] = REFUSALS,
               parameters: list[dict[str, Any]] | None = None, body_required: bool = True) -> dict[str, Any]:
     """One operation: its request forms (content type -> schema), its 200 and each refusal."""
-    spec: dict[str, Any] = {"summary": summary, "tags": [tag],
-                            "responses": {"200": success, **{status: answer(REFUSALS[status], {JSON: ref(schemas.Error)})
-                                                             for status in refusals}}}
+    refused = {status: answer(REFUSALS[status], {JSON: ref(schemas.Error)}) for status in refusals}
+    spec: dict[str, Any] = {"summary": summary, "tags": [tag], "responses": {"200": success, **refused}}
     if parameters:
         spec["parameters"] = parameters
     if body is not None:
@@ -138,10 +137,12 @@ def _rest(registry: Registry, settings: Settings) -> dict[str, Any]:
     shown = min(16, settings.max_images)  # the generators' examples ask for what the server allows
     return {
         "/house-price/predict": {"post": operation(
-            "Median house values of California block groups", "models", answer(ok, {JSON: ref(schemas.HousePriceResponse)}),
+            "Median house values of California block groups", "models",
+            answer(ok, {JSON: ref(schemas.HousePriceResponse)}),
             {JSON: ref(schemas.HousePriceRequest)}, {JSON: {"houses": [house], "model": "gbm"}})},
         "/passengers/forecast": {"post": operation(
-            "Monthly airline passengers for the next months", "models", answer(ok, {JSON: ref(schemas.ForecastResponse)}),
+            "Monthly airline passengers for the next months", "models",
+            answer(ok, {JSON: ref(schemas.ForecastResponse)}),
             {JSON: ref(schemas.ForecastRequest)}, {JSON: {"history": schemas.EXAMPLE_HISTORY, "horizon": 12}},
             body_required=False)},  # every field has a default
         "/digits/classify": {"post": operation(

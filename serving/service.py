@@ -31,9 +31,9 @@ from .oip import OipMiddleware
 from .postprocess import odd_even, ranked, softmax
 from .registry import Registry, verify_models
 from .schemas import (
-    DEFAULT_FRAMES, DEFAULT_TOP_K, DiffusionRequest, DigitParity, DigitRequest, DigitResponse, ForecastRequest, ForecastResponse,
-    GeneratedImages, GenerateRequest, House, HousePrice, HousePriceRequest, HousePriceResponse, ImageRequest,
-    ImageResponse, InterpolateRequest, PngImage,
+    DEFAULT_FRAMES, DEFAULT_TOP_K, DiffusionRequest, DigitParity, DigitRequest, DigitResponse, ForecastRequest,
+    ForecastResponse, GeneratedImages, GenerateRequest, House, HousePrice, HousePriceRequest, HousePriceResponse,
+    ImageRequest, ImageResponse, InterpolateRequest, PngImage,
 )
 from .sessions import batching_pays
 from .settings import Settings
@@ -235,7 +235,8 @@ class ZooServe:
             forecast = recursive_forecast(step, values, loaded.card.preprocessing["window"], horizon)
         except ValueError as error:
             raise FieldError("history", str(error), "too_short") from None
-        if not np.isfinite(forecast).all():  # within the schema's bounds the served model stays finite; another may not
+        # Within the schema's bounds the served model stays finite (measured at both extremes); another may not.
+        if not np.isfinite(forecast).all():
             raise FieldError("history", "values too extreme to forecast")
         return ForecastResponse(forecast=forecast.tolist(), model=loaded.summary)
 
@@ -311,7 +312,8 @@ class ZooServe:
         """A PNG strip of the VAE's decodings along the line between two latent points."""
         frames = min(DEFAULT_FRAMES, SETTINGS.max_images) if frames is None else frames
         if frames > SETTINGS.max_images:
-            raise FieldError("frames", f"must be at most {SETTINGS.max_images} (ZOOSERVE_MAX_IMAGES)", "less_than_equal")
+            raise FieldError("frames", f"must be at most {SETTINGS.max_images} (ZOOSERVE_MAX_IMAGES)",
+                             "less_than_equal")
         uploads = {field: path for field, path in (("start", start), ("end", end)) if path is not None}
         if (seeds is None) == (not uploads):
             raise FieldError("seeds", "send two `seeds`, or two digit pictures as `start` and `end` uploads",

@@ -113,7 +113,8 @@ def train(name: str, profile: str = "full", seed: int = 0, limit: int | None = N
     cv = np.random.default_rng(seed).choice(len(y), min(config.cv_images, len(y)), replace=False)
     with Stopwatch() as watch:
         best, table = cross_validate(
-            list(family.grid), lambda params, xf, yf, xv, _yv: family.build(**params, seed=seed).fit(xf, yf).predict(xv),
+            list(family.grid),
+            lambda params, xf, yf, xv, _yv: family.build(**params, seed=seed).fit(xf, yf).predict(xv),
             x[cv], y[cv], folds=config.folds, seed=seed, desc=f"{name} cv", error=("error_rate", error_rate))
         model = family.build(**best, seed=seed).fit(x, y)
     test_images, test_labels = mnist_arrays(train=False)

@@ -106,8 +106,8 @@ def publish(name: str, graphs: dict[str, Graph], sampling: dict[str, Any], card:
     """Export through the shared step; the metrics are FID & co. of samples drawn from the graph."""
 
     def evaluate(sessions: Sessions) -> dict[str, Any]:
-        quality = evaluate_generator(out_root, sampling_of(sampling), sessions, eval_images, plots.reports_dir(name), name,
-                                     **eval_options)
+        quality = evaluate_generator(out_root, sampling_of(sampling), sessions, eval_images, plots.reports_dir(name),
+                                     name, **eval_options)
         return {**quality, **extra_metrics(sessions)}
 
     return export_model(name, graphs, evaluate, {**card, "sampling": sampling, "training": training},

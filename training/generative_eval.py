@@ -105,13 +105,16 @@ def digit_counts(images: int) -> np.ndarray:
     return counts
 
 
-def _generate_many(sampling: LatentSampling | DDIMSampling, sessions: Mapping[str, ort.InferenceSession], total: int, seed: int,
-                   **knobs: Any) -> np.ndarray:
+Sampling = LatentSampling | DDIMSampling
+Sessions = Mapping[str, ort.InferenceSession]
+
+
+def _generate_many(sampling: Sampling, sessions: Sessions, total: int, seed: int, **knobs: Any) -> np.ndarray:
     return np.concatenate([generate(sampling, sessions, seed + start, min(CHUNK, total - start), **knobs)
                            for start in range(0, total, CHUNK)])
 
 
-def conditional_samples(sampling: DDIMSampling, sessions: Mapping[str, ort.InferenceSession], images: int, seed: int,
+def conditional_samples(sampling: DDIMSampling, sessions: Sessions, images: int, seed: int,
                         **knobs: Any) -> tuple[np.ndarray, np.ndarray]:
     """``images`` digits requested as often as ``digit_counts`` says, and the digit each was asked for."""
     counts = digit_counts(images)
@@ -120,8 +123,8 @@ def conditional_samples(sampling: DDIMSampling, sessions: Mapping[str, ort.Infer
     return samples, np.repeat(np.arange(10), counts)
 
 
-def evaluate_generator(models_root: Path, sampling: LatentSampling | DDIMSampling, sessions: Mapping[str, ort.InferenceSession], images: int,
-                       report_dir: Path, title: str, conditional: bool = False, seed: int = 0, **knobs: Any) -> dict[str, Any]:
+def evaluate_generator(models_root: Path, sampling: Sampling, sessions: Sessions, images: int, report_dir: Path,
+                       title: str, conditional: bool = False, seed: int = 0, **knobs: Any) -> dict[str, Any]:
     """The card's quality metrics for ``images`` samples, and ``report_dir/samples.png``.
 
     A conditional model gets each digit as often as the training set has it (``digit_counts``);

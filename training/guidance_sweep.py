@@ -46,7 +46,8 @@ def sweep(models_root: Path, weights: list[float], images: int, steps: int | Non
     classifier = feature_session(models_root)
     rows = []
     for weight in weights:
-        samples, requested = conditional_samples(sampling_of(card["sampling"]), sessions, images, seed, steps=steps, guidance=weight)
+        samples, requested = conditional_samples(sampling_of(card["sampling"]), sessions, images, seed, steps=steps,
+                                                 guidance=weight)
         read = softmax(logits_and_features(classifier, normalize(samples))[0])
         rows.append({"guidance": weight, "fid_vs_validation": fid(samples),
                      "conditional_accuracy": float((read.argmax(axis=1) == requested).mean()),

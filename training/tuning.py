@@ -47,7 +47,8 @@ def cross_validate(
                 pred = fit_predict(params, x[fit_idx], y[fit_idx], x[val_idx], y[val_idx])
                 errors.append(measure(y[val_idx], pred))
                 progress.update()
-            row = {"params": params, f"val_{name}_mean": float(np.mean(errors)), f"val_{name}_std": float(np.std(errors))}
+            row = {"params": params, f"val_{name}_mean": float(np.mean(errors)),
+                   f"val_{name}_std": float(np.std(errors))}
             table.append(row)
             progress.write(f"{desc}: {params} -> val {name} {np.mean(errors):.4f} ± {np.std(errors):.4f}")
     best = min(table, key=lambda row: row[f"val_{name}_mean"])

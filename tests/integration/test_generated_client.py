@@ -113,8 +113,8 @@ def test_every_operation_answers_through_the_generated_client(zooserve_client, s
             GetV2ModelsNameVersionsVersionName.HOUSE_PRICE_GBM, GetV2ModelsNameVersionsVersionVersion(version),
             client=client),
         "v2 version ready": lambda: get_v2_models_name_versions_version_ready.sync_detailed(
-            GetV2ModelsNameVersionsVersionReadyName.HOUSE_PRICE_GBM, GetV2ModelsNameVersionsVersionReadyVersion(version),
-            client=client),
+            GetV2ModelsNameVersionsVersionReadyName.HOUSE_PRICE_GBM,
+            GetV2ModelsNameVersionsVersionReadyVersion(version), client=client),
         "v2 version infer": lambda: post_v2_models_name_versions_version_infer.sync_detailed(
             PostV2ModelsNameVersionsVersionInferName.HOUSE_PRICE_GBM,
             PostV2ModelsNameVersionsVersionInferVersion(version), client=client, body=infer_body),

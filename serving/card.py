@@ -8,11 +8,15 @@ validation histories, ...) are kept as extras, unvalidated.
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 SCHEMA_VERSION = 1  # a card this module cannot read is a new version: bump it with the change
+MAX_INTERVAL_LEVEL = 0.99
+# With n calibration rows the rank ceil((n + 1) a) stays within n for every level a up to 0.99.
+MIN_CALIBRATION_ROWS = 99
 TASKS = ("tabular-regression", "time-series-forecasting", "image-classification", "image-generation")
 
 
@@ -70,6 +74,18 @@ class DDIMSampling(Strict):
                 self.default_guidance if guidance is None else guidance)
 
 
+class IntervalCalibration(Strict):
+    """Split-conformal prediction intervals: the model's absolute errors on calibration rows it
+    was not fitted on, sorted. At level a, the interval is the prediction +- the
+    ceil((n + 1) a)-th smallest of them, which covers a new row with probability >= a."""
+
+    method: Literal["split-conformal"]
+    residuals: list[float] = Field(min_length=MIN_CALIBRATION_ROWS)
+
+    def half_width(self, level: float) -> float:
+        return self.residuals[math.ceil((len(self.residuals) + 1) * level) - 1]
+
+
 Sampling = Annotated[Union[LatentSampling, DDIMSampling], Field(discriminator="kind")]
 _sampling = TypeAdapter(Sampling)
 
@@ -94,6 +110,7 @@ class Card(BaseModel):
     conditional: bool = False
     sampling: Sampling | None = None
     series: dict[str, Any] | None = None
+    interval_calibration: IntervalCalibration | None = None
 
     @model_validator(mode="after")
     def _what_each_task_serves(self) -> Card:

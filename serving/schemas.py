@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from bentoml.validators import ContentType
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from .card import MAX_INTERVAL_LEVEL
 from .catalog import DIGIT_MODELS, DIGITS_MODEL
 from .generation import MAX_SEED
 
@@ -54,15 +55,22 @@ class HousePriceRequest(BaseModel):
     model_config = STRICT
     houses: list[House] = Field(min_length=1, max_length=1000, examples=[[EXAMPLE_HOUSE.model_dump()]])
     model: Literal["gbm", "mlp"] = Field("gbm", description="gbm: gradient-boosted trees; mlp: neural net")
+    level: float = Field(0.9, ge=0.5, le=MAX_INTERVAL_LEVEL, description=(
+        "the prediction interval's coverage: the share of houses whose true value it holds (split conformal)"))
 
 
 class HousePrice(BaseModel):
     value: float = Field(description="predicted median house value, $100k")
     price_usd: float
+    interval: tuple[float, float] | None = Field(None, description=(
+        "[low, high] in $100k, holding the true value with probability `level` (none for a model exported "
+        "without interval calibration)"))
+    interval_usd: tuple[float, float] | None = None
 
 
 class HousePriceResponse(BaseModel):
     predictions: list[HousePrice]
+    level: float = Field(description="the intervals' coverage level")
     model: ModelInfo
 
 

@@ -155,6 +155,16 @@ class Generators:
         return generation.decode(self.registry.get(model).card.sampling, self._run(model), z)
 
 
+def _house_price(value: float, half_width: float | None, per_unit: float) -> HousePrice:
+    """One prediction with its interval; a value cannot be negative, so neither can the low end."""
+    price = HousePrice(value=value, price_usd=round(value * per_unit, 2))
+    if half_width is None:
+        return price
+    low, high = max(0.0, value - half_width), value + half_width
+    return price.model_copy(update={"interval": (low, high),
+                                    "interval_usd": (round(low * per_unit, 2), round(high * per_unit, 2))})
+
+
 def _images_answer(pictures: np.ndarray, seed: int, model: dict, format: str) -> GeneratedImages | Response:
     """A PNG grid (seed and model in headers) or JSON with one base64 PNG per digit."""
     if format == "json":
@@ -212,18 +222,20 @@ class ZooServe:
         return {}
 
     @bentoml.api(route="/house-price/predict", input_spec=HousePriceRequest)
-    async def house_price_predict(self, houses: list[House], model: str = "gbm") -> HousePriceResponse:
-        """Median house value of California block groups (1 to 1,000 per request)."""
+    async def house_price_predict(self, houses: list[House], model: str = "gbm",
+                                  level: float = 0.9) -> HousePriceResponse:
+        """Median house value of California block groups (1 to 1,000 per request), each with a
+        prediction interval at ``level`` (split conformal, calibrated on rows the model never fitted)."""
         loaded = self.registry.get(HOUSE_PRICE_MODELS[model])
         spec = loaded.input_spec()[0]
         order = loaded.card.preprocessing["feature_order"]
         features = np.array([[getattr(house, name) for name in order] for house in houses], dtype=spec.dtype)
         values = loaded.run({spec.name: features})[0].ravel()
         per_unit = loaded.card.preprocessing["price_usd_per_unit"]
-        return HousePriceResponse(
-            predictions=[HousePrice(value=float(v), price_usd=round(float(v) * per_unit, 2)) for v in values],
-            model=loaded.summary,
-        )
+        calibration = loaded.card.interval_calibration
+        half = calibration.half_width(level) if calibration is not None else None
+        return HousePriceResponse(predictions=[_house_price(float(v), half, per_unit) for v in values], level=level,
+                                  model=loaded.summary)
 
     @bentoml.api(route="/passengers/forecast", input_spec=ForecastRequest)
     async def passengers_forecast(self, history: list[float] | None = None, horizon: int = 12) -> ForecastResponse:

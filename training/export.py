@@ -189,11 +189,14 @@ def export_model(
     evaluate: Callable[[Sessions], dict[str, Any]],
     card: dict[str, Any],
     out_root: Path | None = None,
+    calibrate: Callable[[Sessions], dict[str, Any]] = lambda _sessions: {},
 ) -> dict[str, Any]:
     """Export, check and evaluate every graph, then publish ``models/<name>/`` atomically.
 
     ``card`` carries what only the family knows (task, profile, seed, data sizes, preprocessing,
     labels, training time); this step adds graphs, sha256, schema, parity and metrics.
+    ``calibrate`` computes card sections that serving uses (interval calibration), by running the
+    exported graphs like the metrics; it runs first, so ``evaluate`` can measure what it set.
     """
     out_root = out_root or models_dir()
     out_root.mkdir(parents=True, exist_ok=True)
@@ -215,6 +218,7 @@ def export_model(
                 "outputs": _tensor_schema(model.graph.output, graph.units),
                 "parity": check_parity(sessions[key], graph),
             }
+        calibration = calibrate(sessions)
         metrics = evaluate(sessions)
         now = dt.datetime.now(dt.timezone.utc)
         full_card = {
@@ -223,6 +227,7 @@ def export_model(
             "version": f"{now:%Y.%m.%d}-{graph_cards[next(iter(graphs))]['sha256'][:7]}",
             "created_at": now.isoformat(timespec="seconds"),
             **card,
+            **calibration,
             "graphs": graph_cards,
             "metrics": metrics,
         }

@@ -18,12 +18,16 @@ from sklearn.linear_model import LinearRegression
 from torch import nn
 
 from . import metrics, plots
+from serving.card import IntervalCalibration
+
 from .data import HOUSING_FEATURES, HOUSING_SPLIT_SEED, HOUSING_TEST_SIZE, HousingSplit, california_housing_split
 from .export import Graph, Sessions, Stopwatch, export_model, sklearn_writer, torch_writer
 from .loop import fit, seed_everything
 from .tuning import cross_validate
 
 INPUT, OUTPUT = "features", "value"
+CALIBRATION_SHARE, CALIBRATION_SEED = 0.1, 0  # of the training split: never fitted, for the intervals
+INTERVAL_LEVELS = (0.8, 0.9, 0.95)
 UNITS = {INPUT: "MedInc ($10k), HouseAge (years), AveRooms, AveBedrms, Population, AveOccup, "
                 "Latitude (deg), Longitude (deg)", OUTPUT: "$100k"}
 LOG_FEATURES = ("AveRooms", "AveBedrms", "Population", "AveOccup")  # heavy right tails
@@ -69,31 +73,76 @@ MLP_PROFILES = {
 }
 
 
-def _training_rows(split: HousingSplit, limit: int | None) -> tuple[np.ndarray, np.ndarray]:
-    return split.x_train[:limit], split.y_train[:limit]
+@dataclass(frozen=True)
+class Rows:
+    """The training split's rows a model may use: ``x``, ``y`` to fit (and cross-validate), and a
+    fixed calibration slice it is never fitted on, for its conformal prediction intervals."""
+
+    x: np.ndarray
+    y: np.ndarray
+    x_calibration: np.ndarray
+    y_calibration: np.ndarray
 
 
-def _data_card(split: HousingSplit, train_rows: int, validation_rows: int = 0) -> dict[str, Any]:
+def _training_rows(split: HousingSplit, limit: int | None) -> Rows:
+    x, y = split.x_train[:limit], split.y_train[:limit]
+    order = np.random.default_rng(CALIBRATION_SEED).permutation(len(y))
+    calibration, fitted = order[:int(len(y) * CALIBRATION_SHARE)], order[int(len(y) * CALIBRATION_SHARE):]
+    return Rows(x[fitted], y[fitted], x[calibration], y[calibration])
+
+
+def _data_card(split: HousingSplit, rows: Rows, validation_rows: int = 0) -> dict[str, Any]:
     return {"source": "California housing (StatLib, scikit-learn fetch_california_housing)",
             "split": f"train_test_split(test_size={HOUSING_TEST_SIZE}, random_state={HOUSING_SPLIT_SEED})",
-            "train": train_rows - validation_rows, "validation": validation_rows, "test": len(split.y_test)}
+            "train": len(rows.y) - validation_rows, "validation": validation_rows,
+            "interval_calibration": len(rows.y_calibration), "test": len(split.y_test)}
 
 
-def _evaluate(name: str, split: HousingSplit, train_x: np.ndarray, extra: dict[str, Any]):
-    """Build the export step's ``evaluate``: test metrics, fairness, importance, plot, on ONNX."""
+def _graph_predict(sessions: Sessions) -> Callable[[np.ndarray], np.ndarray]:
+    def predict(x: np.ndarray) -> np.ndarray:
+        return sessions["model"].run(None, {INPUT: x.astype(np.float32)})[0].ravel()
+    return predict
+
+
+def _calibration_errors(sessions: Sessions, rows: Rows) -> np.ndarray:
+    """The graph's absolute errors on the calibration slice, sorted: the conformal scores."""
+    return np.sort(np.abs(rows.y_calibration - _graph_predict(sessions)(rows.x_calibration)))
+
+
+def _calibrate(rows: Rows) -> Callable[[Sessions], dict[str, Any]]:
+    """The export step's ``calibrate``: the card's ``interval_calibration``, which serving reads."""
+    return lambda sessions: {"interval_calibration": {
+        "method": "split-conformal", "residuals": _calibration_errors(sessions, rows).tolist()}}
+
+
+def _coverage(y: np.ndarray, pred: np.ndarray, residuals: np.ndarray, groups: dict[str, np.ndarray]) -> dict:
+    """Share of rows inside their interval, and the interval's width, at each level, overall and
+    per subgroup: what a promise of 90% is worth on held-out data."""
+    calibration = IntervalCalibration(method="split-conformal", residuals=residuals.tolist())
+    result = {}
+    for level in INTERVAL_LEVELS:
+        half = calibration.half_width(level)
+        inside = np.abs(y - pred) <= half
+        result[f"{level:.2f}"] = {"coverage": float(inside.mean()), "width": 2 * half,
+                                  "groups": {name: float(inside[mask].mean()) for name, mask in groups.items()}}
+    return result
+
+
+def _evaluate(name: str, split: HousingSplit, rows: Rows, extra: dict[str, Any]):
+    """Build the export step's ``evaluate``: test metrics, fairness, intervals, importance, plot, on ONNX."""
 
     def evaluate(sessions: Sessions) -> dict[str, Any]:
-        def predict(x: np.ndarray) -> np.ndarray:
-            return sessions["model"].run(None, {INPUT: x.astype(np.float32)})[0].ravel()
-
+        predict = _graph_predict(sessions)
         pred = predict(split.x_test)
-        income_edges = np.quantile(train_x[:, HOUSING_FEATURES.index("MedInc")], [0.25, 0.5, 0.75])
+        income_edges = np.quantile(rows.x[:, HOUSING_FEATURES.index("MedInc")], [0.25, 0.5, 0.75])
+        groups = metrics.housing_groups(split.x_test, income_edges, HOUSING_FEATURES)
+        residuals = _calibration_errors(sessions, rows)
         plot = plots.predicted_vs_true(split.y_test, pred, plots.reports_dir(name) / "predicted_vs_true.png",
                                        f"{name}: test split", "$100k")
         return {
             **{f"test_{key}": value for key, value in metrics.regression_metrics(split.y_test, pred).items()},
-            "subgroups": metrics.subgroup_errors(
-                split.y_test, pred, metrics.housing_groups(split.x_test, income_edges, HOUSING_FEATURES)),
+            "subgroups": metrics.subgroup_errors(split.y_test, pred, groups),
+            "interval_coverage": _coverage(split.y_test, pred, residuals, groups),
             "permutation_importance": metrics.permutation_importance(
                 predict, split.x_test, split.y_test, HOUSING_FEATURES),
             "plots": [str(plot)],
@@ -129,7 +178,8 @@ def baselines(x: np.ndarray, y: np.ndarray, split: HousingSplit, forest_trees: i
 def train_gbm(profile: str = "full", seed: int = 0, limit: int | None = None, out_root: Path | None = None) -> dict:
     config = GBM_PROFILES[profile]
     split = california_housing_split()
-    x, y = _training_rows(split, limit)
+    rows = _training_rows(split, limit)
+    x, y = rows.x, rows.y
     with Stopwatch() as watch:
         best, table = cross_validate(
             list(config.candidates),
@@ -147,9 +197,10 @@ def train_gbm(profile: str = "full", seed: int = 0, limit: int | None = None, ou
         units=UNITS,
         max_exceed_fraction=0.001,
     )
-    card = _card(profile, seed, _data_card(split, len(y)), {**best, "n_iter": int(model.n_iter_)}, table, watch)
+    card = _card(profile, seed, _data_card(split, rows), {**best, "n_iter": int(model.n_iter_)}, table, watch)
     return export_model("house-price-gbm", {"model": graph},
-                        _evaluate("house-price-gbm", split, x, {"baselines": compare}), card, out_root)
+                        _evaluate("house-price-gbm", split, rows, {"baselines": compare}), card, out_root,
+                        calibrate=_calibrate(rows))
 
 
 # --- PyTorch MLP --------------------------------------------------------------------------------
@@ -238,7 +289,8 @@ def train_mlp(profile: str = "full", seed: int = 0, limit: int | None = None, ou
               checkpoint: Path | None = None) -> dict:
     config = MLP_PROFILES[profile]
     split = california_housing_split()
-    x, y = _training_rows(split, limit)
+    rows = _training_rows(split, limit)
+    x, y = rows.x, rows.y
     with Stopwatch() as watch:
         best, table = cross_validate(
             list(config.candidates),
@@ -260,8 +312,9 @@ def train_mlp(profile: str = "full", seed: int = 0, limit: int | None = None, ou
     )
     hyper = {**best, "lr": config.lr, "weight_decay": config.weight_decay, "batch_size": config.batch_size,
              "epochs": config.epochs, "optimizer": "AdamW + OneCycle", "loss": "MSE"}
-    card = _card(profile, seed, _data_card(split, len(y), len(val)), hyper, table, watch)
+    card = _card(profile, seed, _data_card(split, rows, len(val)), hyper, table, watch)
     card["preprocessing"]["in_graph"] = {
         "log1p": list(LOG_FEATURES), "location_frequencies": list(LOCATION_FREQUENCIES),
         "standardize_mean": model.features.mean.tolist(), "standardize_std": model.features.std.tolist()}
-    return export_model("house-price-mlp", {"model": graph}, _evaluate("house-price-mlp", split, x, {}), card, out_root)
+    return export_model("house-price-mlp", {"model": graph}, _evaluate("house-price-mlp", split, rows, {}), card,
+                        out_root, calibrate=_calibrate(rows))

@@ -47,7 +47,8 @@ def forecast_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]
 def subgroup_errors(y_true: np.ndarray, y_pred: np.ndarray, groups: dict[str, np.ndarray]) -> dict:
     """Error per subgroup (boolean masks), and the worst-to-best RMSE ratio across them."""
     per_group = {
-        name: {"n": int(mask.sum()), **regression_metrics(y_true[mask], y_pred[mask])}
+        name: {"n": int(mask.sum()), **regression_metrics(y_true[mask], y_pred[mask]),
+               "mape": mape(y_true[mask], y_pred[mask])}
         for name, mask in groups.items()
     }
     rmses = [group["rmse"] for group in per_group.values()]

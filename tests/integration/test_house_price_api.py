@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import subprocess
 
@@ -37,6 +38,27 @@ def test_answers_equal_in_process_onnx_runtime(client, trained_models, model, na
     values = np.array([p["value"] for p in body["predictions"]])
     np.testing.assert_allclose(values, expected, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose([p["price_usd"] for p in body["predictions"]], values * 100_000, atol=0.01)
+
+
+@pytest.mark.parametrize("name", ["house-price-gbm", "house-price-mlp"])
+def test_every_prediction_carries_its_conformal_interval(client, trained_models, name):
+    houses, _ = _rows(32)
+    residuals = json.loads((trained_models / name / "card.json").read_text())["interval_calibration"]["residuals"]
+    widths = {}
+    for level in (0.5, 0.9, 0.99):
+        body = client.post("/house-price/predict", json={"houses": houses, "model": name.split("-")[-1],
+                                                          "level": level}).json()
+        assert body["level"] == level
+        rank = math.ceil((len(residuals) + 1) * level)  # the split-conformal quantile
+        for prediction in body["predictions"]:
+            low, high = prediction["interval"]
+            assert high == pytest.approx(prediction["value"] + residuals[rank - 1], abs=1e-9)
+            assert low == pytest.approx(max(0.0, prediction["value"] - residuals[rank - 1]), abs=1e-9)
+            assert prediction["interval_usd"] == [round(low * 100_000, 2), round(high * 100_000, 2)]
+        widths[level] = high - low
+    assert widths[0.5] < widths[0.9] < widths[0.99]
+    refused = client.post("/house-price/predict", json={"houses": houses, "level": 0.999})
+    assert refused.status_code == 400 and refused.json()["detail"][0]["field"] == "level"
 
 
 def test_default_model_is_gbm_and_the_known_house_is_expensive(client):

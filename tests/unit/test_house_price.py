@@ -10,7 +10,7 @@ import pytest
 
 from training.data import HOUSING_FEATURES, california_housing_split
 
-from ..conftest import records_training_cost
+from ..conftest import TRAIN_ROWS, records_training_cost
 
 
 @pytest.mark.parametrize("name", ["house-price-gbm", "house-price-mlp"])
@@ -28,6 +28,19 @@ def test_card_is_complete(trained_models, name):
     assert set(metrics["permutation_importance"]) == set(HOUSING_FEATURES)
     assert len(card["cross_validation"]) >= 1 and "val_rmse_std" in card["cross_validation"][0]
     assert records_training_cost(card)
+    assert all("mape" in group for group in metrics["subgroups"]["groups"].values())
+
+
+@pytest.mark.parametrize("name", ["house-price-gbm", "house-price-mlp"])
+def test_intervals_are_calibrated_on_rows_the_model_never_fitted(trained_models, name):
+    card = json.loads((trained_models / name / "card.json").read_text())
+    residuals = card["interval_calibration"]["residuals"]
+    assert len(residuals) == card["data"]["interval_calibration"] > 0 and residuals == sorted(residuals)
+    assert card["data"]["train"] + card["data"]["validation"] + len(residuals) == TRAIN_ROWS  # disjoint slices
+    for level, measured in card["metrics"]["interval_coverage"].items():
+        # Split conformal on a few hundred calibration rows: coverage near nominal on the 4,128 test rows.
+        assert abs(measured["coverage"] - float(level)) < 0.06, (level, measured)
+        assert set(measured["groups"]) == set(card["metrics"]["subgroups"]["groups"])
 
 
 def test_gbm_card_reports_baselines(trained_models):

@@ -195,8 +195,8 @@ def export_model(
 
     ``card`` carries what only the family knows (task, profile, seed, data sizes, preprocessing,
     labels, training time); this step adds graphs, sha256, schema, parity and metrics.
-    ``calibrate`` computes card sections that serving uses (interval calibration), by running the
-    exported graphs like the metrics; it runs first, so ``evaluate`` can measure what it set.
+    ``calibrate`` computes card sections that serving reads (the interval calibration) by running
+    the exported graphs, as the metrics are computed.
     """
     out_root = out_root or models_dir()
     out_root.mkdir(parents=True, exist_ok=True)

@@ -17,9 +17,9 @@ from sklearn.ensemble import HistGradientBoostingRegressor, RandomForestRegresso
 from sklearn.linear_model import LinearRegression
 from torch import nn
 
-from . import metrics, plots
 from serving.card import IntervalCalibration
 
+from . import metrics, plots
 from .data import HOUSING_FEATURES, HOUSING_SPLIT_SEED, HOUSING_TEST_SIZE, HousingSplit, california_housing_split
 from .export import Graph, Sessions, Stopwatch, export_model, sklearn_writer, torch_writer
 from .loop import fit, seed_everything

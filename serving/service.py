@@ -157,12 +157,11 @@ class Generators:
 
 def _house_price(value: float, half_width: float | None, per_unit: float) -> HousePrice:
     """One prediction with its interval; a value cannot be negative, so neither can the low end."""
-    price = HousePrice(value=value, price_usd=round(value * per_unit, 2))
     if half_width is None:
-        return price
+        return HousePrice(value=value, price_usd=round(value * per_unit, 2))
     low, high = max(0.0, value - half_width), value + half_width
-    return price.model_copy(update={"interval": (low, high),
-                                    "interval_usd": (round(low * per_unit, 2), round(high * per_unit, 2))})
+    return HousePrice(value=value, price_usd=round(value * per_unit, 2), interval=(low, high),
+                      interval_usd=(round(low * per_unit, 2), round(high * per_unit, 2)))
 
 
 def _images_answer(pictures: np.ndarray, seed: int, model: dict, format: str) -> GeneratedImages | Response:

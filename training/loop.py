@@ -38,26 +38,27 @@ def torch_threads(count: int) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
+EPOCH_COSTS = ("wall_seconds", "cpu_seconds")
+
+
 @dataclass
 class FitResult:
     best_score: float
     best_epoch: int
     epochs_run: int
+    # One entry per epoch, an interrupted predecessor's included (the checkpoint keeps them), each
+    # with its wall-clock and process CPU seconds: the card states the whole training's cost.
     history: list[dict[str, float]] = field(default_factory=list)
-    # Every epoch's wall-clock and process CPU time, an interrupted predecessor's included (the
-    # checkpoint keeps them): the card states the whole training's cost.
-    wall_seconds: float = 0.0
-    cpu_seconds: float = 0.0
 
     def as_card(self) -> dict[str, Any]:
-        return {"wall_seconds": round(self.wall_seconds, 2), "cpu_seconds": round(self.cpu_seconds, 2), "device": "cpu"}
+        return FitResult.total_card([self])
 
     @staticmethod
     def total_card(results: Iterable[FitResult]) -> dict[str, Any]:
-        """The card's training cost of an ensemble: every member's fit added up."""
-        results = list(results)
-        return FitResult(0.0, 0, 0, wall_seconds=sum(r.wall_seconds for r in results),
-                         cpu_seconds=sum(r.cpu_seconds for r in results)).as_card()
+        """The card's training cost of one fit or an ensemble's: every epoch of every fit added up
+        (checkpoints written before epochs were timed carry no cost for their epochs)."""
+        epochs = [epoch for result in results for epoch in result.history]
+        return {key: round(sum(epoch.get(key, 0.0) for epoch in epochs), 2) for key in EPOCH_COSTS} | {"device": "cpu"}
 
 
 def fit(
@@ -95,8 +96,7 @@ def fit(
 
 def _fit(model, batches, step, validate, optimizer, *, epochs, patience, scheduler, scheduler_per_batch, checkpoint,
          extra_state, desc, leave) -> FitResult:
-    state = {"epoch": 0, "best_score": float("inf"), "best_epoch": 0, "best_weights": None, "history": [],
-             "wall_seconds": 0.0, "cpu_seconds": 0.0}
+    state = {"epoch": 0, "best_score": float("inf"), "best_epoch": 0, "best_weights": None, "history": []}
     if checkpoint is not None and checkpoint.exists():
         saved = torch.load(checkpoint, weights_only=False)
         model.load_state_dict(saved["model"])
@@ -105,7 +105,7 @@ def _fit(model, batches, step, validate, optimizer, *, epochs, patience, schedul
             scheduler.load_state_dict(saved["scheduler"])
         for key, value in extra_state.items():
             value.load_state_dict(saved["extra"][key])
-        state = {"wall_seconds": 0.0, "cpu_seconds": 0.0, **saved["loop"]}  # older checkpoints kept no times
+        state = saved["loop"]
         torch.set_rng_state(saved["torch_rng"])
         print(f"{desc}: resumed from {checkpoint} after epoch {state['epoch']}")
 
@@ -129,12 +129,12 @@ def _fit(model, batches, step, validate, optimizer, *, epochs, patience, schedul
         model.eval()
         with torch.no_grad():
             score = float(validate(model))
-        state["history"].append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_score": score})
         if score < state["best_score"]:
             state.update(best_score=score, best_epoch=epoch + 1, best_weights=copy.deepcopy(model.state_dict()))
         state["epoch"] = epoch + 1
-        state["wall_seconds"] += time.perf_counter() - started_wall
-        state["cpu_seconds"] += time.process_time() - started_cpu
+        state["history"].append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_score": score,
+                                 "wall_seconds": time.perf_counter() - started_wall,
+                                 "cpu_seconds": time.process_time() - started_cpu})
         progress.set_postfix(loss=f"{np.mean(losses):.4f}", val=f"{score:.4f}", best=f"{state['best_score']:.4f}")
         if checkpoint is not None:
             checkpoint.parent.mkdir(parents=True, exist_ok=True)
@@ -149,5 +149,4 @@ def _fit(model, batches, step, validate, optimizer, *, epochs, patience, schedul
     if state["best_weights"] is not None:
         model.load_state_dict(state["best_weights"])
     model.eval()
-    return FitResult(state["best_score"], state["best_epoch"], state["epoch"], state["history"],
-                     state["wall_seconds"], state["cpu_seconds"])
+    return FitResult(state["best_score"], state["best_epoch"], state["epoch"], state["history"])

@@ -11,7 +11,7 @@ export DATA_DIR ?= data
 export BENTOML_DO_NOT_TRACK := True
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup train serve test loadtest soak starvation saturation bench robustness build containerize clean
+.PHONY: setup train serve test loadtest soak starvation saturation bench profile robustness build containerize clean
 
 comma := ,
 INSTALLED := $(VENV)/.installed-$(subst $(comma),+,$(EXTRAS))
@@ -62,6 +62,10 @@ saturation: setup
 # Side-by-side benchmarks of the served models -> reports/bench.json and reports/bench.md.
 bench: setup
 	$(BIN)/python -m bench $(if $(ONLY),--only $(ONLY))
+
+# Where a request's CPU goes in the API worker, by layer (py-spy under wrk) -> reports/profile-*.json.
+profile: setup
+	$(BIN)/python -m bench.profile_worker $(if $(ENDPOINT),--path $(ENDPOINT))
 
 # Accuracy of /digits/classify on pictures as people send them (bench/digit_pictures.py) -> reports/robustness/.
 robustness: setup

@@ -24,12 +24,12 @@ import torch
 
 from serving.sessions import cuda_device_present
 
-from . import batching, cold_start, diffusion_speed, digit_classifiers, engines, overhead, quantization
+from . import batching, cold_start, diffusion_speed, digit_classifiers, engines, floor, overhead, quantization
 from .common import Context
 
 SECTIONS = {"engines": engines, "diffusion": diffusion_speed, "quantization": quantization,
             "overhead": overhead, "batching": batching, "cold-start": cold_start,
-            "digit-classifiers": digit_classifiers}
+            "digit-classifiers": digit_classifiers, "floor": floor}
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -35,10 +35,13 @@ def pinned(core: int, command: list[str]) -> list[str]:
     return ["taskset", "-c", str(core), *command] if shutil.which("taskset") and (os.cpu_count() or 1) > 1 else command
 
 
-def start(port: int, log: Path, env: dict[str, str] | None = None, core: int | None = None) -> subprocess.Popen:
+def start(port: int, log: Path, env: dict[str, str] | None = None, core: int | None = None,
+          command: list[str] | None = None) -> subprocess.Popen:
+    """ZooServe (or ``command``, another server ``make bench`` compares it with) on ``port``."""
     environment = {**os.environ, "BENTOML_DO_NOT_TRACK": "True", "BENTOML_HOME": str(log.parent / f"bentoml-home-{port}"),
                    **(env or {})}
-    command = serve_command(port) if core is None else pinned(core, serve_command(port))
+    command = command or serve_command(port)
+    command = command if core is None else pinned(core, command)
     with log.open("w") as output:
         return subprocess.Popen(command, cwd=REPO, env=environment, stdout=output, stderr=subprocess.STDOUT,
                                 start_new_session=True)
@@ -70,10 +73,11 @@ def stop(process: subprocess.Popen) -> None:
 
 
 @contextlib.contextmanager
-def served(port: int, log: Path, env: dict[str, str] | None = None, core: int | None = 0) -> Iterator[str]:
+def served(port: int, log: Path, env: dict[str, str] | None = None, core: int | None = 0,
+           command: list[str] | None = None) -> Iterator[str]:
     """A server from start to ready to stopped, pinned to ``core`` (None: not pinned); yields its URL."""
     url = f"http://127.0.0.1:{port}"
-    process = start(port, log, env, core)
+    process = start(port, log, env, core, command)
     try:
         wait_ready(url, process, log)
         yield url

@@ -2,9 +2,9 @@
 
 BentoML has one pool of in-flight slots per worker, held from the first byte of a request to its
 last, so 64 clients sending half a body, or 64 long diffusion requests, made every endpoint answer
-429 (measured: issue 13). ZooServe replaces it with
+429 (measured: issue 13). ZooServe's gateway replaces it with
 - a request body read in full, under a deadline (408), before the request takes a slot
-  (``AccessMiddleware`` does this; a stalled upload holds no slot);
+  (a stalled upload holds no slot);
 - separate slots per endpoint class: generation (a diffusion request holds its slot for seconds)
   cannot exhaust the slots of the fast endpoints, and beyond its limit a class answers 429 at once;
 - generation work cancelled when its caller has gone (``CancelWhenGone``), in the API worker and
@@ -20,7 +20,7 @@ from typing import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .errors import ServiceError, error_response
+from .errors import ServiceError
 
 logger = logging.getLogger("bentoml.zooserve")
 UNLIMITED_PATHS = frozenset({"/livez", "/readyz", "/healthz", "/metrics", "/v2/health/live", "/v2/health/ready"})
@@ -34,28 +34,26 @@ def endpoint_class(path: str) -> str | None:
     return "generation" if path.startswith(GENERATION_PREFIX) else "predict"
 
 
-class AdmissionMiddleware:
+class Slots:
     """At most ``limits[class]`` requests of a class in flight in this worker; beyond, 429 at once."""
 
-    def __init__(self, app: ASGIApp, limits: dict[str, int]) -> None:
-        self.app = app
+    def __init__(self, limits: dict[str, int]) -> None:
         self.limits = limits
         self.in_flight = {name: 0 for name in limits}
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        kind = endpoint_class(scope.get("path", "")) if scope["type"] == "http" else None
+    def take(self, path: str) -> str | None:
+        """A slot of the path's class (None: a path that needs none); ``release`` gives it back."""
+        kind = endpoint_class(path)
         if kind is None:
-            await self.app(scope, receive, send)
-            return
+            return None
         if self.in_flight[kind] >= self.limits[kind]:
-            error = ServiceError(f"too many {kind} requests in flight ({self.limits[kind]}); retry shortly",
-                                 status=429, headers={"Retry-After": "1"})
-            await error_response(error)(scope, receive, send)
-            return
+            raise ServiceError(f"too many {kind} requests in flight ({self.limits[kind]}); retry shortly",
+                               status=429, headers={"Retry-After": "1"})
         self.in_flight[kind] += 1
-        try:
-            await self.app(scope, receive, send)
-        finally:
+        return kind
+
+    def release(self, kind: str | None) -> None:
+        if kind is not None:
             self.in_flight[kind] -= 1
 
 

@@ -9,9 +9,6 @@ are the ones it instantiates.
   per request and never cancels it: every request's task, context and OpenTelemetry span stay
   alive for the whole timeout (600 s), about 4 KB each, so memory grows with traffic. Replaced by
   ``asyncio.timeout``, which is disarmed when the request ends.
-- The request metrics (``RunnerTrafficMetricsMiddleware``) label each series with the raw path, so
-  every random URL a scanner tries becomes a new series: ``/metrics`` grew without bound. Paths
-  outside the service's routes now share one label.
 - The multipart parser (``MultipartSerde.parse_request``) downloads any URL sent as text in a
   file field, reads a file sent under a non-file field as JSON (a 500), and passes the client's
   file name to ``tempfile`` as a suffix (a 300-character name: ``ENAMETOOLONG``, a 500). Replaced
@@ -30,18 +27,12 @@ from pathlib import PurePosixPath
 
 from starlette.datastructures import UploadFile
 from starlette.responses import JSONResponse, Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from .errors import FieldError, error_for, error_response
 
 MAX_PARTS = 16  # multipart parts per request: the widest form (interpolation) has four fields
 SAFE_SUFFIX = re.compile(r"^\.[A-Za-z0-9]{1,8}$")
-UNMATCHED_PATH = "other"  # the metrics label every path outside the known routes shares
-ROUTE_TEMPLATES = (  # paths with a variable part, labelled by their template
-    (re.compile(r"^/v2/models/[^/]+/versions/[^/]+(/ready|/infer)?$"), "/v2/models/{name}/versions/{version}"),
-    (re.compile(r"^/v2/models/[^/]+(/ready|/infer)?$"), "/v2/models/{name}"),
-    (re.compile(r"^/static/[^/]+$"), "/static/{file}"),
-)
 
 
 async def _timeout_call(self: t.Any, scope: Scope, receive: Receive, send: Send) -> None:
@@ -67,41 +58,6 @@ async def _timeout_call(self: t.Any, scope: Scope, receive: Receive, send: Send)
             raise
         await JSONResponse({"error": f"Not able to process the request in {self.timeout} seconds"},
                            status_code=504)(scope, receive, send)
-
-
-def route_label(path: str, known: t.Collection[str]) -> str:
-    if path in known:
-        return path
-    return next((label for pattern, label in ROUTE_TEMPLATES if pattern.match(path)), UNMATCHED_PATH)
-
-
-def _bounded_metrics(base: type) -> type:
-    class BoundedPathMetrics(base):  # type: ignore[misc, valid-type]
-        """Counts a request under its route, not its raw path; the app inside sees the real path."""
-
-        KNOWN = frozenset({"/", "/docs", "/docs.json", "/schema.json", "/models", "/metrics", "/livez",
-                           "/readyz", "/healthz", "/v2", "/v2/health/live", "/v2/health/ready"})
-
-        def __init__(self, app: ASGIApp, **options: t.Any) -> None:
-            from bentoml._internal.context import server_context
-
-            async def real_path(scope: Scope, receive: Receive, send: Send) -> None:
-                if "zooserve.path" in scope:
-                    scope = {**scope, "path": scope["zooserve.path"]}
-                await app(scope, receive, send)
-
-            super().__init__(real_path, **options)
-            # The worker sets its routes before it builds the app, so they are known here, once.
-            self.known = self.KNOWN | set(server_context.service_routes or ())
-
-        async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-            path = scope.get("path", "")
-            label = route_label(path, self.known)
-            if label != path:
-                scope = {**scope, "path": label, "zooserve.path": path}
-            await super().__call__(scope, receive, send)
-
-    return BoundedPathMetrics
 
 
 def _safe_upload(field: str, value: t.Any) -> UploadFile:
@@ -158,12 +114,12 @@ def _endpoint_with_errors(api_endpoint: t.Callable) -> t.Callable:
 def apply() -> None:
     from _bentoml_impl import serde
     from _bentoml_impl.server.app import ServiceAppFactory
-    from bentoml._internal.server.http import instruments, traffic
+    from bentoml._internal.server.http import traffic
 
     if getattr(ServiceAppFactory, "_zooserve_fixed", False):
         return
     traffic.TimeoutMiddleware.__call__ = _timeout_call
-    instruments.RunnerTrafficMetricsMiddleware = _bounded_metrics(instruments.RunnerTrafficMetricsMiddleware)
     serde.MultipartSerde.parse_request = _parse_multipart
     ServiceAppFactory.api_endpoint = _endpoint_with_errors(ServiceAppFactory.api_endpoint)
     ServiceAppFactory._zooserve_fixed = True
+

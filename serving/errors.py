@@ -4,9 +4,9 @@ Code that refuses a request raises ``ServiceError`` (or a subclass) with the HTT
 field at fault; ``error_for`` turns that, a pydantic ``ValidationError`` or a known client or
 environment fault into the one JSON shape. The REST endpoints (through the BentoML fix in
 ``bentoml_fixes``), ``/v2``, the upload decoding and the access layer all answer through it.
-``ErrorShapeMiddleware`` rewrites what other layers of BentoML and Starlette answer (a 404 for an
-unknown route, a 405) into the same shape on the way out, and logs every refused request as one
-line with its request id: a client's mistake is not a server error and carries no traceback.
+The ``gateway`` rewrites what other layers of BentoML and Starlette answer (a 404 for an unknown
+route, a 405) into the same shape on the way out, and logs every refused request as one line with
+its request id: a client's mistake is not a server error and carries no traceback.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 logger = logging.getLogger("bentoml.zooserve")
 MAX_LISTED = 5  # validation errors spelled out in "error"; "detail" keeps them all
@@ -115,41 +115,6 @@ def normalize(status: int, body: bytes) -> dict[str, Any]:
         if isinstance(detail, str):
             return {"error": detail}
     return {"error": str(payload) if payload else HTTPStatus(status).phrase}
-
-
-class ErrorShapeMiddleware:
-    """ASGI middleware that rewrites every 4xx/5xx body into the one error shape and logs it once."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start: Message | None = None
-        chunks: list[bytes] = []
-
-        async def capture(message: Message) -> None:
-            nonlocal start
-            if message["type"] == "http.response.start" and message["status"] >= 400:
-                start = message
-                return
-            if start is None:
-                await send(message)
-                return
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                shaped = normalize(start["status"], b"".join(chunks))
-                log_refusal(scope, start["status"], shaped["error"])
-                body = json.dumps(shaped).encode()
-                headers = [(k, v) for k, v in start.get("headers", [])
-                           if k.lower() not in (b"content-length", b"content-type")]
-                headers += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-                await send({**start, "headers": headers})
-                await send({"type": "http.response.body", "body": body})
-
-        await self.app(scope, receive, capture)
 
 
 def log_refusal(scope: Scope, status: int, message: str) -> None:

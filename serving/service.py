@@ -20,16 +20,14 @@ from bentoml._internal.context import server_context
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from . import bentoml_fixes, generation, images, supervision
-from .access import AccessMiddleware
-from .admission import GENERATION_PREFIX, AdmissionMiddleware, CancelWhenGone
+from . import bentoml_fixes, gateway, generation, images, supervision, telemetry
+from .admission import GENERATION_PREFIX, CancelWhenGone
 from .catalog import (BATCHED_MODELS, DIFFUSION_MODEL, DIGITS_MODEL, GENERATIVE_MODELS, HOUSE_PRICE_MODELS,
                       IMAGES_MODEL, PASSENGERS_MODEL)
-from .errors import ErrorShapeMiddleware, FieldError, Unavailable
+from .errors import FieldError, Unavailable
 from .forecast import recursive_forecast, session_step
-from .oip import OipMiddleware
 from .postprocess import odd_even, ranked, softmax
-from .registry import Registry, verify_models
+from .registry import Registry, verify_models_apart
 from .schemas import (
     DEFAULT_FRAMES, DEFAULT_TOP_K, DiffusionRequest, DigitParity, DigitRequest, DigitResponse, ForecastRequest,
     ForecastResponse, GeneratedImages, GenerateRequest, House, HousePrice, HousePriceRequest, HousePriceResponse,
@@ -40,14 +38,19 @@ from .settings import Settings
 from .web import web_app
 
 bentoml_fixes.apply()
+gateway.install()
+telemetry.cache_metrics_pid()
 supervision.exit_with_parent()
 SETTINGS = Settings.from_env()
 # A failure inside a worker's __init__ leaves `bentoml serve` restarting it forever with no port
 # answering; checking every card and loading every graph here, when the server process loads this
 # module, stops start-up with the cause instead.
 if server_context.worker_index is None:  # the server process; each worker loads what it runs itself
-    verify_models(SETTINGS)
+    verify_models_apart()
 BATCHING = batching_pays(SETTINGS)
+# A dependency is a worker process of its own (about 120 MB before any model); one with nothing to
+# run is not declared, so BentoML does not start it.
+GENERATING = any((SETTINGS.models_dir / name / "card.json").exists() for name in GENERATIVE_MODELS)
 # The dependency workers keep BentoML's in-flight limit; the API worker admits by endpoint class
 # (``admission``), so BentoML's single pool is off there.
 TRAFFIC = {"timeout": SETTINGS.timeout_seconds, "max_concurrency": SETTINGS.max_concurrency}
@@ -96,8 +99,7 @@ class Classifiers:
     """
 
     def __init__(self) -> None:
-        # With batching off nothing calls this service: it keeps the cards, not the sessions.
-        self.registry = Registry(SETTINGS, runs_here=lambda name: BATCHING and name in BATCHED_MODELS)
+        self.registry = Registry(SETTINGS, runs_here=lambda name: name in BATCHED_MODELS)
         settle_heap()
 
     @bentoml.api(batchable=True, max_batch_size=64, max_latency_ms=1000)
@@ -191,8 +193,10 @@ def _prepare_digits(uploads: dict[str, Path]) -> np.ndarray:
 @bentoml.service(name="zooserve", traffic={"timeout": SETTINGS.timeout_seconds, "max_concurrency": None}, http=HTTP,
                  resources=RESOURCES)
 class ZooServe:
-    classifiers = bentoml.depends(Classifiers)
-    generators = bentoml.depends(Generators)
+    if BATCHING:
+        classifiers = bentoml.depends(Classifiers)
+    if GENERATING:
+        generators = bentoml.depends(Generators)
 
     def __init__(self) -> None:
         # Sessions for every model, the batched ones included: the Open Inference Protocol (/v2)
@@ -343,12 +347,11 @@ class ZooServe:
                         headers={"X-Model": f"{model.name} {model.card.version}"})
 
 
-# Outermost first: ids, the API key and the body (limit, deadline) before anything else; the error
-# shape around every answer below it, /v2 included; slots only for requests whose body is complete.
-ZooServe.add_asgi_middleware(AccessMiddleware)
-ZooServe.add_asgi_middleware(ErrorShapeMiddleware)
-ZooServe.add_asgi_middleware(AdmissionMiddleware, limits={"predict": SETTINGS.max_concurrency,
-                                                          "generation": SETTINGS.max_generations})
+# The gateway is the API worker's one per-request layer (ids, key, body, slots, deadline, error
+# shape, metrics; /v2 and the async JSON endpoints called from it directly); the generation paths
+# then go on through CancelWhenGone, which stops their work when the client goes.
+ZooServe.add_asgi_middleware(gateway.Gateway, apis=ZooServe.apis, settings=SETTINGS,
+                             limits={"predict": SETTINGS.max_concurrency, "generation": SETTINGS.max_generations},
+                             direct_exclude=lambda path: path.startswith(GENERATION_PREFIX))
 ZooServe.add_asgi_middleware(CancelWhenGone, applies=lambda path: path.startswith(GENERATION_PREFIX))
-ZooServe.add_asgi_middleware(OipMiddleware)
 Generators.add_asgi_middleware(CancelWhenGone, applies=lambda path: path == "/sample")

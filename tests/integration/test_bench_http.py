@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[2]
 def test_http_sections_run_and_report(trained_models, tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "bench", "--smoke", "--models-dir", str(trained_models), "--out", str(tmp_path),
-         "--only", "overhead", "batching", "cold-start", "digit-classifiers"],
+         "--only", "overhead", "batching", "cold-start", "digit-classifiers", "floor"],
         cwd=REPO, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     report = json.loads((tmp_path / "bench.json").read_text())
@@ -31,6 +31,13 @@ def test_http_sections_run_and_report(trained_models, tmp_path):
     assert cold["models"] == sorted(p.name for p in trained_models.iterdir() if (p / "card.json").exists())
     digits = sections["digit-classifiers"]["models"]
     assert set(digits) == set(DIGIT_MODELS) and all(row["request"]["repeats"] > 0 for row in digits.values())
+    floor = sections["floor"]
+    assert set(floor["cases"]) == {"/house-price/predict", "/v2/models/house-price-gbm/infer",
+                                   "/v2/models/mnist-cnn/infer", "/digits/classify (PNG; floor: mnist-cnn /v2)"}
+    points = [point for case in floor["cases"].values() for loop in case.values() for point in loop]
+    assert all(side["failures"] == 0 and side["requests"] > 0 for point in points for side in point.values())
+    assert floor["memory"]["idle"]["processes"] >= 2 and floor["memory"]["idle"]["rss_mb"] > 0
     markdown = (tmp_path / "bench.md").read_text()
-    for title in ("Serving overhead", "Adaptive batching on vs off", "Cold start", "Digit classifiers"):
+    for title in ("Serving overhead", "Adaptive batching on vs off", "Cold start", "Digit classifiers",
+                  "Serving overhead against the floor"):
         assert f"### {title}" in markdown

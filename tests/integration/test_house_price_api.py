@@ -173,3 +173,15 @@ def test_metrics_count_inference_per_model(client, trained_models):
     assert _metric(after, rows, model="house-price-mlp") - _metric(before, rows, model="house-price-mlp") == 15
     card = json.loads((trained_models / "house-price-mlp" / "card.json").read_text())
     assert _metric(after, "zooserve_model_loaded", model="house-price-mlp", version=card["version"]) >= 1
+
+
+@pytest.mark.parametrize("body", [{"houses": [EXAMPLE], "level": 0.8}, {"houses": [{**EXAMPLE, "MedInc": "x"}]},
+                                  {"houses": []}, {"houses": [EXAMPLE], "model": "nope"}])
+def test_the_gateways_direct_call_answers_as_bentomls_route_does(client, body):
+    """JSON requests go from the gateway straight to the endpoint; a request with an Origin header
+    goes through BentoML's route (its CORS layer). Both must answer the same status and body."""
+    direct = client.post("/house-price/predict", json=body)
+    routed = client.post("/house-price/predict", json=body, headers={"Origin": "https://elsewhere.example"})
+    assert direct.status_code == routed.status_code
+    assert direct.json() == routed.json()
+    assert direct.headers["content-type"] == routed.headers["content-type"] == "application/json"

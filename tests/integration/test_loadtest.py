@@ -69,5 +69,5 @@ def test_a_one_minute_soak_fails_no_request(trained_models, tmp_path):
     endpoints = {row["name"] for row in summary["stats"]}
     assert {"/house-price/predict", "/digits/classify", "/images/classify", "/passengers/forecast",
             "/v2/models/[name]/infer", "/generate/vae", "/generate/gan", "/generate/diffusion"} <= endpoints
-    assert {row["process"] for row in summary["rss"]} == {"supervisor", "zooserve", "zooserve-classifiers",
-                                                          "zooserve-generators"}
+    # Batching is off on a CPU, so no Classifiers worker is started (it would run nothing).
+    assert {row["process"] for row in summary["rss"]} == {"supervisor", "zooserve", "zooserve-generators"}

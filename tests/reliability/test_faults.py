@@ -51,7 +51,7 @@ def test_a_killed_generators_worker_is_503_then_recovers(trained_models, tmp_pat
 def test_workers_end_with_their_supervisor(trained_models, tmp_path):
     with serving(trained_models, tmp_path) as served:
         workers = psutil.Process(served.process.pid).children(recursive=True)
-        assert len(workers) >= 3
+        assert len(workers) >= 2  # the API worker and the Generators worker (Classifiers only with batching)
         os.kill(served.process.pid, signal.SIGKILL)
         assert _wait(lambda: not any(worker.is_running() and worker.status() != psutil.STATUS_ZOMBIE
                                      for worker in workers), 30)

@@ -1,0 +1,70 @@
+"""The floor ``make bench`` sets ZooServe's request path against: Starlette on uvicorn (uvloop,
+httptools) calling ONNX Runtime, and nothing else.
+
+It serves the same graphs from the same models directory with the same JSON bodies as ZooServe
+(``/house-price/predict`` with houses, ``/v2/models/{name}/infer`` with JSON FP32 tensors), its
+sessions built by the service's own session factory (same threads, same optimisation), but it
+validates nothing beyond what it needs to compute an answer, has no middleware, no metrics and no
+error shape. No Python server on this hardware answers these requests for less CPU, so ZooServe's
+throughput and tails are reported as ratios to it.
+
+    ZOOSERVE_MODELS_DIR=models python -m uvicorn bench.floor_app:app --port 8000 --no-access-log
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from serving.sessions import make_session
+from serving.settings import Settings
+
+MODELS = ("house-price-gbm", "mnist-cnn")
+SETTINGS = Settings.from_env()
+
+
+def _load(name: str) -> tuple[dict, object]:
+    card = json.loads((SETTINGS.models_dir / name / "card.json").read_text())
+    return card, make_session(Path(SETTINGS.models_dir / name / card["graphs"]["model"]["file"]), SETTINGS)
+
+
+LOADED = {name: _load(name) for name in MODELS if (SETTINGS.models_dir / name / "card.json").exists()}
+
+
+async def house_price(request: Request) -> JSONResponse:
+    card, session = LOADED["house-price-gbm"]
+    order = card["preprocessing"]["feature_order"]
+    per_unit = card["preprocessing"]["price_usd_per_unit"]
+    houses = (await request.json())["houses"]
+    features = np.array([[house[name] for name in order] for house in houses], dtype=np.float32)
+    values = session.run(None, {card["graphs"]["model"]["inputs"][0]["name"]: features})[0].ravel()
+    return JSONResponse({"predictions": [{"value": float(v), "price_usd": round(float(v) * per_unit, 2)}
+                                         for v in values]})
+
+
+async def infer(request: Request) -> JSONResponse:
+    name = request.path_params["name"]
+    card, session = LOADED[name]
+    body = await request.json()
+    feeds = {tensor["name"]: np.asarray(tensor["data"], dtype=np.float32).reshape(tensor["shape"])
+             for tensor in body["inputs"]}
+    outputs = session.run(None, feeds)
+    specs = card["graphs"]["model"]["outputs"]
+    return JSONResponse({"model_name": name, "outputs": [
+        {"name": spec["name"], "shape": list(value.shape), "datatype": "FP32", "data": value.ravel().tolist()}
+        for spec, value in zip(specs, outputs)]})
+
+
+async def ready(_: Request) -> JSONResponse:
+    return JSONResponse({"ready": True})
+
+
+app = Starlette(routes=[Route("/house-price/predict", house_price, methods=["POST"]),
+                        Route("/v2/models/{name}/infer", infer, methods=["POST"]),
+                        Route("/readyz", ready)])

@@ -4,8 +4,8 @@ for fixed offered rates.
 A closed loop (each connection sends its next request when the last one answers) measures how
 many requests a server can answer; it cannot measure latency at a given rate, because a slow
 answer delays the requests behind it and they are never counted as late (coordinated omission).
-The open loop sends on a fixed schedule and times each answer from when its request *should*
-have left, as wrk2 does. Both report the CPU share of the core the load tool ran on: a figure
+The open loop sends on a fixed schedule and times a request that had to wait for a connection
+from when it *should* have left, as wrk2 does. Both report the CPU share of the core the load tool ran on: a figure
 measured with a saturated client describes the client.
 """
 
@@ -150,8 +150,8 @@ async def _closed_loop(url: str, request: Request, connections: int, seconds: fl
 
 
 def open_loop(url: str, request: Request, rate: float, seconds: float, connections: int = 32) -> dict[str, float]:
-    """Requests sent at ``rate`` per second for ``seconds`` over up to ``connections`` connections,
-    each timed from its scheduled start (a request waiting for a free connection is late)."""
+    """Requests sent at ``rate`` per second for ``seconds`` over up to ``connections`` connections;
+    one waiting for a free connection (the server is behind) is timed from its scheduled start."""
     return asyncio.run(_open_loop(url, request, rate, seconds, connections))
 
 
@@ -165,9 +165,14 @@ async def _open_loop(url: str, request: Request, rate: float, seconds: float, co
 
     async def one(scheduled: float) -> None:
         nonlocal failures
+        # A request that waits for a free connection waits on the server: timed from its schedule.
+        # One that finds a connection is timed from now, leaving out the client's own timer lateness
+        # (the event loop's timers have millisecond resolution).
+        busy = idle.empty()
         stream = await idle.get()
+        start = scheduled if busy else time.perf_counter()
         failures += not await pool.send(stream)
-        latencies.append(time.perf_counter() - scheduled)
+        latencies.append(time.perf_counter() - start)
         idle.put_nowait(stream)
 
     cpu, started = _cpu(), time.perf_counter()

@@ -1,6 +1,6 @@
 """Graph optimisation and quantisation of the CNNs: accuracy, latency and size per variant.
 
-Each variant of the served fp32 graph (dynamic int8, static int8 QDQ calibrated on training
+Each variant of the fp32 model graph (dynamic int8, static int8 QDQ calibrated on training
 images, fp16) is scored on the model's test set through the serving preprocessing and timed on
 real inputs; it is kept only when it loses less than 0.1 percentage point of accuracy and is
 faster at every batch size. fp16 is a GPU-path optimisation: its accuracy is measured here,
@@ -17,18 +17,19 @@ from typing import Any, Callable
 import numpy as np
 import onnx
 import onnxruntime as ort
-from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic, quantize_static
+from onnxruntime.quantization import QuantType, quantize_dynamic
 from PIL import Image
 
 from serving.images import to_classifier_input
 from training.data import load_image_folder, mnist_arrays
 from training.mnist import EVAL_BATCH, normalize, validation_split
+from training.quantize import quantizable, write_int8_qdq
 
 from .common import Context, batch_sizes, load_card, markdown_table, missing, ort_session, ratio, timed
 
 MAX_ACCURACY_DROP_PP = 0.1
 BUDGET_S = 10.0  # per measurement: EfficientNet on 32 photos takes seconds per call
-BASELINE, FP16 = "fp32 (served)", "fp16"
+BASELINE, FP16 = "fp32", "fp16"
 LEVELS = {"ORT_DISABLE_ALL": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
           "ORT_ENABLE_ALL": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
 LEVELS_MODEL = "mnist-cnn"
@@ -75,38 +76,16 @@ def photos(card: dict[str, Any], smoke: bool) -> Dataset:
 MODELS: dict[str, Callable[[dict[str, Any], bool], Dataset]] = {"mnist-cnn": digits, "transfer-cnn": photos}
 
 
-class Calibration(CalibrationDataReader):
-    """Calibration inputs in batches of 16: the activation ranges static int8 quantisation fixes."""
-
-    def __init__(self, name: str, inputs: np.ndarray, batch: int = 16) -> None:
-        self._feeds = iter([{name: inputs[i:i + batch]} for i in range(0, len(inputs), batch)])
-
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        return next(self._feeds, None)
-
-
-def _quantizable(source: Path, scratch: Path) -> Path:
-    """A copy without the exporter's value_info: the quantizer turns Gemm into MatMul on a
-    transposed weight but keeps the weight's recorded shape, which its shape inference refuses."""
-    model = onnx.load(str(source))
-    del model.graph.value_info[:]
-    path = scratch / "fp32.onnx"
-    onnx.save(model, str(path))
-    return path
-
-
 def _variants(source: Path, input_name: str, data: Dataset, scratch: Path) -> dict[str, Callable[[], Path]]:
     """Each variant's builder: writes the graph into ``scratch`` and returns its path."""
-    plain = _quantizable(source, scratch)
+    plain = quantizable(source, scratch)
 
     def dynamic() -> Path:
         quantize_dynamic(plain, scratch / "int8-dynamic.onnx", weight_type=QuantType.QInt8)
         return scratch / "int8-dynamic.onnx"
 
-    def static() -> Path:
-        quantize_static(plain, scratch / "int8-qdq.onnx", Calibration(input_name, data.calibration),
-                        quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
-                        weight_type=QuantType.QInt8)
+    def static() -> Path:  # what the export step ships (training.quantize)
+        write_int8_qdq(source, scratch / "int8-qdq.onnx", input_name, data.calibration)
         return scratch / "int8-qdq.onnx"
 
     def half() -> Path:
@@ -176,7 +155,7 @@ def quantize(name: str, ctx: Context) -> dict[str, Any]:
 
 
 def optimization_levels(ctx: Context) -> dict[str, Any]:
-    """The served graph with ONNX Runtime's graph optimisations off and fully on."""
+    """The fp32 model graph with ONNX Runtime's graph optimisations off and fully on."""
     card = load_card(ctx, LEVELS_MODEL)
     if card is None:
         return missing(LEVELS_MODEL, ctx)
@@ -226,7 +205,7 @@ def markdown(result: dict) -> str:
     return "\n".join([
         "### Quantisation and graph optimisation (CNNs)",
         "",
-        f"Test accuracy of each variant of the served graph ({sizes}), through the serving preprocessing; median "
+        f"Test accuracy of each variant of the fp32 model graph ({sizes}), through the serving preprocessing; median "
         f"latency on {result['threads']} thread(s) on real inputs. A variant is kept when it loses less than "
         f"{result['max_accuracy_drop_pp']:g} percentage point and is faster at every batch size.",
         "",

@@ -42,6 +42,13 @@ class Graph(Strict):
     parity: dict[str, Any]
 
 
+class Variant(Graph):
+    """Another file for the graph ``of`` (a static int8 copy): same inputs and outputs, its own metrics."""
+
+    of: str
+    metrics: dict[str, Any]
+
+
 class Schedule(Strict):
     kind: Literal["linear"]
     train_steps: int = Field(gt=0)
@@ -111,11 +118,19 @@ class Card(BaseModel):
     sampling: Sampling | None = None
     series: dict[str, Any] | None = None
     interval_calibration: IntervalCalibration | None = None
+    variants: dict[str, Variant] = {}
+    served_variant: str | None = None  # which variant the service runs in its graph's place (None: the graph)
 
     @model_validator(mode="after")
     def _what_each_task_serves(self) -> Card:
         if "model" not in self.graphs:
             raise ValueError("graphs: every card has a 'model' graph")
+        for key, variant in self.variants.items():
+            graph = self.graphs.get(variant.of)
+            if graph is None or (variant.inputs, variant.outputs) != (graph.inputs, graph.outputs):
+                raise ValueError(f"variants.{key}: must have the inputs and outputs of a graph of this card")
+        if self.served_variant is not None and self.served_variant not in self.variants:
+            raise ValueError(f"served_variant: {self.served_variant!r} is not among the variants")
         needs = {"image-generation": ("sampling",), "image-classification": ("labels",),
                  "time-series-forecasting": ("series",)}.get(self.task, ())
         missing = [field for field in needs if getattr(self, field) is None]
@@ -124,8 +139,17 @@ class Card(BaseModel):
         return self
 
     @property
+    def served_graphs(self) -> dict[str, Graph]:
+        """The file each graph role is served from: the served variant in its graph's place."""
+        if self.served_variant is None:
+            return self.graphs
+        variant = self.variants[self.served_variant]
+        return {**self.graphs, variant.of: variant}
+
+    @property
     def sha256(self) -> str:
-        return self.graphs["model"].sha256
+        """The served model graph's hash: what each answer says it came from."""
+        return self.served_graphs["model"].sha256
 
 
 class CardError(ValueError):

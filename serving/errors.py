@@ -3,7 +3,7 @@
 Code that refuses a request raises ``ServiceError`` (or a subclass) with the HTTP status and the
 field at fault; ``error_for`` turns that, a pydantic ``ValidationError`` or a known client or
 environment fault into the one JSON shape. The REST endpoints (through the BentoML fix in
-``bentoml_fixes``), ``/v2``, the upload decoding and the access layer all answer through it.
+``bentoml_fixes``), ``/v2``, the upload decoding and the gateway all answer through it.
 The ``gateway`` rewrites what other layers of BentoML and Starlette answer (a 404 for an unknown
 route, a 405) into the same shape on the way out, and logs every refused request as one line with
 its request id: a client's mistake is not a server error and carries no traceback.

@@ -95,8 +95,8 @@ def read_card(model_dir: Path) -> Card:
 
 
 def verify_graphs(model_dir: Path, card: Card) -> None:
-    """Check that every graph the card lists exists with the card's sha256."""
-    for spec in card.graphs.values():
+    """Check that every graph and variant the card lists exists with the card's sha256."""
+    for spec in [*card.graphs.values(), *card.variants.values()]:
         path = model_dir / spec.file
         if not path.is_file():
             raise ModelLoadError(f"{card.name}: graph file {path} is missing; retrain with `make train MODEL={card.name}`")
@@ -134,7 +134,7 @@ def verify_models(settings: Settings) -> None:
     options.log_severity_level = 4
     for model_dir in model_dirs(settings):
         card = read_verified_card(model_dir)
-        for spec in card.graphs.values():
+        for spec in [*card.graphs.values(), *card.variants.values()]:
             try:
                 ort.InferenceSession(str(model_dir / spec.file), options, providers=["CPUExecutionProvider"])
             except Exception as error:  # ONNX Runtime raises its own exception types, one per failure
@@ -182,7 +182,7 @@ class Registry:
                 # checked; the graphs a worker does not load are not hashed again there.
                 verify_graphs(model_dir, card)
                 model.sessions = {graph: make_session(model_dir / spec.file, settings)
-                                  for graph, spec in card.graphs.items()}
+                                  for graph, spec in card.served_graphs.items()}
             model.warm_up()
             self.models[model.name] = model
             providers = {graph: session.get_providers() for graph, session in model.sessions.items()}

@@ -28,13 +28,14 @@ from serving.postprocess import softmax
 
 from . import metrics, plots
 from .data import downloads_allowed, image_folder_root, load_image_folder
-from .export import Sessions, export_model, torch_graph
+from .export import Sessions, export_model, int8_graph, torch_graph
 from .loop import fit, seed_everything
 
 NAME = "transfer-cnn"
 RESIZE, CROP = 256, 224
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 HOLDOUT_FRACTION = 0.15
+CALIBRATION_PHOTOS = {"quick": 16, "full": 100}  # training photos that fix the int8 copy's ranges
 
 
 class WeightsNotFoundError(RuntimeError):
@@ -239,4 +240,7 @@ def train(profile: str = "full", seed: int = 0, limit: int | None = None, out_ro
         return evaluate_classifier(sessions["model"], test_set.samples, train_set.classes, preprocess,
                                    plots.reports_dir(NAME))
 
-    return export_model(NAME, {"model": graph}, evaluate, card, out_root)
+    # Static int8 copy, calibrated on training photos (the holdout and test photos never are).
+    calibration = torch.stack([eval_set[int(i)][0] for i in fit_idx[:CALIBRATION_PHOTOS[profile]]]).numpy()
+    graphs = {"model": graph, "model_int8": int8_graph(graph, {"image": calibration})}
+    return export_model(NAME, graphs, evaluate, card, out_root)

@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[2]
 def test_http_sections_run_and_report(trained_models, tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "bench", "--smoke", "--models-dir", str(trained_models), "--out", str(tmp_path),
-         "--only", "overhead", "batching", "cold-start", "digit-classifiers", "floor"],
+         "--only", "overhead", "batching", "cold-start", "digit-classifiers", "floor", "served-accuracy"],
         cwd=REPO, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     report = json.loads((tmp_path / "bench.json").read_text())
@@ -37,7 +37,9 @@ def test_http_sections_run_and_report(trained_models, tmp_path):
     points = [point for case in floor["cases"].values() for loop in case.values() for point in loop]
     assert all(side["failures"] == 0 and side["requests"] > 0 for point in points for side in point.values())
     assert floor["memory"]["idle"]["processes"] >= 2 and floor["memory"]["idle"]["rss_mb"] > 0
+    served = sections["served-accuracy"]["models"]
+    assert set(served) == {"mnist-cnn", "transfer-cnn"} and all(row["served_accuracy"] > 0.5 for row in served.values())
     markdown = (tmp_path / "bench.md").read_text()
     for title in ("Serving overhead", "Adaptive batching on vs off", "Cold start", "Digit classifiers",
-                  "Serving overhead against the floor"):
+                  "Serving overhead against the floor", "Test accuracy through the served path"):
         assert f"### {title}" in markdown

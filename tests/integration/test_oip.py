@@ -8,6 +8,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from .conftest import served_graph
+
 DTYPES = {"FP32": np.float32, "INT64": np.int64, "FP16": np.float16, "INT32": np.int32, "UINT8": np.uint8,
           "BOOL": np.bool_}
 
@@ -41,7 +43,8 @@ def test_every_model_has_metadata_and_answers_inference(client, trained_models):
         assert response.status_code == 200, response.text
         body = response.json()
         assert body["model_name"] == name and body["id"] == f"req-{name}"
-        expected = ort.InferenceSession(str(trained_models / name / "model.onnx")).run(None, feeds)
+        assert metadata["parameters"]["sha256"] == served_graph(card)["sha256"]
+        expected = ort.InferenceSession(str(trained_models / name / served_graph(card)["file"])).run(None, feeds)
         assert [o["name"] for o in body["outputs"]] == [o["name"] for o in metadata["outputs"]]
         for output, reference in zip(body["outputs"], expected):
             assert output["shape"] == list(reference.shape)

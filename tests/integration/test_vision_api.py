@@ -16,6 +16,8 @@ from training.data import load_image_folder, mnist_arrays
 
 from tests.pictures import png, png_header
 
+from .conftest import served_graph
+
 
 def _digit_upload(index: int, image: np.ndarray) -> bytes:
     """Half the digits black-on-white, every third one resized: what real uploads look like."""
@@ -55,18 +57,19 @@ def test_pixels_json_equals_the_png_upload(client, trained_models):
     as_json = client.post("/digits/classify", json={"pixels": x[0].tolist()}).json()
     as_png = client.post("/digits/classify", files={"image": ("d.png", png(x[0]), "image/png")}).json()
     np.testing.assert_allclose(as_json["probabilities"], as_png["probabilities"], atol=1e-6)
-    session = ort.InferenceSession(str(trained_models / "mnist-cnn" / "model.onnx"))
+    card = json.loads((trained_models / "mnist-cnn" / "card.json").read_text())
+    served = served_graph(card)
+    session = ort.InferenceSession(str(trained_models / "mnist-cnn" / served["file"]))
     logits = session.run(None, {"image": images.to_mnist(Image.fromarray(x[0]))[None]})[0][0]
     expected = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
     np.testing.assert_allclose(as_json["probabilities"], expected, atol=1e-5)
-    card = json.loads((trained_models / "mnist-cnn" / "card.json").read_text())
-    assert as_json["model"]["version"] == card["version"]
+    assert as_json["model"] == {"name": "mnist-cnn", "version": card["version"], "sha256": served["sha256"]}
 
 
 def test_photos_equal_in_process_onnx_runtime(client, trained_models):
     card = json.loads((trained_models / "transfer-cnn" / "card.json").read_text())
     prep = card["preprocessing"]
-    session = ort.InferenceSession(str(trained_models / "transfer-cnn" / "model.onnx"))
+    session = ort.InferenceSession(str(trained_models / "transfer-cnn" / served_graph(card)["file"]))
     for path, _ in load_image_folder("val").samples[::30]:
         with open(path, "rb") as handle:
             response = client.post("/images/classify", files={"image": ("p.jpg", handle, "image/jpeg")},

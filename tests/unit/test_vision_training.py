@@ -35,6 +35,7 @@ def test_mnist_card(trained_models):
     assert abs(m["test_accuracy_through_upload_preprocessing"] - m["test_accuracy"]) < 0.005  # no skew
     assert np.array(m["confusion_matrix"]).sum() == card["data"]["test"] == 10000
     assert len(m["plots"]) == 2
+    _check_int8_variant(card)
 
 
 def test_transfer_card(trained_models):
@@ -44,3 +45,16 @@ def test_transfer_card(trained_models):
     assert card["graphs"]["model"]["parity"]["max_abs_diff"] <= 1e-4
     assert card["hyperparameters"]["backbone"] == "efficientnet_lite0"
     assert card["data"]["test"] == 153 and card["metrics"]["roc_auc"] > 0.5  # better than chance, even on 32 images
+    _check_int8_variant(card)
+
+
+def _check_int8_variant(card: dict) -> None:
+    """The int8 copy has the graph's interface, its own test metrics and a top-1 parity, and it is
+    served exactly when it keeps the accuracy (the export step's rule)."""
+    variant = card["variants"]["model_int8"]
+    assert variant["of"] == "model" and variant["file"] == "model.int8.onnx"
+    assert (variant["inputs"], variant["outputs"]) == (card["graphs"]["model"]["inputs"], card["graphs"]["model"]["outputs"])
+    assert variant["parity"]["top1_changed"] <= 0.01 * variant["parity"]["rows"]
+    assert variant["bytes"] < card["graphs"]["model"]["bytes"] / 2  # int8 weights
+    kept = variant["metrics"]["test_accuracy"] > card["metrics"]["test_accuracy"] - 0.001
+    assert card["served_variant"] == ("model_int8" if kept else None)

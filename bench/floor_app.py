@@ -1,11 +1,11 @@
 """The floor ``make bench`` sets ZooServe's request path against: Starlette on uvicorn (uvloop,
 httptools) calling ONNX Runtime, and nothing else.
 
-It serves the same graphs from the same models directory with the same JSON bodies as ZooServe
-(``/house-price/predict`` with houses, ``/v2/models/{name}/infer`` with JSON FP32 tensors), its
-sessions built by the service's own session factory (same threads, same optimisation), but it
-validates nothing beyond what it needs to compute an answer, has no middleware, no metrics and no
-error shape. No Python server on this hardware answers these requests for less CPU, so ZooServe's
+It serves the same graphs (each card's selected one) from the same models directory with the same
+JSON bodies as ZooServe (``/house-price/predict`` with houses, ``/v2/models/{name}/infer`` with
+JSON FP32 tensors), its sessions built by the service's own session factory (same threads, same
+optimisation), but it validates nothing beyond what it needs to compute an answer, has no
+middleware, no metrics and no error shape. No Python server on this hardware answers these requests for less CPU, so ZooServe's
 throughput and tails are reported as ratios to it.
 
     ZOOSERVE_MODELS_DIR=models python -m uvicorn bench.floor_app:app --port 8000 --no-access-log
@@ -30,8 +30,11 @@ SETTINGS = Settings.from_env()
 
 
 def _load(name: str) -> tuple[dict, object]:
+    """The card and a session of the graph the card has ZooServe serve (its int8 copy, if selected)."""
     card = json.loads((SETTINGS.models_dir / name / "card.json").read_text())
-    return card, make_session(Path(SETTINGS.models_dir / name / card["graphs"]["model"]["file"]), SETTINGS)
+    variant = card.get("served_variant")
+    served = card["variants"][variant] if variant else card["graphs"]["model"]
+    return card, make_session(Path(SETTINGS.models_dir / name / served["file"]), SETTINGS)
 
 
 LOADED = {name: _load(name) for name in MODELS if (SETTINGS.models_dir / name / "card.json").exists()}

@@ -27,6 +27,7 @@ configured, BentoML's access log when ``ZOOSERVE_ACCESS_LOG`` asks for it).
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import itertools
 import json
@@ -145,6 +146,7 @@ class Deadlines:
 
     def disarm(self, task: asyncio.Task) -> None:
         self.pending.pop(task, None)
+        self.expired.discard(task)  # a request that ended otherwise leaves nothing behind
 
     def consume_expiry(self, task: asyncio.Task) -> bool:
         """Whether the task's cancellation was its deadline (and if so, take the cancellation back)."""
@@ -162,6 +164,12 @@ class Deadlines:
                 del self.pending[task]
                 self.expired.add(task)
                 task.cancel()
+
+
+@functools.cache
+def _request_metrics() -> _Metrics:
+    """One set per process: Prometheus refuses a second registration of the same series."""
+    return _Metrics()
 
 
 class _Answer:
@@ -229,7 +237,7 @@ class Gateway:
             await self.app(scope, receive, send)
             return
         if self._metrics is None:
-            self._metrics = _Metrics()
+            self._metrics = _request_metrics()
         started = time.perf_counter()
         headers = _headers(scope)
         given = headers.get(b"x-request-id", b"").decode("latin-1")

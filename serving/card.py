@@ -49,6 +49,15 @@ class Variant(Graph):
     metrics: dict[str, Any]
 
 
+class ProbabilityCalibration(BaseModel):
+    """Temperature scaling: class probabilities are softmax(logits / temperature). The fit's
+    evidence (validation rows, test ECE and NLL before and after, the plot) is kept as extras."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    method: Literal["temperature"]
+    temperature: float = Field(gt=0)
+
+
 class Schedule(Strict):
     kind: Literal["linear"]
     train_steps: int = Field(gt=0)
@@ -118,6 +127,7 @@ class Card(BaseModel):
     sampling: Sampling | None = None
     series: dict[str, Any] | None = None
     interval_calibration: IntervalCalibration | None = None
+    probability_calibration: ProbabilityCalibration | None = None
     variants: dict[str, Variant] = {}
     served_variant: str | None = None  # which variant the service runs in its graph's place (None: the graph)
 

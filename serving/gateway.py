@@ -141,8 +141,9 @@ class Deadlines:
 
     def arm(self, task: asyncio.Task, seconds: float) -> None:
         self.pending[task] = time.monotonic() + seconds
-        if self._sweeper is None:
-            self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
+        loop = asyncio.get_running_loop()
+        if self._sweeper is None or self._sweeper.get_loop() is not loop:  # one sweeper per event loop
+            self._sweeper = loop.create_task(self._sweep())
 
     def disarm(self, task: asyncio.Task) -> None:
         self.pending.pop(task, None)
@@ -300,12 +301,12 @@ class Gateway:
             await self.oip(scope, receive, answer, body)
             return
         direct = self.direct.get(path)
-        if (direct is None or body is None or b"origin" in headers
+        if (direct is None or scope["method"] != "POST" or b"origin" in headers  # BentoML routes APIs as POST
                 or not headers.get(b"content-type", b"application/json").startswith(b"application/json")):
             await self.app(scope, receive, answer)
             return
         try:
-            response = await direct(body)
+            response = await direct(body or b"")
         except Exception as exc:
             error = error_for(exc)
             if error is None:

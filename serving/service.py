@@ -78,12 +78,16 @@ def settle_heap() -> None:
 def _probabilities(registry: Registry, name: str, batch: np.ndarray) -> np.ndarray:
     """A classifier's class probabilities for a batch prepared for the CNNs: reshaped to the
     graph's input (the classical classifiers take 784 flat pixels), read from its ``probabilities``
-    output where it has one, else the softmax of its ``logits``."""
+    output where it has one, else the softmax of its ``logits`` at the card's temperature (fitted
+    on the validation slice so that a 90% answer is right about 90% of the time)."""
     model = registry.get(name)
     spec = model.input_spec()[0]
     outputs = dict(zip([output.name for output in model.card.graphs["model"].outputs],
                        model.run({spec.name: batch.reshape(len(batch), *spec.shape[1:])})))
-    return outputs["probabilities"] if "probabilities" in outputs else softmax(outputs["logits"])
+    if "probabilities" in outputs:
+        return outputs["probabilities"]
+    calibration = model.card.probability_calibration
+    return softmax(outputs["logits"] / (calibration.temperature if calibration is not None else 1.0))
 
 
 @bentoml.service(name="zooserve-classifiers", workers=1, traffic=TRAFFIC, resources=RESOURCES,

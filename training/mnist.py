@@ -25,6 +25,7 @@ from serving.images import MNIST_MEAN, MNIST_STD, to_mnist
 from serving.postprocess import softmax
 
 from . import metrics, plots
+from .calibration import temperature_card
 from .data import mnist_arrays
 from .export import Sessions, export_model, int8_graph, torch_graph
 from .loop import fit, seed_everything
@@ -247,6 +248,13 @@ def train(profile: str = "full", seed: int = 0, limit: int | None = None, out_ro
         return evaluate_digits(lambda batch: softmax(logits_and_features(sessions["model"], batch)[0]),
                                test_images, test_labels, plots.reports_dir(NAME))
 
+    def calibrate(sessions: Sessions) -> dict[str, Any]:
+        logits = logits_and_features(sessions["model"], normalize(images[val_idx]))[0]
+        test_logits = logits_and_features(sessions["model"], normalize(test_images))[0]
+        return {"probability_calibration": temperature_card(logits, labels[val_idx], test_logits, test_labels,
+                                                            plots.reports_dir(NAME), f"{NAME}: test reliability")}
+
     # Static int8 copy, calibrated on training images (as ``make bench`` judged it: 200 of them).
     calibration = {"image": normalize(images[train_idx[:CALIBRATION_IMAGES]])}
-    return export_model(NAME, {"model": graph, "model_int8": int8_graph(graph, calibration)}, evaluate, card, out_root)
+    return export_model(NAME, {"model": graph, "model_int8": int8_graph(graph, calibration)}, evaluate, card, out_root,
+                        calibrate=calibrate)

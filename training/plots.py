@@ -71,3 +71,17 @@ def forecasts(months: list[str], actual: np.ndarray, start: int, predicted: dict
     ax.set(ylabel=unit, title=title)
     ax.legend(loc="upper left")
     return save(fig, path)
+
+
+def reliability_diagram(before: dict, after: dict, temperature: float, path: Path, title: str) -> Path:
+    """Accuracy against confidence per bin, before and after temperature scaling (the diagonal is calibrated)."""
+    fig, ax = plt.subplots(figsize=(5, 5), dpi=110)
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="calibrated")
+    for label, bins, marker in ((f"raw (ECE {before['ece']:.4f})", before, "o"),
+                                (f"T = {temperature:.2f} (ECE {after['ece']:.4f})", after, "s")):
+        shown = np.asarray(bins["counts"]) > 0
+        ax.plot(np.asarray(bins["confidence"])[shown], np.asarray(bins["accuracy"])[shown], marker=marker,
+                label=label)
+    ax.set(xlabel="confidence (top class probability)", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1), title=title)
+    ax.legend(loc="upper left")
+    return save(fig, path)

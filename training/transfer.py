@@ -27,6 +27,7 @@ from serving.images import to_classifier_input
 from serving.postprocess import softmax
 
 from . import metrics, plots
+from .calibration import temperature_card
 from .data import downloads_allowed, image_folder_root, load_image_folder
 from .export import Sessions, export_model, int8_graph, torch_graph
 from .loop import fit, seed_everything
@@ -155,13 +156,18 @@ def _keep_frozen_bn_in_eval(model: TransferNet) -> None:
             module.eval()
 
 
-def evaluate_classifier(session, samples: list[tuple[str, int]], classes: list[str], preprocess: dict,
-                        report_dir: Path) -> dict[str, Any]:
-    """Accuracy, F1s and (two classes) ROC AUC of the exported graph on the test folder."""
+def classifier_logits(session, samples: list[tuple[str, int]], preprocess: dict) -> tuple[np.ndarray, np.ndarray]:
+    """The graph's logits for photos through the serving preprocessing, and their labels."""
     batch = np.stack([to_classifier_input(Image.open(path), preprocess["resize"], preprocess["crop"],
                                           preprocess["mean"], preprocess["std"]) for path, _ in samples])
     logits = np.concatenate([session.run(None, {"image": batch[i:i + 32]})[0] for i in range(0, len(batch), 32)])
-    labels = np.array([label for _, label in samples])
+    return logits, np.array([label for _, label in samples])
+
+
+def evaluate_classifier(session, samples: list[tuple[str, int]], classes: list[str], preprocess: dict,
+                        report_dir: Path) -> dict[str, Any]:
+    """Accuracy, F1s and (two classes) ROC AUC of the exported graph on the test folder."""
+    logits, labels = classifier_logits(session, samples, preprocess)
     probs = softmax(logits)
     predicted = probs.argmax(axis=1)
     matrix = metrics.confusion_matrix(labels, predicted, len(classes))
@@ -240,7 +246,15 @@ def train(profile: str = "full", seed: int = 0, limit: int | None = None, out_ro
         return evaluate_classifier(sessions["model"], test_set.samples, train_set.classes, preprocess,
                                    plots.reports_dir(NAME))
 
+    def calibrate(sessions: Sessions) -> dict[str, Any]:
+        holdout_images = torch.stack([eval_set[int(i)][0] for i in holdout]).numpy()
+        holdout_labels = np.array([eval_set.samples[int(i)][1] for i in holdout])
+        test_logits, test_labels = classifier_logits(sessions["model"], test_set.samples, preprocess)
+        return {"probability_calibration": temperature_card(
+            sessions["model"].run(None, {"image": holdout_images})[0], holdout_labels, test_logits, test_labels,
+            plots.reports_dir(NAME), f"{NAME}: test reliability")}
+
     # Static int8 copy, calibrated on training photos (the holdout and test photos never are).
     calibration = torch.stack([eval_set[int(i)][0] for i in fit_idx[:CALIBRATION_PHOTOS[profile]]]).numpy()
     graphs = {"model": graph, "model_int8": int8_graph(graph, {"image": calibration})}
-    return export_model(NAME, graphs, evaluate, card, out_root)
+    return export_model(NAME, graphs, evaluate, card, out_root, calibrate=calibrate)

@@ -185,3 +185,9 @@ def test_the_gateways_direct_call_answers_as_bentomls_route_does(client, body):
     assert direct.status_code == routed.status_code
     assert direct.json() == routed.json()
     assert direct.headers["content-type"] == routed.headers["content-type"] == "application/json"
+
+
+def test_methods_the_document_does_not_list_are_405(client):
+    """The gateway calls endpoints directly only for the method BentoML routes them under (POST)."""
+    response = client.put("/house-price/predict", json={"houses": [EXAMPLE]})
+    assert response.status_code == 405 and "error" in response.json()

@@ -61,9 +61,15 @@ def test_pixels_json_equals_the_png_upload(client, trained_models):
     served = served_graph(card)
     session = ort.InferenceSession(str(trained_models / "mnist-cnn" / served["file"]))
     logits = session.run(None, {"image": images.to_mnist(Image.fromarray(x[0]))[None]})[0][0]
-    expected = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+    expected = _calibrated(logits, card)
     np.testing.assert_allclose(as_json["probabilities"], expected, atol=1e-5)
     assert as_json["model"] == {"name": "mnist-cnn", "version": card["version"], "sha256": served["sha256"]}
+
+
+def _calibrated(logits: np.ndarray, card: dict) -> np.ndarray:
+    """The probabilities the service answers: softmax at the card's temperature."""
+    scaled = logits / card["probability_calibration"]["temperature"]
+    return np.exp(scaled - scaled.max()) / np.exp(scaled - scaled.max()).sum()
 
 
 def test_photos_equal_in_process_onnx_runtime(client, trained_models):
@@ -78,8 +84,7 @@ def test_photos_equal_in_process_onnx_runtime(client, trained_models):
         predictions = response.json()["predictions"]
         assert [p["label"] for p in predictions] != [] and len(predictions) == 2
         batch = images.to_classifier_input(Image.open(path), prep["resize"], prep["crop"], prep["mean"], prep["std"])
-        logits = session.run(None, {"image": batch[None]})[0][0]
-        probs = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+        probs = _calibrated(session.run(None, {"image": batch[None]})[0][0], card)
         expected = sorted(zip(card["labels"], probs), key=lambda item: -item[1])
         assert [p["label"] for p in predictions] == [label for label, _ in expected]
         np.testing.assert_allclose([p["probability"] for p in predictions], [p for _, p in expected], atol=1e-5)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -51,25 +52,31 @@ async def _plain_404(scope, receive, send) -> None:
     await send({"type": "http.response.body", "body": b"Not Found"})
 
 
+def _run(coroutine):
+    """The coroutine on an event loop of its own: other tests (the browser's) may leave one running here."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
 @pytest.fixture(autouse=True)
 def quick_sweeps(monkeypatch):
     monkeypatch.setattr(gateway, "DEADLINE_TICK", 0.05)
 
 
 def test_an_answer_that_does_not_start_in_time_is_a_504():
-    status, headers, body = asyncio.run(_call(_gateway(_slow, timeout_seconds=1)))
+    status, headers, body = _run(_call(_gateway(_slow, timeout_seconds=1)))
     assert status == 504 and "1 seconds" in body["error"] and len(headers["x-request-id"]) == 32
 
 
 def test_a_stalled_body_is_a_408_and_holds_no_slot():
     app = _gateway(_slow, body_timeout_seconds=1)
     # The first chunk says more follows; the client then never sends it.
-    status, _, body = asyncio.run(_call(app, body=[b"{", b"}"], stall_after=1))
+    status, _, body = _run(_call(app, body=[b"{", b"}"], stall_after=1))
     assert status == 408 and "not received within 1 s" in body["error"]
     assert app.slots.in_flight["predict"] == 0 and not app.deadlines.pending and not app.deadlines.expired
 
 
 def test_inner_error_bodies_get_the_one_shape_and_the_callers_id():
-    status, headers, body = asyncio.run(_call(_gateway(_plain_404), method="GET", path="/nowhere",
+    status, headers, body = _run(_call(_gateway(_plain_404), method="GET", path="/nowhere",
                                               headers=[(b"x-request-id", b"trace-42")]))
     assert status == 404 and body == {"error": "Not Found"} and headers["x-request-id"] == "trace-42"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -36,6 +37,7 @@ def test_mnist_card(trained_models):
     assert np.array(m["confusion_matrix"]).sum() == card["data"]["test"] == 10000
     assert len(m["plots"]) == 2
     _check_int8_variant(card)
+    _check_probability_calibration(card)
 
 
 def test_transfer_card(trained_models):
@@ -46,6 +48,15 @@ def test_transfer_card(trained_models):
     assert card["hyperparameters"]["backbone"] == "efficientnet_lite0"
     assert card["data"]["test"] == 153 and card["metrics"]["roc_auc"] > 0.5  # better than chance, even on 32 images
     _check_int8_variant(card)
+    _check_probability_calibration(card)
+
+
+def _check_probability_calibration(card: dict) -> None:
+    """A temperature fitted on the validation slice, with the test set's ECE before and after."""
+    fit = card["probability_calibration"]
+    assert fit["method"] == "temperature" and fit["fitted_on"] == "validation" and 0.05 < fit["temperature"] < 20
+    assert fit["test_nll_after"] <= fit["test_nll_before"] + 0.01  # fitted on other rows: not forced, but close
+    assert 0 <= fit["test_ece_after"] <= 1 and Path(fit["plot"]).name == "reliability.png"
 
 
 def _check_int8_variant(card: dict) -> None:

@@ -5,8 +5,8 @@ It serves the same graphs (each card's selected one) from the same models direct
 JSON bodies as ZooServe (``/house-price/predict`` with houses, ``/v2/models/{name}/infer`` with
 JSON FP32 tensors), its sessions built by the service's own session factory (same threads, same
 optimisation), but it validates nothing beyond what it needs to compute an answer, has no
-middleware, no metrics and no error shape. No Python server on this hardware answers these requests for less CPU, so ZooServe's
-throughput and tails are reported as ratios to it.
+middleware, no metrics and no error shape. No Python server on this hardware answers these
+requests for less CPU, so ZooServe's throughput and tails are reported as ratios to it.
 
     ZOOSERVE_MODELS_DIR=models python -m uvicorn bench.floor_app:app --port 8000 --no-access-log
 """

@@ -26,7 +26,6 @@ import psutil
 
 from loadtests.server import REPO
 
-from .common import Context
 from .floor import _server, cases
 from .http_load import client_core
 from .load_tools import closed_loop
@@ -106,7 +105,8 @@ def profile(models_dir: Path, path: str, seconds: float, out: Path) -> dict:
         stacks = Path(logs) / "stacks.txt"
         recorder = threading.Thread(target=subprocess.run, args=([
             spy, "record", "--pid", str(worker.pid), "--rate", "200", "--duration", str(int(seconds)),
-            "--format", "raw", "--nonblocking", "--full-filenames", "--output", str(stacks)],), kwargs={"capture_output": True})
+            "--format", "raw", "--nonblocking", "--full-filenames", "--output", str(stacks)],),
+            kwargs={"capture_output": True})
         recorder.start()
         load = closed_loop(url, request, 8, seconds)
         recorder.join()

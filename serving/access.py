@@ -9,7 +9,6 @@ health and metrics.
 
 from __future__ import annotations
 
-import asyncio
 import ctypes
 import ctypes.util
 import hmac

@@ -27,8 +27,8 @@ from .sessions import make_session
 from .settings import Settings
 from .telemetry import metrics
 
-logger = logging.getLogger("bentoml.zooserve")
-PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # where ``serving`` imports from  # a child of BentoML's logger shares its handlers
+logger = logging.getLogger("bentoml.zooserve")  # a child of BentoML's logger shares its handlers
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # where ``serving`` imports from
 
 
 class ModelLoadError(RuntimeError):

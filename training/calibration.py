@@ -77,5 +77,6 @@ def temperature_card(validation_logits: np.ndarray, validation_labels: np.ndarra
     return {"method": "temperature", "temperature": temperature, "fitted_on": "validation",
             "validation_rows": int(len(validation_labels)), "bins": BINS,
             "test_ece_before": before["ece"], "test_ece_after": after["ece"],
-            "test_nll_before": nll(test_logits, test_labels), "test_nll_after": nll(test_logits, test_labels, temperature),
+            "test_nll_before": nll(test_logits, test_labels),
+            "test_nll_after": nll(test_logits, test_labels, temperature),
             "plot": str(plot)}

@@ -64,7 +64,8 @@ def _check_int8_variant(card: dict) -> None:
     served exactly when it keeps the accuracy (the export step's rule)."""
     variant = card["variants"]["model_int8"]
     assert variant["of"] == "model" and variant["file"] == "model.int8.onnx"
-    assert (variant["inputs"], variant["outputs"]) == (card["graphs"]["model"]["inputs"], card["graphs"]["model"]["outputs"])
+    graph = card["graphs"]["model"]
+    assert (variant["inputs"], variant["outputs"]) == (graph["inputs"], graph["outputs"])
     assert variant["parity"]["top1_changed"] <= 0.01 * variant["parity"]["rows"]
     assert variant["bytes"] < card["graphs"]["model"]["bytes"] / 2  # int8 weights
     kept = variant["metrics"]["test_accuracy"] > card["metrics"]["test_accuracy"] - 0.001

@@ -61,7 +61,8 @@ def cases(models_dir: Path) -> dict[str, tuple[Request, Request]]:
 
 
 @contextlib.contextmanager
-def _server(log: Path, env: dict[str, str], command: list[str] | None) -> Iterator["Server"]:
+def pinned_server(log: Path, env: dict[str, str], command: list[str] | None) -> Iterator["Server"]:
+    """ZooServe (``command`` None) or another server on core 0 at a free port; yields its URL and process."""
     port = free_port()
     process = start(port, log, env, core=0, command=command and [*command, "--port", str(port)])
     url = f"http://127.0.0.1:{port}"
@@ -102,8 +103,8 @@ def run(ctx: Context) -> dict:
                      "--no-access-log", "--log-level", "warning"]
     with tempfile.TemporaryDirectory() as logs, client_core():
         env = {"ZOOSERVE_MODELS_DIR": str(same_models(ctx.models_dir, Path(logs) / "models"))}
-        with _server(Path(logs) / "floor.log", env, floor_command) as floor, \
-                _server(Path(logs) / "zooserve.log", env, None) as zoo:
+        with pinned_server(Path(logs) / "floor.log", env, floor_command) as floor, \
+                pinned_server(Path(logs) / "zooserve.log", env, None) as zoo:
             memory = {"idle": memory_mb(zoo[1]), "floor_idle": memory_mb(floor[1])}
             results = {label: _compare(floor, zoo, requests, connections, rates, seconds)
                        for label, requests in cases(ctx.models_dir).items()}

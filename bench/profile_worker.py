@@ -26,7 +26,7 @@ import psutil
 
 from loadtests.server import REPO
 
-from .floor import _server, cases
+from .floor import cases, pinned_server
 from .http_load import client_core
 from .load_tools import closed_loop
 
@@ -99,7 +99,8 @@ def profile(models_dir: Path, path: str, seconds: float, out: Path) -> dict:
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     request = next(zoo for floor, zoo in cases(models_dir).values() if zoo.path == path)
     env = {"ZOOSERVE_MODELS_DIR": str(models_dir.resolve())}
-    with tempfile.TemporaryDirectory() as logs, client_core(), _server(Path(logs) / "zoo.log", env, None) as (url, srv):
+    with tempfile.TemporaryDirectory() as logs, client_core(), \
+            pinned_server(Path(logs) / "zoo.log", env, None) as (url, srv):
         worker = api_worker(srv)
         closed_loop(url, request, 8, 3)  # warm-up
         stacks = Path(logs) / "stacks.txt"

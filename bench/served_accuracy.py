@@ -46,11 +46,14 @@ def _photo_requests(smoke: bool, labels: list[str]) -> tuple[list[Callable[[http
 
 
 def _accuracy(url: str, requests: list[Callable[[httpx.Client], str]], truth: list[str]) -> float:
-    def answer(request: Callable[[httpx.Client], str]) -> str:
-        with httpx.Client(base_url=url, timeout=60) as client:
-            return request(client)
-    with ThreadPoolExecutor(CLIENTS) as pool:
-        predicted = list(pool.map(answer, requests))
+    """The share answered right, over ``CLIENTS`` kept-alive clients (one per thread)."""
+    clients = [httpx.Client(base_url=url, timeout=60) for _ in range(CLIENTS)]
+    try:
+        with ThreadPoolExecutor(CLIENTS) as pool:
+            predicted = list(pool.map(lambda job: job[1](clients[job[0] % CLIENTS]), enumerate(requests)))
+    finally:
+        for client in clients:
+            client.close()
     return float(np.mean([p == t for p, t in zip(predicted, truth, strict=True)]))
 
 

@@ -65,14 +65,15 @@ def quick_sweeps(monkeypatch):
 
 def test_an_answer_that_does_not_start_in_time_is_a_504():
     status, headers, body = _run(_call(_gateway(_slow, timeout_seconds=1)))
-    assert status == 504 and "1 seconds" in body["error"] and len(headers["x-request-id"]) == 32
+    assert status == 504 and body["error"].startswith("Not able to process the request")
+    assert len(headers["x-request-id"]) == 32
 
 
 def test_a_stalled_body_is_a_408_and_holds_no_slot():
     app = _gateway(_slow, body_timeout_seconds=1)
     # The first chunk says more follows; the client then never sends it.
     status, _, body = _run(_call(app, body=[b"{", b"}"], stall_after=1))
-    assert status == 408 and "not received within 1 s" in body["error"]
+    assert status == 408 and body["error"].startswith("request body not received within")
     assert app.slots.in_flight["predict"] == 0 and not app.deadlines.pending and not app.deadlines.expired
 
 

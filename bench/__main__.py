@@ -24,13 +24,14 @@ import torch
 
 from serving.sessions import cuda_device_present
 
-from . import (batching, cold_start, diffusion_speed, digit_classifiers, engines, floor, overhead, quantization,
-               served_accuracy)
+from . import (batching, cold_start, diffusion_speed, digit_classifiers, engines, explanations, floor, overhead,
+               quantization, served_accuracy)
 from .common import Context
 
 SECTIONS = {"engines": engines, "diffusion": diffusion_speed, "quantization": quantization,
             "overhead": overhead, "batching": batching, "cold-start": cold_start,
-            "digit-classifiers": digit_classifiers, "floor": floor, "served-accuracy": served_accuracy}
+            "digit-classifiers": digit_classifiers, "floor": floor, "served-accuracy": served_accuracy,
+            "explanations": explanations}
 REPO = Path(__file__).resolve().parents[1]
 
 

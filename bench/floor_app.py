@@ -1,9 +1,10 @@
 """The floor ``make bench`` sets ZooServe's request path against: Starlette on uvicorn (uvloop,
 httptools) calling ONNX Runtime, and nothing else.
 
-It serves the same graphs (each card's selected one) from the same models directory with the same
-JSON bodies as ZooServe (``/house-price/predict`` with houses, ``/v2/models/{name}/infer`` with
-JSON FP32 tensors), its sessions built by the service's own session factory (same threads, same
+It serves the same graphs (each card's selected one, and for a house its novelty score, which
+ZooServe's answer carries too) from the same models directory with the same JSON bodies as
+ZooServe (``/house-price/predict`` with houses, ``/v2/models/{name}/infer`` with JSON FP32
+tensors), its sessions built by the service's own session factory (same threads, same
 optimisation), but it validates nothing beyond what it needs to compute an answer, has no
 middleware, no metrics and no error shape. No Python server on this hardware answers these
 requests for less CPU, so ZooServe's throughput and tails are reported as ratios to it.
@@ -29,31 +30,38 @@ MODELS = ("house-price-gbm", "mnist-cnn")
 SETTINGS = Settings.from_env()
 
 
-def _load(name: str) -> tuple[dict, object]:
-    """The card and a session of the graph the card has ZooServe serve (its int8 copy, if selected)."""
+def _load(name: str) -> tuple[dict, object, object | None]:
+    """The card, a session of the graph the card has ZooServe serve (its int8 copy, if selected)
+    and one of its novelty graph, if it has one."""
     card = json.loads((SETTINGS.models_dir / name / "card.json").read_text())
     variant = card.get("served_variant")
     served = card["variants"][variant] if variant else card["graphs"]["model"]
-    return card, make_session(Path(SETTINGS.models_dir / name / served["file"]), SETTINGS)
+    novelty = card.get("novelty")
+    return (card, make_session(Path(SETTINGS.models_dir / name / served["file"]), SETTINGS),
+            novelty and make_session(SETTINGS.models_dir / name / card["graphs"][novelty["graph"]]["file"], SETTINGS))
 
 
 LOADED = {name: _load(name) for name in MODELS if (SETTINGS.models_dir / name / "card.json").exists()}
 
 
 async def house_price(request: Request) -> JSONResponse:
-    card, session = LOADED["house-price-gbm"]
+    card, session, novelty = LOADED["house-price-gbm"]
     order = card["preprocessing"]["feature_order"]
     per_unit = card["preprocessing"]["price_usd_per_unit"]
     houses = (await request.json())["houses"]
     features = np.array([[house[name] for name in order] for house in houses], dtype=np.float32)
     values = session.run(None, {card["graphs"]["model"]["inputs"][0]["name"]: features})[0].ravel()
-    return JSONResponse({"predictions": [{"value": float(v), "price_usd": round(float(v) * per_unit, 2)}
-                                         for v in values]})
+    predictions = [{"value": float(v), "price_usd": round(float(v) * per_unit, 2)} for v in values]
+    if novelty:
+        threshold = card["novelty"]["threshold"]
+        for prediction, score in zip(predictions, novelty.run(None, {"features": features})[0]):
+            prediction.update(novelty=float(score), flagged=bool(score > threshold))
+    return JSONResponse({"predictions": predictions})
 
 
 async def infer(request: Request) -> JSONResponse:
     name = request.path_params["name"]
-    card, session = LOADED[name]
+    card, session, _ = LOADED[name]
     body = await request.json()
     feeds = {tensor["name"]: np.asarray(tensor["data"], dtype=np.float32).reshape(tensor["shape"])
              for tensor in body["inputs"]}

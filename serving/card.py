@@ -58,6 +58,36 @@ class ProbabilityCalibration(BaseModel):
     temperature: float = Field(gt=0)
 
 
+class Novelty(BaseModel):
+    """Out-of-distribution flags: the ``graph`` maps the model's features (a house's raw features
+    for tabular models) to a Mahalanobis distance; above ``threshold`` an input is flagged, and so
+    is a house with a feature outside its training ``ranges``. The evidence (the share of held-out
+    inputs flagged, AUROC against foreign inputs) is kept as extras."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    method: Literal["mahalanobis"]
+    graph: str
+    threshold: float
+    ranges: dict[str, tuple[float, float]] | None = None
+
+
+class ShapleyExplanation(BaseModel):
+    """Exact interventional Shapley values against the ``background`` rows (``weights``: the share
+    of the training rows each stands for; ``serving.explain.shapley``). Its measured error is kept
+    as extras."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    method: Literal["interventional-shapley"]
+    background: list[list[float]] = Field(min_length=1)
+    weights: list[float] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _one_weight_per_row(self) -> ShapleyExplanation:
+        if len(self.weights) != len(self.background):
+            raise ValueError("explanation: one weight per background row")
+        return self
+
+
 class Schedule(Strict):
     kind: Literal["linear"]
     train_steps: int = Field(gt=0)
@@ -99,7 +129,33 @@ class IntervalCalibration(Strict):
     residuals: list[float] = Field(min_length=MIN_CALIBRATION_ROWS)
 
     def half_width(self, level: float) -> float:
-        return self.residuals[math.ceil((len(self.residuals) + 1) * level) - 1]
+        return conformal_quantile(self.residuals, level)
+
+
+class ForecastCalibration(Strict):
+    """Conformal intervals for recursive forecasts, on the log scale: relative errors, since the
+    series grows. ``scores`` are |log(actual / forecast)| / h^p of every month forecast h months
+    ahead from rolling origins over a period the model was not fitted on, sorted. At level a and
+    horizon h the interval is forecast * exp(-+ h^p q), q the ceil((n + 1) a)-th smallest score.
+    Dividing by h^p pools all horizons into one set of scores (the few of each horizon alone would
+    not do): the spread of a recursive forecast's error grows with the horizon, and how fast
+    depends on the model, so ``exponent`` p is fitted to the same errors (0: no growth, 1/2: a
+    random walk's, 1: a steady drift). Forecasts from neighbouring origins overlap, so the scores
+    are not exchangeable and ``a`` is a target, not a guarantee: the card's metrics hold the
+    coverage measured on the test period."""
+
+    method: Literal["rolling-origin-conformal"]
+    exponent: float = Field(ge=0, le=1)
+    scores: list[float] = Field(min_length=MIN_CALIBRATION_ROWS)
+
+    def half_width(self, level: float, horizon: int) -> float:
+        """The interval's half-width in log passengers, ``horizon`` months ahead."""
+        return horizon ** self.exponent * conformal_quantile(self.scores, level)
+
+
+def conformal_quantile(scores: list[float], level: float) -> float:
+    """The ceil((n + 1) level)-th smallest of ``scores`` (sorted): the conformal quantile."""
+    return scores[math.ceil((len(scores) + 1) * level) - 1]
 
 
 Sampling = Annotated[Union[LatentSampling, DDIMSampling], Field(discriminator="kind")]
@@ -127,7 +183,10 @@ class Card(BaseModel):
     sampling: Sampling | None = None
     series: dict[str, Any] | None = None
     interval_calibration: IntervalCalibration | None = None
+    forecast_calibration: ForecastCalibration | None = None
     probability_calibration: ProbabilityCalibration | None = None
+    novelty: Novelty | None = None
+    explanation: ShapleyExplanation | None = None
     variants: dict[str, Variant] = {}
     served_variant: str | None = None  # which variant the service runs in its graph's place (None: the graph)
 
@@ -139,6 +198,8 @@ class Card(BaseModel):
             graph = self.graphs.get(variant.of)
             if graph is None or (variant.inputs, variant.outputs) != (graph.inputs, graph.outputs):
                 raise ValueError(f"variants.{key}: must have the inputs and outputs of a graph of this card")
+        if self.novelty is not None and self.novelty.graph not in self.graphs:
+            raise ValueError(f"novelty.graph: {self.novelty.graph!r} is not among the graphs")
         if self.served_variant is not None and self.served_variant not in self.variants:
             raise ValueError(f"served_variant: {self.served_variant!r} is not among the variants")
         needs = {"image-generation": ("sampling",), "image-classification": ("labels",),

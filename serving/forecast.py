@@ -2,7 +2,8 @@
 
 Plain NumPy around a one-step callable, so the served recursion is the very code that measured
 the card's metrics: training evaluates the exported graph through this module, and serving runs
-it the same way. Training may import it; it imports nothing from training.
+it the same way; so do the prediction intervals around a forecast. Training may import it; it
+imports nothing from training.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 import onnxruntime as ort
+
+from .card import ForecastCalibration
 
 Step = Callable[[np.ndarray], np.ndarray]  # windows float32 [batch, window] -> next values [batch, 1]
 
@@ -33,3 +36,11 @@ def recursive_forecast(step: Step, history: Sequence[float], window: int, horizo
         forecast[ahead] = step(recent[None, :])[0, 0]
         recent = np.append(recent[1:], forecast[ahead])
     return forecast
+
+
+def forecast_intervals(forecast: np.ndarray, calibration: ForecastCalibration, level: float) -> np.ndarray:
+    """[low, high] per forecast month (float64 [horizon, 2]) at ``level``: the forecast divided and
+    multiplied by exp of that month's half-width, so the low end stays positive."""
+    half = np.array([calibration.half_width(level, ahead) for ahead in range(1, len(forecast) + 1)])
+    forecast = np.asarray(forecast, np.float64)
+    return np.column_stack([forecast * np.exp(-half), forecast * np.exp(half)])

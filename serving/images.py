@@ -131,7 +131,18 @@ def grid(images: np.ndarray, columns: int | None = None, gap: int = 2) -> np.nda
 
 
 def png(image: np.ndarray) -> bytes:
-    """One uint8 gray image as PNG bytes (no timestamps: the same pixels give the same bytes)."""
+    """One uint8 image, gray (H, W) or RGB (H, W, 3), as PNG bytes (no timestamps: the same pixels
+    give the same bytes)."""
     buffer = io.BytesIO()
-    Image.fromarray(image, mode="L").save(buffer, format="PNG")
+    Image.fromarray(image).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def heat_map(ink: np.ndarray, values: np.ndarray, scale: int = 10) -> np.ndarray:
+    """A digit (H, W ink in [0, 1]) in dim gray under ``values``: red where positive, blue where
+    negative, opaque at the largest magnitude; each pixel ``scale`` x ``scale`` (RGB uint8)."""
+    gray = np.repeat((40 + 120 * np.clip(ink, 0, 1))[..., None], 3, axis=2)
+    strength = np.clip(np.abs(values) / max(float(np.abs(values).max()), 1e-12), 0, 1)[..., None]
+    colour = np.where((values >= 0)[..., None], np.array([230.0, 40, 30]), np.array([40.0, 90, 230]))
+    blended = (1 - strength) * gray + strength * colour
+    return np.kron(blended, np.ones((scale, scale, 1))).round().astype(np.uint8)

@@ -40,7 +40,8 @@ REFUSALS = {
 OPEN_REFUSALS = ("503",)
 EXAMPLE_MODEL = HOUSE_PRICE_MODELS["gbm"]  # health and metrics: no key, no body, no queue
 DOCUMENTED = (
-    schemas.HousePriceRequest, schemas.HousePriceResponse, schemas.ForecastRequest, schemas.ForecastResponse,
+    schemas.HousePriceRequest, schemas.HousePriceResponse, schemas.HouseExplainRequest, schemas.HouseExplainResponse,
+    schemas.DigitExplanation, schemas.ForecastRequest, schemas.ForecastResponse,
     schemas.DigitPixels, schemas.DigitResponse, schemas.ImageResponse, schemas.GenerateRequest,
     schemas.DiffusionRequest, schemas.GeneratedImages, schemas.InterpolationSeeds, schemas.Error,
     schemas.ModelListing, schemas.ServerMetadata, schemas.ModelMetadata, schemas.Liveness, schemas.Readiness,
@@ -140,6 +141,10 @@ def _rest(registry: Registry, settings: Settings) -> dict[str, Any]:
             "Median house values of California block groups", "models",
             answer(ok, {JSON: ref(schemas.HousePriceResponse)}),
             {JSON: ref(schemas.HousePriceRequest)}, {JSON: {"houses": [house], "model": "gbm"}})},
+        "/house-price/explain": {"post": operation(
+            "Why each house got its price: exact Shapley values of its features (up to 8 houses)", "models",
+            answer(ok, {JSON: ref(schemas.HouseExplainResponse)}),
+            {JSON: ref(schemas.HouseExplainRequest)}, {JSON: {"houses": [house], "model": "gbm"}})},
         "/passengers/forecast": {"post": operation(
             "Monthly airline passengers for the next months", "models",
             answer(ok, {JSON: ref(schemas.ForecastResponse)}),
@@ -148,6 +153,11 @@ def _rest(registry: Registry, settings: Settings) -> dict[str, Any]:
         "/digits/classify": {"post": operation(
             "The digit in a picture (multipart `image`) or in 28x28 gray values (JSON `pixels`)", "models",
             answer(ok, {JSON: ref(schemas.DigitResponse)}),
+            {MULTIPART: digit_form, JSON: ref(schemas.DigitPixels)},
+            {JSON: {"pixels": schemas.EXAMPLE_PIXELS}})},
+        "/digits/explain": {"post": operation(
+            "Which strokes made the digit: an occlusion map (28x28 numbers and a PNG heat map)", "models",
+            answer(ok, {JSON: ref(schemas.DigitExplanation)}),
             {MULTIPART: digit_form, JSON: ref(schemas.DigitPixels)},
             {JSON: {"pixels": schemas.EXAMPLE_PIXELS}})},
         "/images/classify": {"post": operation(
@@ -173,7 +183,18 @@ def _rest(registry: Registry, settings: Settings) -> dict[str, Any]:
         "/models": {"get": operation(
             "The served models: versions, tasks and headline test metrics", "service",
             answer(ok, {JSON: {"type": "array", "items": ref(schemas.ModelListing)}}))},
+        "/models/{name}/card": {"get": _card_operation(registry)},
     }
+
+
+def _card_operation(registry: Registry) -> dict[str, Any]:
+    example = EXAMPLE_MODEL if EXAMPLE_MODEL in registry.models else next(iter(registry.models))
+    spec = operation("A model's whole card: metrics, calibrations, intended use, limitations, training footprint",
+                     "service",
+                     answer("the card", {JSON: {"type": "object", "required": ["name", "version", "metrics"]}}),
+                     parameters=[path_parameter("name", list(registry.models), "a served model", example)])
+    spec["responses"]["404"] = answer("no such model on this server", {JSON: ref(schemas.Error)})
+    return spec
 
 
 def _health() -> dict[str, Any]:

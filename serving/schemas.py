@@ -27,6 +27,11 @@ def integer(**bounds: int) -> Any:
     return Annotated[int, Field(strict=True, **bounds), BeforeValidator(_integral)]
 
 
+def interval_level(description: str) -> Any:
+    """The ``level`` field of the endpoints that answer with prediction intervals."""
+    return Field(0.9, ge=0.5, le=MAX_INTERVAL_LEVEL, description=description)
+
+
 class ModelInfo(BaseModel):
     name: str
     version: str
@@ -55,8 +60,18 @@ class HousePriceRequest(BaseModel):
     model_config = STRICT
     houses: list[House] = Field(min_length=1, max_length=1000, examples=[[EXAMPLE_HOUSE.model_dump()]])
     model: Literal["gbm", "mlp"] = Field("gbm", description="gbm: gradient-boosted trees; mlp: neural net")
-    level: float = Field(0.9, ge=0.5, le=MAX_INTERVAL_LEVEL, description=(
-        "the prediction interval's coverage: the share of houses whose true value it holds (split conformal)"))
+    level: float = interval_level(
+        "the prediction interval's coverage: the share of houses whose true value it holds (split conformal)")
+
+
+class OutOfDistribution(BaseModel):
+    """Whether the input looks like what the model was trained on (none for a model exported without it)."""
+
+    score: float = Field(description=(
+        "Mahalanobis distance of the input's features to the nearest class of the training data"))
+    threshold: float = Field(description="scores above it are flagged (the model card gives how it was set)")
+    flagged: bool = Field(description="the score is above the threshold, or a feature is outside its training range")
+    outside_training_range: list[str] = Field([], description="features beyond the training rows' range (houses)")
 
 
 class HousePrice(BaseModel):
@@ -66,11 +81,34 @@ class HousePrice(BaseModel):
         "[low, high] in $100k, holding the true value with probability `level` (none for a model exported "
         "without interval calibration)"))
     interval_usd: tuple[float, float] | None = None
+    out_of_distribution: OutOfDistribution | None = None
 
 
 class HousePriceResponse(BaseModel):
     predictions: list[HousePrice]
     level: float = Field(description="the intervals' coverage level")
+    model: ModelInfo
+
+
+MAX_EXPLAINED_HOUSES = 8  # each costs 8,192 predictions (256 coalitions x 32 background rows)
+
+
+class HouseExplainRequest(HousePriceRequest):
+    """The body of ``/house-price/predict``, with fewer houses: explanations are costly."""
+
+    houses: list[House] = Field(min_length=1, max_length=MAX_EXPLAINED_HOUSES, examples=[[EXAMPLE_HOUSE.model_dump()]])
+
+
+class HouseExplanation(BaseModel):
+    value: float = Field(description="the prediction, $100k")
+    baseline: float = Field(description="the mean prediction over the background rows, $100k")
+    attributions: dict[str, float] = Field(description=(
+        "each feature's share of value - baseline, $100k (they add up to it): exact Shapley values"))
+
+
+class HouseExplainResponse(BaseModel):
+    explanations: list[HouseExplanation]
+    method: str = Field(description="how the attributions were computed (the model card gives their measured error)")
     model: ModelInfo
 
 
@@ -92,10 +130,17 @@ class ForecastRequest(BaseModel):
         description="monthly passengers (thousands), at least the model's window (see the card); "
                     "default: the 144 months 1949-01 to 1960-12")
     horizon: integer(ge=1, le=36) = Field(12, description="months to forecast")
+    level: float = interval_level(
+        "the prediction intervals' target coverage: the share of forecast months whose actual value they "
+        "hold (conformal, calibrated on the validation period; the card gives the coverage measured on 1959-1960)")
 
 
 class ForecastResponse(BaseModel):
     forecast: list[float] = Field(description="passengers (thousands), from the month after the history's last")
+    intervals: list[tuple[float, float]] | None = Field(None, description=(
+        "[low, high] in thousands for each forecast month, widening with the horizon (none for a model "
+        "exported without forecast calibration)"))
+    level: float = Field(description="the intervals' coverage level")
     model: ModelInfo
 
 
@@ -132,6 +177,24 @@ class DigitResponse(BaseModel):
         "P(0) ... P(9); the CNN's are calibrated (temperature scaling on the validation slice: of the "
         "answers given with confidence p, about p are right; the model card gives the measured ECE)"))
     parity: DigitParity
+    out_of_distribution: OutOfDistribution | None = Field(None, description=(
+        "whether the picture looks like a handwritten digit at all, to the CNN (none for the classical models)"))
+    model: ModelInfo
+
+
+class OcclusionMap(BaseModel):
+    patch: int = Field(description="side of the square painted over the digit, pixels")
+    stride: int = Field(description="pixels between neighbouring placements of the square")
+    values: list[list[float]] = Field(description=(
+        "28 rows of 28: the mean fall in the predicted digit's probability when the pixel is covered "
+        "(positive: evidence for the digit)"))
+    png: str = Field(description="base64 PNG, 280x280: the digit in gray, red where it is evidence, blue against")
+
+
+class DigitExplanation(BaseModel):
+    digit: int = Field(description="the predicted digit, which the map explains")
+    probability: float
+    occlusion: OcclusionMap
     model: ModelInfo
 
 
@@ -152,6 +215,8 @@ class LabelProbability(BaseModel):
 
 class ImageResponse(BaseModel):
     predictions: list[LabelProbability]
+    out_of_distribution: OutOfDistribution | None = Field(None, description=(
+        "whether the photo looks like the training photos (ants and bees): a flagged photo's labels mean little"))
     model: ModelInfo
 
 

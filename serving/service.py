@@ -20,18 +20,19 @@ from bentoml._internal.context import server_context
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from . import bentoml_fixes, gateway, generation, images, supervision, telemetry
+from . import bentoml_fixes, explain, gateway, generation, images, novelty, supervision, telemetry
 from .admission import GENERATION_PREFIX, CancelWhenGone
 from .catalog import (BATCHED_MODELS, DIFFUSION_MODEL, DIGITS_MODEL, GENERATIVE_MODELS, HOUSE_PRICE_MODELS,
                       IMAGES_MODEL, PASSENGERS_MODEL)
 from .errors import FieldError, Unavailable
-from .forecast import recursive_forecast, session_step
+from .forecast import forecast_intervals, recursive_forecast, session_step
 from .postprocess import odd_even, ranked, softmax
-from .registry import Registry, verify_models_apart
+from .registry import LoadedModel, Registry, verify_models_apart
 from .schemas import (
-    DEFAULT_FRAMES, DEFAULT_TOP_K, DiffusionRequest, DigitParity, DigitRequest, DigitResponse, ForecastRequest,
-    ForecastResponse, GeneratedImages, GenerateRequest, House, HousePrice, HousePriceRequest, HousePriceResponse,
-    ImageRequest, ImageResponse, InterpolateRequest, PngImage,
+    DEFAULT_FRAMES, DEFAULT_TOP_K, DiffusionRequest, DigitExplanation, DigitParity, DigitRequest, DigitResponse,
+    ForecastRequest, ForecastResponse, GeneratedImages, GenerateRequest, House, HouseExplainRequest,
+    HouseExplainResponse, HouseExplanation, HousePrice, HousePriceRequest, HousePriceResponse, ImageRequest,
+    ImageResponse, InterpolateRequest, OcclusionMap, OutOfDistribution, PngImage,
 )
 from .sessions import batching_pays
 from .settings import Settings
@@ -75,19 +76,25 @@ def settle_heap() -> None:
     gc.freeze()
 
 
-def _probabilities(registry: Registry, name: str, batch: np.ndarray) -> np.ndarray:
-    """A classifier's class probabilities for a batch prepared for the CNNs: reshaped to the
-    graph's input (the classical classifiers take 784 flat pixels), read from its ``probabilities``
-    output where it has one, else the softmax of its ``logits`` at the card's temperature (fitted
-    on the validation slice so that a 90% answer is right about 90% of the time)."""
+def _classifier_rows(registry: Registry, name: str, batch: np.ndarray) -> np.ndarray:
+    """A classifier's class probabilities for a batch prepared for the CNNs, followed by a column of
+    novelty scores where the card has a novelty graph (``novelty.split`` takes them apart).
+
+    The batch is reshaped to the graph's input (the classical classifiers take 784 flat pixels);
+    probabilities come from its ``probabilities`` output where it has one, else the softmax of its
+    ``logits`` at the card's temperature (fitted on the validation slice so that a 90% answer is
+    right about 90% of the time)."""
     model = registry.get(name)
     spec = model.input_spec()[0]
     outputs = dict(zip([output.name for output in model.card.graphs["model"].outputs],
                        model.run({spec.name: batch.reshape(len(batch), *spec.shape[1:])})))
     if "probabilities" in outputs:
-        return outputs["probabilities"]
-    calibration = model.card.probability_calibration
-    return softmax(outputs["logits"] / (calibration.temperature if calibration is not None else 1.0))
+        probabilities = outputs["probabilities"]
+    else:
+        calibration = model.card.probability_calibration
+        probabilities = softmax(outputs["logits"] / (calibration.temperature if calibration is not None else 1.0))
+    scores = novelty.scores(model, outputs["features"]) if model.card.novelty is not None else None
+    return probabilities if scores is None else np.column_stack([probabilities, scores])
 
 
 @bentoml.service(name="zooserve-classifiers", workers=1, traffic=TRAFFIC, resources=RESOURCES,
@@ -108,13 +115,13 @@ class Classifiers:
 
     @bentoml.api(batchable=True, max_batch_size=64, max_latency_ms=1000)
     def digits(self, batch: np.ndarray) -> np.ndarray:
-        """(N, 1, 28, 28) normalized digits -> (N, 10) probabilities."""
-        return _probabilities(self.registry, DIGITS_MODEL, batch)
+        """(N, 1, 28, 28) normalized digits -> (N, 10) probabilities (+ a novelty score column)."""
+        return _classifier_rows(self.registry, DIGITS_MODEL, batch)
 
     @bentoml.api(batchable=True, max_batch_size=8, max_latency_ms=5000)
     def photos(self, batch: np.ndarray) -> np.ndarray:
-        """(N, 3, 224, 224) normalized photos -> (N, classes) probabilities."""
-        return _probabilities(self.registry, IMAGES_MODEL, batch)
+        """(N, 3, 224, 224) normalized photos -> (N, classes) probabilities (+ a novelty score column)."""
+        return _classifier_rows(self.registry, IMAGES_MODEL, batch)
 
 
 @bentoml.service(name="zooserve-generators", workers=1, traffic=TRAFFIC, resources=RESOURCES,
@@ -161,13 +168,14 @@ class Generators:
         return generation.decode(self.registry.get(model).card.sampling, self._run(model), z)
 
 
-def _house_price(value: float, half_width: float | None, per_unit: float) -> HousePrice:
-    """One prediction with its interval; a value cannot be negative, so neither can the low end."""
+def _house_price(value: float, half_width: float | None, per_unit: float,
+                 flag: OutOfDistribution | None) -> HousePrice:
+    """One prediction with its interval and flag; a value cannot be negative, so neither can the low end."""
     if half_width is None:
-        return HousePrice(value=value, price_usd=round(value * per_unit, 2))
+        return HousePrice(value=value, price_usd=round(value * per_unit, 2), out_of_distribution=flag)
     low, high = max(0.0, value - half_width), value + half_width
     return HousePrice(value=value, price_usd=round(value * per_unit, 2), interval=(low, high),
-                      interval_usd=(round(low * per_unit, 2), round(high * per_unit, 2)))
+                      interval_usd=(round(low * per_unit, 2), round(high * per_unit, 2)), out_of_distribution=flag)
 
 
 def _images_answer(pictures: np.ndarray, seed: int, model: dict, format: str) -> GeneratedImages | Response:
@@ -185,6 +193,15 @@ def _read_upload(path: Path, field: str = "image") -> bytes:
     if size > images.MAX_BYTES:
         raise images.ImageError(f"{field}: {size} bytes is over the {images.MAX_BYTES} byte limit", status=413)
     return path.read_bytes()
+
+
+def _digit_input(image: Path | None, pixels: list[list[float]] | None) -> np.ndarray:
+    """A digit request's one picture, as the classifiers' (1, 1, 28, 28) input."""
+    if (image is None) == (pixels is None):
+        raise FieldError("image", "send exactly one of a multipart `image` upload or JSON `pixels`",
+                         "missing" if image is None else "value_error")
+    picture = images.pixels_to_image(pixels) if pixels is not None else images.decode(_read_upload(image))
+    return images.to_mnist(picture, field="pixels" if pixels is not None else "image")[None]
 
 
 def _prepare_digits(uploads: dict[str, Path]) -> np.ndarray:
@@ -212,12 +229,22 @@ class ZooServe:
         # __init__ returns only after every model loaded and answered its warm-up inference.
         return bool(self.registry.models)
 
-    def _classify(self, name: str, picture: np.ndarray) -> np.ndarray:
-        """One picture's probabilities: batched with concurrent requests in `Classifiers`, or run
-        here, unbatched (``ZOOSERVE_BATCHING``; ``make bench`` compares the two)."""
+    def _classify(self, name: str, picture: np.ndarray) -> tuple[np.ndarray, OutOfDistribution | None]:
+        """One picture's probabilities and flag: batched with concurrent requests in `Classifiers`,
+        or run here, unbatched (``ZOOSERVE_BATCHING``; ``make bench`` compares the two)."""
         if not BATCHING or name not in BATCHED_MODELS:
-            return _probabilities(self.registry, name, picture)[0]
-        return (self.classifiers.digits if name == DIGITS_MODEL else self.classifiers.photos)(picture)[0]
+            row = _classifier_rows(self.registry, name, picture)[0]
+        else:
+            row = (self.classifiers.digits if name == DIGITS_MODEL else self.classifiers.photos)(picture)[0]
+        return novelty.split(self.registry.get(name), row)
+
+    def _houses(self, houses: list[House], model: str) -> tuple[LoadedModel, np.ndarray, np.ndarray]:
+        """The model a house request names, its feature rows in the card's order, and its predictions."""
+        loaded = self.registry.get(HOUSE_PRICE_MODELS[model])
+        spec = loaded.input_spec()[0]
+        order = loaded.card.preprocessing["feature_order"]
+        features = np.array([[getattr(house, name) for name in order] for house in houses], dtype=spec.dtype)
+        return loaded, features, loaded.run({spec.name: features})[0].ravel()
 
     # The tabular endpoints, and the no-op they are measured against, are async: their work (well
     # under a millisecond of NumPy and ONNX Runtime) costs less than the hand-off to BentoML's
@@ -233,20 +260,43 @@ class ZooServe:
                                   level: float = 0.9) -> HousePriceResponse:
         """Median house value of California block groups (1 to 1,000 per request), each with a
         prediction interval at ``level`` (split conformal, calibrated on rows the model never fitted)."""
-        loaded = self.registry.get(HOUSE_PRICE_MODELS[model])
-        spec = loaded.input_spec()[0]
-        order = loaded.card.preprocessing["feature_order"]
-        features = np.array([[getattr(house, name) for name in order] for house in houses], dtype=spec.dtype)
-        values = loaded.run({spec.name: features})[0].ravel()
+        loaded, features, values = self._houses(houses, model)
         per_unit = loaded.card.preprocessing["price_usd_per_unit"]
         calibration = loaded.card.interval_calibration
         half = calibration.half_width(level) if calibration is not None else None
-        return HousePriceResponse(predictions=[_house_price(float(v), half, per_unit) for v in values], level=level,
-                                  model=loaded.summary)
+        scores = novelty.scores(loaded, features)
+        order = loaded.card.preprocessing["feature_order"]
+        flags = [None] * len(values) if scores is None else [
+            novelty.flag(loaded, score, row, order) for score, row in zip(scores, features)]
+        return HousePriceResponse(predictions=[_house_price(float(v), half, per_unit, flag)
+                                               for v, flag in zip(values, flags)], level=level, model=loaded.summary)
+
+    @bentoml.api(route="/house-price/explain", input_spec=HouseExplainRequest)
+    def house_price_explain(self, houses: list[House], model: str = "gbm", level: float = 0.9) -> HouseExplainResponse:
+        """Why each house got its price: exact Shapley values of its eight features against the
+        model's background of training rows, which add up to the prediction minus the baseline.
+        Takes the body of ``/house-price/predict`` (``level`` is accepted and unused), up to 8 houses."""
+        loaded, features, _ = self._houses(houses, model)
+        explanation = loaded.card.explanation
+        if explanation is None:
+            raise Unavailable(f"{loaded.name} was exported without an explanation background; retrain it")
+        spec = loaded.input_spec()[0]
+        values, attributions, baseline = explain.shapley(
+            lambda rows: loaded.run({spec.name: rows})[0].ravel(), features,
+            np.asarray(explanation.background, spec.dtype), np.asarray(explanation.weights))
+        order = loaded.card.preprocessing["feature_order"]
+        return HouseExplainResponse(
+            explanations=[HouseExplanation(value=float(value), baseline=baseline,
+                                           attributions=dict(zip(order, map(float, row))))
+                          for value, row in zip(values, attributions)],
+            method=f"exact interventional Shapley values (all {2 ** len(order)} coalitions) against "
+                   f"{len(explanation.background)} weighted background rows", model=loaded.summary)
 
     @bentoml.api(route="/passengers/forecast", input_spec=ForecastRequest)
-    async def passengers_forecast(self, history: list[float] | None = None, horizon: int = 12) -> ForecastResponse:
-        """Monthly airline passengers (thousands) for the next 1 to 36 months, predictions fed back."""
+    async def passengers_forecast(self, history: list[float] | None = None, horizon: int = 12,
+                                  level: float = 0.9) -> ForecastResponse:
+        """Monthly airline passengers (thousands) for the next 1 to 36 months, predictions fed back, each
+        with a prediction interval at ``level`` (conformal, calibrated on the validation period)."""
         loaded = self.registry.get(PASSENGERS_MODEL)
         values = loaded.card.series["values"] if history is None else history
         step = session_step(loaded.sessions["model"], loaded.input_spec()[0].name)
@@ -257,23 +307,40 @@ class ZooServe:
         # Within the schema's bounds the served model stays finite (measured at both extremes); another may not.
         if not np.isfinite(forecast).all():
             raise FieldError("history", "values too extreme to forecast")
-        return ForecastResponse(forecast=forecast.tolist(), model=loaded.summary)
+        calibration = loaded.card.forecast_calibration
+        intervals = forecast_intervals(forecast, calibration, level).tolist() if calibration is not None else None
+        return ForecastResponse(forecast=forecast.tolist(), intervals=intervals, level=level, model=loaded.summary)
 
     @bentoml.api(route="/digits/classify", input_spec=DigitRequest)
     def digits_classify(self, image: Path | None = None, pixels: list[list[float]] | None = None,
                         model: str = DIGITS_MODEL) -> DigitResponse:
         """A handwritten digit: upload any picture (field ``image``) or send 28x28 ``pixels``;
         ``model`` picks the classifier (the CNN by default)."""
-        if (image is None) == (pixels is None):
-            raise FieldError("image", "send exactly one of a multipart `image` upload or JSON `pixels`",
-                             "missing" if image is None else "value_error")
         loaded = self.registry.get(model)
-        picture = images.pixels_to_image(pixels) if pixels is not None else images.decode(_read_upload(image))
-        batch = images.to_mnist(picture, field="pixels" if pixels is not None else "image")[None]
-        probabilities = self._classify(model, batch)
+        batch = _digit_input(image, pixels)
+        probabilities, flag = self._classify(model, batch)
         label, probability = odd_even(probabilities)
         return DigitResponse(digit=int(probabilities.argmax()), probabilities=probabilities.tolist(),
-                             parity=DigitParity(label=label, probability=probability), model=loaded.summary)
+                             parity=DigitParity(label=label, probability=probability), out_of_distribution=flag,
+                             model=loaded.summary)
+
+    @bentoml.api(route="/digits/explain", input_spec=DigitRequest)
+    def digits_explain(self, image: Path | None = None, pixels: list[list[float]] | None = None,
+                       model: str = DIGITS_MODEL) -> DigitExplanation:
+        """Which strokes made the digit: an occlusion map of the predicted digit's probability, as
+        28x28 numbers and a PNG heat map. Takes the body of ``/digits/classify``."""
+        loaded = self.registry.get(model)
+        batch = _digit_input(image, pixels)
+        probabilities = _classifier_rows(self.registry, model, batch)[0, :len(loaded.card.labels)]
+        digit = int(probabilities.argmax())
+        paper = (0.0 - images.MNIST_MEAN) / images.MNIST_STD
+        fall = explain.occlusion_map(lambda pictures: _classifier_rows(self.registry, model, pictures),
+                                     batch[0], digit, paper)
+        ink = batch[0, 0] * images.MNIST_STD + images.MNIST_MEAN
+        heat = base64.b64encode(images.png(images.heat_map(ink, fall))).decode()
+        return DigitExplanation(digit=digit, probability=float(probabilities[digit]), model=loaded.summary,
+                                occlusion=OcclusionMap(patch=explain.OCCLUSION_PATCH, stride=explain.OCCLUSION_STRIDE,
+                                                       values=fall.round(5).tolist(), png=heat))
 
     @bentoml.api(route="/images/classify", input_spec=ImageRequest)
     def images_classify(self, image: Path, top_k: int | None = None) -> ImageResponse:
@@ -286,8 +353,9 @@ class ZooServe:
         prep = model.card.preprocessing
         batch = images.to_classifier_input(images.decode(_read_upload(image)), prep["resize"], prep["crop"],
                                            prep["mean"], prep["std"])[None]
-        probabilities = self._classify(IMAGES_MODEL, batch)
-        return ImageResponse(predictions=ranked(probabilities, labels, top_k), model=model.summary)
+        probabilities, flag = self._classify(IMAGES_MODEL, batch)
+        return ImageResponse(predictions=ranked(probabilities, labels, top_k), out_of_distribution=flag,
+                             model=model.summary)
 
 
     async def _call_generators(self, method: str, **arguments: object) -> np.ndarray:

@@ -1,5 +1,6 @@
 """The demo page at ``/`` (static HTML, CSS and plain JavaScript), ``GET /models``, the loaded
-models with their versions and test metrics, which the page lists, and the OpenAPI document
+models with their versions and test metrics, which the page lists, ``GET /models/{name}/card``,
+each one's whole model card, and the OpenAPI document
 (``/docs.json``, written by ``openapi``) with its Swagger UI page (``/docs``)."""
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from .errors import ServiceError, error_response
 from .openapi import document
 from .postprocess import headline_numbers
 
@@ -53,6 +55,25 @@ async def models(_request: Request) -> JSONResponse:
                          for model in registry.models.values()])
 
 
+@cache
+def _cards() -> dict[str, bytes]:
+    """Every served card as JSON, built once per worker (a house card is about 40 kB)."""
+    registry = bentoml.get_current_service().registry
+    return {name: json.dumps(model.card.model_dump(mode="json", exclude_unset=True)).encode()
+            for name, model in registry.models.items()}
+
+
+async def model_card(request: Request) -> Response:
+    """The whole card a model is served with: metrics, calibrations, its model card's prose and its
+    training footprint (``training/model_cards.py``)."""
+    name = request.path_params["name"]
+    card = _cards().get(name)
+    if card is None:
+        return error_response(ServiceError(f"no model {name!r} on this server (loaded: {sorted(_cards())})",
+                                           status=404, field="name", kind="not_found"))
+    return Response(card, media_type="application/json")
+
+
 web_app = Starlette(routes=[Route("/", index), Route("/docs", openapi_page), Route("/docs.json", openapi_document),
-                            Route("/models", models),
+                            Route("/models", models), Route("/models/{name}/card", model_card),
                             Mount("/static", StaticFiles(directory=PAGE), name="static")])

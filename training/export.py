@@ -24,6 +24,8 @@ import onnxruntime as ort
 from serving import card as contract  # what the registry will accept at start-up
 from serving.registry import sha256_of  # the hash the registry checks at start-up
 
+from . import model_cards
+
 PARITY_ATOL = 1e-4
 # A variant (int8) serves instead of its graph when it loses less than this much test accuracy:
 # the quantisation benchmark's rule, which also found it twice as fast for both CNNs on this CPU.
@@ -238,10 +240,11 @@ def export_model(
 
     ``card`` carries what only the family knows (task, profile, seed, data sizes, preprocessing,
     labels, training time); this step adds graphs, sha256, schema, parity and metrics.
-    ``calibrate`` computes card sections that serving reads (the interval calibration) by running
-    the exported graphs, as the metrics are computed. Graphs that are variants of another (int8)
-    go under ``variants`` with their own metrics; ``served_variant`` names the one that keeps the
-    accuracy, which the service then runs in its graph's place.
+    Graphs that are variants of another (int8) go under ``variants`` with their own metrics;
+    ``served_variant`` names the one that keeps the accuracy, which the service then runs in its
+    graph's place. ``calibrate`` computes card sections that serving reads (intervals,
+    temperature, novelty) by running the exported graphs as they will serve: the served variant
+    in its graph's place.
     """
     out_root = out_root or models_dir()
     out_root.mkdir(parents=True, exist_ok=True)
@@ -265,10 +268,13 @@ def export_model(
             }
         variants = {key: {**graph_cards.pop(key), "of": graph.variant_of} for key, graph in graphs.items()
                     if graph.variant_of is not None}
-        calibration = calibrate(sessions)
         for key, variant in variants.items():  # before the graph itself: the plots left are the served fp32's
             variant["metrics"] = evaluate({**sessions, variant["of"]: sessions[key]})
         metrics = evaluate(sessions)
+        served = next((key for key, variant in variants.items() if keeps_accuracy(variant["metrics"], metrics)), None)
+        # Calibrated on what will serve: the temperature and the novelty threshold of an int8 copy
+        # are its own, not its fp32 graph's.
+        calibration = calibrate(sessions if served is None else {**sessions, variants[served]["of"]: sessions[served]})
         now = dt.datetime.now(dt.timezone.utc)
         full_card = {
             "schema_version": contract.SCHEMA_VERSION,
@@ -282,8 +288,8 @@ def export_model(
         }
         if variants:
             full_card["variants"] = variants
-            full_card["served_variant"] = next((key for key, variant in variants.items()
-                                                if keeps_accuracy(variant["metrics"], metrics)), None)
+            full_card["served_variant"] = served
+        full_card.update(model_cards.sections(full_card))
         try:  # the serving side's contract: a card it would refuse is not written
             contract.validate(json.loads(json.dumps(full_card)), f"{name} card")
         except contract.CardError as error:

@@ -19,7 +19,7 @@ from torch import nn
 
 from serving.card import IntervalCalibration
 
-from . import metrics, plots
+from . import explanations, metrics, novelty, plots
 from .data import HOUSING_FEATURES, HOUSING_SPLIT_SEED, HOUSING_TEST_SIZE, HousingSplit, california_housing_split
 from .export import Graph, Sessions, Stopwatch, export_model, sklearn_writer, torch_writer
 from .loop import fit, seed_everything
@@ -28,6 +28,8 @@ from .tuning import cross_validate
 INPUT, OUTPUT = "features", "value"
 CALIBRATION_SHARE, CALIBRATION_SEED = 0.1, 0  # of the training split: never fitted, for the intervals
 INTERVAL_LEVELS = (0.8, 0.9, 0.95)
+CAPPED_VALUE = 5.0  # $100k: the data's top code, $500,001 and above
+NOVELTY_FLAG_SHARE = 0.01  # of the calibration rows: a flag on a real house should be rare
 UNITS = {INPUT: "MedInc ($10k), HouseAge (years), AveRooms, AveBedrms, Population, AveOccup, "
                 "Latitude (deg), Longitude (deg)", OUTPUT: "$100k"}
 LOG_FEATURES = ("AveRooms", "AveBedrms", "Population", "AveOccup")  # heavy right tails
@@ -109,10 +111,41 @@ def _calibration_errors(sessions: Sessions, rows: Rows) -> np.ndarray:
     return np.sort(np.abs(rows.y_calibration - _graph_predict(sessions)(rows.x_calibration)))
 
 
-def _calibrate(rows: Rows) -> Callable[[Sessions], dict[str, Any]]:
-    """The export step's ``calibrate``: the card's ``interval_calibration``, which serving reads."""
-    return lambda sessions: {"interval_calibration": {
-        "method": "split-conformal", "residuals": _calibration_errors(sessions, rows).tolist()}}
+def _calibrate(split: HousingSplit, rows: Rows, seed: int) -> Callable[[Sessions], dict[str, Any]]:
+    """The export step's ``calibrate``: the card sections serving reads, from the exported graphs:
+    the interval calibration, the Shapley background and the novelty threshold and ranges."""
+    background, weights = explanations.background(rows.x, seed=seed)
+
+    def calibrate(sessions: Sessions) -> dict[str, Any]:
+        return {"interval_calibration": {"method": "split-conformal",
+                                         "residuals": _calibration_errors(sessions, rows).tolist()},
+                "explanation": explanations.card_section(_graph_predict(sessions), rows.x, split.x_test,
+                                                         background, weights, seed),
+                "novelty": _novelty(sessions, split, rows, seed)}
+
+    return calibrate
+
+
+def _novelty_graph(split: HousingSplit, rows: Rows) -> Graph:
+    return novelty.graph(rows.x, None, split.x_test, log1p=[name in LOG_FEATURES for name in HOUSING_FEATURES])
+
+
+def _novelty(sessions: Sessions, split: HousingSplit, rows: Rows, seed: int) -> dict[str, Any]:
+    """The threshold flags 1% of the calibration rows; the score is judged on the test rows against
+    rows no census would report: every column shuffled on its own (each value real, the
+    combination not) and features drawn uniformly within their training ranges."""
+    def score(x: np.ndarray) -> np.ndarray:
+        return sessions["novelty"].run(None, {novelty.INPUT: x.astype(np.float32)})[0]
+
+    rng = np.random.default_rng(seed)
+    shuffled = np.column_stack([rng.permutation(column) for column in split.x_test.T])
+    low, high = rows.x.min(axis=0), rows.x.max(axis=0)
+    uniform = rng.uniform(low, high, size=split.x_test.shape)
+    return novelty.card_section(score(rows.x_calibration), score(split.x_test),
+                                {"shuffled_columns": score(shuffled), "uniform_in_ranges": score(uniform)},
+                                "calibration rows", NOVELTY_FLAG_SHARE,
+                                ranges={name: [float(lo), float(hi)]
+                                        for name, lo, hi in zip(HOUSING_FEATURES, low, high)})
 
 
 def _coverage(y: np.ndarray, pred: np.ndarray, residuals: np.ndarray, groups: dict[str, np.ndarray]) -> dict:
@@ -137,11 +170,13 @@ def _evaluate(name: str, split: HousingSplit, rows: Rows, extra: dict[str, Any])
         income_edges = np.quantile(rows.x[:, HOUSING_FEATURES.index("MedInc")], [0.25, 0.5, 0.75])
         groups = metrics.housing_groups(split.x_test, income_edges, HOUSING_FEATURES)
         residuals = _calibration_errors(sessions, rows)
+        capped = split.y_test >= CAPPED_VALUE
         plot = plots.predicted_vs_true(split.y_test, pred, plots.reports_dir(name) / "predicted_vs_true.png",
                                        f"{name}: test split", "$100k")
         return {
             **{f"test_{key}": value for key, value in metrics.regression_metrics(split.y_test, pred).items()},
             "subgroups": metrics.subgroup_errors(split.y_test, pred, groups),
+            "capped_test_rows": {"rows": int(capped.sum()), "coastal": int((capped & groups["coastal"]).sum())},
             "interval_coverage": _coverage(split.y_test, pred, residuals, groups),
             "permutation_importance": metrics.permutation_importance(
                 predict, split.x_test, split.y_test, HOUSING_FEATURES),
@@ -198,9 +233,9 @@ def train_gbm(profile: str = "full", seed: int = 0, limit: int | None = None, ou
         max_exceed_fraction=0.001,
     )
     card = _card(profile, seed, _data_card(split, rows), {**best, "n_iter": int(model.n_iter_)}, table, watch)
-    return export_model("house-price-gbm", {"model": graph},
+    return export_model("house-price-gbm", {"model": graph, "novelty": _novelty_graph(split, rows)},
                         _evaluate("house-price-gbm", split, rows, {"baselines": compare}), card, out_root,
-                        calibrate=_calibrate(rows))
+                        calibrate=_calibrate(split, rows, seed))
 
 
 # --- PyTorch MLP --------------------------------------------------------------------------------
@@ -316,5 +351,6 @@ def train_mlp(profile: str = "full", seed: int = 0, limit: int | None = None, ou
     card["preprocessing"]["in_graph"] = {
         "log1p": list(LOG_FEATURES), "location_frequencies": list(LOCATION_FREQUENCIES),
         "standardize_mean": model.features.mean.tolist(), "standardize_std": model.features.std.tolist()}
-    return export_model("house-price-mlp", {"model": graph}, _evaluate("house-price-mlp", split, rows, {}), card,
-                        out_root, calibrate=_calibrate(rows))
+    return export_model("house-price-mlp", {"model": graph, "novelty": _novelty_graph(split, rows)},
+                        _evaluate("house-price-mlp", split, rows, {}), card, out_root,
+                        calibrate=_calibrate(split, rows, seed))

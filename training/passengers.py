@@ -4,19 +4,22 @@ The series (1949-01 to 1960-12) is split in time: the network fits 1949-1956, st
 1957-1958 (the validation slice) and is tested on 1959-1960, which no scaler or model ever sees.
 Every forecast is recursive, each prediction fed back into the window, and the card's metrics
 come from running the exported graph that way through ``serving.forecast``, as the service does.
+Prediction intervals are calibrated on the validation slice's forecasts from rolling origins
+(``serving.card.ForecastCalibration``) and their coverage measured on the test period.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
 from torch import nn
 
-from serving.forecast import Step, recursive_forecast, session_step
+from serving.card import ForecastCalibration
+from serving.forecast import Step, forecast_intervals, recursive_forecast, session_step
 
 from . import metrics, plots
 from .data import load_passengers
@@ -29,6 +32,9 @@ UNITS = {INPUT: "monthly passengers (thousands), oldest first", OUTPUT: "passeng
 SEASON = 12
 TEST_MONTHS = 24
 VALIDATION_MONTHS = 24
+INTERVAL_LEVELS = (0.8, 0.9, 0.95)
+PLOTTED_LEVEL = 0.9
+HORIZON_BANDS = ((1, 6), (7, 12), (13, 24))  # months ahead, for the test coverage by horizon
 
 
 @dataclass(frozen=True)
@@ -161,8 +167,73 @@ def _forecasts(step: Step, history: np.ndarray, horizon: int, window: int) -> di
             "seasonal_linear": seasonal_linear(history, horizon)}
 
 
+def rolling_log_errors(step: Step, values: np.ndarray, start: int, end: int, window: int
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """The recursive forecast from every origin ``start..end - 1`` (the history: ``values`` before
+    it) up to month ``end``: each forecast month's horizon and log(actual / forecast), flat."""
+    horizons, errors = [], []
+    for origin in range(start, end):
+        forecast = recursive_forecast(step, values[:origin], window, end - origin)
+        horizons.append(np.arange(1, end - origin + 1))
+        errors.append(np.log(values[origin:end] / forecast))
+    return np.concatenate(horizons), np.concatenate(errors)
+
+
+def horizon_exponent(horizons: np.ndarray, errors: np.ndarray) -> float:
+    """How fast errors grow with the horizon h, as h^p: the slope of log mean |error| against log h.
+    Each horizon's mean is weighted by the square root of its count (its standard error shrinks so),
+    since long horizons have few errors; p is kept within [0, 1], between no growth and a drift."""
+    steps, counts = np.unique(horizons, return_counts=True)
+    mean_abs = np.array([np.abs(errors[horizons == step]).mean() for step in steps])
+    slope = np.polyfit(np.log(steps), np.log(mean_abs), 1, w=np.sqrt(counts))[0]
+    return float(np.clip(slope, 0.0, 1.0))
+
+
+def conformal_scores(horizons: np.ndarray, errors: np.ndarray, exponent: float) -> np.ndarray:
+    """Absolute log errors over horizon^exponent, sorted: every horizon's errors pooled on one scale."""
+    return np.sort(np.abs(errors) / horizons ** exponent)
+
+
+def _calibration(step: Step, values: np.ndarray, window: int) -> ForecastCalibration:
+    """Scores of the forecasts from origins 1956-12 to 1958-11 over the validation slice's months
+    only: 24 at horizon 1 down to 1 at horizon 24, 300 in all; the test period stays unseen."""
+    fit_end, test_start = _periods(len(values))
+    horizons, errors = rolling_log_errors(step, values, fit_end, test_start, window)
+    exponent = horizon_exponent(horizons, errors)
+    return ForecastCalibration(method="rolling-origin-conformal", exponent=exponent,
+                               scores=conformal_scores(horizons, errors, exponent).tolist())
+
+
+def _calibrate(values: np.ndarray, window: int) -> Callable[[Sessions], dict[str, Any]]:
+    """The export step's ``calibrate``: the card's ``forecast_calibration``, which serving reads."""
+    return lambda sessions: {"forecast_calibration": _calibration(
+        session_step(sessions["model"], INPUT), values, window).model_dump()}
+
+
+def _interval_coverage(step: Step, values: np.ndarray, window: int, forecast: np.ndarray,
+                       calibration: ForecastCalibration) -> dict[str, dict[str, float]]:
+    """Per level: the share of test months inside the interval of the forecast from 1958-12
+    (``forecast``) and the interval's mean width (thousands), and the share over the forecasts
+    from every origin 1958-12 to 1960-11 (300 months, 24 at horizon 1 down to 1 at 24), overall
+    and by horizon: the overall share can hide short horizons covered less than long ones."""
+    _, test_start = _periods(len(values))
+    actual = values[test_start:]
+    horizons, errors = rolling_log_errors(step, values, test_start, len(values), window)
+    coverage = {}
+    for level in INTERVAL_LEVELS:
+        low, high = forecast_intervals(forecast, calibration, level).T
+        inside = np.abs(errors) <= np.array([calibration.half_width(level, horizon) for horizon in horizons])
+        coverage[f"{level:.2f}"] = {
+            "coverage": float(((low <= actual) & (actual <= high)).mean()), "width": float((high - low).mean()),
+            "rolling_coverage": float(inside.mean()),
+            "rolling_by_horizon": {f"{first}-{last}": float(inside[(horizons >= first) & (horizons <= last)].mean())
+                                   for first, last in HORIZON_BANDS}}
+    return coverage
+
+
 def _evaluate(months: list[str], values: np.ndarray, window: int):
-    """Build the export step's ``evaluate``: 24-month recursive forecasts of the graph vs baselines."""
+    """Build the export step's ``evaluate``: 24-month recursive forecasts of the graph vs baselines,
+    and the coverage of its prediction intervals."""
     fit_end, test_start = _periods(len(values))
 
     def evaluate(sessions: Sessions) -> dict[str, Any]:
@@ -171,14 +242,17 @@ def _evaluate(months: list[str], values: np.ndarray, window: int):
         scores = {name: metrics.forecast_metrics(values[test_start:], pred) for name, pred in test.items()}
         validation = {name: metrics.forecast_metrics(values[fit_end:test_start], pred)
                       for name, pred in _forecasts(step, values[:fit_end], VALIDATION_MONTHS, window).items()}
+        calibration = _calibration(step, values, window)
+        band = forecast_intervals(test["network"], calibration, PLOTTED_LEVEL)
         plot = plots.forecasts(months, values, test_start, test, plots.reports_dir(NAME) / "forecast.png",
                                f"{NAME}: {TEST_MONTHS}-month forecasts from {months[test_start - 1]}",
-                               "passengers (thousands)")
+                               "passengers (thousands)", band=(f"network, {PLOTTED_LEVEL:.0%} interval", band))
         return {
             **{f"test_{key}": value for key, value in scores.pop("network").items()},
             "baselines": scores,
             "horizon_months": TEST_MONTHS,
             "validation": validation,  # the network's figure is optimistic: it chose the stopping epochs
+            "interval_coverage": _interval_coverage(step, values, window, test["network"], calibration),
             "plots": [str(plot)],
         }
 
@@ -213,7 +287,9 @@ def train(profile: str = "full", seed: int = 0, limit: int | None = None, out_ro
                  "validation": f"{months[fit_end]}..{months[test_start - 1]}",
                  "test": f"{months[test_start]}..{months[-1]}",
                  "fit_windows": fit_end - config.window, "validation_months": VALIDATION_MONTHS,
-                 "test_months": TEST_MONTHS},
+                 "test_months": TEST_MONTHS,
+                 "interval_calibration": f"forecasts from every origin {months[fit_end - 1]}..{months[test_start - 2]} "
+                                         "over the validation months"},
         "preprocessing": {
             "window": config.window,
             "convention": "history is consecutive months, oldest first; the forecast starts the month after "
@@ -231,4 +307,5 @@ def train(profile: str = "full", seed: int = 0, limit: int | None = None, out_ro
                      "val_mape": result.best_score} for k, (_, result) in enumerate(trained)],
         "training": FitResult.total_card(result for _, result in trained),
     }
-    return export_model(NAME, {"model": graph}, _evaluate(months, values, config.window), card, out_root)
+    return export_model(NAME, {"model": graph}, _evaluate(months, values, config.window), card, out_root,
+                        calibrate=_calibrate(values, config.window))

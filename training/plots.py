@@ -58,11 +58,16 @@ def roc_plot(fpr: np.ndarray, tpr: np.ndarray, auc: float, path: Path, title: st
 
 
 def forecasts(months: list[str], actual: np.ndarray, start: int, predicted: dict[str, np.ndarray], path: Path,
-              title: str, unit: str) -> Path:
-    """The whole series, the forecast period shaded from ``start`` on, and each model's forecast."""
+              title: str, unit: str, band: tuple[str, np.ndarray] | None = None) -> Path:
+    """The whole series, the forecast period shaded from ``start`` on, and each model's forecast;
+    ``band``: a label and [low, high] per month (float [n, 2]), drawn around the first forecast."""
     fig, ax = plt.subplots(figsize=(9, 4.5), dpi=110)
     steps = np.arange(len(actual))
     ax.axvspan(start, len(actual) - 1, color="0.92", label="test period")
+    if band is not None:  # in the first forecast's colour, C0: the actual line's fixed colour takes none
+        label, bounds = band
+        ax.fill_between(steps[start:start + len(bounds)], bounds[:, 0], bounds[:, 1], color="C0", alpha=0.3,
+                        linewidth=0, label=label)
     ax.plot(steps, actual, color="black", linewidth=1.5, label="actual")
     for name, values in predicted.items():
         ax.plot(steps[start:start + len(values)], values, linewidth=1.2, label=name)

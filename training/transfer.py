@@ -26,9 +26,9 @@ from torchvision import transforms
 from serving.images import to_classifier_input
 from serving.postprocess import softmax
 
-from . import metrics, plots
+from . import foreign, metrics, novelty, plots
 from .calibration import temperature_card
-from .data import downloads_allowed, image_folder_root, load_image_folder
+from .data import downloads_allowed, image_folder_root, load_image_folder, mnist_arrays
 from .export import Sessions, export_model, int8_graph, torch_graph
 from .loop import fit, seed_everything
 
@@ -36,6 +36,7 @@ NAME = "transfer-cnn"
 RESIZE, CROP = 256, 224
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 HOLDOUT_FRACTION = 0.15
+FOREIGN_PICTURES = 200  # of each kind, for the novelty flag's AUROC
 CALIBRATION_PHOTOS = {"quick": 16, "full": 100}  # training photos that fix the int8 copy's ranges
 
 
@@ -129,8 +130,10 @@ class TransferNet(nn.Module):
         self.backbone = backbone.network
         self.head = nn.Sequential(nn.Dropout(0.2), nn.Linear(backbone.dim, n_classes))
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(image))
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Class scores, and the backbone's features they are read from (the novelty graph's input)."""
+        features = self.backbone(image)
+        return self.head(features), features
 
 
 def _freeze(model: TransferNet, backbone: Backbone, mode: str) -> list[dict[str, Any]]:
@@ -214,10 +217,10 @@ def train(profile: str = "full", seed: int = 0, limit: int | None = None, out_ro
 
     def step(m: nn.Module, batch) -> torch.Tensor:
         _keep_frozen_bn_in_eval(model)
-        return F.cross_entropy(m(batch[0]), batch[1])
+        return F.cross_entropy(m(batch[0])[0], batch[1])
 
     def validate(m: nn.Module) -> float:  # hold-out cross-entropy: smoother than 37 images' accuracy
-        losses = [F.cross_entropy(m(x), y, reduction="sum").item() for x, y in holdout_loader]
+        losses = [F.cross_entropy(m(x)[0], y, reduction="sum").item() for x, y in holdout_loader]
         return sum(losses) / len(holdout)
 
     result = fit(model, lambda: fit_loader, step, validate, optimizer, epochs=config.epochs,
@@ -225,8 +228,9 @@ def train(profile: str = "full", seed: int = 0, limit: int | None = None, out_ro
 
     parity = torch.stack([eval_set[int(i)][0] for i in holdout[:16]]).numpy()
 
-    graph = torch_graph(model, "model.onnx", {"image": parity}, ["logits"],
-                        {"image": "RGB, (x/255 - mean) / std, 224x224 centre crop", "logits": "class scores"})
+    graph = torch_graph(model, "model.onnx", {"image": parity}, ["logits", "features"],
+                        {"image": "RGB, (x/255 - mean) / std, 224x224 centre crop", "logits": "class scores",
+                         "features": "the backbone's pooled features"})
     card = {
         "task": "image-classification", "profile": profile, "seed": seed,
         "data": {"source": str(image_folder_root(image_folder)), "train": len(fit_idx), "validation": len(holdout),
@@ -250,11 +254,42 @@ def train(profile: str = "full", seed: int = 0, limit: int | None = None, out_ro
         holdout_images = torch.stack([eval_set[int(i)][0] for i in holdout]).numpy()
         holdout_labels = np.array([eval_set.samples[int(i)][1] for i in holdout])
         test_logits, test_labels = classifier_logits(sessions["model"], test_set.samples, preprocess)
-        return {"probability_calibration": temperature_card(
-            sessions["model"].run(None, {"image": holdout_images})[0], holdout_labels, test_logits, test_labels,
-            plots.reports_dir(NAME), f"{NAME}: test reliability")}
+        holdout_logits, holdout_features = sessions["model"].run(None, {"image": holdout_images})
+        return {"probability_calibration": temperature_card(holdout_logits, holdout_labels, test_logits, test_labels,
+                                                            plots.reports_dir(NAME), f"{NAME}: test reliability"),
+                "novelty": _novelty(sessions, holdout_features, test_set.samples, preprocess, seed)}
 
     # Static int8 copy, calibrated on training photos (the holdout and test photos never are).
     calibration = torch.stack([eval_set[int(i)][0] for i in fit_idx[:CALIBRATION_PHOTOS[profile]]]).numpy()
-    graphs = {"model": graph, "model_int8": int8_graph(graph, {"image": calibration})}
+    fitted = np.concatenate([torch_features(model, torch.stack([eval_set[int(i)][0] for i in chunk]))
+                             for chunk in np.array_split(fit_idx, max(1, len(fit_idx) // 32))])
+    labels = np.array([eval_set.samples[int(i)][1] for i in fit_idx])
+    graphs = {"model": graph, "novelty": novelty.graph(fitted, labels, fitted[:64]),
+              "model_int8": int8_graph(graph, {"image": calibration})}
     return export_model(NAME, graphs, evaluate, card, out_root, calibrate=calibrate)
+
+
+def torch_features(model: TransferNet, batch: torch.Tensor) -> np.ndarray:
+    model.eval()
+    with torch.no_grad():
+        return model(batch)[1].numpy()
+
+
+def _novelty(sessions: Sessions, holdout_features: np.ndarray, test_samples: list[tuple[str, int]], preprocess: dict,
+             seed: int) -> dict[str, Any]:
+    """The card's ``novelty``: the threshold flags 5% of the holdout photos (37 in the full data: a
+    coarse quantile); the test photos' scores are set against MNIST digits, printed letters,
+    scribbles and noise, each through the photo preprocessing as served."""
+    def score(pictures: list[Image.Image]) -> np.ndarray:
+        batch = np.stack([to_classifier_input(picture.convert("RGB"), preprocess["resize"], preprocess["crop"],
+                                              preprocess["mean"], preprocess["std"]) for picture in pictures])
+        features = np.concatenate([sessions["model"].run(None, {"image": batch[i:i + 32]})[1]
+                                   for i in range(0, len(batch), 32)])
+        return sessions["novelty"].run(None, {novelty.INPUT: features})[0]
+
+    digits = [Image.fromarray(image) for image in mnist_arrays(train=False)[0][:FOREIGN_PICTURES]]
+    outside = {kind: score(pictures) for kind, pictures in
+               {**foreign.drawings(FOREIGN_PICTURES, seed), "digits": digits}.items()}
+    test = score([Image.open(path) for path, _ in test_samples])
+    scores_holdout = sessions["novelty"].run(None, {novelty.INPUT: holdout_features})[0]
+    return novelty.card_section(scores_holdout, test, outside, "holdout photos")

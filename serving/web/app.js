@@ -84,9 +84,13 @@ function loadModels() {
       const metrics = Object.entries(m.metrics)
         .map(([k, v]) => `${k} ${Number.isInteger(v) ? v : Number(v).toFixed(4)}`).join(", ");
       const profile = m.profile === "quick" ? "quick (short training)" : m.profile;
-      for (const text of [m.name, m.version, profile, m.task, metrics]) {
+      const card = document.createElement("a");
+      card.href = `/models/${encodeURIComponent(m.name)}/card`;
+      card.target = "_blank";
+      card.textContent = m.name;
+      for (const content of [card, m.version, profile, m.task, metrics]) {
         const cell = document.createElement("td");
-        cell.textContent = text;
+        cell.append(content);
         row.append(cell);
       }
       return row;
@@ -130,14 +134,33 @@ canvas.addEventListener("pointermove", (event) => {
 });
 canvas.addEventListener("pointerup", () => { drawing = false; });
 
-function classifyDigit(blob) {
+// Whether the model has seen anything like the input: its novelty score against the card's threshold.
+function showFlag(id, flag, what) {
+  const node = document.getElementById(id);
+  if (!flag) return;
+  const named = flag.outside_training_range.length ? `; outside the training range: ${flag.outside_training_range.join(", ")}` : "";
+  node.textContent = flag.flagged
+    ? `Unlike the training data (score ${flag.score.toFixed(1)} > ${flag.threshold.toFixed(1)}${named}): ${what}`
+    : `Like the training data (score ${flag.score.toFixed(1)} <= ${flag.threshold.toFixed(1)}).`;
+  node.classList.toggle("flagged", flag.flagged);
+}
+
+function digitForm(blob) {
   const form = new FormData();
   form.append("image", blob, "digit.png");
   form.append("model", document.getElementById("digit-model").value || "mnist-cnn");
+  return form;
+}
+
+let lastDigit = null;  // the picture the Explain button explains
+function classifyDigit(blob) {
+  lastDigit = blob;
+  document.getElementById("digit-explain").disabled = false;
   return inPanel("digits-panel", async () => {
-    const answer = await (await call("/digits/classify", { method: "POST", body: form })).json();
+    const answer = await (await call("/digits/classify", { method: "POST", body: digitForm(blob) })).json();
     document.getElementById("digit-answer").textContent =
       `digit ${answer.digit} (${answer.parity.label}, p=${answer.parity.probability.toFixed(3)})`;
+    showFlag("digit-flag", answer.out_of_distribution, "the answer means little.");
     const bars = document.getElementById("digit-bars");
     bars.replaceChildren(...answer.probabilities.flatMap((prob, digit) => {
       const label = document.createElement("span");
@@ -152,6 +175,15 @@ function classifyDigit(blob) {
   });
 }
 document.getElementById("digit-classify").addEventListener("click", () => canvas.toBlob(classifyDigit, "image/png"));
+document.getElementById("digit-explain").addEventListener("click", () => inPanel("digits-panel", async () => {
+  const answer = await (await call("/digits/explain", { method: "POST", body: digitForm(lastDigit) })).json();
+  document.getElementById("digit-answer").textContent = `digit ${answer.digit} (p=${answer.probability.toFixed(3)})`;
+  document.getElementById("digit-why").textContent =
+    "Red: strokes whose covering lowers the answer's probability (evidence for it); blue: against it.";
+  const heat = document.getElementById("digit-heat");
+  heat.src = `data:image/png;base64,${answer.occlusion.png}`;
+  heat.hidden = false;
+}));
 document.getElementById("digit-clear").addEventListener("click", clearCanvas);
 document.getElementById("digit-file").addEventListener("change", (event) => {
   if (event.target.files[0]) classifyDigit(event.target.files[0]);
@@ -170,6 +202,7 @@ document.getElementById("image-file").addEventListener("change", (event) => {
       item.textContent = `${pred.label}: ${(pred.probability * 100).toFixed(1)}%`;
       return item;
     }));
+    showFlag("image-flag", answer.out_of_distribution, "its labels mean little.");
   });
 });
 
@@ -177,13 +210,31 @@ document.getElementById("image-file").addEventListener("change", (event) => {
 onSubmit("house-form", "house-panel", async (fields) => {
   const house = {};
   for (const [name, value] of fields) if (name !== "model") house[name] = Number(value);
-  const answer = await (await call("/house-price/predict", {
-    method: "POST", headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ houses: [house], model: fields.get("model") }),
-  })).json();
-  const price = answer.predictions[0].price_usd;
-  document.getElementById("house-answer").textContent =
-    `$${Math.round(price).toLocaleString("en-US")} (${answer.model.name})`;
+  const request = { method: "POST", headers: { "Content-Type": "application/json" },
+                    body: JSON.stringify({ houses: [house], model: fields.get("model") }) };
+  const answer = await (await call("/house-price/predict", request)).json();
+  const prediction = answer.predictions[0];
+  const dollars = (value) => `$${Math.round(value).toLocaleString("en-US")}`;
+  document.getElementById("house-answer").textContent = `${dollars(prediction.price_usd)} (${answer.model.name})`;
+  if (prediction.interval_usd) {
+    document.getElementById("house-interval").textContent = `${Math.round(answer.level * 100)}% prediction interval: ` +
+      `${dollars(prediction.interval_usd[0])} to ${dollars(prediction.interval_usd[1])}`;
+  }
+  showFlag("house-flag", prediction.out_of_distribution, "the price is an extrapolation.");
+  const why = (await (await call("/house-price/explain", request)).json()).explanations[0];
+  const largest = Math.max(...Object.values(why.attributions).map(Math.abs), 1e-9);
+  document.getElementById("house-why").replaceChildren(...Object.entries(why.attributions).flatMap(([name, share]) => {
+    const label = document.createElement("span");
+    label.textContent = name;
+    const bar = document.createElement("div");
+    bar.className = share < 0 ? "bar negative" : "bar";
+    bar.style.width = `${(Math.abs(share) / largest * 100).toFixed(1)}%`;
+    const value = document.createElement("span");
+    value.textContent = `${share < 0 ? "-" : "+"}${dollars(Math.abs(share) * 100000)}`;
+    return [label, bar, value];
+  }), Object.assign(document.createElement("span"), {
+    className: "wide", textContent: `Why: each feature's share of the price above the average ${dollars(why.baseline * 100000)}`,
+  }));
 });
 
 // --- generation ---------------------------------------------------------------------------------
@@ -207,9 +258,9 @@ onSubmit("generate-form", "generate-panel", async (fields) => {
 });
 
 // --- passengers forecast: the numbers, and the history and forecast drawn as lines ---------------
-function drawForecast(history, forecast) {
+function drawForecast(history, forecast, intervals) {
   const chart = document.getElementById("forecast-chart");
-  const values = [...history, ...forecast];
+  const values = [...history, ...forecast, ...(intervals || []).flat()];
   const [width, height, pad] = [600, 240, 30];
   const low = Math.min(...values), high = Math.max(...values);
   const x = (i) => pad + (i * (width - 2 * pad)) / Math.max(values.length - 1, 1);
@@ -229,7 +280,13 @@ function drawForecast(history, forecast) {
   };
   const start = history.length ? history.length - 1 : 0;
   const ahead = (history.length ? [[start, history[start]]] : []).concat(forecast.map((v, i) => [start + i + (history.length ? 1 : 0), v]));
-  chart.replaceChildren(
+  const first = start + (history.length ? 1 : 0);
+  const band = document.createElementNS("http://www.w3.org/2000/svg", "polygon");
+  band.setAttribute("class", "band");
+  band.setAttribute("points", (intervals || []).map(([lo], i) => [first + i, lo])
+    .concat((intervals || []).map(([, hi], i) => [first + i, hi]).reverse())
+    .map(([i, v]) => `${x(i).toFixed(1)},${y(v).toFixed(1)}`).join(" "));
+  chart.replaceChildren(band,
     line(history.map((v, i) => [i, v]), "history"), line(ahead, "forecast"),
     label(`${Math.round(high)}k`, 2, pad - 8), label(`${Math.round(low)}k`, 2, height - 8),
     label(history.length ? "grey: history, orange: forecast" : "forecast after 1960-12", width - 220, height - 8));
@@ -240,13 +297,15 @@ onSubmit("forecast-form", "forecast-panel", async (fields) => {
   const text = fields.get("history").trim();
   const history = text ? text.split(/[\s,;]+/).map(Number) : [];
   if (history.some((v) => !Number.isFinite(v))) throw new Error("history: write numbers separated by commas");
-  const request = { horizon: Number(fields.get("horizon")), ...(history.length ? { history } : {}) };
+  const request = { horizon: Number(fields.get("horizon")), level: Number(fields.get("level")),
+                    ...(history.length ? { history } : {}) };
   const answer = await (await call("/passengers/forecast", {
     method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(request),
   })).json();
   document.getElementById("forecast-answer").textContent =
-    `next ${answer.forecast.length} months: ${answer.forecast.map((v) => Math.round(v)).join(", ")} thousand`;
-  drawForecast(history.slice(-48), answer.forecast);
+    `next ${answer.forecast.length} months: ${answer.forecast.map((v) => Math.round(v)).join(", ")} thousand` +
+    (answer.intervals ? ` (shaded: ${Math.round(answer.level * 100)}% intervals)` : "");
+  drawForecast(history.slice(-48), answer.forecast, answer.intervals);
 });
 
 // --- VAE interpolation -----------------------------------------------------------------------------

@@ -1,13 +1,17 @@
-"""`POST /passengers/forecast` over HTTP against the real server: answers, defaults, bad inputs."""
+"""`POST /passengers/forecast` over HTTP against the real server: answers, intervals, defaults, bad inputs."""
 
 from __future__ import annotations
 
 import json
+import shutil
 
+import httpx
 import numpy as np
 import onnxruntime as ort
 import pytest
 
+from loadtests.server import free_port, served
+from serving.card import ForecastCalibration
 from serving.forecast import recursive_forecast, session_step
 from training.data import load_passengers
 
@@ -31,6 +35,42 @@ def test_forecast_equals_in_process_onnx_runtime(client, trained_models, card):
     session = ort.InferenceSession(str(trained_models / "passengers" / "model.onnx"))
     expected = recursive_forecast(session_step(session, "window"), history, card["preprocessing"]["window"], 36)
     np.testing.assert_allclose(body["forecast"], expected, rtol=1e-6)
+
+
+def test_every_forecast_month_carries_its_interval(client, card):
+    calibration = ForecastCalibration(**card["forecast_calibration"])
+    answers = {level: client.post(ROUTE, json={"history": SERIES[:120].tolist(), "horizon": 36, "level": level}).json()
+               for level in (0.8, 0.95)}
+    for level, body in answers.items():
+        assert body["level"] == level and len(body["intervals"]) == 36
+        forecast, (low, high) = np.array(body["forecast"]), np.array(body["intervals"]).T
+        assert ((low < forecast) & (forecast < high)).all()
+        # Symmetric in log passengers, h^exponent times the conformal quantile of the card's scores.
+        np.testing.assert_allclose(np.log(high / forecast), np.log(forecast / low), rtol=1e-9)
+        np.testing.assert_allclose(np.log(high / forecast),
+                                   [calibration.half_width(level, h) for h in range(1, 37)], rtol=1e-6)
+        assert (np.diff(np.log(high / low)) >= 0).all()  # relative width never shrinks with the horizon
+    widths = {level: np.diff(body["intervals"], axis=1).ravel() for level, body in answers.items()}
+    assert (widths[0.8] < widths[0.95]).all()
+
+
+def test_default_level_is_90_percent(client):
+    body = client.post(ROUTE, json={"history": HISTORY}).json()
+    assert body["level"] == 0.9 and len(body["intervals"]) == 12
+
+
+def test_a_card_without_calibration_answers_without_intervals(trained_models, tmp_path):
+    """A model exported before the forecast calibration existed still serves its forecasts."""
+    models = tmp_path / "models"
+    shutil.copytree(trained_models / "passengers", models / "passengers")
+    card = json.loads((models / "passengers" / "card.json").read_text())
+    del card["forecast_calibration"]
+    (models / "passengers" / "card.json").write_text(json.dumps(card))
+    with served(free_port(), tmp_path / "serve.log", {"ZOOSERVE_MODELS_DIR": str(models)}, core=None) as url:
+        response = httpx.post(url + ROUTE, json={"history": HISTORY, "level": 0.8}, timeout=30)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["intervals"] is None and body["level"] == 0.8 and len(body["forecast"]) == 12
 
 
 def test_default_history_is_the_full_series(client):
@@ -62,6 +102,9 @@ BAD_REQUESTS = {
     "extra field": ({"horizon": 12, "start": "1949-01"}, "start"),
     "over the documented maximum": ({"history": [1e39] * 25}, "history.0"),
     "too small for float32 ratios": ({"history": [1e-39] * 25}, "history.0"),
+    "level over 0.99": ({"level": 0.999}, "level"),
+    "level under 0.5": ({"level": 0.4}, "level"),
+    "level as a string": ({"level": "0.9"}, "level"),
 }
 
 

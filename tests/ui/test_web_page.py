@@ -27,6 +27,10 @@ def test_models_are_listed_with_versions(page):
     rows.first.wait_for()
     text = page.locator("#models").inner_text()
     assert "mnist-cnn" in text and "house-price-gbm" in text and "test_accuracy" in text
+    link = page.locator("#models a", has_text="house-price-gbm")
+    assert link.get_attribute("href") == "/models/house-price-gbm/card"
+    card = page.request.get(link.evaluate("anchor => anchor.href"))
+    assert card.ok and card.json()["model_card"]["intended_use"]
 
 
 def test_draw_a_seven_and_classify(page):
@@ -36,7 +40,20 @@ def test_draw_a_seven_and_classify(page):
     answer.filter(has_text="digit").wait_for()
     assert answer.inner_text().startswith("digit 7")
     assert page.locator("#digit-bars .bar").count() == 10
+    assert "Like the training data" in page.locator("#digit-flag").inner_text()
+    page.click("#digit-explain")
+    page.locator("#digit-heat").wait_for(state="visible")
+    assert page.locator("#digit-answer").inner_text().startswith("digit 7")
+    assert page.locator("#digit-heat").evaluate("image => image.naturalWidth") == 280
     page.screenshot(path=str(SCREENSHOTS / "digits.png"), full_page=True)
+
+
+def test_a_scribble_is_flagged(page):
+    _draw(page, [[(0.1, 0.1), (0.9, 0.3), (0.1, 0.5), (0.9, 0.7), (0.1, 0.9), (0.9, 0.1), (0.1, 0.9)]])
+    page.click("#digit-classify")
+    flag = page.locator("#digit-flag")
+    flag.filter(has_text="training data").wait_for()
+    assert flag.inner_text().startswith("Unlike the training data")
 
 
 def test_a_classical_classifier_can_be_picked(page):
@@ -67,7 +84,20 @@ def test_price_a_house(page):
     answer = page.locator("#house-answer")
     answer.filter(has_text="$").wait_for()
     assert "house-price-gbm" in answer.inner_text()
+    assert page.locator("#house-interval").inner_text().startswith("90% prediction interval: $")
+    assert "Like the training data" in page.locator("#house-flag").inner_text()
+    page.locator("#house-why .bar").first.wait_for()
+    assert page.locator("#house-why .bar").count() == 8
+    assert "MedInc" in page.locator("#house-why").inner_text()
     page.screenshot(path=str(SCREENSHOTS / "house.png"), full_page=True)
+
+
+def test_an_unusual_house_is_flagged_with_its_feature(page):
+    page.fill("#house-form input[name=MedInc]", "80")
+    page.click("#house-form button[type=submit]")
+    flag = page.locator("#house-flag")
+    flag.filter(has_text="training data").wait_for()
+    assert flag.inner_text().startswith("Unlike the training data") and "MedInc" in flag.inner_text()
 
 
 def test_api_errors_are_readable(page):
@@ -113,6 +143,9 @@ def test_forecast_is_drawn(page):
     page.locator("#forecast-answer").filter(has_text="next 6 months").wait_for()
     assert page.locator("#forecast-chart polyline").count() == 2
     assert page.locator("#forecast-chart").is_visible()
+    band = page.locator("#forecast-chart polygon.band").get_attribute("points")
+    assert len(band.split()) == 12  # six months' low ends, then their high ends
+    assert "90% intervals" in page.locator("#forecast-answer").inner_text()
     page.screenshot(path=str(SCREENSHOTS / "forecast.png"), full_page=True)
 
 

@@ -125,7 +125,7 @@ def test_registry_loads_and_warms_up(trained_models):
 
 def test_registry_builds_sessions_only_where_the_model_runs(trained_models):
     registry = Registry(Settings(models_dir=trained_models), runs_here=lambda name: name == "mnist-cnn")
-    assert set(registry.get("mnist-cnn").sessions) == {"model"}
+    assert set(registry.get("mnist-cnn").sessions) == {"model", "novelty"}  # the served graph and its novelty score
     assert registry.get("house-price-gbm").sessions == {}
     assert registry.get("house-price-gbm").card.name == "house-price-gbm"  # cards are always read
     with pytest.raises(LookupError, match="not loaded"):

@@ -1,11 +1,15 @@
 """How every generative model is scored, the same way for all three so users can compare them.
 
 FID in the feature space of the project's own ``mnist-cnn`` (its 256-d penultimate layer; the
-usual way to score MNIST generators without Inception weights) between generated digits and the
-10,000 MNIST test images, next to its floor (10,000 training images against the same test set)
-and what the classifier thinks of the samples: its mean top-class probability and, for
-conditional models, how often it reads the requested digit. Samples come from the exported
-graphs through ``serving.generation``, the code the endpoints run.
+usual way to score MNIST generators without Inception weights) between generated digits and MNIST
+test images, next to its floor: the 5,000-image validation slice, which neither ``mnist-cnn`` nor
+any generator trains on, against the same test set. FID is biased by sample size, so every FID
+compares equal numbers of images (``matched_fid``: at most 5,000 a side, a few random draws,
+their mean and a 95% interval). KID, whose estimate is unbiased, and the classes the classifier
+reads in the samples (mode collapse shows there) come beside it, and what the classifier thinks
+of the samples: its mean top-class probability and, for conditional models, how often it reads
+the requested digit. Samples come from the exported graphs through ``serving.generation``, the
+code the endpoints run.
 """
 
 from __future__ import annotations
@@ -25,9 +29,12 @@ from serving.postprocess import softmax
 
 from .data import mnist_arrays
 from .export import cpu_session
-from .mnist import NAME as FEATURE_MODEL, logits_and_features, normalize
+from .mnist import NAME as FEATURE_MODEL, logits_and_features, normalize, validation_split
 
-REFERENCE_IMAGES = 10_000
+MATCHED_IMAGES = 5_000  # the validation slice's size: the most a clean floor can compare
+DRAWS = 5
+T_975 = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776, 6: 2.571}  # Student's t, 97.5%, by draws (n - 1 dof)
+KID_SUBSET, KID_SUBSETS = 1_000, 10
 CHUNK = 500  # images generated per call: bounded memory, and each chunk has its own seed
 GRID_IMAGES = 100
 
@@ -73,16 +80,53 @@ def selection_fid(models_root: Path, reference_images: np.ndarray) -> Callable[[
                                            *reference)
 
 
+def matched_fid(features: np.ndarray, reference: np.ndarray, size: int, draws: int = DRAWS,
+                seed: int = 0) -> dict[str, Any]:
+    """FID of ``size`` rows of ``features`` against ``size`` rows of ``reference``, each draw a new
+    random subset of either side that has more: the mean over ``draws`` and its 95% interval."""
+    values = []
+    for draw in range(draws):
+        rng = np.random.default_rng(seed + draw)
+        ours = features[rng.choice(len(features), size, replace=False)]
+        theirs = reference[rng.choice(len(reference), size, replace=False)]
+        values.append(frechet_distance(*gaussian_statistics(ours), *gaussian_statistics(theirs)))
+    mean, half = float(np.mean(values)), T_975[draws] * float(np.std(values, ddof=1)) / np.sqrt(draws)
+    return {"mean": mean, "interval_95": [float(mean - half), float(mean + half)], "draws": values,
+            "images_a_side": size}
+
+
+def kid(features: np.ndarray, reference: np.ndarray, seed: int = 0) -> dict[str, float]:
+    """Kernel inception distance (Binkowski et al., 2018) in the same features: the unbiased MMD^2
+    with the cubic kernel (x.y / d + 1)^3, averaged over subsets of at most 1,000 a side."""
+    size, dim = min(KID_SUBSET, len(features), len(reference)), features.shape[1]
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(KID_SUBSETS):
+        x = np.asarray(features[rng.choice(len(features), size, replace=False)], np.float64)
+        y = np.asarray(reference[rng.choice(len(reference), size, replace=False)], np.float64)
+        kxx, kyy, kxy = ((x @ x.T / dim + 1) ** 3, (y @ y.T / dim + 1) ** 3, (x @ y.T / dim + 1) ** 3)
+        within = (kxx.sum() - np.trace(kxx) + kyy.sum() - np.trace(kyy)) / (size * (size - 1))
+        values.append(within - 2 * kxy.mean())
+    return {"mean": float(np.mean(values)), "std": float(np.std(values)), "subset": size}
+
+
 @lru_cache(maxsize=4)
-def _reference(feature_graph: str) -> dict[str, Any]:
-    """Test-set statistics and the train-vs-test floor, computed once per feature graph."""
+def _reference(feature_graph: str) -> dict[str, np.ndarray]:
+    """The features of the test set and of the validation slice, computed once per feature graph."""
     session = cpu_session(Path(feature_graph))
     test_images, _ = mnist_arrays(train=False)
     train_images, _ = mnist_arrays(train=True)
-    train_images = train_images[np.random.default_rng(0).permutation(len(train_images))[:REFERENCE_IMAGES]]
-    test_stats = gaussian_statistics(logits_and_features(session, normalize(test_images))[1])
-    train_stats = gaussian_statistics(logits_and_features(session, normalize(train_images))[1])
-    return {"test": test_stats, "floor": frechet_distance(*train_stats, *test_stats)}
+    validation = train_images[validation_split(len(train_images), None)[0]]
+    return {"test": logits_and_features(session, normalize(test_images))[1],
+            "validation": logits_and_features(session, normalize(validation))[1]}
+
+
+@lru_cache(maxsize=8)
+def _floor(feature_graph: str, size: int) -> dict[str, Any]:
+    """The clean floor at ``size`` images a side: the validation slice against the test set."""
+    reference = _reference(feature_graph)
+    return {"fid": matched_fid(reference["validation"], reference["test"], size),
+            "kid": kid(reference["validation"], reference["test"])}
 
 
 def classifier_score(probabilities: np.ndarray) -> float:
@@ -123,42 +167,58 @@ def conditional_samples(sampling: DDIMSampling, sessions: Sessions, images: int,
     return samples, np.repeat(np.arange(10), counts)
 
 
+def _quality(features: np.ndarray, probabilities: np.ndarray, feature_graph: str, size: int) -> dict[str, Any]:
+    """FID (matched, with its interval), KID, and what the classifier reads in the samples."""
+    test = _reference(feature_graph)["test"]
+    fid = matched_fid(features, test, size)
+    return {"fid": fid["mean"], "fid_interval_95": fid["interval_95"], "fid_draws": fid["draws"],
+            "fid_images_a_side": size, "kid": kid(features, test)["mean"],
+            "mean_top_class_probability": float(probabilities.max(axis=1).mean()),
+            "classifier_score": classifier_score(probabilities),
+            "classes_read": {str(d): int(n) for d, n in enumerate(np.bincount(probabilities.argmax(axis=1),
+                                                                               minlength=10))}}
+
+
 def evaluate_generator(models_root: Path, sampling: Sampling, sessions: Sessions, images: int, report_dir: Path,
                        title: str, conditional: bool = False, seed: int = 0, **knobs: Any) -> dict[str, Any]:
     """The card's quality metrics for ``images`` samples, and ``report_dir/samples.png``.
 
     A conditional model gets each digit as often as the training set has it (``digit_counts``);
-    those samples also measure how often the classifier reads the requested digit.
+    those samples also measure how often the classifier reads the requested digit, and it is
+    scored unconditionally too (no digit asked: ``unconditional``).
     """
     session = feature_session(models_root)
     feature_card = json.loads((models_root / FEATURE_MODEL / "card.json").read_text())
-    reference = _reference(str((models_root / FEATURE_MODEL / "model.onnx").resolve()))
+    feature_graph = str((models_root / FEATURE_MODEL / "model.onnx").resolve())
     if conditional:
         samples, requested = conditional_samples(sampling, sessions, images, seed, **knobs)
     else:
         samples = _generate_many(sampling, sessions, images, seed, **knobs)
     logits, features = logits_and_features(session, normalize(samples))
     probabilities = softmax(logits)
-    fid = frechet_distance(*gaussian_statistics(features), *reference["test"])
+    size = min(MATCHED_IMAGES, len(samples))
+    floor = _floor(feature_graph, size)
     metrics: dict[str, Any] = {
-        "fid": fid,
-        "fid_floor_train_vs_test": reference["floor"],
-        "fid_over_floor": fid / reference["floor"],
-        "mean_top_class_probability": float(probabilities.max(axis=1).mean()),
-        "classifier_score": classifier_score(probabilities),
-        "classes_read": {str(d): int(n) for d, n in enumerate(np.bincount(probabilities.argmax(axis=1), minlength=10))},
+        **_quality(features, probabilities, feature_graph, size),
+        "fid_floor_validation_vs_test": floor["fid"]["mean"],
+        "fid_floor_interval_95": floor["fid"]["interval_95"],
+        "kid_floor_validation_vs_test": floor["kid"]["mean"],
         "generated_images": len(samples),
-        "reference_images": REFERENCE_IMAGES,
         "feature_model": {"name": FEATURE_MODEL, "version": feature_card["version"],
                           "sha256": feature_card["graphs"]["model"]["sha256"], "layer": "features"},
         "sampling": {"seed": seed, **knobs},
     }
+    metrics["fid_over_floor"] = metrics["fid"] / metrics["fid_floor_validation_vs_test"]
     if conditional:
         correct = probabilities.argmax(axis=1) == requested
         metrics["conditional_accuracy"] = float(correct.mean())
         metrics["conditional_accuracy_per_digit"] = {str(d): float(correct[requested == d].mean()) for d in range(10)}
         counts = np.bincount(requested, minlength=10)
         metrics["samples_per_digit"] = {str(d): int(counts[d]) for d in range(10)}
+        # Like for like with the unconditional generators: the null label, no guidance.
+        unconditional = _generate_many(sampling, sessions, size, seed + 1_000_000, **knobs)
+        unconditional_logits, unconditional_features = logits_and_features(session, normalize(unconditional))
+        metrics["unconditional"] = _quality(unconditional_features, softmax(unconditional_logits), feature_graph, size)
         rows = min(10, int(counts.min()))  # one column per digit
         shown = np.stack([samples[requested == d][:rows] for d in range(10)], axis=1).reshape(-1, 28, 28)
     else:
@@ -166,5 +226,6 @@ def evaluate_generator(models_root: Path, sampling: Sampling, sessions: Sessions
     path = report_dir / "samples.png"
     path.write_bytes(png(grid(shown, columns=10)))
     metrics["samples_png"] = str(path)
-    print(f"{title}: FID {fid:.2f} (floor {reference['floor']:.2f}) on {len(samples)} samples")
+    print(f"{title}: FID {metrics['fid']:.2f} (floor {metrics['fid_floor_validation_vs_test']:.2f}) "
+          f"at {size} images a side")
     return metrics

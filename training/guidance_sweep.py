@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 
 from serving.card import sampling_of
-from serving.ddim import GUIDED_STEP_GRAPH
+from serving.ddim import GUIDED_STEP_GRAPH, STEP_GRAPH
 from serving.postprocess import softmax
 
 from .data import mnist_arrays
@@ -65,7 +65,9 @@ def choose(models_root: Path) -> dict:
     best = min(eligible, key=lambda row: row["fid_vs_validation"])
     card = json.loads(_card_path(models_root).read_text())
     card["sampling"]["default_guidance"] = best["guidance"]
-    sessions = {GUIDED_STEP_GRAPH: cpu_session(models_root / NAME / card["graphs"][GUIDED_STEP_GRAPH]["file"])}
+    # Both step graphs: the card's metrics score the model without a digit asked, too.
+    sessions = {graph: cpu_session(models_root / NAME / card["graphs"][graph]["file"])
+                for graph in (GUIDED_STEP_GRAPH, STEP_GRAPH)}
     measured = card["metrics"]
     card["metrics"] = {**measured, **evaluate_generator(
         models_root, sampling_of(card["sampling"]), sessions, measured["generated_images"], reports_dir(NAME), NAME,

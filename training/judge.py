@@ -22,8 +22,8 @@ from .generative_eval import evaluate_generator
 from .plots import reports_dir
 
 GENERATORS = ("vae", "gan", "diffusion")
-HEADLINE = ("mean_top_class_probability", "classifier_score", "conditional_accuracy", "fid", "fid_floor_train_vs_test",
-            "classes_read")
+HEADLINE = ("mean_top_class_probability", "classifier_score", "conditional_accuracy", "fid", "fid_interval_95",
+            "fid_floor_validation_vs_test", "kid", "classes_read")
 
 
 def judge(models_root: Path, judge_root: Path, name: str, images: int, seed: int) -> dict[str, Any]:

@@ -22,8 +22,14 @@ def _card(models: Path, name: str) -> dict:
 
 def _check_quality(card: dict) -> None:
     m = card["metrics"]
-    assert m["fid"] > m["fid_floor_train_vs_test"] > 0
-    assert m["reference_images"] == 10_000 and m["feature_model"]["name"] == "mnist-cnn"
+    assert m["fid"] > m["fid_floor_validation_vs_test"] > 0
+    low, high = m["fid_interval_95"]
+    assert low <= m["fid"] <= high and len(m["fid_draws"]) == 5
+    assert m["kid"] > m["kid_floor_validation_vs_test"]
+    assert m["fid_images_a_side"] == min(5_000, m["generated_images"]) and m["feature_model"]["name"] == "mnist-cnn"
+    if card["conditional"]:  # scored without a digit asked too, like the unconditional generators
+        assert m["unconditional"]["fid"] > m["fid_floor_validation_vs_test"]
+        assert sum(m["unconditional"]["classes_read"].values()) == m["fid_images_a_side"]
     assert Path(m["samples_png"]).name == "samples.png" and Path(m["samples_png"]).stat().st_size > 0
     for graph in card["graphs"].values():
         assert graph["parity"]["max_abs_diff"] <= 1e-4 and graph["parity"]["rows"] >= 256

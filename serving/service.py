@@ -93,8 +93,9 @@ def _classifier_rows(registry: Registry, name: str, batch: np.ndarray) -> np.nda
     else:
         calibration = model.card.probability_calibration
         probabilities = softmax(outputs["logits"] / (calibration.temperature if calibration is not None else 1.0))
-    scores = novelty.scores(model, outputs["features"]) if model.card.novelty is not None else None
-    return probabilities if scores is None else np.column_stack([probabilities, scores])
+    if model.card.novelty is None:
+        return probabilities
+    return np.column_stack([probabilities, novelty.scores(model, outputs["features"])])
 
 
 @bentoml.service(name="zooserve-classifiers", workers=1, traffic=TRAFFIC, resources=RESOURCES,

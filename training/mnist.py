@@ -256,20 +256,13 @@ def train(profile: str = "full", seed: int = 0, limit: int | None = None, out_ro
                                                             plots.reports_dir(NAME), f"{NAME}: test reliability"),
                 "novelty": _novelty(sessions, images[val_idx], test_images, seed)}
 
-    features = _features(model, x_train)
+    features = novelty.features_of(model, (x_train[i:i + EVAL_BATCH] for i in range(0, len(x_train), EVAL_BATCH)))
     graphs = {"model": graph, "novelty": novelty.graph(features, y_train.numpy(), features[:512])}
 
     # Static int8 copy, calibrated on training images (as ``make bench`` judged it: 200 of them).
     calibration = {"image": normalize(images[train_idx[:CALIBRATION_IMAGES]])}
     graphs["model_int8"] = int8_graph(graph, calibration)
     return export_model(NAME, graphs, evaluate, card, out_root, calibrate=calibrate)
-
-
-def _features(model: DigitCNN, x: torch.Tensor) -> np.ndarray:
-    """The trained network's penultimate features of un-augmented training digits (the novelty fit)."""
-    model.eval()
-    with torch.no_grad():
-        return torch.cat([model(x[i:i + EVAL_BATCH])[1] for i in range(0, len(x), EVAL_BATCH)]).numpy()
 
 
 def _novelty(sessions: Sessions, validation_images: np.ndarray, test_images: np.ndarray, seed: int) -> dict[str, Any]:

@@ -10,7 +10,7 @@ never meant to see is measured (AUROC) and written in the card.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import onnx
@@ -41,11 +41,24 @@ def fit(features: np.ndarray, labels: np.ndarray | None = None) -> tuple[np.ndar
 def scores(features: np.ndarray, means: np.ndarray, whitening: np.ndarray, log1p: np.ndarray | None = None
            ) -> np.ndarray:
     """The distance of each row to its nearest class mean (NumPy: the graph's parity reference)."""
-    features = np.asarray(features, np.float64)
-    if log1p is not None:
-        features = np.where(log1p, np.log1p(np.maximum(features, 0)), features)
-    difference = (features @ whitening)[:, None, :] - (means @ whitening)[None]
+    difference = (_log_scaled(features, log1p) @ whitening)[:, None, :] - (means @ whitening)[None]
     return np.sqrt((difference**2).sum(axis=2).min(axis=1))
+
+
+def _log_scaled(features: np.ndarray, log1p: np.ndarray | None) -> np.ndarray:
+    """float64 features, log1p(max(x, 0)) where the mask says (the graph's first nodes do the same)."""
+    features = np.asarray(features, np.float64)
+    return features if log1p is None else np.where(log1p, np.log1p(np.maximum(features, 0)), features)
+
+
+def features_of(model: Any, batches: Iterable[Any]) -> np.ndarray:
+    """The second output (the features) of a PyTorch classifier returning (scores, features), in
+    eval mode, batch by batch: what a family's novelty graph is fitted on."""
+    import torch
+
+    model.eval()
+    with torch.no_grad():
+        return np.concatenate([model(batch)[1].numpy() for batch in batches])
 
 
 def _writer(means: np.ndarray, whitening: np.ndarray, log1p: np.ndarray | None) -> Callable:
@@ -86,9 +99,7 @@ def graph(train_features: np.ndarray, labels: np.ndarray | None, parity_features
     """The card's ``novelty`` graph fitted on ``train_features`` (transformed by log1p where the
     mask says, for tabular rows), checked against ``scores`` on ``parity_features``."""
     mask = None if log1p is None else np.asarray(log1p, bool)
-    fitted = train_features if mask is None else np.where(mask, np.log1p(np.maximum(train_features, 0)),
-                                                          train_features)
-    means, whitening = fit(fitted, labels)
+    means, whitening = fit(_log_scaled(train_features, mask), labels)
     return Graph(file=FILE, write=_writer(means, whitening, mask),
                  reference=lambda feeds: [scores(feeds[INPUT], means, whitening, mask)],
                  parity_inputs={INPUT: np.asarray(parity_features, np.float32)},

@@ -261,18 +261,12 @@ def train(profile: str = "full", seed: int = 0, limit: int | None = None, out_ro
 
     # Static int8 copy, calibrated on training photos (the holdout and test photos never are).
     calibration = torch.stack([eval_set[int(i)][0] for i in fit_idx[:CALIBRATION_PHOTOS[profile]]]).numpy()
-    fitted = np.concatenate([torch_features(model, torch.stack([eval_set[int(i)][0] for i in chunk]))
-                             for chunk in np.array_split(fit_idx, max(1, len(fit_idx) // 32))])
+    fitted = novelty.features_of(model, (torch.stack([eval_set[int(i)][0] for i in chunk])
+                                         for chunk in np.array_split(fit_idx, max(1, len(fit_idx) // 32))))
     labels = np.array([eval_set.samples[int(i)][1] for i in fit_idx])
     graphs = {"model": graph, "novelty": novelty.graph(fitted, labels, fitted[:64]),
               "model_int8": int8_graph(graph, {"image": calibration})}
     return export_model(NAME, graphs, evaluate, card, out_root, calibrate=calibrate)
-
-
-def torch_features(model: TransferNet, batch: torch.Tensor) -> np.ndarray:
-    model.eval()
-    with torch.no_grad():
-        return model(batch)[1].numpy()
 
 
 def _novelty(sessions: Sessions, holdout_features: np.ndarray, test_samples: list[tuple[str, int]], preprocess: dict,

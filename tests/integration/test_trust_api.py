@@ -141,8 +141,7 @@ def test_each_model_serves_its_whole_card(client, trained_models, name):
     assert served == written
     for section in ("intended_use", "out_of_scope", "limitations", "ethical_considerations"):
         assert served["model_card"][section]
-    assert served["footprint"]["cpu_seconds"] == written["training"]["cpu_seconds"]
-    assert served["footprint"]["energy_wh"] > 0
+    assert {"wall_seconds", "cpu_seconds", "energy_wh", "co2e_g", "assumptions"} <= set(served["footprint"])
 
 
 def test_an_unknown_card_is_a_404_in_the_one_error_shape(client):

@@ -95,13 +95,25 @@ class Schedule(Strict):
     beta_end: float = Field(gt=0, lt=1)
 
 
+class Prior(Strict):
+    """A graph that turns standard-normal noise ``input`` of ``noise_dim`` into latent points: a
+    prior richer than the N(0, I) the decoder was trained against (the VAE's mixture fitted to its
+    training codes)."""
+
+    graph: str
+    input: str
+    noise_dim: int = Field(gt=0)
+
+
 class LatentSampling(Strict):
-    """A decoder or generator fed standard-normal latents ``input`` of ``latent_dim``."""
+    """A decoder or generator fed latents ``input`` of ``latent_dim``: standard-normal draws, or
+    those draws through the ``prior`` graph."""
 
     kind: Literal["latent"]
     input: str
     latent_dim: int = Field(gt=0)
     output_range: tuple[float, float]
+    prior: Prior | None = None
 
 
 class DDIMSampling(Strict):
@@ -198,6 +210,9 @@ class Card(BaseModel):
             graph = self.graphs.get(variant.of)
             if graph is None or (variant.inputs, variant.outputs) != (graph.inputs, graph.outputs):
                 raise ValueError(f"variants.{key}: must have the inputs and outputs of a graph of this card")
+        prior = getattr(self.sampling, "prior", None)
+        if prior is not None and prior.graph not in self.graphs:
+            raise ValueError(f"sampling.prior.graph: {prior.graph!r} is not among the graphs")
         if self.novelty is not None and self.novelty.graph not in self.graphs:
             raise ValueError(f"novelty.graph: {self.novelty.graph!r} is not among the graphs")
         if self.served_variant is not None and self.served_variant not in self.variants:

@@ -78,6 +78,16 @@ def latents(seed: int, n: int, dim: int) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((n, dim), dtype=np.float32)
 
 
+def latent_points(sampling: LatentSampling, sessions: Mapping[str, ort.InferenceSession], seed: int,
+                  n: int) -> np.ndarray:
+    """``n`` points of a decoder's latent space for ``seed``: the standard-normal draws themselves,
+    or, when the card names a prior graph, those draws through it."""
+    prior = sampling.prior
+    if prior is None:
+        return latents(seed, n, sampling.latent_dim)
+    return sessions[prior.graph].run(None, {prior.input: latents(seed, n, prior.noise_dim)})[0]
+
+
 def to_uint8(images: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:
     """Graph outputs (N, 1, 28, 28) in ``value_range`` -> (N, 28, 28) gray levels 0-255."""
     low, high = value_range
@@ -113,14 +123,14 @@ def generate(sampling: LatentSampling | DDIMSampling, sessions: Mapping[str, ort
     """``n`` uint8 digits (N, 28, 28) from a model whose card's ``sampling`` says how to draw them
     (``card.sampling_of`` types the JSON section for tools that read cards directly).
 
-    ``latent``: one decoder/generator call on ``latents(seed, ...)``; ``ddim``: the DDIM loop on
+    ``latent``: one decoder/generator call on ``latent_points(seed, ...)``; ``ddim``: the DDIM loop on
     the step graph (the guided one when a digit is asked for), ``steps`` and ``guidance``
     defaulting to the card's. ``stop`` is asked before each step: true ends the loop early
     (``SamplingStopped``), when the caller has gone.
     """
     if isinstance(sampling, LatentSampling):
         return decode(sampling, lambda feeds: sessions["model"].run(None, feeds)[0],
-                      latents(seed, n, sampling.latent_dim))
+                      latent_points(sampling, sessions, seed, n))
     guided = digit is not None
     steps, guidance = sampling.resolved(steps, guidance)
     images = ddim_sample_on_device(sessions[GUIDED_STEP_GRAPH if guided else STEP_GRAPH], guided,

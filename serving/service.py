@@ -164,6 +164,13 @@ class Generators:
         return self._run(model, "encoder")({"image": generation.encoder_input(pictures, sampling.output_range)})
 
     @bentoml.api
+    def points(self, model: str, seeds: list[int]) -> np.ndarray:
+        """(len(seeds), latent_dim) latent points, each the first that seed's sample is drawn from."""
+        loaded = self.registry.get(model)
+        return np.concatenate([generation.latent_points(loaded.card.sampling, loaded.sessions, seed, 1)
+                               for seed in seeds])
+
+    @bentoml.api
     def decode(self, model: str, z: np.ndarray) -> np.ndarray:
         """(N, latent_dim) latent points -> (N, 28, 28) uint8 digits."""
         return generation.decode(self.registry.get(model).card.sampling, self._run(model), z)
@@ -410,8 +417,7 @@ class ZooServe:
             raise FieldError("end" if "start" in uploads else "start", "upload both `start` and `end`", "missing")
         model = self.registry.get("vae")
         if seeds is not None:
-            dim = model.card.sampling.latent_dim
-            ends = np.concatenate([generation.latents(seed, 1, dim) for seed in seeds])
+            ends = await self._call_generators("points", model="vae", seeds=seeds)
         else:
             pictures = await run_in_threadpool(_prepare_digits, uploads)
             ends = await self._call_generators("encode", model="vae", pictures=pictures)

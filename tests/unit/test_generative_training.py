@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
+import torch
 
 from serving import ddim, generation
 from serving.card import sampling_of
@@ -40,18 +41,43 @@ def test_vae_card(trained_models):
     card = _card(trained_models, "vae")
     _check_quality(card)
     assert card["conditional"] is False and card["metrics"]["generated_images"] == 1000
-    assert card["sampling"] == {"kind": "latent", "input": "z", "latent_dim": 16, "output_range": [0.0, 1.0]}
+    assert card["sampling"] == {"kind": "latent", "input": "z", "latent_dim": 16, "output_range": [0.0, 1.0],
+                                "prior": {"graph": "prior", "input": "noise", "noise_dim": 17}}
     assert card["hyperparameters"]["latent_dim"] == 16
     assert 50 < card["metrics"]["test_negative_elbo_nats"] < 550  # uniform pixels would cost 543 nats
     assert [o["name"] for o in card["graphs"]["encoder"]["outputs"]] == ["mean", "log_var"]
+    prior = card["prior"]
+    fids = prior["validation_fid_by_prior"]
+    assert fids[f"mixture_{prior['components']}"] == min(v for k, v in fids.items() if k.startswith("mixture_"))
+    bounds = card["metrics"]["importance_weighted"]
+    assert bounds["importance_samples"] == 100 and bounds["images"] == 500
+    # More samples of q can only tighten the bound on the same images: k = 100 below k = 1.
+    assert bounds["test_negative_iw_bound_nats_standard_normal_prior"] < bounds["test_negative_elbo_nats_same_images"]
 
 
-def test_vae_samples_are_the_seeded_decoder_outputs(trained_models):
+def test_vae_samples_are_the_seeded_prior_points_decoded(trained_models):
     card = _card(trained_models, "vae")
-    decoder = ort.InferenceSession(str(trained_models / "vae" / "model.onnx"))
-    images = generation.generate(sampling_of(card["sampling"]), {"model": decoder}, seed=5, n=3)
-    expected = decoder.run(None, {"z": np.random.default_rng(5).standard_normal((3, 16), dtype=np.float32)})[0]
+    decoder, prior = (ort.InferenceSession(str(trained_models / "vae" / f"{graph}.onnx")) for graph in ("model", "prior"))
+    images = generation.generate(sampling_of(card["sampling"]), {"model": decoder, "prior": prior}, seed=5, n=3)
+    z = prior.run(None, {"noise": np.random.default_rng(5).standard_normal((3, 17), dtype=np.float32)})[0]
+    expected = decoder.run(None, {"z": z})[0]
     np.testing.assert_array_equal(images, np.round(np.clip(expected[:, 0], 0, 1) * 255).astype(np.uint8))
+
+
+def test_mixture_prior_draws_each_component_by_its_weight():
+    from sklearn.mixture import GaussianMixture
+
+    from training.vae import MixturePrior
+
+    rng = np.random.default_rng(0)
+    codes = np.concatenate([rng.normal(-10, 1, (300, 2)), rng.normal(10, 0.5, (700, 2))])
+    mixture = GaussianMixture(2, covariance_type="full", random_state=0).fit(codes)
+    points = MixturePrior(mixture)(torch.from_numpy(rng.standard_normal((20_000, 3), dtype=np.float32))).numpy()
+    near = np.abs(points[:, None] - mixture.means_[None]).max(axis=2).argmin(axis=1)
+    np.testing.assert_allclose(np.bincount(near) / len(points), mixture.weights_, atol=0.02)
+    for component in range(2):
+        np.testing.assert_allclose(np.cov(points[near == component], rowvar=False), mixture.covariances_[component],
+                                   atol=0.1)
 
 
 def test_gan_card(trained_models):

@@ -40,7 +40,7 @@ def _trainers() -> dict[str, Callable[..., dict]]:
 # printed before each training so that a first `make serve` says how long it will take.
 ESTIMATED_SECONDS = {
     "quick": {"house-price-gbm": 15, "house-price-mlp": 12, "mnist-cnn": 45, "mnist-logreg": 25, "mnist-knn": 15,
-              "mnist-tree": 6, "mnist-forest": 14, "transfer-cnn": 30, "passengers": 5, "vae": 100, "gan": 60,
+              "mnist-tree": 6, "mnist-forest": 14, "transfer-cnn": 30, "passengers": 5, "vae": 65, "gan": 60,
               "diffusion": 210},
     "full": {"house-price-gbm": 50, "house-price-mlp": 200, "mnist-cnn": 460, "mnist-logreg": 200, "mnist-knn": 120,
              "mnist-tree": 45, "mnist-forest": 60, "transfer-cnn": 120, "passengers": 21, "vae": 1150, "gan": 3400,

@@ -141,7 +141,8 @@ def test_each_model_serves_its_whole_card(client, trained_models, name):
     assert served == written
     for section in ("intended_use", "out_of_scope", "limitations", "ethical_considerations"):
         assert served["model_card"][section]
-    assert {"wall_seconds", "cpu_seconds", "energy_wh", "co2e_g", "assumptions"} <= set(served["footprint"])
+    # The energy estimate comes with the assumptions it rests on (its arithmetic: tests/unit/test_trust.py).
+    assert "W per busy CPU core" in served["footprint"]["assumptions"] and "co2e_g" in served["footprint"]
 
 
 def test_an_unknown_card_is_a_404_in_the_one_error_shape(client):

@@ -51,7 +51,7 @@ def test_vae_card(trained_models):
     assert fids[f"mixture_{prior['components']}"] == min(v for k, v in fids.items() if k.startswith("mixture_"))
     bounds = card["metrics"]["importance_weighted"]
     assert bounds["importance_samples"] == 100 and bounds["images"] == 200
-    # More samples of q can only tighten the bound on the same images: k = 100 below k = 1.
+    # More samples of q tighten the bound on the same images (in expectation; 200 images): k = 100 below k = 1.
     assert bounds["test_negative_iw_bound_nats_standard_normal_prior"] < bounds["test_negative_elbo_nats_same_images"]
 
 

@@ -107,13 +107,15 @@ class Prior(Strict):
 
 class LatentSampling(Strict):
     """A decoder or generator fed latents ``input`` of ``latent_dim``: standard-normal draws, or
-    those draws through the ``prior`` graph."""
+    those draws through the ``prior`` graph; a class-conditional one also takes the digit of each
+    sample as ``label_input`` (int64)."""
 
     kind: Literal["latent"]
     input: str
     latent_dim: int = Field(gt=0)
     output_range: tuple[float, float]
     prior: Prior | None = None
+    label_input: str | None = None
 
 
 class DDIMSampling(Strict):

@@ -10,4 +10,11 @@ CLASSICAL_DIGIT_MODELS = ("mnist-logreg", "mnist-knn", "mnist-tree", "mnist-fore
 DIGIT_MODELS = (DIGITS_MODEL, *CLASSICAL_DIGIT_MODELS)
 BATCHED_MODELS = (DIGITS_MODEL, IMAGES_MODEL)
 DIFFUSION_MODEL = "diffusion"
-GENERATIVE_MODELS = ("vae", "gan", DIFFUSION_MODEL)
+# The VAE and the GAN are unconditional; a requested digit is drawn by their class-conditional twin.
+CONDITIONAL_TWINS = {"vae": "vae-conditional", "gan": "gan-conditional"}
+GENERATIVE_MODELS = ("vae", "gan", *CONDITIONAL_TWINS.values(), DIFFUSION_MODEL)
+
+
+def generator_for(family: str, digit: int | None) -> str:
+    """The model that answers a VAE or GAN request: the family's own, or its twin for a digit."""
+    return family if digit is None else CONDITIONAL_TWINS[family]

@@ -101,9 +101,26 @@ def interpolate(start: np.ndarray, end: np.ndarray, frames: int) -> np.ndarray:
     return (1.0 - weights) * start[None] + weights * end[None]
 
 
-def decode(sampling: LatentSampling, run: Run, z: np.ndarray) -> np.ndarray:
-    """Latent points (N, latent_dim) through a decoder or generator graph -> uint8 digits (N, 28, 28)."""
-    return to_uint8(run({sampling.input: np.asarray(z, np.float32)}), sampling.output_range)
+def sample_digits(sampling: LatentSampling, seed: int, n: int, digit: int | None) -> np.ndarray | None:
+    """The digit of each sample of a class-conditional latent model (None for an unconditional one):
+    the requested digit, or, when none was asked for, digits drawn uniformly from the seed (a
+    stream apart from the latents', so the same seed gives the same styles either way)."""
+    if sampling.label_input is None:
+        return None
+    if digit is not None:
+        return np.full(n, digit, np.int64)
+    return np.random.default_rng([seed, 1]).integers(0, 10, n).astype(np.int64)
+
+
+def decode(sampling: LatentSampling, run: Run, z: np.ndarray, digits: np.ndarray | None = None) -> np.ndarray:
+    """Latent points (N, latent_dim), and each one's digit for a conditional model, through a
+    decoder or generator graph -> uint8 digits (N, 28, 28)."""
+    feeds = {sampling.input: np.asarray(z, np.float32)}
+    if sampling.label_input is not None:
+        if digits is None:
+            raise ValueError("a class-conditional decoder needs each latent point's digit")
+        feeds[sampling.label_input] = np.asarray(digits, np.int64)
+    return to_uint8(run(feeds), sampling.output_range)
 
 
 def encoder_input(normalized: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:
@@ -123,14 +140,15 @@ def generate(sampling: LatentSampling | DDIMSampling, sessions: Mapping[str, ort
     """``n`` uint8 digits (N, 28, 28) from a model whose card's ``sampling`` says how to draw them
     (``card.sampling_of`` types the JSON section for tools that read cards directly).
 
-    ``latent``: one decoder/generator call on ``latent_points(seed, ...)``; ``ddim``: the DDIM loop on
+    ``latent``: one decoder/generator call on ``latent_points(seed, ...)`` (with ``sample_digits``
+    for a conditional one); ``ddim``: the DDIM loop on
     the step graph (the guided one when a digit is asked for), ``steps`` and ``guidance``
     defaulting to the card's. ``stop`` is asked before each step: true ends the loop early
     (``SamplingStopped``), when the caller has gone.
     """
     if isinstance(sampling, LatentSampling):
         return decode(sampling, lambda feeds: sessions["model"].run(None, feeds)[0],
-                      latent_points(sampling, sessions, seed, n))
+                      latent_points(sampling, sessions, seed, n), sample_digits(sampling, seed, n, digit))
     guided = digit is not None
     steps, guidance = sampling.resolved(steps, guidance)
     images = ddim_sample_on_device(sessions[GUIDED_STEP_GRAPH if guided else STEP_GRAPH], guided,

@@ -164,11 +164,12 @@ def _rest(registry: Registry, settings: Settings) -> dict[str, Any]:
             "The most probable labels of a photo", "models", answer(ok, {JSON: ref(schemas.ImageResponse)}),
             {MULTIPART: photo_form})},
         "/generate/vae": {"post": operation(
-            "Digits decoded from random points of the VAE's latent space", "generators", generated,
+            "Digits decoded from random points of the VAE's latent space (a digit: by the conditional VAE)",
+            "generators", generated,
             {JSON: ref(schemas.GenerateRequest)}, {JSON: {"n": shown, "seed": 1, "format": "png"}})},
         "/generate/gan": {"post": operation(
-            "Digits from the GAN's generator", "generators", generated,
-            {JSON: ref(schemas.GenerateRequest)}, {JSON: {"n": shown, "seed": 1, "format": "png"}})},
+            "Digits from the GAN's generator (a digit: by the conditional GAN)", "generators", generated,
+            {JSON: ref(schemas.GenerateRequest)}, {JSON: {"n": shown, "seed": 1, "digit": 3, "format": "png"}})},
         "/generate/diffusion": {"post": operation(
             "Digits denoised by DDIM, optionally all of one digit", "generators", generated,
             {JSON: ref(schemas.DiffusionRequest)}, {JSON: {"n": shown, "seed": 1, "digit": 7, "format": "png"}})},

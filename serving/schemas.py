@@ -224,19 +224,21 @@ MAX_IMAGES = 64
 
 
 class GenerateRequest(BaseModel):
-    """Digits from an unconditional generative model (the VAE, the GAN: no digit can be asked for).
-    The same request with the same seed gives the same bytes."""
+    """Digits from a generative model, optionally all of one requested digit (the VAE and the GAN
+    are unconditional: their class-conditional twins, ``vae-conditional`` and ``gan-conditional``,
+    draw a requested digit, and the answer names the model that drew). The same request with the
+    same seed gives the same bytes."""
 
     model_config = STRICT
     n: integer(ge=1, le=MAX_IMAGES) = Field(description="how many digits", examples=[16])
     seed: integer(ge=0, le=MAX_SEED) | None = Field(None, description="default: a fresh one, named in the answer")
     format: Literal["png", "json"] = Field("png", description="png: one image/png grid; json: base64 PNGs")
+    digit: integer(ge=0, le=9) | None = Field(None, description="the digit to draw (default: any)")
 
 
 class DiffusionRequest(GenerateRequest):
     """Digits from the class-conditional diffusion model, optionally all of one requested digit."""
 
-    digit: integer(ge=0, le=9) | None = Field(None, description="the digit to draw (default: any)")
     steps: integer(ge=1, le=1000) | None = Field(None, description=(
         "DDIM denoising steps: fewer is faster, more is finer (default: the model card's, 50)"))
     guidance: float | None = Field(None, ge=0, le=20, description=(

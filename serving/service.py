@@ -23,7 +23,7 @@ from starlette.responses import Response
 from . import bentoml_fixes, explain, gateway, generation, images, novelty, supervision, telemetry
 from .admission import GENERATION_PREFIX, CancelWhenGone
 from .catalog import (BATCHED_MODELS, DIFFUSION_MODEL, DIGITS_MODEL, GENERATIVE_MODELS, HOUSE_PRICE_MODELS,
-                      IMAGES_MODEL, PASSENGERS_MODEL)
+                      IMAGES_MODEL, PASSENGERS_MODEL, generator_for)
 from .errors import FieldError, Unavailable
 from .forecast import forecast_intervals, recursive_forecast, session_step
 from .postprocess import odd_even, ranked, softmax
@@ -385,14 +385,18 @@ class ZooServe:
         return _images_answer(pictures, request.seed, model.summary, format)
 
     @bentoml.api(route="/generate/vae", input_spec=GenerateRequest)
-    async def generate_vae(self, n: int, seed: int | None = None, format: str = "png") -> GeneratedImages:
-        """Digits decoded from random points of the VAE's latent space (unconditional)."""
-        return await self._generate("vae", n, seed, None, format)
+    async def generate_vae(self, n: int, seed: int | None = None, format: str = "png",
+                           digit: int | None = None) -> GeneratedImages:
+        """Digits decoded from random points of the VAE's latent space; a requested digit is drawn
+        by the conditional VAE (``vae-conditional``)."""
+        return await self._generate(generator_for("vae", digit), n, seed, digit, format)
 
     @bentoml.api(route="/generate/gan", input_spec=GenerateRequest)
-    async def generate_gan(self, n: int, seed: int | None = None, format: str = "png") -> GeneratedImages:
-        """Digits from the GAN generator (unconditional; its card names the training objective)."""
-        return await self._generate("gan", n, seed, None, format)
+    async def generate_gan(self, n: int, seed: int | None = None, format: str = "png",
+                           digit: int | None = None) -> GeneratedImages:
+        """Digits from the GAN generator (its card names the training objective); a requested digit
+        is drawn by the conditional GAN (``gan-conditional``)."""
+        return await self._generate(generator_for("gan", digit), n, seed, digit, format)
 
     @bentoml.api(route="/generate/diffusion", input_spec=DiffusionRequest)
     async def generate_diffusion(self, n: int, seed: int | None = None, digit: int | None = None,

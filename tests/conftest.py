@@ -49,6 +49,8 @@ def trained_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     transfer.train("quick", seed=0, limit=TRANSFER_IMAGES, out_root=root)
     for family in (vae, gan, diffusion):
         family.train("quick", seed=0, limit=GENERATIVE_IMAGES, out_root=root)
+    for family in (vae, gan):  # their class-conditional twins, which draw a requested digit
+        family.train("quick", seed=0, limit=GENERATIVE_IMAGES, out_root=root, conditional=True)
     for train_classical in classical.TRAINERS.values():
         train_classical("quick", seed=0, limit=CLASSICAL_IMAGES, out_root=root)
     return root

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import inspect
 import sys
 import time
@@ -30,7 +31,9 @@ def _trainers() -> dict[str, Callable[..., dict]]:
         "transfer-cnn": transfer.train,
         "passengers": passengers.train,
         "vae": vae.train,
+        "vae-conditional": functools.partial(vae.train, conditional=True),
         "gan": gan.train,
+        "gan-conditional": functools.partial(gan.train, conditional=True),
         "diffusion": diffusion.train,
     }
 
@@ -41,10 +44,10 @@ def _trainers() -> dict[str, Callable[..., dict]]:
 ESTIMATED_SECONDS = {
     "quick": {"house-price-gbm": 15, "house-price-mlp": 12, "mnist-cnn": 45, "mnist-logreg": 25, "mnist-knn": 15,
               "mnist-tree": 6, "mnist-forest": 14, "transfer-cnn": 30, "passengers": 5, "vae": 65, "gan": 60,
-              "diffusion": 210},
+              "vae-conditional": 65, "gan-conditional": 60, "diffusion": 210},
     "full": {"house-price-gbm": 50, "house-price-mlp": 200, "mnist-cnn": 460, "mnist-logreg": 200, "mnist-knn": 120,
              "mnist-tree": 45, "mnist-forest": 60, "transfer-cnn": 120, "passengers": 21, "vae": 1150, "gan": 3400,
-             "diffusion": 3600},
+             "vae-conditional": 1150, "gan-conditional": 3400, "diffusion": 3600},
 }
 
 

@@ -9,9 +9,15 @@ minutes buy it a fifth of the generator steps (its 20-epoch run, 3,420 generator
 55x above the old floor; README).
 The full profile adds what the literature uses to finish a GAN: a cosine decay of both
 learning rates to zero and an exponential moving average of the generator's weights (and of
-its batch-norm statistics), which is what gets scored and exported. Unconditional. The epoch
-kept is the one whose averaged generator's samples have the lowest FID against the validation
-slice. The exported graph is the generator: latent -> digit in [-1, 1].
+its batch-norm statistics), which is what gets scored and exported. The epoch kept is the one
+whose averaged generator's samples have the lowest FID against the validation slice. The
+exported graph is the generator: latent -> digit in [-1, 1].
+
+``gan-conditional`` is the same family told which digit to draw: the generator appends a learned
+embedding of the digit to its latent, and the critic is a projection discriminator (Miyato &
+Koyama, 2018): its score gains the inner product of its features with the digit's embedding,
+so it judges whether an image is a real example *of that digit*. Trained on the real images'
+labels; its graph takes ``z`` and ``digit``.
 """
 
 from __future__ import annotations
@@ -28,7 +34,8 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from serving.generation import to_uint8
 
 from .export import torch_graph
-from .generative import GenerativeProfile, batches, card_fields, latent_sampling, prepare, publish
+from .generative import (CLASSES, CONDITIONING, LABEL_FEATURES, LABEL_INPUT, Conditioning, GenerativeProfile, batches,
+                         card_fields, conditioned_name, latent_sampling, prepare, publish, selection_digits)
 from .generative_eval import selection_fid
 from .loop import fit
 
@@ -69,42 +76,49 @@ PROFILES = {
 
 
 class Generator(nn.Module):
-    def __init__(self, latent_dim: int, width: int) -> None:
+    def __init__(self, latent_dim: int, width: int, label_features: int = 0) -> None:
         super().__init__()
+        self.condition = Conditioning(label_features)
         self.net = nn.Sequential(
-            nn.Linear(latent_dim, 2 * width * 7 * 7, bias=False), nn.BatchNorm1d(2 * width * 7 * 7), nn.ReLU(),
+            nn.Linear(latent_dim + label_features, 2 * width * 7 * 7, bias=False), nn.BatchNorm1d(2 * width * 7 * 7),
+            nn.ReLU(),
             nn.Unflatten(1, (2 * width, 7, 7)),
             nn.ConvTranspose2d(2 * width, width, 4, 2, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(),  # 14x14
             nn.ConvTranspose2d(width, 1, 4, 2, 1), nn.Tanh(),  # 28x28
         )
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(z)
+    def forward(self, z: torch.Tensor, digit: torch.Tensor | None = None) -> torch.Tensor:
+        return self.net(self.condition(z, digit))
 
 
 class Critic(nn.Module):
-    def __init__(self, width: int, spectral_norm: bool = False) -> None:
+    def __init__(self, width: int, spectral_norm: bool = False, conditional: bool = False) -> None:
         super().__init__()
         norm = nn.utils.parametrizations.spectral_norm if spectral_norm else (lambda layer: layer)
-        self.net = nn.Sequential(
+        features = 2 * width * 7 * 7
+        self.features = nn.Sequential(
             norm(nn.Conv2d(1, width, 4, 2, 1)), nn.LeakyReLU(0.2),              # 14x14
             norm(nn.Conv2d(width, 2 * width, 4, 2, 1)), nn.LeakyReLU(0.2),      # 7x7
-            nn.Flatten(), norm(nn.Linear(2 * width * 7 * 7, 1)),
+            nn.Flatten(),
         )
+        self.score = norm(nn.Linear(features, 1))
+        self.projection = norm(nn.Embedding(CLASSES, features)) if conditional else None
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.net(image).squeeze(1)
+    def forward(self, image: torch.Tensor, digit: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.features(image)
+        score = self.score(h).squeeze(1)
+        return score if self.projection is None else score + (self.projection(digit) * h).sum(dim=1)
 
 
 class WGAN(nn.Module):
     """Both networks in one module, so the shared loop checkpoints and restores them together."""
 
-    def __init__(self, config: Profile) -> None:
+    def __init__(self, config: Profile, conditional: bool = False) -> None:
         super().__init__()
         self.config = config
         self.non_saturating = config.objective == "non-saturating"
-        self.generator = Generator(config.latent_dim, config.width)
-        self.critic = Critic(config.width, spectral_norm=self.non_saturating)
+        self.generator = Generator(config.latent_dim, config.width, LABEL_FEATURES if conditional else 0)
+        self.critic = Critic(config.width, spectral_norm=self.non_saturating, conditional=conditional)
         # Buffers averaged too: the batch-norm statistics must belong to the averaged weights.
         self.average = (AveragedModel(self.generator, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay),
                                       use_buffers=True) if config.ema_decay else None)
@@ -113,29 +127,33 @@ class WGAN(nn.Module):
         """The generator that is scored and exported: the weight average when there is one."""
         return self.average.module if self.average is not None else self.generator
 
-    def critic_loss(self, real: torch.Tensor) -> torch.Tensor:
+    def critic_loss(self, real: torch.Tensor, digit: torch.Tensor) -> torch.Tensor:
         """WGAN-GP: E[D(fake)] - E[D(real)] + lambda E[(|grad D(x_hat)| - 1)^2], x_hat between real
-        and fake; non-saturating: the logistic loss of telling real (1) from fake (0)."""
+        and fake; non-saturating: the logistic loss of telling real (1) from fake (0). A conditional
+        generator draws the real images' digits (ignored by an unconditional pair)."""
         with torch.no_grad():
-            fake = self.generator(torch.randn(len(real), self.config.latent_dim))
+            fake = self.generator(torch.randn(len(real), self.config.latent_dim), digit)
         if self.non_saturating:
-            return F.softplus(-self.critic(real)).mean() + F.softplus(self.critic(fake)).mean()
+            return F.softplus(-self.critic(real, digit)).mean() + F.softplus(self.critic(fake, digit)).mean()
         mix = torch.rand(len(real), 1, 1, 1)
         between = (mix * real + (1 - mix) * fake).requires_grad_(True)
-        gradient, = torch.autograd.grad(self.critic(between).sum(), between, create_graph=True)
+        gradient, = torch.autograd.grad(self.critic(between, digit).sum(), between, create_graph=True)
         penalty = ((gradient.flatten(1).norm(dim=1) - 1.0) ** 2).mean()
-        return self.critic(fake).mean() - self.critic(real).mean() + self.config.gradient_penalty * penalty
+        distance = self.critic(fake, digit).mean() - self.critic(real, digit).mean()
+        return distance + self.config.gradient_penalty * penalty
 
-    def generator_loss(self, batch_size: int) -> torch.Tensor:
-        scores = self.critic(self.generator(torch.randn(batch_size, self.config.latent_dim)))
+    def generator_loss(self, digit: torch.Tensor) -> torch.Tensor:
+        """One generator step's loss on ``len(digit)`` samples (of those digits, when conditional)."""
+        scores = self.critic(self.generator(torch.randn(len(digit), self.config.latent_dim), digit), digit)
         return F.softplus(-scores).mean() if self.non_saturating else -scores.mean()
 
 
 def train(profile: str = "full", seed: int = 0, limit: int | None = None, out_root: Path | None = None,
-          checkpoint: Path | None = None) -> dict:
+          checkpoint: Path | None = None, conditional: bool = False) -> dict:
     config = PROFILES[profile]
+    name = conditioned_name(NAME, conditional)
     out_root, digits = prepare(config, seed, limit, out_root, VALUE_RANGE)
-    model = WGAN(config)
+    model = WGAN(config, conditional)
     generator_optimizer = torch.optim.Adam(model.generator.parameters(), lr=config.lr, betas=config.betas)
     critic_optimizer = torch.optim.Adam(model.critic.parameters(), lr=config.lr, betas=config.betas)
     if model.average is not None:
@@ -150,31 +168,34 @@ def train(profile: str = "full", seed: int = 0, limit: int | None = None, out_ro
     def step(m: WGAN, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         for param_group in critic_optimizer.param_groups:  # the critic follows the generator's schedule
             param_group["lr"] = generator_optimizer.param_groups[0]["lr"]
-        for real in batch[0].split(config.batch_size):
+        for real, digit in zip(batch[0].split(config.batch_size), batch[1].split(config.batch_size)):
             critic_optimizer.zero_grad(set_to_none=True)
-            m.critic_loss(real).backward()
+            m.critic_loss(real, digit).backward()
             critic_optimizer.step()
-        return m.generator_loss(config.batch_size)
+        return m.generator_loss(digit)
 
     score = selection_fid(out_root, to_uint8(digits.x_val.numpy(), VALUE_RANGE))
     z_selection = torch.from_numpy(np.random.default_rng(1).standard_normal((SELECTION_IMAGES, config.latent_dim),
                                                                             dtype=np.float32))
+    digit_selection = selection_digits(SELECTION_IMAGES) if conditional else None
 
     def validate(m: WGAN) -> float:
-        return score(to_uint8(m.served()(z_selection).numpy(), VALUE_RANGE))
+        return score(to_uint8(m.served()(z_selection, digit_selection).numpy(), VALUE_RANGE))
 
     result = fit(model, epoch, step=step, validate=validate, optimizer=generator_optimizer, epochs=config.epochs,
                  scheduler=scheduler, scheduler_per_batch=True, checkpoint=checkpoint,
-                 extra_state={"critic_optimizer": critic_optimizer}, desc=NAME,
+                 extra_state={"critic_optimizer": critic_optimizer}, desc=name,
                  threads=config.threads)
 
-    z = np.random.default_rng(2).standard_normal((512, config.latent_dim), dtype=np.float32)
-
-    graphs = {"model": torch_graph(model.served(), "model.onnx", {"z": z}, ["image"],
-                                   {"z": "latent, N(0, I)", "image": "pixels in [-1, 1]"})}
-    sampling = latent_sampling(config.latent_dim, VALUE_RANGE)
+    rng = np.random.default_rng(2)
+    feeds = {"z": rng.standard_normal((512, config.latent_dim), dtype=np.float32)}
+    units = {"z": "latent, N(0, I)", "image": "pixels in [-1, 1]"}
+    if conditional:
+        feeds[LABEL_INPUT], units[LABEL_INPUT] = rng.integers(0, CLASSES, 512).astype(np.int64), "digit 0-9"
+    graphs = {"model": torch_graph(model.served(), "model.onnx", feeds, ["image"], units)}
+    sampling = latent_sampling(config.latent_dim, VALUE_RANGE, conditional)
     card = {
-        **card_fields(profile, seed, digits),
+        **card_fields(profile, seed, digits, CONDITIONING if conditional else None),
         "preprocessing": {"pixels": "x / 127.5 - 1 in [-1, 1]"},
         "hyperparameters": {"objective": config.objective, "latent_dim": config.latent_dim, "width": config.width,
                             "epochs": config.epochs, "batch_size": config.batch_size,
@@ -189,4 +210,5 @@ def train(profile: str = "full", seed: int = 0, limit: int | None = None, out_ro
                        "epochs_run": result.epochs_run, "selection_images": SELECTION_IMAGES,
                        "history": result.history},
     }
-    return publish(NAME, graphs, sampling, card, config.eval_images, out_root, result.as_card())
+    return publish(name, graphs, sampling, card, config.eval_images, out_root, result.as_card(),
+                   conditional=conditional)

@@ -15,12 +15,14 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
+from torch import nn
+
 from serving.card import sampling_of
 
 from . import plots
 from .data import mnist_arrays
 from .export import Graph, Sessions, export_model, models_dir
-from .generative_eval import evaluate_generator, feature_session
+from .generative_eval import digit_counts, evaluate_generator, feature_session
 from .loop import seed_everything
 from .mnist import validation_split
 
@@ -94,9 +96,43 @@ def card_fields(profile: str, seed: int, digits: Digits, conditioning: str | Non
                      "test": len(digits.x_test)}}
 
 
-def latent_sampling(latent_dim: int, value_range: tuple[float, float]) -> dict[str, Any]:
-    """The card's ``sampling`` of a decoder or generator fed standard-normal latents ``z``."""
-    return {"kind": "latent", "input": "z", "latent_dim": latent_dim, "output_range": list(value_range)}
+CLASSES = 10
+LABEL_INPUT = "digit"
+LABEL_FEATURES = 16  # a conditional network's digit embedding, appended to its latent (or its features)
+CONDITIONING = "digit 0-9, required: each sample is of the digit asked for"
+
+
+class Conditioning(nn.Module):
+    """A class-conditional family's label as extra features: (N, k) and digits (N,) -> (N, k + e),
+    a learned embedding of the digit appended. With ``embed_dim`` 0 the family is unconditional and
+    this passes the features through, so one network definition serves both."""
+
+    def __init__(self, embed_dim: int) -> None:
+        super().__init__()
+        self.embed_dim = embed_dim
+        self.embedding = nn.Embedding(CLASSES, embed_dim) if embed_dim else None
+
+    def forward(self, features: torch.Tensor, digit: torch.Tensor | None = None) -> torch.Tensor:
+        if self.embedding is None:
+            return features
+        return torch.cat([features, self.embedding(digit)], dim=1)
+
+
+def conditioned_name(name: str, conditional: bool) -> str:
+    """The models directory and card name of a family's class-conditional variant."""
+    return f"{name}-conditional" if conditional else name
+
+
+def selection_digits(images: int) -> torch.Tensor:
+    """The digits a conditional model's validation samples are asked for, in the data's proportions."""
+    return torch.from_numpy(np.repeat(np.arange(CLASSES), digit_counts(images)))
+
+
+def latent_sampling(latent_dim: int, value_range: tuple[float, float], conditional: bool = False) -> dict[str, Any]:
+    """The card's ``sampling`` of a decoder or generator fed standard-normal latents ``z`` (and, when
+    conditional, the requested digit as ``digit``)."""
+    return {"kind": "latent", "input": "z", "latent_dim": latent_dim, "output_range": list(value_range),
+            **({"label_input": LABEL_INPUT} if conditional else {})}
 
 
 def publish(name: str, graphs: dict[str, Graph], sampling: dict[str, Any], card: dict[str, Any],

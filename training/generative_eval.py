@@ -158,7 +158,7 @@ def _generate_many(sampling: Sampling, sessions: Sessions, total: int, seed: int
                            for start in range(0, total, CHUNK)])
 
 
-def conditional_samples(sampling: DDIMSampling, sessions: Sessions, images: int, seed: int,
+def conditional_samples(sampling: Sampling, sessions: Sessions, images: int, seed: int,
                         **knobs: Any) -> tuple[np.ndarray, np.ndarray]:
     """``images`` digits requested as often as ``digit_counts`` says, and the digit each was asked for."""
     counts = digit_counts(images)
@@ -184,8 +184,8 @@ def evaluate_generator(models_root: Path, sampling: Sampling, sessions: Sessions
     """The card's quality metrics for ``images`` samples, and ``report_dir/samples.png``.
 
     A conditional model gets each digit as often as the training set has it (``digit_counts``);
-    those samples also measure how often the classifier reads the requested digit, and it is
-    scored unconditionally too (no digit asked: ``unconditional``).
+    those samples also measure how often the classifier reads the requested digit, and a
+    diffusion model is scored unconditionally too (its null label: ``unconditional``).
     """
     session = feature_session(models_root)
     feature_card = json.loads((models_root / FEATURE_MODEL / "card.json").read_text())
@@ -215,10 +215,13 @@ def evaluate_generator(models_root: Path, sampling: Sampling, sessions: Sessions
         metrics["conditional_accuracy_per_digit"] = {str(d): float(correct[requested == d].mean()) for d in range(10)}
         counts = np.bincount(requested, minlength=10)
         metrics["samples_per_digit"] = {str(d): int(counts[d]) for d in range(10)}
-        # Like for like with the unconditional generators: the null label, no guidance.
-        unconditional = _generate_many(sampling, sessions, size, seed + 1_000_000, **knobs)
-        unconditional_logits, unconditional_features = logits_and_features(session, normalize(unconditional))
-        metrics["unconditional"] = _quality(unconditional_features, softmax(unconditional_logits), feature_graph, size)
+        if isinstance(sampling, DDIMSampling):
+            # Like for like with the unconditional generators: the null label, no guidance (a
+            # conditional GAN or VAE has no null label: its unconditional twin is another model).
+            unconditional = _generate_many(sampling, sessions, size, seed + 1_000_000, **knobs)
+            unconditional_logits, unconditional_features = logits_and_features(session, normalize(unconditional))
+            metrics["unconditional"] = _quality(unconditional_features, softmax(unconditional_logits), feature_graph,
+                                                size)
         rows = min(10, int(counts.min()))  # one column per digit
         shown = np.stack([samples[requested == d][:rows] for d in range(10)], axis=1).reshape(-1, 28, 28)
     else:

@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from serving.card import DDIMSampling, sampling_of
+from serving.catalog import GENERATIVE_MODELS
 
 from .export import cpu_session, models_dir
 from .generative_eval import evaluate_generator
 from .plots import reports_dir
 
-GENERATORS = ("vae", "gan", "diffusion")
 HEADLINE = ("mean_top_class_probability", "classifier_score", "conditional_accuracy", "fid", "fid_interval_95",
             "fid_floor_validation_vs_test", "kid", "classes_read")
 
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     models_root = args.models_dir or models_dir()
     rows = [judge(models_root, args.judge_dir, name, args.images, args.seed)
-            for name in GENERATORS if (models_root / name / "card.json").is_file()]
+            for name in GENERATIVE_MODELS if (models_root / name / "card.json").is_file()]
     report = reports_dir("judge") / "judge.json"
     report.write_text(json.dumps({"images": args.images, "seed": args.seed, "rows": rows}, indent=2))
     for row in rows:

@@ -12,6 +12,13 @@ interpolation between uploads) and the prior (``prior``: standard-normal noise -
 the first noise coordinate picking the component). The card reports the test set's
 single-sample negative ELBO and its importance-weighted bound (Burda et al., 2016; k samples of
 q per image) under both priors, in nats per image, computed on the graphs.
+
+``vae-conditional`` is the conditional VAE (Sohn et al., 2015): encoder and decoder both see a
+learned embedding of the digit, so the code keeps the style (slant, width, stroke) and the
+decoder draws the requested digit in it. Its prior is fitted the same way, to the codes of all
+training images whatever their digit (the code should not tell the digit: the label does), and
+its graphs take ``digit`` beside ``image`` and ``z``; its bounds are of log p(x | digit), not
+comparable with the unconditional VAE's, so the card leaves them out.
 """
 
 from __future__ import annotations
@@ -31,7 +38,9 @@ from torch.nn import functional as F
 from serving.generation import to_uint8
 
 from .export import Sessions, torch_graph
-from .generative import Digits, GenerativeProfile, batches, card_fields, latent_sampling, prepare, publish
+from .generative import (CLASSES, CONDITIONING, LABEL_FEATURES, LABEL_INPUT, Conditioning, Digits,
+                         GenerativeProfile, batches, card_fields, conditioned_name, latent_sampling, prepare, publish,
+                         selection_digits)
 from .generative_eval import selection_fid
 from .loop import fit
 
@@ -64,44 +73,51 @@ PROFILES = {
 
 
 class Encoder(nn.Module):
-    def __init__(self, latent_dim: int) -> None:
+    def __init__(self, latent_dim: int, label_features: int = 0) -> None:
         super().__init__()
         self.conv = nn.Sequential(
             nn.Conv2d(1, 32, 4, 2, 1), nn.ReLU(),   # 14x14
             nn.Conv2d(32, 64, 4, 2, 1), nn.ReLU(),  # 7x7
-            nn.Flatten(), nn.Linear(64 * 7 * 7, 256), nn.ReLU(), nn.Linear(256, 2 * latent_dim),
+            nn.Flatten(),
         )
+        self.condition = Conditioning(label_features)
+        self.head = nn.Sequential(nn.Linear(64 * 7 * 7 + label_features, 256), nn.ReLU(),
+                                  nn.Linear(256, 2 * latent_dim))
 
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mean, log_var = self.conv(image).chunk(2, dim=1)
+    def forward(self, image: torch.Tensor, digit: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, log_var = self.head(self.condition(self.conv(image), digit)).chunk(2, dim=1)
         return mean, log_var
 
 
 class Decoder(nn.Module):
-    def __init__(self, latent_dim: int) -> None:
+    def __init__(self, latent_dim: int, label_features: int = 0) -> None:
         super().__init__()
+        self.condition = Conditioning(label_features)
         self.net = nn.Sequential(
-            nn.Linear(latent_dim, 256), nn.ReLU(), nn.Linear(256, 64 * 7 * 7), nn.ReLU(),
+            nn.Linear(latent_dim + label_features, 256), nn.ReLU(), nn.Linear(256, 64 * 7 * 7), nn.ReLU(),
             nn.Unflatten(1, (64, 7, 7)),
             nn.ConvTranspose2d(64, 32, 4, 2, 1), nn.ReLU(),  # 14x14
             nn.ConvTranspose2d(32, 1, 4, 2, 1),              # 28x28 logits
         )
 
-    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = self.net(z)
+    def forward(self, z: torch.Tensor, digit: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.net(self.condition(z, digit))
         return torch.sigmoid(logits), logits
 
 
 class VAE(nn.Module):
-    def __init__(self, latent_dim: int) -> None:
+    def __init__(self, latent_dim: int, conditional: bool = False) -> None:
         super().__init__()
-        self.encoder, self.decoder = Encoder(latent_dim), Decoder(latent_dim)
+        label_features = LABEL_FEATURES if conditional else 0
+        self.encoder, self.decoder = Encoder(latent_dim, label_features), Decoder(latent_dim, label_features)
 
-    def negative_elbo(self, image: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Per-image -ELBO in nats: Bernoulli reconstruction loss plus KL(q(z|x) || N(0, I))."""
-        mean, log_var = self.encoder(image)
+    def negative_elbo(self, image: torch.Tensor, digit: torch.Tensor | None = None,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+        """Per-image -ELBO in nats: Bernoulli reconstruction loss plus KL(q(z|x) || N(0, I)) (given
+        the digit, for the conditional VAE)."""
+        mean, log_var = self.encoder(image, digit)
         noise = torch.randn(mean.shape, generator=generator)
-        _, logits = self.decoder(mean + torch.exp(0.5 * log_var) * noise)
+        _, logits = self.decoder(mean + torch.exp(0.5 * log_var) * noise, digit)
         reconstruction = F.binary_cross_entropy_with_logits(logits, image, reduction="none").sum(dim=(1, 2, 3))
         kl = 0.5 * (mean.pow(2) + log_var.exp() - 1.0 - log_var).sum(dim=1)
         return reconstruction + kl
@@ -189,17 +205,20 @@ def fit_prior(model: VAE, digits: Digits, components: tuple[int, ...], seed: int
     while q spreads as wide as N(0, I), and a mixture fitted to means would give every real
     image's posterior an absurdly low prior density there (its bound would be off by thousands of nats)."""
     generator = torch.Generator().manual_seed(seed)
+    conditional = model.decoder.condition.embedding is not None
     with torch.no_grad():
-        posteriors = [model.encoder(x) for x in digits.x_train.split(1000)]
+        posteriors = [model.encoder(x, y if conditional else None)
+                      for x, y in zip(digits.x_train.split(1000), digits.y_train.split(1000))]
         codes = torch.cat([mean + torch.exp(0.5 * log_var) * torch.randn(mean.shape, generator=generator)
                            for mean, log_var in posteriors]).numpy().astype(np.float64)
     score = selection_fid(out_root, to_uint8(digits.x_val.numpy(), VALUE_RANGE))
     noise = torch.from_numpy(np.random.default_rng(1).standard_normal((SELECTION_IMAGES, 1 + codes.shape[1]),
                                                                       dtype=np.float32))
+    digit = selection_digits(SELECTION_IMAGES) if conditional else None
 
     def fid_of(z: torch.Tensor) -> float:
         with torch.no_grad():
-            return score(to_uint8(model.decoder(z)[0].numpy(), VALUE_RANGE))
+            return score(to_uint8(model.decoder(z, digit)[0].numpy(), VALUE_RANGE))
 
     fids = {"standard_normal": fid_of(noise[:, 1:])}
     mixtures = {}
@@ -213,31 +232,36 @@ def fit_prior(model: VAE, digits: Digits, components: tuple[int, ...], seed: int
 
 
 def train(profile: str = "full", seed: int = 0, limit: int | None = None, out_root: Path | None = None,
-          checkpoint: Path | None = None) -> dict:
+          checkpoint: Path | None = None, conditional: bool = False) -> dict:
     config = PROFILES[profile]
+    name = conditioned_name(NAME, conditional)
     out_root, digits = prepare(config, seed, limit, out_root, VALUE_RANGE)
     generator = torch.Generator().manual_seed(seed)
-    model = VAE(config.latent_dim)
+    model = VAE(config.latent_dim, conditional)
+    label = (lambda y: y) if conditional else (lambda _y: None)  # what the networks are told of each digit
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(
         optimizer, T_max=config.epochs * (len(digits.x_train) // config.batch_size)) if config.cosine_decay else None)
 
     def validate(m: VAE) -> float:
-        return float(m.negative_elbo(digits.x_val, torch.Generator().manual_seed(0)).mean())
+        return float(m.negative_elbo(digits.x_val, label(digits.y_val), torch.Generator().manual_seed(0)).mean())
 
     result = fit(model, batches(digits.x_train, digits.y_train, config.batch_size, generator),
-                 step=lambda m, b: m.negative_elbo(b[0]).mean(), validate=validate, optimizer=optimizer,
+                 step=lambda m, b: m.negative_elbo(b[0], label(b[1])).mean(), validate=validate, optimizer=optimizer,
                  scheduler=scheduler, scheduler_per_batch=True, epochs=config.epochs, checkpoint=checkpoint,
-                 desc=NAME, threads=config.threads)
+                 desc=name, threads=config.threads)
     mixture, prior_card = fit_prior(model, digits, config.prior_components, seed, out_root)
 
     z = np.random.default_rng(1).standard_normal((512, config.latent_dim), dtype=np.float32)
     test = digits.x_test[:512]
+    # The conditional VAE's graphs take the digit too.
+    digit = {LABEL_INPUT: np.random.default_rng(4).integers(0, CLASSES, 512).astype(np.int64)} if conditional else {}
+    digit_unit = {LABEL_INPUT: "digit 0-9"} if conditional else {}
     graphs = {
-        "model": torch_graph(model.decoder, "model.onnx", {"z": z}, ["image", "logits"],
-                             {"z": "latent, N(0, I) prior", "image": "pixel probabilities in [0, 1]"}),
-        "encoder": torch_graph(model.encoder, "encoder.onnx", {"image": test}, ["mean", "log_var"],
-                               {"image": "pixels in [0, 1]", "mean": "posterior mean",
+        "model": torch_graph(model.decoder, "model.onnx", {"z": z, **digit}, ["image", "logits"],
+                             {"z": "latent, N(0, I) prior", **digit_unit, "image": "pixel probabilities in [0, 1]"}),
+        "encoder": torch_graph(model.encoder, "encoder.onnx", {"image": test, **digit}, ["mean", "log_var"],
+                               {"image": "pixels in [0, 1]", **digit_unit, "mean": "posterior mean",
                                 "log_var": "posterior log-variance"}),
         "prior": torch_graph(MixturePrior(mixture), "prior.onnx",
                              {PRIOR_INPUT: np.random.default_rng(3).standard_normal((512, 1 + config.latent_dim),
@@ -245,10 +269,10 @@ def train(profile: str = "full", seed: int = 0, limit: int | None = None, out_ro
                              ["z"], {PRIOR_INPUT: "N(0, I); its first coordinate picks the component",
                                      "z": "a latent point drawn from the mixture"}),
     }
-    sampling = {**latent_sampling(config.latent_dim, VALUE_RANGE),
+    sampling = {**latent_sampling(config.latent_dim, VALUE_RANGE, conditional),
                 "prior": {"graph": "prior", "input": PRIOR_INPUT, "noise_dim": 1 + config.latent_dim}}
     card = {
-        **card_fields(profile, seed, digits),
+        **card_fields(profile, seed, digits, CONDITIONING if conditional else None),
         "preprocessing": {"pixels": "x / 255 in [0, 1]", "likelihood": "Bernoulli over gray levels (not binarized)"},
         "hyperparameters": {"latent_dim": config.latent_dim, "epochs": config.epochs, "batch_size": config.batch_size,
                             "lr": config.lr, "optimizer": "Adam, cosine decay" if config.cosine_decay else "Adam",
@@ -257,8 +281,13 @@ def train(profile: str = "full", seed: int = 0, limit: int | None = None, out_ro
                        "epochs_run": result.epochs_run, "history": result.history},
         "prior": prior_card,
     }
-    return publish(NAME, graphs, sampling, card, config.eval_images, out_root, result.as_card(),
-                   extra_metrics=lambda sessions: {
-                       **negative_elbo_on_test(sessions, digits.x_test),
-                       "importance_weighted": importance_weighted_bounds(
-                           sessions, digits.x_test[:config.bound_images], config.importance_samples, mixture)})
+
+    def bounds(sessions: Sessions) -> dict[str, Any]:
+        if conditional:  # bounds on log p(x | digit): not comparable with the unconditional VAE's
+            return {}
+        return {**negative_elbo_on_test(sessions, digits.x_test),
+                "importance_weighted": importance_weighted_bounds(
+                    sessions, digits.x_test[:config.bound_images], config.importance_samples, mixture)}
+
+    return publish(name, graphs, sampling, card, config.eval_images, out_root, result.as_card(),
+                   extra_metrics=bounds, conditional=conditional)

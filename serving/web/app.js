@@ -242,8 +242,9 @@ onSubmit("generate-form", "generate-panel", async (fields) => {
   const model = fields.get("model");
   const request = { n: Number(fields.get("n")), format: "png" };
   if (fields.get("seed") !== "") request.seed = Number(fields.get("seed"));
-  if (model === "diffusion") {  // the VAE and GAN are unconditional: they refuse a digit
-    if (fields.get("digit") !== "") request.digit = Number(fields.get("digit"));
+  // A digit for the VAE or the GAN is drawn by its class-conditional twin (the answer names it).
+  if (fields.get("digit") !== "") request.digit = Number(fields.get("digit"));
+  if (model === "diffusion") {
     request.steps = Number(fields.get("steps"));
     if (fields.get("guidance") !== "") request.guidance = Number(fields.get("guidance"));
   }
@@ -254,7 +255,7 @@ onSubmit("generate-form", "generate-panel", async (fields) => {
   await showPng("generate-image", response);
   const seconds = ((performance.now() - started) / 1000).toFixed(2);
   document.getElementById("generate-answer").textContent =
-    `${request.n} images in ${seconds} s (seed ${response.headers.get("X-Seed")})`;
+    `${request.n} images in ${seconds} s by ${response.headers.get("X-Model")} (seed ${response.headers.get("X-Seed")})`;
 });
 
 // --- passengers forecast: the numbers, and the history and forecast drawn as lines ---------------

@@ -51,16 +51,29 @@ def test_json_answer_names_the_seed_it_chose(client, trained_models, name):
     assert 0 <= int(unseeded.headers["x-seed"]) <= generation.MAX_SEED
 
 
-@pytest.mark.parametrize("name, knobs", [("vae", {}), ("gan", {}), ("diffusion", {"steps": 3}),
-                                         ("diffusion", {"steps": 7, "digit": 3, "guidance": 4.0}),
-                                         ("diffusion", {"steps": 2, "digit": 5})])  # the card's default guidance
-def test_answer_equals_in_process_onnx_runtime(client, trained_models, name, knobs):
+@pytest.mark.parametrize("route, name, knobs", [
+    ("vae", "vae", {}), ("gan", "gan", {}), ("diffusion", "diffusion", {"steps": 3}),
+    ("diffusion", "diffusion", {"steps": 7, "digit": 3, "guidance": 4.0}),
+    ("diffusion", "diffusion", {"steps": 2, "digit": 5}),  # the card's default guidance
+    ("vae", "vae-conditional", {"digit": 4}), ("gan", "gan-conditional", {"digit": 8})])
+def test_answer_equals_in_process_onnx_runtime(client, trained_models, route, name, knobs):
     card = json.loads((trained_models / name / "card.json").read_text())
     sessions = {key: ort.InferenceSession(str(trained_models / name / spec["file"]))
                 for key, spec in card["graphs"].items()}
     expected = generation.generate(sampling_of(card["sampling"]), sessions, seed=9, n=4, **knobs)
-    body = client.post(f"/generate/{name}", json={"n": 4, "seed": 9, "format": "json", **knobs}).json()
+    body = client.post(f"/generate/{route}", json={"n": 4, "seed": 9, "format": "json", **knobs}).json()
+    assert body["model"]["name"] == name
     np.testing.assert_array_equal(np.stack([_pixels(base64.b64decode(i)) for i in body["images"]]), expected)
+
+
+@pytest.mark.parametrize("family", ["vae", "gan"])
+def test_a_requested_digit_changes_the_digit_not_the_seed(client, family):
+    """The twin draws the digit asked for; the same seed and digit give the same bytes."""
+    first = client.post(f"/generate/{family}", json={"n": 3, "seed": 5, "digit": 1})
+    assert first.status_code == 200, first.text
+    assert first.headers["x-model"].startswith(f"{family}-conditional ")
+    assert client.post(f"/generate/{family}", json={"n": 3, "seed": 5, "digit": 1}).content == first.content
+    assert client.post(f"/generate/{family}", json={"n": 3, "seed": 5, "digit": 7}).content != first.content
 
 
 BAD_REQUESTS = {
@@ -101,9 +114,9 @@ def test_diffusion_limits(client, payload, field):
 
 
 @pytest.mark.parametrize("name", ["vae", "gan"])
-@pytest.mark.parametrize("payload, field", [({"n": 1, "steps": 10}, "steps"), ({"n": 1, "digit": 3}, "digit"),
-                                            ({"n": 1, "guidance": 1.0}, "guidance")])
-def test_unconditional_models_refuse_what_they_cannot_do(client, name, payload, field):
+@pytest.mark.parametrize("payload, field", [({"n": 1, "steps": 10}, "steps"), ({"n": 1, "guidance": 1.0}, "guidance"),
+                                            ({"n": 1, "digit": 3, "steps": 10}, "steps")])
+def test_latent_models_refuse_what_they_cannot_do(client, name, payload, field):
     response = client.post(f"/generate/{name}", json=payload)
     assert response.status_code == 400 and response.json()["error"].startswith(field)
 

@@ -135,6 +135,16 @@ def test_generate_a_diffusion_grid(page):
     page.screenshot(path=str(SCREENSHOTS / "generate.png"), full_page=True)
 
 
+def test_a_digit_from_the_gan_is_drawn_by_its_conditional_twin(page):
+    page.select_option("#generate-form select[name=model]", "gan")
+    page.fill("#generate-form input[name=n]", "4")
+    page.fill("#generate-form input[name=digit]", "3")
+    page.click("#generate-form button[type=submit]")
+    answer = page.locator("#generate-answer")
+    answer.filter(has_text="images in").wait_for()
+    assert "by gan-conditional " in answer.inner_text()
+
+
 def test_forecast_is_drawn(page):
     page.fill("#forecast-form textarea[name=history]", ", ".join(str(100 + 3 * i + 20 * (i % 12 in (5, 6, 7)))
                                                                    for i in range(36)))

@@ -70,6 +70,7 @@ def test_the_built_bento_serves_every_family(tmp_path, trained_models):
             }
             answers |= {model: client.post(f"/generate/{model}", json={"n": 2, "seed": 1})
                         for model in ("vae", "gan", "diffusion")}
+            answers["gan, a digit"] = client.post("/generate/gan", json={"n": 2, "seed": 1, "digit": 3})
         assert {name: response.status_code for name, response in answers.items()} == dict.fromkeys(answers, 200), \
             {name: response.text[:200] for name, response in answers.items()}
         assert "[ERROR]" not in log.read_text()

@@ -120,7 +120,8 @@ def test_registry_needs_required_models(trained_models):
 def test_registry_loads_and_warms_up(trained_models):
     registry = Registry(Settings(models_dir=trained_models, device="cpu"))
     assert set(registry.models) == {"house-price-gbm", "house-price-mlp", "passengers", "mnist-cnn", "transfer-cnn",
-                                    "vae", "gan", "diffusion", *CLASSICAL_DIGIT_MODELS}
+                                    "vae", "gan", "vae-conditional", "gan-conditional", "diffusion",
+                                    *CLASSICAL_DIGIT_MODELS}
     assert registry.get("house-price-gbm").sessions["model"].get_providers() == [CPU]
 
 
@@ -150,3 +151,18 @@ def test_a_silent_fall_back_to_cpu_is_refused(tmp_path):
     check_providers([(CUDA, {"device_id": 0}), CPU], [CUDA, CPU], tmp_path)
     with pytest.raises(RuntimeError, match="CUDA was requested"):
         check_providers([(CUDA, {"device_id": 0}), CPU], [CPU], tmp_path)
+
+
+def test_the_digits_of_a_conditional_latent_model():
+    """A requested digit for every sample; none requested: digits from the seed, replayable, and
+    no digits at all for an unconditional model."""
+    from serving.generation import sample_digits
+
+    twin = contract.LatentSampling(kind="latent", input="z", latent_dim=4, output_range=(0.0, 1.0),
+                                   label_input="digit")
+    assert sample_digits(twin, seed=1, n=3, digit=7).tolist() == [7, 7, 7]
+    drawn = sample_digits(twin, seed=1, n=200, digit=None)
+    assert drawn.dtype.name == "int64" and set(drawn.tolist()) == set(range(10))
+    assert drawn.tolist() == sample_digits(twin, seed=1, n=200, digit=None).tolist()
+    assert drawn.tolist() != sample_digits(twin, seed=2, n=200, digit=None).tolist()
+    assert sample_digits(twin.model_copy(update={"label_input": None}), seed=1, n=3, digit=None) is None

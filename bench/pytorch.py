@@ -47,7 +47,9 @@ BUILDERS: dict[str, Callable[[Card], nn.Module]] = {
         card["hyperparameters"]["dropout"]),
     "passengers": _passengers,
     "vae": lambda card: vae.Decoder(card["hyperparameters"]["latent_dim"]),
-    "gan": lambda card: gan.Generator(card["hyperparameters"]["latent_dim"], card["hyperparameters"]["width"]),
+    "gan": lambda card: gan.Generator(card["hyperparameters"]["latent_dim"], card["hyperparameters"]["width"],
+                                      card["hyperparameters"].get("label_features", 0),
+                                      card["hyperparameters"].get("self_conditioning_clusters") or gan.CLASSES),
     "diffusion": lambda card: diffusion.UNet(card["hyperparameters"]["base_channels"]),
 }
 

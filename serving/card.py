@@ -107,8 +107,9 @@ class Prior(Strict):
 
 class LatentSampling(Strict):
     """A decoder or generator fed latents ``input`` of ``latent_dim``: standard-normal draws, or
-    those draws through the ``prior`` graph; a class-conditional one also takes the digit of each
-    sample as ``label_input`` (int64)."""
+    those draws through the ``prior`` graph. A class-conditional one also takes the digit of each
+    sample as ``label_input`` (int64); a self-conditioned one (an unconditional generator trained
+    on clusters of the images, no digit labels) takes a cluster there, drawn with ``label_weights``."""
 
     kind: Literal["latent"]
     input: str
@@ -116,6 +117,13 @@ class LatentSampling(Strict):
     output_range: tuple[float, float]
     prior: Prior | None = None
     label_input: str | None = None
+    label_weights: list[float] | None = Field(None, min_length=1)
+
+    @model_validator(mode="after")
+    def _weights_need_an_input(self) -> LatentSampling:
+        if self.label_weights is not None and (self.label_input is None or abs(sum(self.label_weights) - 1) > 1e-6):
+            raise ValueError("label_weights: needs label_input, and must add up to 1")
+        return self
 
 
 class DDIMSampling(Strict):

@@ -102,23 +102,27 @@ def interpolate(start: np.ndarray, end: np.ndarray, frames: int) -> np.ndarray:
 
 
 def sample_digits(sampling: LatentSampling, seed: int, n: int, digit: int | None) -> np.ndarray | None:
-    """The digit of each sample of a class-conditional latent model (None for an unconditional one):
-    the requested digit, or, when none was asked for, digits drawn uniformly from the seed (a
-    stream apart from the latents', so the same seed gives the same styles either way)."""
+    """The label of each sample of a latent model that takes one (None for one that does not): the
+    requested digit, or, when none was asked for, labels drawn from the seed (a stream apart from
+    the latents', so the same seed gives the same styles either way): with the card's
+    ``label_weights`` (a self-conditioned model's clusters), else digits 0-9 uniformly."""
     if sampling.label_input is None:
         return None
     if digit is not None:
         return np.full(n, digit, np.int64)
-    return np.random.default_rng([seed, 1]).integers(0, 10, n).astype(np.int64)
+    rng = np.random.default_rng([seed, 1])
+    if sampling.label_weights is None:
+        return rng.integers(0, 10, n).astype(np.int64)
+    return rng.choice(len(sampling.label_weights), n, p=np.asarray(sampling.label_weights)).astype(np.int64)
 
 
 def decode(sampling: LatentSampling, run: Run, z: np.ndarray, digits: np.ndarray | None = None) -> np.ndarray:
-    """Latent points (N, latent_dim), and each one's digit for a conditional model, through a
+    """Latent points (N, latent_dim), and each one's label for a model that takes one, through a
     decoder or generator graph -> uint8 digits (N, 28, 28)."""
     feeds = {sampling.input: np.asarray(z, np.float32)}
     if sampling.label_input is not None:
         if digits is None:
-            raise ValueError("a class-conditional decoder needs each latent point's digit")
+            raise ValueError("a conditional decoder needs each latent point's digit (or cluster)")
         feeds[sampling.label_input] = np.asarray(digits, np.int64)
     return to_uint8(run(feeds), sampling.output_range)
 

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from sklearn.cluster import KMeans
+from sklearn.decomposition import PCA
 from torch import nn
 from torch.nn import functional as F
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
@@ -36,12 +38,14 @@ from serving.generation import to_uint8
 from .export import torch_graph
 from .generative import (CLASSES, CONDITIONING, LABEL_FEATURES, LABEL_INPUT, Conditioning, GenerativeProfile, batches,
                          card_fields, conditioned_name, latent_sampling, prepare, publish, selection_digits)
-from .generative_eval import selection_fid
+from .generative_eval import proportional_counts, selection_fid
 from .loop import fit
 
 NAME = "gan"
 VALUE_RANGE = (-1.0, 1.0)
 SELECTION_IMAGES = 2000
+CLUSTER_INPUT = "cluster"
+CLUSTER_COMPONENTS = 50
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -61,6 +65,10 @@ class Profile(GenerativeProfile):
     # scored and exported is an exponential moving average of its weights (None: the raw weights).
     cosine_decay: bool = False
     ema_decay: float | None = None
+    # Self-conditioning (Liu et al., 2020) of the unconditional GAN: k-means clusters of the
+    # training images (no digit labels) condition generator and critic as digits condition the
+    # conditional twin, and samples draw clusters in their training proportions. 0: none.
+    clusters: int = 0
 
 
 FULL_EPOCHS = 30
@@ -71,14 +79,15 @@ PROFILES = {
     "quick": Profile(epochs=1, train_images=None, eval_images=1000, objective="non-saturating", critic_steps=1,
                      batch_size=32, betas=(0.5, 0.999)),
     "full": Profile(epochs=FULL_EPOCHS, train_images=None, eval_images=10_000, objective="non-saturating",
-                    critic_steps=1, width=64, batch_size=64, betas=(0.5, 0.999), cosine_decay=True, ema_decay=0.999),
+                    critic_steps=1, width=64, batch_size=64, betas=(0.5, 0.999), cosine_decay=True, ema_decay=0.999,
+                    clusters=50),
 }
 
 
 class Generator(nn.Module):
-    def __init__(self, latent_dim: int, width: int, label_features: int = 0) -> None:
+    def __init__(self, latent_dim: int, width: int, label_features: int = 0, classes: int = CLASSES) -> None:
         super().__init__()
-        self.condition = Conditioning(label_features)
+        self.condition = Conditioning(label_features, classes)
         self.net = nn.Sequential(
             nn.Linear(latent_dim + label_features, 2 * width * 7 * 7, bias=False), nn.BatchNorm1d(2 * width * 7 * 7),
             nn.ReLU(),
@@ -92,7 +101,7 @@ class Generator(nn.Module):
 
 
 class Critic(nn.Module):
-    def __init__(self, width: int, spectral_norm: bool = False, conditional: bool = False) -> None:
+    def __init__(self, width: int, spectral_norm: bool = False, classes: int = 0) -> None:
         super().__init__()
         norm = nn.utils.parametrizations.spectral_norm if spectral_norm else (lambda layer: layer)
         features = 2 * width * 7 * 7
@@ -102,7 +111,7 @@ class Critic(nn.Module):
             nn.Flatten(),
         )
         self.score = norm(nn.Linear(features, 1))
-        self.projection = norm(nn.Embedding(CLASSES, features)) if conditional else None
+        self.projection = norm(nn.Embedding(classes, features)) if classes else None  # 0: unconditional
 
     def forward(self, image: torch.Tensor, digit: torch.Tensor | None = None) -> torch.Tensor:
         h = self.features(image)
@@ -113,12 +122,12 @@ class Critic(nn.Module):
 class WGAN(nn.Module):
     """Both networks in one module, so the shared loop checkpoints and restores them together."""
 
-    def __init__(self, config: Profile, conditional: bool = False) -> None:
+    def __init__(self, config: Profile, classes: int = 0) -> None:
         super().__init__()
         self.config = config
         self.non_saturating = config.objective == "non-saturating"
-        self.generator = Generator(config.latent_dim, config.width, LABEL_FEATURES if conditional else 0)
-        self.critic = Critic(config.width, spectral_norm=self.non_saturating, conditional=conditional)
+        self.generator = Generator(config.latent_dim, config.width, LABEL_FEATURES if classes else 0, classes)
+        self.critic = Critic(config.width, spectral_norm=self.non_saturating, classes=classes)
         # Buffers averaged too: the batch-norm statistics must belong to the averaged weights.
         self.average = (AveragedModel(self.generator, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay),
                                       use_buffers=True) if config.ema_decay else None)
@@ -148,12 +157,35 @@ class WGAN(nn.Module):
         return F.softplus(-scores).mean() if self.non_saturating else -scores.mean()
 
 
+def self_conditioning(images: torch.Tensor, clusters: int, seed: int) -> tuple[torch.Tensor | None, list[float] | None]:
+    """Each training image's k-means cluster (in the 50 leading principal components of its pixels:
+    no digit labels) and the clusters' shares; (None, None) when ``clusters`` is 0."""
+    if not clusters:
+        return None, None
+    pixels = images.flatten(1).numpy()
+    codes = PCA(CLUSTER_COMPONENTS, random_state=seed).fit_transform(pixels)
+    assigned = KMeans(clusters, n_init=4, random_state=seed).fit_predict(codes)
+    shares = np.bincount(assigned, minlength=clusters) / len(assigned)
+    return torch.from_numpy(assigned.astype(np.int64)), shares.tolist()
+
+
+def in_proportion(weights: list[float], images: int) -> torch.Tensor:
+    """``images`` labels, each label as often as its weight says."""
+    return torch.from_numpy(np.repeat(np.arange(len(weights)), proportional_counts(np.asarray(weights), images)))
+
+
 def train(profile: str = "full", seed: int = 0, limit: int | None = None, out_root: Path | None = None,
           checkpoint: Path | None = None, conditional: bool = False) -> dict:
     config = PROFILES[profile]
     name = conditioned_name(NAME, conditional)
     out_root, digits = prepare(config, seed, limit, out_root, VALUE_RANGE)
-    model = WGAN(config, conditional)
+    if conditional:
+        labels, weights = digits.y_train, None
+    else:
+        clusters, weights = self_conditioning(digits.x_train, config.clusters, seed)
+        labels = digits.y_train if clusters is None else clusters  # an unconditional pair ignores its labels
+    classes = CLASSES if conditional else config.clusters
+    model = WGAN(config, classes)
     generator_optimizer = torch.optim.Adam(model.generator.parameters(), lr=config.lr, betas=config.betas)
     critic_optimizer = torch.optim.Adam(model.critic.parameters(), lr=config.lr, betas=config.betas)
     if model.average is not None:
@@ -163,7 +195,7 @@ def train(profile: str = "full", seed: int = 0, limit: int | None = None, out_ro
     generator_steps = config.epochs * (len(digits.x_train) // group)
     scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(generator_optimizer, T_max=generator_steps)
                  if config.cosine_decay else None)
-    epoch = batches(digits.x_train, digits.y_train, group, torch.Generator().manual_seed(seed))
+    epoch = batches(digits.x_train, labels, group, torch.Generator().manual_seed(seed))
 
     def step(m: WGAN, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         for param_group in critic_optimizer.param_groups:  # the critic follows the generator's schedule
@@ -177,7 +209,8 @@ def train(profile: str = "full", seed: int = 0, limit: int | None = None, out_ro
     score = selection_fid(out_root, to_uint8(digits.x_val.numpy(), VALUE_RANGE))
     z_selection = torch.from_numpy(np.random.default_rng(1).standard_normal((SELECTION_IMAGES, config.latent_dim),
                                                                             dtype=np.float32))
-    digit_selection = selection_digits(SELECTION_IMAGES) if conditional else None
+    digit_selection = (selection_digits(SELECTION_IMAGES) if conditional else
+                       in_proportion(weights, SELECTION_IMAGES) if weights is not None else None)
 
     def validate(m: WGAN) -> float:
         return score(to_uint8(m.served()(z_selection, digit_selection).numpy(), VALUE_RANGE))
@@ -190,10 +223,13 @@ def train(profile: str = "full", seed: int = 0, limit: int | None = None, out_ro
     rng = np.random.default_rng(2)
     feeds = {"z": rng.standard_normal((512, config.latent_dim), dtype=np.float32)}
     units = {"z": "latent, N(0, I)", "image": "pixels in [-1, 1]"}
-    if conditional:
-        feeds[LABEL_INPUT], units[LABEL_INPUT] = rng.integers(0, CLASSES, 512).astype(np.int64), "digit 0-9"
+    label_input = LABEL_INPUT if conditional else CLUSTER_INPUT if classes else None
+    if label_input:
+        feeds[label_input] = rng.integers(0, classes, 512).astype(np.int64)
+        units[label_input] = "digit 0-9" if conditional else f"cluster 0-{classes - 1}"
     graphs = {"model": torch_graph(model.served(), "model.onnx", feeds, ["image"], units)}
-    sampling = latent_sampling(config.latent_dim, VALUE_RANGE, conditional)
+    sampling = latent_sampling(config.latent_dim, VALUE_RANGE, conditional, label_input if weights else None,
+                               weights)
     card = {
         **card_fields(profile, seed, digits, CONDITIONING if conditional else None),
         "preprocessing": {"pixels": "x / 127.5 - 1 in [-1, 1]"},
@@ -202,7 +238,8 @@ def train(profile: str = "full", seed: int = 0, limit: int | None = None, out_ro
                             "critic_steps_per_generator_step": config.critic_steps,
                             "gradient_penalty_lambda": config.gradient_penalty, "lr": config.lr,
                             "adam_betas": list(config.betas), "cosine_decay": config.cosine_decay,
-                            "generator_ema_decay": config.ema_decay,
+                            "generator_ema_decay": config.ema_decay, "self_conditioning_clusters": config.clusters,
+                            "label_features": LABEL_FEATURES if classes else 0,
                             "generator_steps": result.epochs_run * (len(digits.x_train) // group),
                             "generator_parameters": sum(p.numel() for p in model.generator.parameters()),
                             "critic_parameters": sum(p.numel() for p in model.critic.parameters())},

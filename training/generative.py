@@ -103,14 +103,14 @@ CONDITIONING = "digit 0-9, required: each sample is of the digit asked for"
 
 
 class Conditioning(nn.Module):
-    """A class-conditional family's label as extra features: (N, k) and digits (N,) -> (N, k + e),
-    a learned embedding of the digit appended. With ``embed_dim`` 0 the family is unconditional and
-    this passes the features through, so one network definition serves both."""
+    """A conditional network's label as extra features: (N, k) and labels (N,) -> (N, k + e), a
+    learned embedding of the label (a digit, or a cluster) appended. With ``embed_dim`` 0 the
+    network is unconditional and this passes the features through, so one definition serves both."""
 
-    def __init__(self, embed_dim: int) -> None:
+    def __init__(self, embed_dim: int, classes: int = CLASSES) -> None:
         super().__init__()
         self.embed_dim = embed_dim
-        self.embedding = nn.Embedding(CLASSES, embed_dim) if embed_dim else None
+        self.embedding = nn.Embedding(classes, embed_dim) if embed_dim else None
 
     def forward(self, features: torch.Tensor, digit: torch.Tensor | None = None) -> torch.Tensor:
         if self.embedding is None:
@@ -128,11 +128,14 @@ def selection_digits(images: int) -> torch.Tensor:
     return torch.from_numpy(np.repeat(np.arange(CLASSES), digit_counts(images)))
 
 
-def latent_sampling(latent_dim: int, value_range: tuple[float, float], conditional: bool = False) -> dict[str, Any]:
-    """The card's ``sampling`` of a decoder or generator fed standard-normal latents ``z`` (and, when
-    conditional, the requested digit as ``digit``)."""
-    return {"kind": "latent", "input": "z", "latent_dim": latent_dim, "output_range": list(value_range),
-            **({"label_input": LABEL_INPUT} if conditional else {})}
+def latent_sampling(latent_dim: int, value_range: tuple[float, float], conditional: bool = False,
+                    label_input: str | None = None, label_weights: list[float] | None = None) -> dict[str, Any]:
+    """The card's ``sampling`` of a decoder or generator fed standard-normal latents ``z``; a
+    ``conditional`` one takes the requested digit as ``digit``, a self-conditioned one a
+    ``label_input`` drawn with ``label_weights``."""
+    labels = ({"label_input": LABEL_INPUT} if conditional else
+              {"label_input": label_input, "label_weights": label_weights} if label_input else {})
+    return {"kind": "latent", "input": "z", "latent_dim": latent_dim, "output_range": list(value_range), **labels}
 
 
 def publish(name: str, graphs: dict[str, Graph], sampling: dict[str, Any], card: dict[str, Any],

@@ -143,7 +143,12 @@ def digit_counts(images: int) -> np.ndarray:
     own p(y); a uniform 10% each adds about 0.05 to FID against the test set), rounded by largest
     remainder so that they add up to ``images``."""
     _, labels = mnist_arrays(train=True)
-    share = np.bincount(labels, minlength=10) / len(labels) * images
+    return proportional_counts(np.bincount(labels, minlength=10) / len(labels), images)
+
+
+def proportional_counts(shares: np.ndarray, images: int) -> np.ndarray:
+    """``images`` split by ``shares`` (adding up to 1), rounded by largest remainder."""
+    share = shares * images
     counts = np.floor(share).astype(int)
     counts[np.argsort(counts - share)[:images - counts.sum()]] += 1
     return counts

@@ -121,6 +121,33 @@ def test_a_conditional_twin_draws_the_digit_it_is_asked_for(trained_models, name
         generation.decode(sampling, lambda feeds: sessions["model"].run(None, feeds)[0], np.zeros((1, 16)))
 
 
+def test_a_self_conditioned_gan_is_unconditional_to_its_clients(trained_models, tmp_path, monkeypatch):
+    """The full GAN's self-conditioning on a tiny run: clusters of the images (no digit labels) in
+    the graph and the card, drawn by their weights from the seed; a requested digit is refused."""
+    import dataclasses
+
+    from serving.card import validate
+    from serving.errors import FieldError
+    from training import gan
+
+    monkeypatch.setitem(gan.PROFILES, "quick", dataclasses.replace(gan.PROFILES["quick"], clusters=4))
+    shutil.copytree(trained_models / "mnist-cnn", tmp_path / "mnist-cnn")
+    gan.train("quick", limit=500, out_root=tmp_path)
+    card = _card(tmp_path, "gan")
+    sampling = sampling_of(card["sampling"])
+    assert card["conditional"] is False and card["hyperparameters"]["self_conditioning_clusters"] == 4
+    assert sampling.label_input == "cluster" and len(sampling.label_weights) == 4
+    assert sum(sampling.label_weights) == pytest.approx(1.0) and min(sampling.label_weights) > 0
+    assert {i["name"]: i["dtype"] for i in card["graphs"]["model"]["inputs"]} == {"z": "float32", "cluster": "int64"}
+    assert "unconditional" not in card["metrics"] and "conditional_accuracy" not in card["metrics"]
+    sessions = {"model": ort.InferenceSession(str(tmp_path / "gan" / "model.onnx"))}
+    np.testing.assert_array_equal(generation.generate(sampling, sessions, seed=3, n=5),
+                                  generation.generate(sampling, sessions, seed=3, n=5))
+    assert set(generation.sample_digits(sampling, seed=3, n=400, digit=None).tolist()) == set(range(4))
+    with pytest.raises(FieldError, match="digit"):
+        generation.SamplingRequest.resolve(validate(card, "gan"), n=1, digit=3)
+
+
 def test_diffusion_card(trained_models):
     card = _card(trained_models, "diffusion")
     _check_quality(card)

@@ -104,7 +104,9 @@ def test_every_exported_card_is_the_contract(trained_models):
      "graphs.model.inputs.0.dtype"),
     ("vae", lambda card: card.update(schema_version=99), "schema_version"),
     ("vae", lambda card: card["sampling"]["prior"].update(graph="flow"), "'flow' is not among the graphs"),
-], ids=["renamed sampling key", "classifier without labels", "unknown dtype", "newer schema", "unknown prior graph"])
+    ("gan", lambda card: card["sampling"].update(label_weights=[0.5, 0.5]), "label_weights: needs label_input"),
+], ids=["renamed sampling key", "classifier without labels", "unknown dtype", "newer schema", "unknown prior graph",
+        "label weights without a label input"])
 def test_a_card_that_breaks_the_contract_stops_start_up_naming_the_field(trained_models, tmp_path, name, edit, field):
     models = edited_copy(trained_models, tmp_path, name, lambda _dir, card: [edit(card), card][1])  # edits in place
     with pytest.raises(ModelLoadError, match="not schema version") as caught:

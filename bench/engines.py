@@ -39,6 +39,17 @@ def schema_feeds(card: Card, batch: int, rng: np.random.Generator) -> Feeds:
             for spec in card["graphs"]["model"]["inputs"]}
 
 
+def latent_feeds(card: Card, batch: int, rng: np.random.Generator) -> Feeds:
+    """A generator's or decoder's inputs: standard-normal latents, and labels in range where the
+    graph takes one (a self-conditioned GAN's clusters, drawn by their weights)."""
+    feeds = schema_feeds(card, batch, rng)
+    sampling = card["sampling"]
+    if sampling.get("label_input"):
+        classes = len(sampling.get("label_weights") or range(10))
+        feeds[sampling["label_input"]] = rng.integers(0, classes, batch)
+    return feeds
+
+
 def passenger_windows(card: Card, batch: int, rng: np.random.Generator) -> Feeds:
     """Real windows of the card's series: the graph takes logs, so inputs must be positive."""
     windows, _ = windows_and_next(np.asarray(card["series"]["values"]), card["preprocessing"]["window"])
@@ -54,7 +65,7 @@ def noisy_digits(card: Card, batch: int, rng: np.random.Generator) -> Feeds:
 
 MODELS: dict[str, Callable[[Card, int, np.random.Generator], Feeds]] = {
     "mnist-cnn": schema_feeds, "transfer-cnn": schema_feeds, "house-price-mlp": schema_feeds,
-    "passengers": passenger_windows, "vae": schema_feeds, "gan": schema_feeds, "diffusion": noisy_digits,
+    "passengers": passenger_windows, "vae": latent_feeds, "gan": latent_feeds, "diffusion": noisy_digits,
 }
 
 

@@ -11,7 +11,12 @@ The full profile adds what the literature uses to finish a GAN: a cosine decay o
 learning rates to zero and an exponential moving average of the generator's weights (and of
 its batch-norm statistics), which is what gets scored and exported. The epoch kept is the one
 whose averaged generator's samples have the lowest FID against the validation slice. The
-exported graph is the generator: latent -> digit in [-1, 1].
+exported graph is the generator: latent -> digit in [-1, 1]. The full profile's GAN is also
+self-conditioned (Liu et al., 2020): k-means clusters of the training images' pixels, found
+without the digit labels, condition it the way digits condition ``gan-conditional`` below, and
+each sample's cluster is drawn in the clusters' training proportions (the card's
+``sampling.label_weights``), so to its clients it stays unconditional; its graph takes ``z``
+and ``cluster``.
 
 ``gan-conditional`` is the same family told which digit to draw: the generator appends a learned
 embedding of the digit to its latent, and the critic is a projection discriminator (Miyato &

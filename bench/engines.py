@@ -41,7 +41,7 @@ def schema_feeds(card: Card, batch: int, rng: np.random.Generator) -> Feeds:
 
 def latent_feeds(card: Card, batch: int, rng: np.random.Generator) -> Feeds:
     """A generator's or decoder's inputs: standard-normal latents, and labels in range where the
-    graph takes one (a self-conditioned GAN's clusters, drawn by their weights)."""
+    graph takes one (a digit, or a self-conditioned GAN's cluster)."""
     feeds = schema_feeds(card, batch, rng)
     sampling = card["sampling"]
     if sampling.get("label_input"):

@@ -81,7 +81,7 @@ class KeyCheck:
         origin = headers.get(b"origin")
         if origin is not None and (origin.decode("latin-1") in self.cors_origins or "*" in self.cors_origins):
             response.raw_headers.extend([(b"access-control-allow-origin", origin), (b"vary", b"Origin"),
-                                         (b"access-control-expose-headers", b"X-Request-ID, X-Seed")])
+                                         (b"access-control-expose-headers", b"X-Request-ID, X-Seed, X-Model")])
         return response
 
 

@@ -117,7 +117,7 @@ class LatentSampling(Strict):
     output_range: tuple[float, float]
     prior: Prior | None = None
     label_input: str | None = None
-    label_weights: list[float] | None = Field(None, min_length=1)
+    label_weights: list[Annotated[float, Field(ge=0)]] | None = Field(None, min_length=1)
 
     @model_validator(mode="after")
     def _weights_need_an_input(self) -> LatentSampling:
@@ -220,6 +220,12 @@ class Card(BaseModel):
             graph = self.graphs.get(variant.of)
             if graph is None or (variant.inputs, variant.outputs) != (graph.inputs, graph.outputs):
                 raise ValueError(f"variants.{key}: must have the inputs and outputs of a graph of this card")
+        label_input = getattr(self.sampling, "label_input", None)
+        if label_input is not None and label_input not in {spec.name for spec in self.graphs["model"].inputs}:
+            raise ValueError(f"sampling.label_input: {label_input!r} is not an input of the model graph")
+        if self.conditional and isinstance(self.sampling, LatentSampling) and (
+                label_input is None or self.sampling.label_weights is not None):
+            raise ValueError("sampling.label_input: a conditional latent model takes the digit there")
         prior = getattr(self.sampling, "prior", None)
         if prior is not None and prior.graph not in self.graphs:
             raise ValueError(f"sampling.prior.graph: {prior.graph!r} is not among the graphs")

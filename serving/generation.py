@@ -3,7 +3,8 @@
 Plain NumPy around ONNX Runtime calls, so the served samples are the very samples the card's
 FID was measured on: training generates its evaluation images through this module, and serving
 runs it the same way. Every draw comes from ``np.random.default_rng(seed)`` (PCG64 is the same
-on every platform), so one seed gives the same bytes anywhere. The diffusion sampler itself is
+on every platform), and the labels of a latent model that takes them from
+``default_rng([seed, 1])``, so one seed gives the same bytes anywhere. The diffusion sampler itself is
 ``serving.ddim``; PNG and grid encoding sit with the image decoding in ``serving.images``.
 """
 
@@ -108,12 +109,15 @@ def sample_digits(sampling: LatentSampling, seed: int, n: int, digit: int | None
     ``label_weights`` (a self-conditioned model's clusters), else digits 0-9 uniformly."""
     if sampling.label_input is None:
         return None
+    if sampling.label_weights is not None:
+        if digit is not None:  # its labels are clusters, not digits
+            raise ValueError("a self-conditioned model draws its own clusters: no digit can be asked of it")
+        weights = np.asarray(sampling.label_weights, np.float64)
+        rng = np.random.default_rng([seed, 1])
+        return rng.choice(len(weights), n, p=weights / weights.sum()).astype(np.int64)
     if digit is not None:
         return np.full(n, digit, np.int64)
-    rng = np.random.default_rng([seed, 1])
-    if sampling.label_weights is None:
-        return rng.integers(0, 10, n).astype(np.int64)
-    return rng.choice(len(sampling.label_weights), n, p=np.asarray(sampling.label_weights)).astype(np.int64)
+    return np.random.default_rng([seed, 1]).integers(0, 10, n).astype(np.int64)
 
 
 def decode(sampling: LatentSampling, run: Run, z: np.ndarray, digits: np.ndarray | None = None) -> np.ndarray:

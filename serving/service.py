@@ -60,10 +60,11 @@ TRAFFIC = {"timeout": SETTINGS.timeout_seconds, "max_concurrency": SETTINGS.max_
 # talks to are local sockets, so the session is kept for the process's life.
 KEEP_CONNECTIONS = {"max_requests": 2**62, "max_age": 1e12}
 RESOURCES = {"gpu": SETTINGS.gpus} if SETTINGS.gpus else {}
-HTTP = {"cors": {"enabled": True, "access_control_allow_origins": list(SETTINGS.cors_origins),
-                 "access_control_allow_methods": ["GET", "POST", "OPTIONS"],
-                 "access_control_allow_headers": ["Authorization", "Content-Type", "X-Request-ID"],
-                 "access_control_expose_headers": ["X-Request-ID", "X-Seed"]}} if SETTINGS.cors_origins else {}
+HTTP = ({"cors": {"enabled": True, "access_control_allow_origins": list(SETTINGS.cors_origins),
+                  "access_control_allow_methods": ["GET", "POST", "OPTIONS"],
+                  "access_control_allow_headers": ["Authorization", "Content-Type", "X-Request-ID"],
+                  "access_control_expose_headers": ["X-Request-ID", "X-Seed", "X-Model"]}}
+        if SETTINGS.cors_origins else {})
 
 
 def settle_heap() -> None:
@@ -375,6 +376,15 @@ class ZooServe:
             raise Unavailable(f"the generation worker is restarting ({type(error).__name__}); retry shortly",
                               retry_after=10) from None
 
+    def _generator_for(self, family: str, digit: int | None) -> str:
+        """The model that answers: the family's, or its twin for a digit (a 400 naming the digit when
+        this server has no twin: retrying cannot help, training it can)."""
+        name = generator_for(family, digit)
+        if digit is not None and name not in self.registry.models:
+            raise FieldError("digit", f"{family} draws a requested digit with {name}, which this server has not "
+                                      f"loaded (train it: python -m training {name})")
+        return name
+
     # The generation endpoints are async: they wait on the Generators worker without holding the
     # thread that this service's sync endpoints (the classifiers, forecasts) run on.
     async def _generate(self, name: str, n: int, seed: int | None, digit: int | None, format: str,
@@ -389,14 +399,14 @@ class ZooServe:
                            digit: int | None = None) -> GeneratedImages:
         """Digits decoded from random points of the VAE's latent space; a requested digit is drawn
         by the conditional VAE (``vae-conditional``)."""
-        return await self._generate(generator_for("vae", digit), n, seed, digit, format)
+        return await self._generate(self._generator_for("vae", digit), n, seed, digit, format)
 
     @bentoml.api(route="/generate/gan", input_spec=GenerateRequest)
     async def generate_gan(self, n: int, seed: int | None = None, format: str = "png",
                            digit: int | None = None) -> GeneratedImages:
         """Digits from the GAN generator (its card names the training objective); a requested digit
         is drawn by the conditional GAN (``gan-conditional``)."""
-        return await self._generate(generator_for("gan", digit), n, seed, digit, format)
+        return await self._generate(self._generator_for("gan", digit), n, seed, digit, format)
 
     @bentoml.api(route="/generate/diffusion", input_spec=DiffusionRequest)
     async def generate_diffusion(self, n: int, seed: int | None = None, digit: int | None = None,

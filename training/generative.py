@@ -91,7 +91,8 @@ def prepare(config: GenerativeProfile, seed: int, limit: int | None, out_root: P
 def card_fields(profile: str, seed: int, digits: Digits, conditioning: str | None = None) -> dict[str, Any]:
     """The card fields every generative model has; no ``conditioning``: an unconditional model."""
     return {"task": "image-generation", "profile": profile, "seed": seed, "conditional": conditioning is not None,
-            "conditioning": conditioning or "none: unconditional (a requested digit is refused)",
+            "conditioning": conditioning or ("none: unconditional (a digit asked of its endpoint is drawn by the "
+                                             "family's conditional twin, where there is one)"),
             "data": {"source": "MNIST", "train": len(digits.x_train), "validation": len(digits.x_val),
                      "test": len(digits.x_test)}}
 
@@ -99,7 +100,7 @@ def card_fields(profile: str, seed: int, digits: Digits, conditioning: str | Non
 CLASSES = 10
 LABEL_INPUT = "digit"
 LABEL_FEATURES = 16  # a conditional network's digit embedding, appended to its latent (or its features)
-CONDITIONING = "digit 0-9, required: each sample is of the digit asked for"
+CONDITIONING = "digit 0-9: each sample is of the digit asked for (none asked: digits drawn uniformly from the seed)"
 
 
 class Conditioning(nn.Module):
@@ -109,7 +110,6 @@ class Conditioning(nn.Module):
 
     def __init__(self, embed_dim: int, classes: int = CLASSES) -> None:
         super().__init__()
-        self.embed_dim = embed_dim
         self.embedding = nn.Embedding(classes, embed_dim) if embed_dim else None
 
     def forward(self, features: torch.Tensor, digit: torch.Tensor | None = None) -> torch.Tensor:

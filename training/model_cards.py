@@ -134,8 +134,9 @@ def _generators(card: dict[str, Any]) -> dict[str, Any]:
         "out_of_scope": ["training data for a deployed classifier without checking what it learns from them",
                          "imitating a person's handwriting"],
         "limitations": [f"FID {fid:.2f} against the MNIST test set in the digit CNN's features (lower is better; "
-                        "the README compares the three generators)." if fid is not None else "No FID measured.",
-                        "Some samples are not readable digits; the unconditional models cannot be asked for one."],
+                        "the README compares the generators)." if fid is not None else "No FID measured.",
+                        "Some samples are not readable digits; an unconditional model cannot be asked for one (its "
+                        "endpoint asks the class-conditional twin)."],
         "ethical_considerations": ["Synthetic digits are labelled by the sampler's request, not by a person: a "
                                    "wrongly drawn digit would teach a wrong label."],
     }

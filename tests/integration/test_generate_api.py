@@ -5,14 +5,17 @@ from __future__ import annotations
 import base64
 import io
 import json
+import shutil
 import socket
 from typing import Callable
 
+import httpx
 import numpy as np
 import onnxruntime as ort
 import pytest
 from PIL import Image
 
+from loadtests.server import free_port, served
 from serving import generation
 from serving.card import sampling_of
 from training.data import mnist_arrays
@@ -200,3 +203,16 @@ def test_interpolation_limits(client, kwargs, field):
     response = client.post("/generate/vae/interpolate", **kwargs)
     assert response.status_code == 400, response.text
     assert response.json()["error"].startswith(field)
+
+
+def test_a_digit_without_the_twin_says_how_to_train_it(trained_models, tmp_path):
+    """A server with the GAN and not its conditional twin: a requested digit is a 400 naming the
+    field and the command (retrying cannot help); without a digit the GAN answers as ever."""
+    models = tmp_path / "models"
+    shutil.copytree(trained_models / "gan", models / "gan")
+    with served(free_port(), tmp_path / "serve.log", {"ZOOSERVE_MODELS_DIR": str(models)}, core=None) as url:
+        asked = httpx.post(url + "/generate/gan", json={"n": 1, "digit": 3}, timeout=30)
+        plain = httpx.post(url + "/generate/gan", json={"n": 1}, timeout=30)
+    assert asked.status_code == 400 and asked.json()["error"].startswith("digit"), asked.text
+    assert "python -m training gan-conditional" in asked.json()["error"]
+    assert plain.status_code == 200, plain.text

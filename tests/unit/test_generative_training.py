@@ -99,8 +99,11 @@ def test_conditional_twin_cards(trained_models, name, graphs):
     _check_quality(card)
     m = card["metrics"]
     assert card["conditional"] is True and card["sampling"]["label_input"] == "digit" and set(card["graphs"]) == graphs
-    assert 0.0 <= m["conditional_accuracy"] <= 1.0 and "unconditional" not in m
-    assert sum(m["samples_per_digit"].values()) == m["generated_images"]
+    assert "unconditional" not in m and card["hyperparameters"].get("self_conditioning_clusters", 0) == 0
+    counts = [m["samples_per_digit"][str(d)] for d in range(10)]
+    assert sum(counts) == m["generated_images"] and min(counts) > 0
+    per_digit = [m["conditional_accuracy_per_digit"][str(d)] for d in range(10)]
+    assert m["conditional_accuracy"] == pytest.approx(np.average(per_digit, weights=counts))
     inputs = {i["name"]: i["dtype"] for i in card["graphs"]["model"]["inputs"]}
     assert inputs == {"z": "float32", "digit": "int64"}
 
@@ -131,6 +134,7 @@ def test_a_self_conditioned_gan_is_unconditional_to_its_clients(trained_models, 
     from training import gan
 
     monkeypatch.setitem(gan.PROFILES, "quick", dataclasses.replace(gan.PROFILES["quick"], clusters=4))
+    monkeypatch.setenv("ZOOSERVE_REPORTS_DIR", str(tmp_path / "reports"))  # not the fixture gan's samples.png
     shutil.copytree(trained_models / "mnist-cnn", tmp_path / "mnist-cnn")
     gan.train("quick", limit=500, out_root=tmp_path)
     card = _card(tmp_path, "gan")
@@ -144,6 +148,8 @@ def test_a_self_conditioned_gan_is_unconditional_to_its_clients(trained_models, 
     np.testing.assert_array_equal(generation.generate(sampling, sessions, seed=3, n=5),
                                   generation.generate(sampling, sessions, seed=3, n=5))
     assert set(generation.sample_digits(sampling, seed=3, n=400, digit=None).tolist()) == set(range(4))
+    with pytest.raises(ValueError, match="no digit"):  # a digit would be fed to the graph as a cluster
+        generation.generate(sampling, sessions, seed=3, n=5, digit=2)
     with pytest.raises(FieldError, match="digit"):
         generation.SamplingRequest.resolve(validate(card, "gan"), n=1, digit=3)
 

@@ -105,8 +105,13 @@ def test_every_exported_card_is_the_contract(trained_models):
     ("vae", lambda card: card.update(schema_version=99), "schema_version"),
     ("vae", lambda card: card["sampling"]["prior"].update(graph="flow"), "'flow' is not among the graphs"),
     ("gan", lambda card: card["sampling"].update(label_weights=[0.5, 0.5]), "label_weights: needs label_input"),
+    ("gan", lambda card: card["sampling"].update(label_input="digit"), "'digit' is not an input of the model graph"),
+    ("gan-conditional", lambda card: card["sampling"].pop("label_input"), "a conditional latent model takes the digit"),
+    ("gan-conditional", lambda card: card["sampling"].update(label_weights=[1.2, -0.2]),
+     "greater than or equal to 0"),
 ], ids=["renamed sampling key", "classifier without labels", "unknown dtype", "newer schema", "unknown prior graph",
-        "label weights without a label input"])
+        "label weights without a label input", "label input not in the graph", "conditional without its digit",
+        "negative label weight"])
 def test_a_card_that_breaks_the_contract_stops_start_up_naming_the_field(trained_models, tmp_path, name, edit, field):
     models = edited_copy(trained_models, tmp_path, name, lambda _dir, card: [edit(card), card][1])  # edits in place
     with pytest.raises(ModelLoadError, match="not schema version") as caught:

@@ -39,16 +39,16 @@ def _trainers() -> dict[str, Callable[..., dict]]:
     }
 
 
-# Wall seconds per model on an idle 2-core machine (measured 2026-11-29, vae and gan 2026-11-30 with
-# another training on the other core; README, "First run"),
+# Wall seconds per model on an idle 2-core machine (measured 2026-11-29; the vae, gan and their twins
+# 2026-11-30 with another training on the other core, the full GANs as their CPU seconds; README, "First run"),
 # printed before each training so that a first `make serve` says how long it will take.
 ESTIMATED_SECONDS = {
     "quick": {"house-price-gbm": 15, "house-price-mlp": 12, "mnist-cnn": 45, "mnist-logreg": 25, "mnist-knn": 15,
               "mnist-tree": 6, "mnist-forest": 14, "transfer-cnn": 30, "passengers": 5, "vae": 65, "gan": 60,
-              "vae-conditional": 65, "gan-conditional": 60, "diffusion": 210},
+              "vae-conditional": 60, "gan-conditional": 70, "diffusion": 210},
     "full": {"house-price-gbm": 50, "house-price-mlp": 200, "mnist-cnn": 460, "mnist-logreg": 200, "mnist-knn": 120,
-             "mnist-tree": 45, "mnist-forest": 60, "transfer-cnn": 120, "passengers": 21, "vae": 1150, "gan": 3400,
-             "vae-conditional": 1150, "gan-conditional": 3400, "diffusion": 3600},
+             "mnist-tree": 45, "mnist-forest": 60, "transfer-cnn": 120, "passengers": 21, "vae": 1150, "gan": 3700,
+             "vae-conditional": 1000, "gan-conditional": 3700, "diffusion": 3600},
 }
 
 

@@ -28,7 +28,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from serving.ddim import GUIDED_STEP_GRAPH, NULL_LABEL, STEP_GRAPH, linear_betas
 
 from .export import torch_graph
-from .generative import GenerativeProfile, batches, card_fields, prepare, publish
+from .generative import GenerativeProfile, batches, card_fields, cosine_decay, prepare, publish
 from .loop import fit
 
 NAME = "diffusion"
@@ -188,9 +188,7 @@ def train(profile: str = "full", seed: int = 0, limit: int | None = None, out_ro
     model = DDPM(config)
     optimizer = torch.optim.Adam(model.net.parameters(), lr=config.lr)
     optimizer.register_step_post_hook(lambda *_: model.ema.update_parameters(model.net))
-    # Cosine decay to zero over the whole run: the last epochs refine instead of jittering.
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-        optimizer, T_max=config.epochs * (len(digits.x_train) // config.batch_size))
+    scheduler = cosine_decay(optimizer, config.epochs * (len(digits.x_train) // config.batch_size))
     train_steps = SCHEDULE["train_steps"]
 
     def step(m: DDPM, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:

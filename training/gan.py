@@ -42,8 +42,9 @@ from serving.generation import to_uint8
 
 from .export import torch_graph
 from .generative import (CLASSES, CONDITIONING, LABEL_FEATURES, LABEL_INPUT, Conditioning, GenerativeProfile, batches,
-                         card_fields, conditioned_name, latent_sampling, prepare, publish, selection_digits)
-from .generative_eval import proportional_counts, selection_fid
+                         card_fields, conditioned_name, cosine_decay, in_proportion, latent_sampling, prepare,
+                         publish, selection_digits)
+from .generative_eval import selection_fid
 from .loop import fit
 
 NAME = "gan"
@@ -174,11 +175,6 @@ def self_conditioning(images: torch.Tensor, clusters: int, seed: int) -> tuple[t
     return torch.from_numpy(assigned.astype(np.int64)), shares.tolist()
 
 
-def in_proportion(weights: list[float], images: int) -> torch.Tensor:
-    """``images`` labels, each label as often as its weight says."""
-    return torch.from_numpy(np.repeat(np.arange(len(weights)), proportional_counts(np.asarray(weights), images)))
-
-
 def train(profile: str = "full", seed: int = 0, limit: int | None = None, out_root: Path | None = None,
           checkpoint: Path | None = None, conditional: bool = False) -> dict:
     config = PROFILES[profile]
@@ -198,8 +194,7 @@ def train(profile: str = "full", seed: int = 0, limit: int | None = None, out_ro
     # One "batch" of the loop is critic_steps real batches: that many critic steps, then one generator step.
     group = config.batch_size * config.critic_steps
     generator_steps = config.epochs * (len(digits.x_train) // group)
-    scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(generator_optimizer, T_max=generator_steps)
-                 if config.cosine_decay else None)
+    scheduler = cosine_decay(generator_optimizer, generator_steps, config.cosine_decay)
     epoch = batches(digits.x_train, labels, group, torch.Generator().manual_seed(seed))
 
     def step(m: WGAN, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:

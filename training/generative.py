@@ -22,7 +22,7 @@ from serving.card import sampling_of
 from . import plots
 from .data import mnist_arrays
 from .export import Graph, Sessions, export_model, models_dir
-from .generative_eval import digit_counts, evaluate_generator, feature_session
+from .generative_eval import digit_shares, evaluate_generator, feature_session, proportional_counts
 from .loop import seed_everything
 from .mnist import validation_split
 
@@ -123,9 +123,22 @@ def conditioned_name(name: str, conditional: bool) -> str:
     return f"{name}-conditional" if conditional else name
 
 
+def in_proportion(shares: np.ndarray, images: int) -> torch.Tensor:
+    """``images`` labels, label k as often as ``shares[k]`` says (largest remainder): what a
+    conditional model's validation samples are asked for."""
+    return torch.from_numpy(np.repeat(np.arange(len(shares)), proportional_counts(np.asarray(shares), images)))
+
+
 def selection_digits(images: int) -> torch.Tensor:
     """The digits a conditional model's validation samples are asked for, in the data's proportions."""
-    return torch.from_numpy(np.repeat(np.arange(CLASSES), digit_counts(images)))
+    return in_proportion(digit_shares(), images)
+
+
+def cosine_decay(optimizer: torch.optim.Optimizer, steps: int,
+                 enabled: bool = True) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """The learning rate decayed to zero along a cosine over ``steps`` optimizer steps (None when
+    not ``enabled``): the last epochs refine instead of jittering."""
+    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps) if enabled else None
 
 
 def latent_sampling(latent_dim: int, value_range: tuple[float, float], conditional: bool = False,

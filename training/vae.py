@@ -39,8 +39,8 @@ from serving.generation import to_uint8
 
 from .export import Sessions, torch_graph
 from .generative import (CLASSES, CONDITIONING, LABEL_FEATURES, LABEL_INPUT, Conditioning, Digits,
-                         GenerativeProfile, batches, card_fields, conditioned_name, latent_sampling, prepare, publish,
-                         selection_digits)
+                         GenerativeProfile, batches, card_fields, conditioned_name, cosine_decay, latent_sampling,
+                         prepare, publish, selection_digits)
 from .generative_eval import selection_fid
 from .loop import fit
 
@@ -240,8 +240,7 @@ def train(profile: str = "full", seed: int = 0, limit: int | None = None, out_ro
     model = VAE(config.latent_dim, conditional)
     label = (lambda y: y) if conditional else (lambda _y: None)  # what the networks are told of each digit
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(
-        optimizer, T_max=config.epochs * (len(digits.x_train) // config.batch_size)) if config.cosine_decay else None)
+    scheduler = cosine_decay(optimizer, config.epochs * (len(digits.x_train) // config.batch_size), config.cosine_decay)
 
     def validate(m: VAE) -> float:
         return float(m.negative_elbo(digits.x_val, label(digits.y_val), torch.Generator().manual_seed(0)).mean())

@@ -29,14 +29,13 @@ train: setup
 	$(BIN)/python -m training $(MODEL) --profile $(PROFILE)
 
 # A first run says what it does and how long each step takes (README, "First run"): it installs
-# only what training and serving need, trains the missing models with the quick profile, serves.
+# only what training and serving need, then serves at once while the missing models train (quick
+# profile, fastest first); each model answers as soon as it is trained.
 serve:
-	@echo "make serve [1/3]: installing the pinned dependencies into $(VENV) (about 1.5 min from a warm pip cache, longer to download 3 GB; nothing the next time)"
+	@echo "make serve [1/2]: installing the pinned dependencies into $(VENV) (about 1.5 min from a warm pip cache, longer to download 3 GB; nothing the next time)"
 	@$(MAKE) --no-print-directory setup EXTRAS=train
-	@echo "make serve [2/3]: training the models missing from $${ZOOSERVE_MODELS_DIR:-models} (quick profile)"
-	$(BIN)/python -m training all --profile quick --missing-only
-	@echo "make serve [3/3]: starting the server; it is ready when http://localhost:$(PORT)/readyz answers 200"
-	$(BIN)/python -m serving --host 0.0.0.0 --port $(PORT)
+	@echo "make serve [2/2]: serving at http://localhost:$(PORT) while the models missing from $${ZOOSERVE_MODELS_DIR:-models} train (quick profile); GET /models shows their progress, /readyz answers 200 once all are loaded"
+	$(BIN)/python -m training.first_run --host 0.0.0.0 --port $(PORT)
 
 test: setup
 	$(BIN)/python -m pytest

@@ -42,11 +42,22 @@ class Graph(Strict):
     parity: dict[str, Any]
 
 
+class VariantCheck(Strict):
+    """Rows the registry reruns through a variant on the CPU that serves it (``serving.variants``):
+    the graph's inputs and the fp32 graph's scores on them, in ``file``."""
+
+    file: str = Field(pattern=r"^[\w.-]+\.npz$")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    tie_tolerance: float = Field(ge=0)
+    max_flip_fraction: float = Field(ge=0, lt=1)
+
+
 class Variant(Graph):
     """Another file for the graph ``of`` (a static int8 copy): same inputs and outputs, its own metrics."""
 
     of: str
     metrics: dict[str, Any]
+    check: VariantCheck | None = None  # cards exported before the check was stored have none
 
 
 class ProbabilityCalibration(BaseModel):

@@ -103,7 +103,7 @@ async def server_live(_request: Request) -> Response:
 
 
 async def server_ready(_request: Request) -> Response:
-    ready = bool(_registry().models)
+    ready = _registry().ready
     return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
 
 

@@ -189,7 +189,7 @@ def _rest(registry: Registry, settings: Settings) -> dict[str, Any]:
 
 
 def _card_operation(registry: Registry) -> dict[str, Any]:
-    example = EXAMPLE_MODEL if EXAMPLE_MODEL in registry.models else next(iter(registry.models))
+    example = EXAMPLE_MODEL if EXAMPLE_MODEL in registry.models else next(iter(registry.models), "")
     spec = operation("A model's whole card: metrics, calibrations, intended use, limitations, training footprint",
                      "service",
                      answer("the card", {JSON: {"type": "object", "required": ["name", "version", "metrics"]}}),
@@ -214,6 +214,8 @@ def _health() -> dict[str, Any]:
 def _open_inference(registry: Registry) -> dict[str, Any]:
     """The Open Inference Protocol's REST routes over every served model."""
     names = list(registry.models)
+    if not names:  # a first run's first seconds: no model's routes to describe yet
+        return {}
     # The examples' model: its input is the one in the infer example below.
     example = EXAMPLE_MODEL if EXAMPLE_MODEL in registry.models else names[0]
     model = path_parameter("name", names, "a served model", example)

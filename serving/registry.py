@@ -13,6 +13,7 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,14 +22,17 @@ from typing import Callable
 import numpy as np
 import onnxruntime as ort
 
+from . import training_plan
 from .card import Card, CardError, Tensor, validate
 from .errors import Unavailable
 from .sessions import make_session
 from .settings import Settings
 from .telemetry import metrics
+from .variants import rerun_check
 
 logger = logging.getLogger("bentoml.zooserve")  # a child of BentoML's logger shares its handlers
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # where ``serving`` imports from
+WATCH_SECONDS = 2  # how often a first run's server looks for newly trained models
 
 
 class ModelLoadError(RuntimeError):
@@ -44,6 +48,7 @@ class LoadedModel:
     name: str
     card: Card
     sessions: dict[str, ort.InferenceSession] = field(default_factory=dict)
+    graph_choice: str = ""  # why the served model graph is a variant or not, on this machine (GET /models)
     _observers: dict[str, tuple] = field(default_factory=dict, repr=False)  # graph -> its labelled series
 
     @property
@@ -95,8 +100,9 @@ def read_card(model_dir: Path) -> Card:
 
 
 def verify_graphs(model_dir: Path, card: Card) -> None:
-    """Check that every graph and variant the card lists exists with the card's sha256."""
-    for spec in [*card.graphs.values(), *card.variants.values()]:
+    """Check that every graph, variant and variant check the card lists exists with the card's sha256."""
+    checks = [variant.check for variant in card.variants.values() if variant.check is not None]
+    for spec in [*card.graphs.values(), *card.variants.values(), *checks]:
         path = model_dir / spec.file
         if not path.is_file():
             raise ModelLoadError(f"{card.name}: graph file {path} is missing; retrain with `make train MODEL={card.name}`")
@@ -113,15 +119,42 @@ def read_verified_card(model_dir: Path) -> Card:
     return card
 
 
+def served_here(model_dir: Path, card: Card, settings: Settings,
+                session: ort.InferenceSession | None = None) -> tuple[Card, str]:
+    """The card as this machine serves it, and why: its served variant (int8) only where the
+    variant's stored check rows still pick the fp32 graph's classes on this CPU (int8 kernels differ
+    by CPU, ``serving.variants``); else the card without it, so that answers name the fp32 graph.
+    ``session``: the variant's session, where the caller has made it already."""
+    if card.served_variant is None:
+        return card, "the fp32 graph (the card serves no variant)"
+    variant = card.variants[card.served_variant]
+    if variant.check is None:
+        return card, f"{variant.file} (the card stores no check to rerun)"
+    session = session or make_session(model_dir / variant.file, settings)
+    outcome = rerun_check(model_dir / variant.check.file, lambda feeds: session.run(None, feeds)[0],
+                          variant.check.tie_tolerance, variant.check.max_flip_fraction)
+    if outcome.holds:
+        return card, (f"{variant.file}: agrees with the fp32 graph on this CPU "
+                      f"({outcome.rows - outcome.top1_changed}/{outcome.rows} check rows)")
+    reason = f"{card.graphs[variant.of].file}: {outcome.describe(variant.file)} on this CPU"
+    logger.warning("%s: serving %s instead of %s: %s", card.name, card.graphs[variant.of].file, variant.file,
+                   outcome.describe(variant.file))
+    return card.model_copy(update={"served_variant": None}), reason
+
+
 def model_dirs(settings: Settings) -> list[Path]:
-    """Every model folder to serve, after checking the required ones are there."""
+    """Every model folder to serve, after checking the required ones are there. During a first run
+    (``settings.training_progress``) the models it still trains may be missing, all of them at first."""
     root = settings.models_dir
-    missing = [name for name in settings.required_models if not (root / name / "card.json").exists()]
+    coming = set(training_plan.planned(settings.training_progress))
+    missing = [name for name in settings.required_models
+               if name not in coming and not (root / name / "card.json").exists()]
     if missing:
         raise ModelLoadError(f"required models {missing} have no card under {root.resolve()}; "
                              f"train them with `make train MODEL=<name>`")
-    found = sorted(path.parent for path in root.glob("*/card.json"))
-    if not found:
+    # Not the export step's staging folders (".<name>-..."), which hold a card before they are renamed.
+    found = sorted(path.parent for path in root.glob("*/card.json") if not path.parent.name.startswith("."))
+    if not found and settings.training_progress is None:
         raise ModelLoadError(f"no models under {root.resolve()} (set ZOOSERVE_MODELS_DIR or run `make train`)")
     return found
 
@@ -164,36 +197,87 @@ def _verify_from_env() -> None:
         sys.exit(str(error))  # the parent reads this last line of stderr
 
 
+class ModelTraining(Unavailable):
+    """An endpoint asked for a model the first run is still training (503 with the time it needs)."""
+
+
 class Registry:
     """All models this instance knows, keyed by name, loaded and warmed up at construction.
 
     Every card is read, but sessions are built only for the models ``runs_here`` accepts: a
     service whose models run in a dependency (the batched classifiers) needs their cards alone.
+    During a first run (``settings.training_progress``) a thread picks up each model whose card
+    appears, so that it serves without a restart; ``models`` is replaced whole, never changed in
+    place, so a request reading it never sees it half-updated.
     """
 
     def __init__(self, settings: Settings, runs_here: Callable[[str], bool] = lambda _name: True) -> None:
         self.settings = settings
+        self.runs_here = runs_here
         self.models: dict[str, LoadedModel] = {}
+        self.generation = 0  # counts the changes to ``models``: what per-worker caches of it are keyed on
         for model_dir in model_dirs(settings):
-            card = read_card(model_dir)
+            self._add(self._load(model_dir))
+        if settings.training_progress is not None:
+            threading.Thread(target=self._watch, name="zooserve-model-watch", daemon=True).start()
+
+    def _load(self, model_dir: Path) -> LoadedModel:
+        card = read_card(model_dir)
+        if self.runs_here(card.name):
+            # Verified again before loading: a worker may start long after the server process
+            # checked; the graphs a worker does not load are not hashed again there.
+            verify_graphs(model_dir, card)
+            sessions = {graph: make_session(model_dir / spec.file, self.settings)
+                        for graph, spec in card.served_graphs.items()}
+            checked, choice = served_here(model_dir, card, self.settings, sessions["model"])
+            if checked is not card:
+                sessions["model"] = make_session(model_dir / checked.graphs["model"].file, self.settings)
+            model = LoadedModel(name=card.name, card=checked, sessions=sessions, graph_choice=choice)
+        else:  # the card alone: this process never answers for the model
             model = LoadedModel(name=card.name, card=card)
-            if runs_here(model.name):
-                # Verified again before loading: a worker may start long after the server process
-                # checked; the graphs a worker does not load are not hashed again there.
-                verify_graphs(model_dir, card)
-                model.sessions = {graph: make_session(model_dir / spec.file, settings)
-                                  for graph, spec in card.served_graphs.items()}
-            model.warm_up()
-            self.models[model.name] = model
-            providers = {graph: session.get_providers() for graph, session in model.sessions.items()}
-            logger.info("loaded %s %s providers=%s", model.name, model.card.version, providers)
-            if model.sessions:
-                metrics().model_loaded.labels(model.name, model.card.version,
-                                              ",".join(sorted({p for ps in providers.values() for p in ps}))).set(1)
+        model.warm_up()
+        providers = {graph: session.get_providers() for graph, session in model.sessions.items()}
+        logger.info("loaded %s %s providers=%s", model.name, model.card.version, providers)
+        if model.sessions:
+            metrics().model_loaded.labels(model.name, model.card.version,
+                                          ",".join(sorted({p for ps in providers.values() for p in ps}))).set(1)
+        return model
+
+    def _add(self, model: LoadedModel) -> None:
+        self.models = {**self.models, model.name: model}
+        self.generation += 1
+
+    def _watch(self) -> None:
+        """Load each model whose card appears under the models directory, until every one is loaded."""
+        refused: dict[str, str] = {}  # a folder that failed to load, and why: logged once, retried each look
+        while not self.ready:
+            time.sleep(WATCH_SECONDS)
+            for model_dir in model_dirs(self.settings):
+                if model_dir.name in self.models:
+                    continue
+                try:
+                    self._add(self._load(model_dir))
+                except Exception as error:  # ONNX Runtime raises its own types; this thread must go on
+                    if refused.get(model_dir.name) != str(error):
+                        logger.warning("cannot load %s: %s", model_dir.name, error)
+                    refused[model_dir.name] = str(error)
+
+    def pending(self) -> dict[str, training_plan.Pending]:
+        """The first run's models this instance cannot answer for yet, with the time each still needs."""
+        return training_plan.pending(training_plan.read(self.settings.training_progress), set(self.models))
+
+    @property
+    def ready(self) -> bool:
+        """Every model loaded: those of the models directory and, in a first run, all it trains."""
+        return bool(self.models) and not self.pending()
 
     def get(self, name: str) -> LoadedModel:
         try:
             return self.models[name]
         except KeyError:
+            coming = self.pending().get(name)
+            if coming is not None:
+                raise ModelTraining(coming.message(), retry_after=max(1, min(60, round(coming.seconds_left)))
+                                    ) from None
             raise ModelNotLoaded(f"model {name!r} is not loaded on this server "
                                  f"(loaded: {sorted(self.models)})") from None

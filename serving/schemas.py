@@ -313,13 +313,21 @@ class Error(BaseModel):
 
 
 class ModelListing(BaseModel):
+    """A loaded model, or (during a first run) one still to come: then only name, state, progress,
+    seconds_left and, where its training failed, error."""
+
     name: str
-    version: str
-    sha256: str
-    task: str
-    profile: Literal["quick", "full"]
-    metrics: dict[str, float] = Field(description="the card's headline test metrics")
+    state: Literal["loaded", "queued", "training", "loading", "failed"]
+    version: str | None = None
+    sha256: str | None = None
+    task: str | None = None
+    profile: Literal["quick", "full"] | None = None
+    metrics: dict[str, float] | None = Field(None, description="the card's headline test metrics")
     labels: list[str] | None = None
+    graph: str | None = Field(None, description="which graph serves (fp32 or its int8 copy) and why, on this CPU")
+    progress: float | None = Field(None, description="of a model still training: the share done, by its estimate")
+    seconds_left: float | None = Field(None, description="of a model still to come: the time it still needs")
+    error: str | None = None
 
 
 # The Open Inference Protocol's REST messages (KServe v2 / Triton); ``oip`` parses them by hand

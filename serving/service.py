@@ -20,7 +20,7 @@ from bentoml._internal.context import server_context
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from . import bentoml_fixes, explain, gateway, generation, images, novelty, supervision, telemetry
+from . import bentoml_fixes, explain, gateway, generation, images, novelty, supervision, telemetry, training_plan
 from .admission import GENERATION_PREFIX, CancelWhenGone
 from .catalog import (BATCHED_MODELS, DIFFUSION_MODEL, DIGITS_MODEL, GENERATIVE_MODELS, HOUSE_PRICE_MODELS,
                       IMAGES_MODEL, PASSENGERS_MODEL, generator_for)
@@ -51,7 +51,9 @@ if server_context.worker_index is None:  # the server process; each worker loads
 BATCHING = batching_pays(SETTINGS)
 # A dependency is a worker process of its own (about 120 MB before any model); one with nothing to
 # run is not declared, so BentoML does not start it.
-GENERATING = any((SETTINGS.models_dir / name / "card.json").exists() for name in GENERATIVE_MODELS)
+# In a first run, one that will have a generative model (the plan lists it) starts it from the outset.
+GENERATING = any((SETTINGS.models_dir / name / "card.json").exists() or name in training_plan.planned(
+    SETTINGS.training_progress) for name in GENERATIVE_MODELS)
 # The dependency workers keep BentoML's in-flight limit; the API worker admits by endpoint class
 # (``admission``), so BentoML's single pool is off there.
 TRAFFIC = {"timeout": SETTINGS.timeout_seconds, "max_concurrency": SETTINGS.max_concurrency}
@@ -235,8 +237,9 @@ class ZooServe:
         settle_heap()
 
     def __is_ready__(self) -> bool:
-        # __init__ returns only after every model loaded and answered its warm-up inference.
-        return bool(self.registry.models)
+        # __init__ returns only after every model there loaded and answered its warm-up inference; in
+        # a first run, the models it trains are loaded as they come.
+        return self.registry.ready
 
     def _classify(self, name: str, picture: np.ndarray) -> tuple[np.ndarray, OutOfDistribution | None]:
         """One picture's probabilities and flag: batched with concurrent requests in `Classifiers`,
@@ -380,7 +383,7 @@ class ZooServe:
         """The model that answers: the family's, or its twin for a digit (a 400 naming the digit when
         this server has no twin: retrying cannot help, training it can)."""
         name = generator_for(family, digit)
-        if digit is not None and name not in self.registry.models:
+        if digit is not None and name not in self.registry.models and name not in self.registry.pending():
             raise FieldError("digit", f"{family} draws a requested digit with {name}, which this server has not "
                                       f"loaded (train it: python -m training {name})")
         return name

@@ -55,6 +55,9 @@ class Settings:
     # "off": the classify endpoints call their model in-process, unbatched; "auto": on with a GPU only
     batching: Switch = "auto"
     access_log: bool = False  # BentoML's access log line per request (its formatting costs ~2% of a request)
+    # The first run's training plan (``python -m training --progress``): models still to come are
+    # answered with 503 and picked up when their card appears; None: serve what is there at start.
+    training_progress: Path | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_images <= 64:  # 64: the request schemas' own ceiling
@@ -86,4 +89,6 @@ class Settings:
             gpus=_int("ZOOSERVE_GPUS", cls.gpus),
             batching=_choice("ZOOSERVE_BATCHING", cls.batching, ("auto", "on", "off")),  # type: ignore[arg-type]
             access_log=_choice("ZOOSERVE_ACCESS_LOG", "off", ("on", "off")) == "on",
+            training_progress=Path(os.environ["ZOOSERVE_TRAINING_PROGRESS"])
+            if os.environ.get("ZOOSERVE_TRAINING_PROGRESS") else None,
         )

@@ -6,7 +6,7 @@ each one's whole model card, and the OpenAPI document
 from __future__ import annotations
 
 import json
-from functools import cache
+from functools import lru_cache
 from pathlib import Path
 
 import _bentoml_impl.server
@@ -20,6 +20,7 @@ from starlette.staticfiles import StaticFiles
 from .errors import ServiceError, error_response
 from .openapi import document
 from .postprocess import headline_numbers
+from .registry import ModelTraining
 
 PAGE = Path(__file__).with_name("web")
 # BentoML serves its OpenAPI (Swagger UI) page at "/", which the demo page now takes; the same
@@ -36,40 +37,51 @@ async def openapi_page(_request: Request) -> FileResponse:
     return FileResponse(OPENAPI_PAGE)
 
 
-@cache
-def _document() -> bytes:
-    """Built once per worker: the cards and settings it reads do not change while it runs."""
-    registry = bentoml.get_current_service().registry
+def _registry():
+    return bentoml.get_current_service().registry
+
+
+@lru_cache(maxsize=1)
+def _document(_generation: int) -> bytes:
+    """Built once per set of loaded models: the cards and settings it reads change only when a model
+    is added (a first run), which ``generation`` counts."""
+    registry = _registry()
     return json.dumps(document(registry, registry.settings)).encode()
 
 
 async def openapi_document(_request: Request) -> Response:
-    return Response(_document(), media_type="application/json")
+    return Response(_document(_registry().generation), media_type="application/json")
 
 
 async def models(_request: Request) -> JSONResponse:
-    registry = bentoml.get_current_service().registry
-    return JSONResponse([{**model.summary, "task": model.card.task, "profile": model.card.profile,
+    """The loaded models, then, in a first run, those still training with their progress."""
+    registry = _registry()
+    return JSONResponse([{**model.summary, "state": "loaded", "task": model.card.task, "profile": model.card.profile,
                           "metrics": headline_numbers(model.card.metrics),
+                          **({"graph": model.graph_choice} if model.card.variants else {}),
                           **({"labels": model.card.labels} if model.card.labels is not None else {})}
-                         for model in registry.models.values()])
+                         for model in registry.models.values()]
+                        + [coming.as_json() for coming in registry.pending().values()])
 
 
-@cache
-def _cards() -> dict[str, bytes]:
-    """Every served card as JSON, built once per worker (a house card is about 40 kB)."""
-    registry = bentoml.get_current_service().registry
+@lru_cache(maxsize=1)
+def _cards(_generation: int) -> dict[str, bytes]:
+    """Every served card as JSON, built once per set of loaded models (a house card is about 40 kB)."""
     return {name: json.dumps(model.card.model_dump(mode="json", exclude_unset=True)).encode()
-            for name, model in registry.models.items()}
+            for name, model in _registry().models.items()}
 
 
 async def model_card(request: Request) -> Response:
     """The whole card a model is served with: metrics, calibrations, its model card's prose and its
     training footprint (``training/model_cards.py``)."""
     name = request.path_params["name"]
-    card = _cards().get(name)
+    registry = _registry()
+    cards = _cards(registry.generation)
+    card = cards.get(name)
+    if card is None and name in registry.pending():
+        return error_response(ModelTraining(registry.pending()[name].message()))
     if card is None:
-        return error_response(ServiceError(f"no model {name!r} on this server (loaded: {sorted(_cards())})",
+        return error_response(ServiceError(f"no model {name!r} on this server (loaded: {sorted(cards)})",
                                            status=404, field="name", kind="not_found"))
     return Response(card, media_type="application/json")
 

@@ -13,8 +13,10 @@ from typing import Callable
 from serving.postprocess import headline_numbers
 
 from .data import DataNotFoundError
+from .estimates import REFERENCE_PROBE, probe, scaled
 from .export import ExportError, models_dir
 from .generative_eval import FeatureModelMissing
+from .progress import Progress
 from .transfer import WeightsNotFoundError
 
 CHECKPOINTS = Path("checkpoints")
@@ -39,17 +41,18 @@ def _trainers() -> dict[str, Callable[..., dict]]:
     }
 
 
-# Wall seconds per model on an idle 2-core machine (measured 2026-11-29; the vae, gan and their twins
-# 2026-11-30 with another training on the other core, the full GANs as their CPU seconds; README, "First run"),
-# printed before each training so that a first `make serve` says how long it will take.
-ESTIMATED_SECONDS = {
-    "quick": {"house-price-gbm": 15, "house-price-mlp": 12, "mnist-cnn": 45, "mnist-logreg": 25, "mnist-knn": 15,
-              "mnist-tree": 6, "mnist-forest": 14, "transfer-cnn": 30, "passengers": 5, "vae": 65, "gan": 60,
-              "vae-conditional": 60, "gan-conditional": 70, "diffusion": 210},
-    "full": {"house-price-gbm": 50, "house-price-mlp": 200, "mnist-cnn": 460, "mnist-logreg": 200, "mnist-knn": 120,
-             "mnist-tree": 45, "mnist-forest": 60, "transfer-cnn": 120, "passengers": 21, "vae": 1150, "gan": 3700,
-             "vae-conditional": 1000, "gan-conditional": 3700, "diffusion": 3600},
-}
+GENERATIVE = ("vae", "gan", "diffusion", "vae-conditional", "gan-conditional")  # scored with mnist-cnn
+TWINS = ("vae-conditional", "gan-conditional")  # only for a requested digit: last
+
+
+def _estimates_here(profile: str, names: list[str]) -> dict[str, float]:
+    """Each model's reference seconds scaled to this machine by a second-long probe (``estimates``)."""
+    measured = probe()
+    here = scaled(profile, measured)
+    print("this machine against the reference one, by a short probe: " + ", ".join(
+        f"{kind} {ratio:.2f}x as long" for kind, ratio in
+        ((kind, seconds / REFERENCE_PROBE[kind]) for kind, seconds in measured.items())), flush=True)
+    return {name: here[name] for name in names}
 
 
 def _duration(seconds: float) -> str:
@@ -72,6 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=None, help="use only the first N training rows (tests)")
     parser.add_argument("--models-dir", type=Path, default=None, help="default: $ZOOSERVE_MODELS_DIR or models/")
     parser.add_argument("--missing-only", action="store_true", help="skip models that already have a card")
+    parser.add_argument("--fast-first", action="store_true",
+                        help="train the models in order of their estimate (the generative ones after the classifiers)")
+    parser.add_argument("--progress", type=Path, default=None,
+                        help="keep the plan and each model's state in this JSON file (a first run's server reads it)")
     transfer_options = parser.add_argument_group("transfer-cnn")
     transfer_options.add_argument("--backbone", choices=["efficientnet_lite0", "resnet18", "mobilenet_v3_small"],
                                   default=None, help="default: efficientnet_lite0")
@@ -89,13 +96,18 @@ def main(argv: list[str] | None = None) -> int:
         for name in [name for name in names if (out_root / name / "card.json").exists()]:
             print(f"{name}: already in {out_root}, skipped")
             names.remove(name)
-    estimates = ESTIMATED_SECONDS[args.profile]
+    # A --limit run (tests) is shorter than any measured profile: no probe, no estimate.
+    estimates = {name: 0.0 for name in names} if args.limit or not names else _estimates_here(args.profile, names)
+    if args.fast_first:
+        names.sort(key=lambda name: (name in GENERATIVE, name in TWINS, estimates[name]))
+    progress = Progress(args.progress, args.profile, {name: estimates[name] for name in names})
 
-    def estimate(*chosen: str) -> str:  # a --limit run (tests) is shorter than any measured profile
-        return "" if args.limit else f", about {_duration(sum(estimates[n] for n in chosen))} on an idle 2-core machine"
+    def estimate(*chosen: str) -> str:
+        return "" if args.limit else f", about {_duration(sum(estimates[n] for n in chosen))} on this machine"
 
     if len(names) > 1:
         print(f"training {len(names)} models ({args.profile} profile) into {out_root}{estimate(*names)}")
+    failed = 0
     for position, name in enumerate(names, start=1):
         print(f"[{position}/{len(names)}] {name}: training ({args.profile} profile){estimate(name)}", flush=True)
         started = time.perf_counter()
@@ -107,15 +119,24 @@ def main(argv: list[str] | None = None) -> int:
         for option in ("backbone", "mode", "weights", "image_folder"):
             if getattr(args, option) is not None and _accepts(train, option):
                 kwargs[option] = getattr(args, option)
+        progress.start(name)
         try:
             card = train(**kwargs)
         except (DataNotFoundError, ExportError, FeatureModelMissing, WeightsNotFoundError) as error:
             print(f"error: {error}", file=sys.stderr)
-            return 2
+            progress.fail(name, str(error))
+            if args.progress is None:
+                return 2
+            failed += 1  # a first run goes on: the server serves the others
+            continue
+        seconds = time.perf_counter() - started
+        progress.finish(name, seconds)
         checkpoint.unlink(missing_ok=True)  # the run finished; a new one starts from scratch
         shown = ", ".join(f"{key} {value:.4g}" for key, value in headline_numbers(card["metrics"]).items())
-        print(f"{name}: wrote {out_root / name} (version {card['version']}) in "
-              f"{_duration(time.perf_counter() - started)}: {shown}")
+        against = "" if args.limit else f" ({seconds / estimates[name]:.2f}x the estimate)"
+        print(f"{name}: wrote {out_root / name} (version {card['version']}) in {_duration(seconds)}{against}: {shown}")
+    if failed:
+        return 2
     return 0
 
 

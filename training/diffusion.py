@@ -4,7 +4,8 @@ Training is Ho et al. (2020): T = 1,000 linear betas, random t per image, the ne
 the noise added (epsilon). The digit label conditions every residual block and is replaced by a
 "null" class (index 10) for a fraction of the images, so the one network also learns the
 unconditional model that classifier-free guidance needs. Adam with a cosine decay of the learning
-rate, steps under bfloat16 autocast (fp32 weights; the export is fp32). An exponential moving
+rate, steps under bfloat16 autocast where the CPU has bf16 units (``precision``; fp32 weights, the
+export is fp32). An exponential moving
 average of the weights is what gets exported and evaluated: the noise predictor (x_t, t,
 label -> epsilon) as ``model.onnx``, and the same network wrapped in one DDIM step (with and
 without classifier-free guidance) as ``step.onnx`` and ``guided_step.onnx``. The schedule
@@ -30,6 +31,7 @@ from serving.ddim import GUIDED_STEP_GRAPH, NULL_LABEL, STEP_GRAPH, linear_betas
 from .export import torch_graph
 from .generative import GenerativeProfile, batches, card_fields, cosine_decay, prepare, publish
 from .loop import fit
+from .precision import choose
 
 NAME = "diffusion"
 VALUE_RANGE = (-1.0, 1.0)
@@ -53,7 +55,7 @@ class Profile(GenerativeProfile):
     # nearly clean timesteps, whose easy targets otherwise slow how fast the image's structure is learned.
     min_snr_gamma: float | None = None
     threads: int = 2  # its wider network keeps both cores busy
-    bf16: bool = True  # bfloat16 autocast: 2.4x faster steps where the CPU has bf16 units; fp32 weights and export
+    bf16: bool = True  # bfloat16 autocast where the CPU has bf16 units (2.4x faster steps there); fp32 weights and export
 
 
 PROFILES = {
@@ -190,12 +192,14 @@ def train(profile: str = "full", seed: int = 0, limit: int | None = None, out_ro
     optimizer.register_step_post_hook(lambda *_: model.ema.update_parameters(model.net))
     scheduler = cosine_decay(optimizer, config.epochs * (len(digits.x_train) // config.batch_size))
     train_steps = SCHEDULE["train_steps"]
+    precision = choose(config.bf16)
+    print(f"{NAME}: autocast {precision.autocast} ({precision.reason})", flush=True)
 
     def step(m: DDPM, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         x0, label = batch
         dropped = torch.rand(len(label)) < config.p_uncond
         label = torch.where(dropped, torch.full_like(label, NULL_LABEL), label)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision.bf16):
             return m.loss(m.net, x0, label, torch.randint(0, train_steps, (len(x0),)), torch.randn_like(x0),
                           config.min_snr_gamma)
 
@@ -236,7 +240,7 @@ def train(profile: str = "full", seed: int = 0, limit: int | None = None, out_ro
         "preprocessing": {"pixels": "x / 127.5 - 1 in [-1, 1]"},
         "hyperparameters": {"prediction": "epsilon", "base_channels": config.base_channels, "epochs": config.epochs,
                             "batch_size": config.batch_size, "lr": config.lr, "optimizer": "Adam, cosine decay",
-                            "autocast": "bfloat16" if config.bf16 else "none",
+                            "autocast": precision.autocast, "precision": precision.as_card(),
                             "p_uncond": config.p_uncond, "ema_decay": config.ema_decay,
                             "min_snr_gamma": config.min_snr_gamma,
                             "parameters": sum(p.numel() for p in model.net.parameters())},

@@ -75,26 +75,43 @@ function onSubmit(formId, panelId, work) {
   });
 }
 
+// A model still to come in a first run: its state and the time it still needs.
+function pendingText(m) {
+  if (m.state === "failed") return `training failed: ${m.error}`;
+  const left = m.seconds_left < 90 ? `${m.seconds_left} s` : `${Math.round(m.seconds_left / 60)} min`;
+  return `${m.state}, ${Math.round(m.progress * 100)}% done, about ${left} left`;
+}
+
 function loadModels() {
   return inPanel("models-panel", async () => {
-    const models = await (await call("/models")).json();
+    const listed = await (await call("/models")).json();
+    const models = listed.filter((m) => m.state === "loaded");
     const body = document.querySelector("#models tbody");
-    body.replaceChildren(...models.map((m) => {
+    body.replaceChildren(...listed.map((m) => {
       const row = document.createElement("tr");
-      const metrics = Object.entries(m.metrics)
-        .map(([k, v]) => `${k} ${Number.isInteger(v) ? v : Number(v).toFixed(4)}`).join(", ");
-      const profile = m.profile === "quick" ? "quick (short training)" : m.profile;
-      const card = document.createElement("a");
-      card.href = `/models/${encodeURIComponent(m.name)}/card`;
-      card.target = "_blank";
-      card.textContent = m.name;
-      for (const content of [card, m.version, profile, m.task, metrics]) {
+      let cells;
+      if (m.state === "loaded") {
+        const metrics = Object.entries(m.metrics)
+          .map(([k, v]) => `${k} ${Number.isInteger(v) ? v : Number(v).toFixed(4)}`).join(", ");
+        const profile = m.profile === "quick" ? "quick (short training)" : m.profile;
+        const card = document.createElement("a");
+        card.href = `/models/${encodeURIComponent(m.name)}/card`;
+        card.target = "_blank";
+        card.textContent = m.name;
+        cells = [card, m.version, profile, m.task, metrics];
+      } else {
+        row.className = "pending";
+        cells = [m.name, "", "", "", pendingText(m)];
+      }
+      for (const content of cells) {
         const cell = document.createElement("td");
         cell.append(content);
         row.append(cell);
       }
       return row;
     }));
+    // In a first run the list is refreshed until every model is loaded or has failed.
+    if (listed.some((m) => m.state !== "loaded" && m.state !== "failed")) setTimeout(loadModels, 5000);
     // The digit classifiers this server loaded: the CNN first, then the classical ones.
     const digitModels = models.filter((m) => m.name.startsWith("mnist-")).map((m) => m.name)
       .sort((a, b) => (b === "mnist-cnn") - (a === "mnist-cnn"));

@@ -13,6 +13,7 @@ import torch
 
 from serving import ddim, generation
 from serving.card import sampling_of
+from training import precision
 
 from ..conftest import records_training_cost
 
@@ -171,6 +172,10 @@ def test_diffusion_card(trained_models):
     assert [o["name"] for o in card["graphs"]["step"]["outputs"]] == ["x_prev"]
     assert card["graphs"]["model"]["inputs"][1]["dtype"] == "int64"
     assert card["sampling"]["schedule"]["train_steps"] == 1000 and card["sampling"]["default_steps"] == 50
+    # Trained in bf16 only where this CPU has the units: what the capability check (or the override) chose.
+    recorded = card["hyperparameters"]["precision"]
+    assert recorded == precision.choose(True).as_card() and card["hyperparameters"]["autocast"] == recorded["autocast"]
+    assert recorded["bf16_units"] == precision.bf16_units()
 
 
 def test_diffusion_graph_batches_guided_pairs(trained_models):

@@ -1,0 +1,81 @@
+"""The first run's parts that need no server: the plan the trainer keeps and the server reads, the
+precision chosen by capability, and estimates scaled by the probe."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from serving import training_plan
+from training import estimates, precision
+from training.progress import Progress
+
+
+def _plan(tmp_path, started_ago: float = 10.0):
+    progress = Progress(tmp_path / "plan.json", "quick", {"house-price-gbm": 15.0, "mnist-cnn": 40.0, "vae": 60.0})
+    progress.finish("house-price-gbm", 14.0)
+    progress.start("mnist-cnn")
+    plan = json.loads((tmp_path / "plan.json").read_text())
+    plan["models"][1]["started_at"] -= started_ago
+    return plan
+
+
+def test_the_plan_says_what_each_model_still_needs(tmp_path):
+    plan = _plan(tmp_path)
+    assert plan["pid"] == os.getpid() and [entry["state"] for entry in plan["models"]] == ["done", "training", "queued"]
+    waiting = training_plan.pending(plan, loaded={"house-price-gbm"})
+    assert set(waiting) == {"mnist-cnn", "vae"}
+    cnn, vae = waiting["mnist-cnn"], waiting["vae"]
+    assert cnn.state == "training" and cnn.seconds_left == pytest.approx(30, abs=1) and cnn.progress == pytest.approx(0.25, abs=0.03)
+    assert vae.state == "queued" and vae.seconds_left == pytest.approx(90, abs=1) and vae.progress == 0
+    assert "'vae' is queued" in vae.message() and "about 90 s left" in vae.message()
+
+
+def test_a_model_past_its_estimate_still_needs_a_few_seconds_and_a_trained_one_is_loading(tmp_path):
+    waiting = training_plan.pending(_plan(tmp_path, started_ago=100.0), loaded=set())
+    assert waiting["mnist-cnn"].seconds_left == training_plan.MIN_SECONDS_LEFT
+    assert waiting["mnist-cnn"].progress == 0.99
+    assert waiting["house-price-gbm"].state == "loading"
+
+
+def test_a_failed_or_stopped_trainer_is_said_so(tmp_path):
+    progress = Progress(tmp_path / "plan.json", "quick", {"mnist-cnn": 40.0, "vae": 60.0})
+    progress.fail("mnist-cnn", "no MNIST under data/")
+    plan = json.loads((tmp_path / "plan.json").read_text())
+    assert training_plan.pending(plan, set())["mnist-cnn"].error == "no MNIST under data/"
+    assert training_plan.pending(plan, set())["vae"].state == "queued"
+    plan["pid"] = 2**22 + 1  # above Linux's largest pid: no such process
+    assert training_plan.pending(plan, set())["vae"].state == "failed"
+
+
+def test_no_plan_means_nothing_pending(tmp_path):
+    assert training_plan.read(tmp_path / "absent.json") is None and training_plan.pending(None, set()) == {}
+    assert training_plan.planned(None) == []
+
+
+@pytest.mark.parametrize(("units", "override", "bf16"), [
+    (False, "auto", False), (True, "auto", True), (False, "on", True), (True, "off", False)])
+def test_bf16_only_where_the_cpu_has_its_units(monkeypatch, units, override, bf16):
+    monkeypatch.setenv(precision.OVERRIDE, override)
+    chosen = precision.choose(True, units=units)
+    assert chosen.bf16 is bf16 and chosen.as_card()["autocast"] == ("bfloat16" if bf16 else "none")
+    assert chosen.bf16_units is units
+
+
+def test_the_capability_check_decides_when_not_told(monkeypatch):
+    """Forced off, as on an AVX2 CPU without bf16 units, the diffusion profile trains in fp32."""
+    monkeypatch.delenv(precision.OVERRIDE, raising=False)
+    monkeypatch.setattr(precision, "bf16_units", lambda: False)
+    assert precision.choose(True).bf16 is False and "no bf16 units" in precision.choose(True).reason
+    assert precision.choose(False, units=True).bf16 is False  # an fp32 profile stays fp32
+
+
+def test_estimates_scale_by_the_probe_of_their_kind():
+    twice_as_slow_unet = {**estimates.REFERENCE_PROBE, "unet": 2 * estimates.REFERENCE_PROBE["unet"]}
+    here = estimates.scaled("quick", twice_as_slow_unet)
+    reference = estimates.REFERENCE_SECONDS["quick"]
+    assert here["diffusion"] == pytest.approx(2 * reference["diffusion"])
+    assert here["mnist-cnn"] == pytest.approx(reference["mnist-cnn"])
+    assert set(estimates.probe()) == set(estimates.REFERENCE_PROBE)

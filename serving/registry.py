@@ -2,7 +2,9 @@
 
 The registry is the only code that touches ``models/``: it refuses a graph whose sha256 differs
 from its card (the service never serves an unverified graph), builds sessions through the one
-session factory and runs one inference per graph before the service reports ready.
+session factory, serves an int8 copy only where its stored check holds on this CPU, and runs one
+inference per graph before the service reports ready. During a first run it also picks up each
+model as its card appears and answers for those still training (``training_plan``).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from typing import Callable
 from serving.postprocess import headline_numbers
 
 from .data import DataNotFoundError
-from .estimates import REFERENCE_PROBE, probe, scaled
+from .estimates import REFERENCE_PROBE, in_run_order, probe, scaled
 from .export import ExportError, models_dir
 from .generative_eval import FeatureModelMissing
 from .progress import Progress
@@ -45,14 +45,16 @@ GENERATIVE = ("vae", "gan", "diffusion", "vae-conditional", "gan-conditional")  
 TWINS = ("vae-conditional", "gan-conditional")  # only for a requested digit: last
 
 
-def _estimates_here(profile: str, names: list[str]) -> dict[str, float]:
-    """Each model's reference seconds scaled to this machine by a second-long probe (``estimates``)."""
+def _estimates_here(profile: str, names: list[str], fast_first: bool) -> dict[str, float]:
+    """Each model's reference seconds scaled to this machine by a second-long probe (``estimates``),
+    in the order the models will train."""
     measured = probe()
     here = scaled(profile, measured)
     print("this machine against the reference one, by a short probe: " + ", ".join(
-        f"{kind} {ratio:.2f}x as long" for kind, ratio in
-        ((kind, seconds / REFERENCE_PROBE[kind]) for kind, seconds in measured.items())), flush=True)
-    return {name: here[name] for name in names}
+        f"{kind} {seconds / REFERENCE_PROBE[kind]:.2f}x as long" for kind, seconds in measured.items()), flush=True)
+    if fast_first:
+        names = sorted(names, key=lambda name: (name in GENERATIVE, name in TWINS, here[name]))
+    return in_run_order({name: here[name] for name in names}, measured)
 
 
 def _duration(seconds: float) -> str:
@@ -97,9 +99,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: already in {out_root}, skipped")
             names.remove(name)
     # A --limit run (tests) is shorter than any measured profile: no probe, no estimate.
-    estimates = {name: 0.0 for name in names} if args.limit or not names else _estimates_here(args.profile, names)
-    if args.fast_first:
-        names.sort(key=lambda name: (name in GENERATIVE, name in TWINS, estimates[name]))
+    if args.limit or not names:
+        estimates = {name: 0.0 for name in names}
+    else:
+        estimates = _estimates_here(args.profile, names, args.fast_first)
+        names = list(estimates)
     progress = Progress(args.progress, args.profile, {name: estimates[name] for name in names})
 
     def estimate(*chosen: str) -> str:

@@ -93,6 +93,8 @@ def test_models_still_training_answer_503_with_the_time_they_need(first_run):
 
 def test_each_model_serves_once_trained_and_the_server_becomes_ready(first_run, trained_models):
     client, progress, models = first_run
+    before = client.get("/docs.json").json()["components"]["schemas"]["DigitPixels"]["properties"]["model"]
+    assert "mnist-logreg" not in before["enum"]
     seen: list[httpx.Response] = []
     _publish(trained_models, models, COMING[0])
     progress.finish(COMING[0], 30.0)
@@ -109,7 +111,8 @@ def test_each_model_serves_once_trained_and_the_server_becomes_ready(first_run, 
     assert all(_documented(response) for response in seen), [(r.status_code, r.text) for r in seen]
     assert client.get("/models/passengers/card").json()["name"] == "passengers"
     assert {entry["state"] for entry in client.get("/models").json()} == {"loaded"}
-    assert "/passengers/forecast" in client.get("/docs.json").json()["paths"]
+    digit_models = client.get("/docs.json").json()["components"]["schemas"]["DigitPixels"]["properties"]["model"]
+    assert "mnist-logreg" in digit_models["enum"]  # the document follows the models loaded since it was first built
 
 
 HOUSE = {"MedInc": 3.5, "HouseAge": 20.0, "AveRooms": 5.0, "AveBedrms": 1.0, "Population": 1200.0,

@@ -198,3 +198,28 @@ def test_the_openapi_page_tries_an_example_as_is(page, server):
     answer = operation.locator(".live-responses-table .response .response-col_description").first
     assert "price_usd" in answer.inner_text()
     page.screenshot(path=str(SCREENSHOTS / "openapi.png"), full_page=True)
+
+
+def test_models_still_training_are_listed_with_their_progress(browser, server):
+    """In a first run the table lists the models still to come, and the pickers offer only loaded ones."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    context = browser.new_context(viewport={"width": 1280, "height": 1100})
+    tab = context.new_page()
+    coming = {"mnist-knn": {"state": "queued", "progress": 0.0, "seconds_left": 95},
+              "diffusion": {"state": "training", "progress": 0.4, "seconds_left": 35}}
+
+    def first_run_listing(route):
+        listed = route.fetch().json()
+        route.fulfill(json=[{"name": m["name"], **coming[m["name"]]} if m["name"] in coming else m for m in listed])
+
+    tab.route("**/models", first_run_listing)
+    tab.goto(server + "/")
+    tab.locator("#models tr.pending").first.wait_for()
+    rows = {row.locator("td").first.inner_text(): row.inner_text() for row in tab.locator("#models tbody tr").all()}
+    assert "training, 40% done, about 35 s left" in rows["diffusion"]
+    assert "queued, 0% done, about 2 min left" in rows["mnist-knn"]
+    assert "test_accuracy" in rows["mnist-cnn"]  # a loaded model keeps its row
+    options = tab.locator("#digit-model option").all_inner_texts()
+    assert "mnist-cnn" in options and "mnist-knn" not in options
+    tab.screenshot(path=str(SCREENSHOTS / "first-run.png"), full_page=True)
+    context.close()

@@ -3,7 +3,12 @@ and serves each one as its card appears, without a restart and without a failed 
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -17,6 +22,7 @@ from .conftest import free_port, start_server, stop
 FIRST = "house-price-gbm"  # trained before the server starts
 COMING = ("passengers", "mnist-logreg")  # trained while it runs
 FORECAST = ("/passengers/forecast", {"horizon": 2})
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _publish(trained_models: Path, models: Path, name: str) -> None:
@@ -113,6 +119,44 @@ def test_each_model_serves_once_trained_and_the_server_becomes_ready(first_run, 
     assert {entry["state"] for entry in client.get("/models").json()} == {"loaded"}
     digit_models = client.get("/docs.json").json()["components"]["schemas"]["DigitPixels"]["properties"]["model"]
     assert "mnist-logreg" in digit_models["enum"]  # the document follows the models loaded since it was first built
+
+
+def test_make_serve_answers_at_once_and_trains_the_missing_model_beside_it(trained_models, tmp_path):
+    """``python -m training.first_run`` (what ``make serve`` runs): the server comes up over the
+    models there, the missing one is trained and picked up, and stopping the command stops both."""
+    models = tmp_path / "models"
+    shutil.copytree(trained_models, models, ignore=shutil.ignore_patterns("passengers"))
+    port, plan = free_port(), tmp_path / "plan.json"
+    env = {**os.environ, "ZOOSERVE_MODELS_DIR": str(models), "BENTOML_HOME": str(tmp_path / "bentoml"),
+           "PYTHONUNBUFFERED": "1"}
+    log = tmp_path / "first-run.log"
+    with log.open("w") as output:
+        launcher = subprocess.Popen([sys.executable, "-m", "training.first_run", "--port", str(port), "--progress",
+                                     str(plan)], cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+    seen: list[httpx.Response] = []
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            deadline = time.monotonic() + 300
+            while not (seen and seen[-1].status_code == 200 and client.get("/readyz").status_code == 200):
+                assert launcher.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+                try:
+                    seen.append(client.post(*FORECAST[:1], json=FORECAST[1]))
+                except httpx.TransportError:  # the port is not open yet
+                    pass
+                time.sleep(0.5)
+        assert all(_documented(response) for response in seen), [(r.status_code, r.text) for r in seen]
+        assert [entry["name"] for entry in json.loads(plan.read_text())["models"]] == ["passengers"]
+        assert json.loads(plan.read_text())["models"][0]["state"] == "done"
+        assert "passengers: wrote" in log.read_text() and "x the estimate)" in log.read_text()
+    finally:
+        launcher.send_signal(signal.SIGTERM)
+        try:
+            assert launcher.wait(timeout=60) == 143
+        finally:
+            stop(launcher)  # whatever is left of the group
+    with httpx.Client() as client, pytest.raises(httpx.TransportError):
+        client.get(f"http://127.0.0.1:{port}/livez")  # the server went with the command
 
 
 HOUSE = {"MedInc": 3.5, "HouseAge": 20.0, "AveRooms": 5.0, "AveBedrms": 1.0, "Population": 1200.0,

@@ -55,11 +55,11 @@ class Profile(GenerativeProfile):
     # nearly clean timesteps, whose easy targets otherwise slow how fast the image's structure is learned.
     min_snr_gamma: float | None = None
     threads: int = 2  # its wider network keeps both cores busy
-    bf16: bool = True  # bfloat16 autocast where the CPU has bf16 units (2.4x faster steps there); fp32 weights and export
+    bf16: bool = True  # bfloat16 autocast where the CPU has bf16 units (``precision``); fp32 weights and export
 
 
 PROFILES = {
-    # About 2.5 minutes of training on 2 idle cores (3.5 with its evaluation), tuned for the first
+    # About 3 minutes of training on 2 cores beside a starting server (5 with its evaluation), tuned for the first
     # run (README, "First run"): small batches give 3,400 updates in that time (per image, batch 32
     # costs about what batch 128 does), and min-SNR weighting makes each count; guidance 2 on the
     # validation slice (1.25: FID 8.3, 74% read right; 2: 6.0, 90%; 3: 7.3, 97%).

@@ -70,7 +70,8 @@ def first_run(trained_models: Path, tmp_path: Path):
                         break
                 except httpx.TransportError:
                     pass
-                assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "serve.log").read_text()[-3000:]
+                log = (tmp_path / "serve.log").read_text()[-3000:]
+                assert process.poll() is None and time.monotonic() < deadline, log
                 time.sleep(0.2)
             yield client, progress, models
     finally:

@@ -13,31 +13,37 @@ from training import estimates, precision
 from training.progress import Progress
 
 
-def _plan(tmp_path, started_ago: float = 10.0):
+def _plan(tmp_path):
+    """A plan with one model done, one training and one queued, read back as the server reads it."""
     progress = Progress(tmp_path / "plan.json", "quick", {"house-price-gbm": 15.0, "mnist-cnn": 40.0, "vae": 60.0})
     progress.finish("house-price-gbm", 14.0)
     progress.start("mnist-cnn")
     plan = json.loads((tmp_path / "plan.json").read_text())
-    plan["models"][1]["started_at"] -= started_ago
+    plan["models"][1]["started_at"] = STARTED
     return plan
 
 
+STARTED = 1_000_000.0  # a fixed clock: no real time passes in these tests
+
+
+def _clock(into_training: float) -> float:
+    return STARTED + into_training
+
+
 def test_the_plan_says_what_each_model_still_needs(tmp_path):
+    """Its own estimate left for the one training, plus that for every one queued before a model."""
     plan = _plan(tmp_path)
     assert plan["pid"] == os.getpid() and [entry["state"] for entry in plan["models"]] == ["done", "training", "queued"]
-    waiting = training_plan.pending(plan, loaded={"house-price-gbm"})
-    assert set(waiting) == {"mnist-cnn", "vae"}
-    cnn, vae = waiting["mnist-cnn"], waiting["vae"]
-    assert cnn.state == "training" and cnn.seconds_left == pytest.approx(30, abs=1)
-    assert cnn.progress == pytest.approx(0.25, abs=0.03)
-    assert vae.state == "queued" and vae.seconds_left == pytest.approx(90, abs=1) and vae.progress == 0
-    assert "'vae' is queued" in vae.message() and "about 90 s left" in vae.message()
+    waiting = training_plan.pending(plan, loaded={"house-price-gbm"}, now=_clock(10.0))
+    assert waiting == {"mnist-cnn": training_plan.Pending("mnist-cnn", "training", 30.0, 0.25),
+                       "vae": training_plan.Pending("vae", "queued", 90.0, 0.0)}
+    assert "'vae' is queued" in waiting["vae"].message() and "about 2 min left" in waiting["vae"].message()
 
 
 def test_a_model_past_its_estimate_still_needs_a_few_seconds_and_a_trained_one_is_loading(tmp_path):
-    waiting = training_plan.pending(_plan(tmp_path, started_ago=100.0), loaded=set())
-    assert waiting["mnist-cnn"].seconds_left == training_plan.MIN_SECONDS_LEFT
-    assert waiting["mnist-cnn"].progress == 0.99
+    plan = _plan(tmp_path)
+    waiting = training_plan.pending(plan, loaded=set(), now=_clock(100.0))
+    assert waiting["mnist-cnn"] == training_plan.Pending("mnist-cnn", "training", training_plan.MIN_SECONDS_LEFT, 0.99)
     assert waiting["house-price-gbm"].state == "loading"
 
 

@@ -34,8 +34,8 @@ REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "reports" / "first-run"
 # One request per endpoint (and per classifier behind /digits/classify), as a client would send it.
 PROBES: dict[str, tuple[str, str, dict]] = {
-    "house-price (gbm)": ("POST", "/house-price/predict", {"json": {"houses": houses()[:1]}}),
-    "house-price (mlp)": ("POST", "/house-price/predict", {"json": {"houses": houses()[:1], "model": "mlp"}}),
+    "house-price (gbm)": ("POST", "/house-price/predict", {"json": {"model": "gbm"}}),
+    "house-price (mlp)": ("POST", "/house-price/predict", {"json": {"model": "mlp"}}),
     "passengers": ("POST", "/passengers/forecast", {"json": {"horizon": 3}}),
     **{f"digits ({name})": ("POST", "/digits/classify", {"json": {"pixels": EXAMPLE_PIXELS, "model": name}})
        for name in ("mnist-logreg", "mnist-knn", "mnist-tree", "mnist-forest")},
@@ -54,7 +54,9 @@ PROBES: dict[str, tuple[str, str, dict]] = {
 
 def _request(name: str) -> tuple[str, str, dict]:
     method, path, options = PROBES[name]
-    if "files" in options:  # the pictures are made once, here, not at import
+    if path == "/house-price/predict":  # the houses and pictures are made here, not at import
+        return method, path, {"json": {**options["json"], "houses": houses()[:1]}}
+    if "files" in options:
         picture = digit_pngs()[0] if name.startswith("digits") else photos()[0]
         field = options["files"]["image"]
         options = {"files": {"image": (field[0], picture, field[2])}}

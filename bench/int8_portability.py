@@ -25,7 +25,7 @@ import onnxruntime as ort
 from serving import variants
 from training.data import mnist_arrays
 from training.mnist import normalize
-from training.quantize import Calibration, quantizable
+from training.quantize import write_int8_qdq
 
 REPO = Path(__file__).resolve().parents[1]
 ROWS, CALIBRATION = 256, 200
@@ -42,15 +42,6 @@ np.savez(sys.argv[2], **{str(i): out[p] for i, p in enumerate(sys.argv[3:])})
 """
 
 
-def _quantize(source: Path, target: Path, calibration: np.ndarray, reduce_range: bool) -> None:
-    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
-
-    with tempfile.TemporaryDirectory() as scratch:
-        quantize_static(quantizable(source, Path(scratch)), target, Calibration("image", calibration),
-                        quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=reduce_range,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-
-
 def run(models_dir: Path, cpu: str) -> dict:
     train_images, _ = mnist_arrays(train=True)
     test_images, _ = mnist_arrays(train=False)
@@ -61,7 +52,7 @@ def run(models_dir: Path, cpu: str) -> dict:
         graphs = {"full-range int8 weights": scratch / "full.onnx", "7-bit weights (reduce_range, shipped)":
                   scratch / "reduced.onnx"}
         for (name, path), reduce in zip(graphs.items(), (False, True)):
-            _quantize(source, path, normalize(train_images[-CALIBRATION:]), reduce)
+            write_int8_qdq(source, path, "image", normalize(train_images[-CALIBRATION:]), reduce_range=reduce)
         fp32 = ort.InferenceSession(str(source), providers=["CPUExecutionProvider"]).run(None, {"image": inputs})[0]
         np.savez(scratch / "inputs.npz", image=inputs)
         subprocess.run(["qemu-x86_64", "-cpu", cpu, sys.executable, "-c", RUNNER, str(scratch / "inputs.npz"),

@@ -52,8 +52,8 @@ BATCHING = batching_pays(SETTINGS)
 # A dependency is a worker process of its own (about 120 MB before any model); one with nothing to
 # run is not declared, so BentoML does not start it.
 # In a first run, one that will have a generative model (the plan lists it) starts it from the outset.
-GENERATING = any((SETTINGS.models_dir / name / "card.json").exists() or name in training_plan.planned(
-    SETTINGS.training_progress) for name in GENERATIVE_MODELS)
+PLANNED = training_plan.planned(SETTINGS.training_progress)
+GENERATING = any((SETTINGS.models_dir / name / "card.json").exists() or name in PLANNED for name in GENERATIVE_MODELS)
 # The dependency workers keep BentoML's in-flight limit; the API worker admits by endpoint class
 # (``admission``), so BentoML's single pool is off there.
 TRAFFIC = {"timeout": SETTINGS.timeout_seconds, "max_concurrency": SETTINGS.max_concurrency}

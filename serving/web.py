@@ -78,8 +78,9 @@ async def model_card(request: Request) -> Response:
     registry = _registry()
     cards = _cards(registry.generation)
     card = cards.get(name)
-    if card is None and name in registry.pending():
-        return error_response(ModelTraining(registry.pending()[name].message()))
+    coming = registry.pending().get(name) if card is None else None  # the plan is read once
+    if coming is not None:
+        return error_response(ModelTraining(coming.message()))
     if card is None:
         return error_response(ServiceError(f"no model {name!r} on this server (loaded: {sorted(cards)})",
                                            status=404, field="name", kind="not_found"))

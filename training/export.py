@@ -188,7 +188,7 @@ def check_parity(session: ort.InferenceSession, graph: Graph) -> dict[str, Any]:
     report: dict[str, Any] = {"rows": int(len(next(iter(graph.parity_inputs.values())))), "atol": PARITY_ATOL,
                               "rtol": graph.rtol}
     if graph.variant_of is not None:
-        return _check_top1(graph, onnx_outputs[0], np.asarray(native_outputs[0]), report["rows"])
+        return _check_top1(graph, onnx_outputs[0], np.asarray(native_outputs[0]))
     worst, exceeding = 0.0, 0
     for onnx_out, native_out in zip(onnx_outputs, native_outputs, strict=True):
         native = np.asarray(native_out, np.float64)
@@ -210,7 +210,7 @@ def keeps_accuracy(variant: dict[str, Any], graph: dict[str, Any]) -> bool:
     return variant["test_accuracy"] > graph["test_accuracy"] - MAX_VARIANT_ACCURACY_DROP
 
 
-def _check_top1(graph: Graph, scores: np.ndarray, reference: np.ndarray, rows: int) -> dict[str, Any]:
+def _check_top1(graph: Graph, scores: np.ndarray, reference: np.ndarray) -> dict[str, Any]:
     """A quantised copy is judged by the class it picks, not by value (int8 moves scores by tenths)."""
     agreement = copies.agreement(scores, reference, copies.tie_tolerance(scores, reference), graph.max_exceed_fraction)
     if not agreement.holds:

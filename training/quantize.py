@@ -35,15 +35,16 @@ def quantizable(source: Path, scratch: Path) -> Path:
     return path
 
 
-def write_int8_qdq(source: Path, target: Path, input_name: str, calibration: np.ndarray) -> None:
+def write_int8_qdq(source: Path, target: Path, input_name: str, calibration: np.ndarray,
+                   reduce_range: bool = True) -> None:
     """``source`` quantised to int8 QDQ (per-channel 7-bit int8 weights, uint8 activations) into ``target``.
 
     ``reduce_range``: on x86 CPUs with AVX2 but without VNNI, ONNX Runtime multiplies uint8 by int8
     with VPMADDUBSW, whose 16-bit pair sums saturate for full-range weights (255 * 127 * 2 > 32767),
     so the same graph answered differently there than on VNNI or AMX machines (ONNX Runtime's
     quantization guide names this trap and this remedy). With 7-bit weights the sums stay below
-    255 * 64 * 2 = 32640, exact on every x86 kernel."""
+    255 * 64 * 2 = 32640, exact on every x86 kernel (``bench.int8_portability`` compares full range)."""
     with tempfile.TemporaryDirectory(prefix="zooserve-int8-") as scratch:
         quantize_static(quantizable(source, Path(scratch)), target, Calibration(input_name, calibration),
-                        quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=True,
+                        quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=reduce_range,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)

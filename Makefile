@@ -10,8 +10,9 @@ EXTRAS ?= train,test,load,build
 export DATA_DIR ?= data
 export BENTOML_DO_NOT_TRACK := True
 export PYTHONUNBUFFERED := 1
+LINTED := serving training bench loadtests tests
 
-.PHONY: setup train serve test loadtest soak starvation saturation bench profile robustness build containerize clean
+.PHONY: setup train serve test lint docs loadtest soak starvation saturation bench profile robustness build containerize clean
 
 comma := ,
 INSTALLED := $(VENV)/.installed-$(subst $(comma),+,$(EXTRAS))
@@ -39,6 +40,14 @@ serve:
 
 test: setup
 	$(BIN)/python -m pytest
+
+# Pairs of places sharing 4 or more similar lines (pylint's duplicate-code); the suite holds it at none.
+lint: setup
+	$(BIN)/python -m pylint $(LINTED)
+
+# The documentation site (docs/, mkdocs.yml) -> site/; --strict fails on a broken link or page.
+docs: setup
+	$(BIN)/mkdocs build --strict
 
 # Locust against the server on loopback (or URL=...); FAMILY=DigitsUser runs one family alone.
 loadtest: setup

@@ -22,7 +22,7 @@ from pathlib import Path
 import onnxruntime as ort
 import torch
 
-from serving.sessions import cuda_device_present
+from serving.repository.sessions import cuda_device_present
 
 from . import (batching, cold_start, diffusion_speed, digit_classifiers, engines, explanations, floor, overhead,
                quantization, served_accuracy)

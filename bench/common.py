@@ -18,7 +18,7 @@ import numpy as np
 import onnxruntime as ort
 
 from loadtests import report
-from serving.sessions import providers_for, session_options
+from serving.repository.sessions import providers_for, session_options
 from serving.settings import Settings
 
 AGREEMENT_ATOL = 1e-3  # engines compared must compute the same thing before their speeds mean anything
@@ -82,7 +82,7 @@ def batch_sizes(ctx: Context) -> tuple[int, int]:
 def ort_session(path: Path, ctx: Context,
                 optimization: ort.GraphOptimizationLevel = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
                 ) -> ort.InferenceSession:
-    """A CPU session with the service's own options (``serving.sessions``), on ``ctx.threads`` threads."""
+    """A CPU session with the service's own options (``serving.repository.sessions``), on ``ctx.threads`` threads."""
     settings = Settings(device="cpu", intra_op_threads=ctx.threads, inter_op_threads=1)
     return ort.InferenceSession(str(path), sess_options=session_options(settings, optimization),
                                 providers=providers_for(settings))

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from serving import ddim, generation
-from serving.card import DDIMSampling, sampling_of
+from serving.inference import ddim, generation
+from serving.repository.card import DDIMSampling, sampling_of
 from training.diffusion import DenoisingStep, step_inputs
 from training.export import torch_reference
 from training.loop import torch_threads

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from serving.catalog import DIGIT_MODELS
+from serving.repository.catalog import DIGIT_MODELS
 from training.data import mnist_arrays
 
 from .common import Context, load_card, markdown_table, missing, timed

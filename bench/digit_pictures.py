@@ -93,7 +93,7 @@ def coloured_paper(rng: np.random.Generator, digit: int) -> bytes:
 
 def holes(image: Image.Image) -> int:
     """Enclosed paper regions of a dark-on-light glyph: 1 for a 0, 2 for an 8."""
-    from serving.ink import components
+    from serving.inference.ink import components
 
     paper = np.asarray(image.convert("L")) >= 128
     labels = components(paper)

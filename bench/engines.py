@@ -14,7 +14,7 @@ from typing import Any, Callable
 import numpy as np
 from torch import nn
 
-from serving.ddim import NULL_LABEL
+from serving.inference.ddim import NULL_LABEL
 from training.export import torch_reference
 from training.loop import torch_threads
 from training.passengers import windows_and_next

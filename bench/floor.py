@@ -22,7 +22,7 @@ import psutil
 
 from loadtests.payloads import digit_pngs, houses
 from loadtests.server import free_port, start, stop, wait_ready
-from serving.images import to_mnist, decode
+from serving.inference.images import to_mnist, decode
 
 from .common import Context, markdown_table
 from .http_load import client_core

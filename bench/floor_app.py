@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from serving.sessions import make_session
+from serving.repository.sessions import make_session
 from serving.settings import Settings
 
 MODELS = ("house-price-gbm", "mnist-cnn")

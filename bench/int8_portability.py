@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from serving import variants
+from serving.repository import variants
 from training.data import mnist_arrays
 from training.mnist import normalize
 from training.quantize import write_int8_qdq

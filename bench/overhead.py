@@ -15,8 +15,8 @@ import httpx
 import numpy as np
 
 from loadtests.payloads import houses
-from serving.registry import read_verified_card
-from serving.sessions import make_session
+from serving.repository.registry import read_verified_card
+from serving.repository.sessions import make_session
 from serving.settings import Settings
 
 from .common import Context, markdown_table, timed

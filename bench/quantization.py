@@ -20,7 +20,7 @@ import onnxruntime as ort
 from onnxruntime.quantization import QuantType, quantize_dynamic
 from PIL import Image
 
-from serving.images import to_classifier_input
+from serving.inference.images import to_classifier_input
 from training.data import load_image_folder, mnist_arrays
 from training.mnist import EVAL_BATCH, normalize, validation_split
 from training.quantize import quantizable, write_int8_qdq

@@ -3,7 +3,7 @@
     python -m bench.robustness                       # models/mnist-cnn, 200 pictures per family
     python -m bench.robustness --per-family 500 --models-dir ../full/models
 
-Every picture goes through the endpoint's own code (``serving.images.decode`` and ``to_mnist``,
+Every picture goes through the endpoint's own code (``serving.inference.images.decode`` and ``to_mnist``,
 then the ``mnist-cnn`` graph), so the figures are what an upload gets. Writes
 ``reports/robustness/robustness.json``, ``robustness.md`` and, per family, ``<family>.png``: the
 first ten pictures as sent, what the model was given (28x28) and what it read.
@@ -22,8 +22,8 @@ from PIL import Image, ImageDraw
 
 from loadtests.report import markdown_table
 from serving.errors import ServiceError
-from serving.images import MNIST_MEAN, MNIST_STD, decode, to_mnist
-from serving.registry import read_verified_card
+from serving.inference.images import MNIST_MEAN, MNIST_STD, decode, to_mnist
+from serving.repository.registry import read_verified_card
 from training.plots import reports_dir
 
 from .digit_pictures import FAMILIES, family

@@ -14,7 +14,7 @@ from typing import Callable
 import httpx
 import numpy as np
 
-from serving.images import png
+from serving.inference.images import png
 from training.data import load_image_folder, mnist_arrays
 
 from .common import Context, load_card, markdown_table, missing

@@ -1,6 +1,6 @@
 """The one way tests, benchmarks and load tests start a real server.
 
-``python -m serving`` (``serving.launch``) on a loopback port, each server with a BentoML home of
+``python -m serving`` (``serving.runtime.launch``) on a loopback port, each server with a BentoML home of
 its own beside its log (BentoML keeps a server's metrics and temporary state there), waited for
 until ``/readyz`` answers 200 and stopped as a process group. Standard library only, so that
 Locust's environment needs nothing more.
@@ -19,7 +19,7 @@ import urllib.request
 from pathlib import Path
 from typing import Iterator
 
-from serving.launch import serve_command
+from serving.runtime.launch import serve_command
 
 REPO = Path(__file__).resolve().parents[1]
 

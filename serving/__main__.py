@@ -1,3 +1,3 @@
-from .launch import main
+from serving.runtime.launch import main
 
 main()

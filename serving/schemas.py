@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from bentoml.validators import ContentType
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, RootModel, WithJsonSchema
 
-from .card import MAX_INTERVAL_LEVEL
-from .catalog import DIGIT_MODELS, DIGITS_MODEL
-from .generation import MAX_SEED
+from serving.repository.card import MAX_INTERVAL_LEVEL, MAX_SEED
+from serving.repository.catalog import DIGIT_MODELS, DIGITS_MODEL
 
 # Strict: "8.3" or true is a client bug to report, not a value to coerce. NaN/Infinity rejected.
 STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
@@ -30,6 +27,12 @@ def integer(**bounds: int) -> Any:
 def interval_level(description: str) -> Any:
     """The ``level`` field of the endpoints that answer with prediction intervals."""
     return Field(0.9, ge=0.5, le=MAX_INTERVAL_LEVEL, description=description)
+
+
+class NoBody(BaseModel):
+    """A body that carries nothing: any JSON object is taken and ignored."""
+
+    model_config = ConfigDict(extra="ignore")
 
 
 class ModelInfo(BaseModel):
@@ -148,21 +151,33 @@ MNIST_SIDE = 28
 Pixel = Annotated[float, Field(ge=0, le=255, strict=True, allow_inf_nan=False)]
 Pixels = Annotated[list[Annotated[list[Pixel], Field(min_length=MNIST_SIDE, max_length=MNIST_SIDE)]],
                    Field(min_length=MNIST_SIDE, max_length=MNIST_SIDE, description="28 rows of 28 gray values, 0-255")]
-# Any content type: clients often send images as application/octet-stream; decoding decides.
-Upload = Path
+
+
+class FileField:
+    """Marks a form field that only a multipart file upload fills (``file_fields`` finds them)."""
+
+
+# An uploaded file's bytes. Any content type: clients often send images as
+# application/octet-stream; decoding decides.
+Upload = Annotated[bytes, FileField(), WithJsonSchema({"type": "string", "format": "binary"})]
+PICTURE = "a picture: PNG, JPEG, BMP or GIF, any size, polarity or colour"
+
+
+def file_fields(form: type[BaseModel]) -> tuple[str, ...]:
+    """The fields of a form that take file uploads."""
+    return tuple(name for name, field in form.model_fields.items()
+                 if any(isinstance(marker, FileField) for marker in field.metadata))
 
 
 DigitModel = Annotated[Literal[DIGIT_MODELS], Field(
     description=f"the classifier: {DIGITS_MODEL} (default, a CNN) or a classical one (see the README's comparison)")]
 
 
-class DigitRequest(BaseModel):
-    """A multipart upload in field ``image``, or JSON ``{"pixels": 28x28 values 0-255}``."""
+class DigitUpload(BaseModel):
+    """``/digits/classify``'s multipart form (its JSON form is ``DigitPixels``)."""
 
     model_config = ConfigDict(extra="forbid")
-    # Not `Upload | None`: BentoML 1.4 cannot handle a file type inside a Union; None is the default.
-    image: Upload = Field(None, description="PNG, JPEG, BMP or GIF; any size, polarity or colour")
-    pixels: Pixels | None = None
+    image: Upload = Field(description=PICTURE)
     model: DigitModel = DIGITS_MODEL
 
 
@@ -201,9 +216,9 @@ class DigitExplanation(BaseModel):
 DEFAULT_TOP_K = 3
 
 
-class ImageRequest(BaseModel):
+class ImageUpload(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    image: Upload = Field(description="PNG, JPEG, BMP or GIF")
+    image: Upload = Field(description="a photo: PNG, JPEG, BMP or GIF")
     top_k: integer(ge=1) | None = Field(None, description="labels to return: at most the number of classes; "
                                                        f"default {DEFAULT_TOP_K} or every class if fewer")
 
@@ -252,10 +267,6 @@ class GeneratedImages(BaseModel):
     model: ModelInfo
 
 
-# What image answers are documented as; the endpoints return the bytes in a starlette Response.
-PngImage = Annotated[Path, ContentType("image/png")]
-
-
 Seeds = Annotated[list[integer(ge=0, le=MAX_SEED)],
                   Field(min_length=2, max_length=2, examples=[[1, 2]], description="the two ends' latent seeds")]
 DEFAULT_FRAMES = 8  # or ZOOSERVE_MAX_IMAGES if lower
@@ -263,15 +274,12 @@ Frames = Annotated[integer(ge=2, le=MAX_IMAGES), Field(description=(
     f"images in the strip, both ends included (default {DEFAULT_FRAMES}, or the server's image limit if lower)"))]
 
 
-class InterpolateRequest(BaseModel):
-    """The decoded straight path between two latent points: two seeds (JSON), or the encodings
-    of two uploaded digit pictures (multipart ``start`` and ``end``)."""
+class InterpolationUploads(BaseModel):
+    """``/generate/vae/interpolate``'s multipart form: the encodings of two digit pictures are the ends."""
 
     model_config = ConfigDict(extra="forbid")
-    seeds: Seeds | None = None
-    # Not `Upload | None`: BentoML 1.4 cannot handle a file type inside a Union; None is the default.
-    start: Upload = Field(None, description="a digit picture: PNG, JPEG, BMP or GIF")
-    end: Upload = Field(None, description="a digit picture: PNG, JPEG, BMP or GIF")
+    start: Upload = Field(description=f"the first digit: {PICTURE}")
+    end: Upload = Field(description=f"the last digit: {PICTURE}")
     frames: Frames | None = None
 
 
@@ -281,7 +289,7 @@ EXAMPLE_PIXELS = [[255.0 if 4 <= row < 24 and col in (13, 14) else 0.0 for col i
 
 
 class DigitPixels(BaseModel):
-    """``/digits/classify``'s JSON form (its multipart form is one ``image`` file)."""
+    """``/digits/classify``'s JSON form (its multipart form is ``DigitUpload``)."""
 
     model_config = STRICT
     pixels: Pixels
@@ -289,7 +297,7 @@ class DigitPixels(BaseModel):
 
 
 class InterpolationSeeds(BaseModel):
-    """``/generate/vae/interpolate``'s JSON form (its multipart form is two pictures and ``frames``)."""
+    """``/generate/vae/interpolate``'s JSON form (its multipart form is ``InterpolationUploads``)."""
 
     model_config = STRICT
     seeds: Seeds
@@ -333,6 +341,10 @@ class ModelListing(BaseModel):
 # The Open Inference Protocol's REST messages (KServe v2 / Triton); ``oip`` parses them by hand
 # (its binary extension puts raw tensor bytes after the JSON), these document them.
 Datatype = Literal["BOOL", "UINT8", "INT32", "INT64", "FP16", "FP32", "FP64"]
+
+
+class ModelListings(RootModel[list[ModelListing]]):
+    """``GET /models``: the loaded models, then, in a first run, those still to come."""
 
 
 class TensorMetadata(BaseModel):

@@ -1,7 +1,12 @@
-"""The ZooServe BentoML service: thin endpoints over the model registry.
+"""ZooServe's services: thin endpoints over the model registry, and the two dependency workers.
 
-Each endpoint validates (pydantic), shapes the input tensor, calls the registry and shapes the
-answer; everything model-specific comes from the model card, nothing from training code.
+Each endpoint validates (pydantic, through the form its route declares), shapes the input
+tensor, calls the registry and shapes the answer; everything model-specific comes from the model
+card, nothing from training code. Each endpoint declares its route next to it (``@endpoint``):
+path, forms, answers, admission class; ``serving.routes`` lists them all.
+
+Importing this module defines classes and nothing else: ``serving.server`` runs the start-up
+hooks and makes these classes BentoML services for the settings in force.
 """
 
 from __future__ import annotations
@@ -11,62 +16,35 @@ import base64
 import gc
 import threading
 import time
-from pathlib import Path
 
 import aiohttp
 import bentoml
 import numpy as np
-from bentoml._internal.context import server_context
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from . import bentoml_fixes, explain, gateway, generation, images, novelty, supervision, telemetry, training_plan
-from .admission import GENERATION_PREFIX, CancelWhenGone
-from .catalog import (BATCHED_MODELS, DIFFUSION_MODEL, DIGITS_MODEL, GENERATIVE_MODELS, HOUSE_PRICE_MODELS,
-                      IMAGES_MODEL, PASSENGERS_MODEL, generator_for)
-from .errors import FieldError, Unavailable
-from .forecast import forecast_intervals, recursive_forecast, session_step
-from .postprocess import odd_even, ranked, softmax
-from .registry import LoadedModel, Registry, verify_models_apart
-from .schemas import (
-    DEFAULT_FRAMES, DEFAULT_TOP_K, DiffusionRequest, DigitExplanation, DigitParity, DigitRequest, DigitResponse,
-    ForecastRequest, ForecastResponse, GeneratedImages, GenerateRequest, House, HouseExplainRequest,
-    HouseExplainResponse, HouseExplanation, HousePrice, HousePriceRequest, HousePriceResponse, ImageRequest,
-    ImageResponse, InterpolateRequest, OcclusionMap, OutOfDistribution, PngImage,
-)
-from .sessions import batching_pays
-from .settings import Settings
-from .web import web_app
+from serving.errors import FieldError, Unavailable
+from serving.inference import explain, generation, images, novelty
+from serving.inference.classify import classifier_rows
+from serving.inference.forecast import forecast_intervals, recursive_forecast, session_step
+from serving.inference.postprocess import odd_even, ranked
+from serving.protocol.routing import BINARY, JSON, MULTIPART, PNG, endpoint
+from serving.repository.catalog import (BATCHED_MODELS, DIFFUSION_MODEL, DIGITS_MODEL, GENERATIVE_MODELS,
+                                        HOUSE_PRICE_MODELS, IMAGES_MODEL, PASSENGERS_MODEL, generator_for)
+from serving.repository.registry import LoadedModel, Registry
+from serving.schemas import (DEFAULT_FRAMES, DEFAULT_TOP_K, EXAMPLE_HISTORY, EXAMPLE_HOUSE, EXAMPLE_PIXELS,
+                             DiffusionRequest, DigitExplanation, DigitParity, DigitPixels, DigitResponse, DigitUpload,
+                             ForecastRequest, ForecastResponse, GeneratedImages, GenerateRequest, House,
+                             HouseExplainRequest, HouseExplainResponse, HouseExplanation, HousePrice, HousePriceRequest,
+                             HousePriceResponse, ImageResponse, ImageUpload, InterpolationSeeds, InterpolationUploads,
+                             NoBody, OcclusionMap, OutOfDistribution)
+from serving.settings import Settings
 
-bentoml_fixes.apply()
-gateway.install()
-telemetry.cache_metrics_pid()
-supervision.exit_with_parent()
-SETTINGS = Settings.from_env()
-# A failure inside a worker's __init__ leaves `bentoml serve` restarting it forever with no port
-# answering; checking every card and loading every graph here, when the server process loads this
-# module, stops start-up with the cause instead.
-if server_context.worker_index is None:  # the server process; each worker loads what it runs itself
-    verify_models_apart()
-BATCHING = batching_pays(SETTINGS)
-# A dependency is a worker process of its own (about 120 MB before any model); one with nothing to
-# run is not declared, so BentoML does not start it.
-# In a first run, one that will have a generative model (the plan lists it) starts it from the outset.
-PLANNED = training_plan.planned(SETTINGS.training_progress)
-GENERATING = any((SETTINGS.models_dir / name / "card.json").exists() or name in PLANNED for name in GENERATIVE_MODELS)
-# The dependency workers keep BentoML's in-flight limit; the API worker admits by endpoint class
-# (``admission``), so BentoML's single pool is off there.
-TRAFFIC = {"timeout": SETTINGS.timeout_seconds, "max_concurrency": SETTINGS.max_concurrency}
-# BentoML's client for a dependency replaces its HTTP session every 100 calls or 300 s and closes
-# the old one under requests still in flight on it (a 500 for each, issue 13); the workers it
-# talks to are local sockets, so the session is kept for the process's life.
-KEEP_CONNECTIONS = {"max_requests": 2**62, "max_age": 1e12}
-RESOURCES = {"gpu": SETTINGS.gpus} if SETTINGS.gpus else {}
-HTTP = ({"cors": {"enabled": True, "access_control_allow_origins": list(SETTINGS.cors_origins),
-                  "access_control_allow_methods": ["GET", "POST", "OPTIONS"],
-                  "access_control_allow_headers": ["Authorization", "Content-Type", "X-Request-ID"],
-                  "access_control_expose_headers": ["X-Request-ID", "X-Seed", "X-Model"]}}
-        if SETTINGS.cors_origins else {})
+# What every generation endpoint declares: a PNG grid or JSON, its own slot pool (a diffusion
+# request holds a slot for seconds), and its work cancelled when the client goes.
+GENERATED = {"answers": {PNG: BINARY, JSON: GeneratedImages}, "answer_headers": ("X-Seed", "X-Model"),
+             "answer_note": "a PNG grid of the digits (format png, the default), or one base64 PNG each (format json)",
+             "tag": "generators", "admission": "generation", "stops_when_gone": True}
 
 
 def settle_heap() -> None:
@@ -79,30 +57,6 @@ def settle_heap() -> None:
     gc.freeze()
 
 
-def _classifier_rows(registry: Registry, name: str, batch: np.ndarray) -> np.ndarray:
-    """A classifier's class probabilities for a batch prepared for the CNNs, followed by a column of
-    novelty scores where the card has a novelty graph (``novelty.split`` takes them apart).
-
-    The batch is reshaped to the graph's input (the classical classifiers take 784 flat pixels);
-    probabilities come from its ``probabilities`` output where it has one, else the softmax of its
-    ``logits`` at the card's temperature (fitted on the validation slice so that a 90% answer is
-    right about 90% of the time)."""
-    model = registry.get(name)
-    spec = model.input_spec()[0]
-    outputs = dict(zip([output.name for output in model.card.graphs["model"].outputs],
-                       model.run({spec.name: batch.reshape(len(batch), *spec.shape[1:])})))
-    if "probabilities" in outputs:
-        probabilities = outputs["probabilities"]
-    else:
-        calibration = model.card.probability_calibration
-        probabilities = softmax(outputs["logits"] / (calibration.temperature if calibration is not None else 1.0))
-    if model.card.novelty is None:
-        return probabilities
-    return np.column_stack([probabilities, novelty.scores(model, outputs["features"])])
-
-
-@bentoml.service(name="zooserve-classifiers", workers=1, traffic=TRAFFIC, resources=RESOURCES,
-                 runner_connection=KEEP_CONNECTIONS)
 class Classifiers:
     """The image classifiers behind BentoML's adaptive batching.
 
@@ -114,28 +68,26 @@ class Classifiers:
     """
 
     def __init__(self) -> None:
-        self.registry = Registry(SETTINGS, runs_here=lambda name: name in BATCHED_MODELS)
+        self.registry = Registry(Settings.from_env(), runs_here=lambda name: name in BATCHED_MODELS)
         settle_heap()
 
     @bentoml.api(batchable=True, max_batch_size=64, max_latency_ms=1000)
     def digits(self, batch: np.ndarray) -> np.ndarray:
         """(N, 1, 28, 28) normalized digits -> (N, 10) probabilities (+ a novelty score column)."""
-        return _classifier_rows(self.registry, DIGITS_MODEL, batch)
+        return classifier_rows(self.registry, DIGITS_MODEL, batch)
 
     @bentoml.api(batchable=True, max_batch_size=8, max_latency_ms=5000)
     def photos(self, batch: np.ndarray) -> np.ndarray:
         """(N, 3, 224, 224) normalized photos -> (N, classes) probabilities (+ a novelty score column)."""
-        return _classifier_rows(self.registry, IMAGES_MODEL, batch)
+        return classifier_rows(self.registry, IMAGES_MODEL, batch)
 
 
-@bentoml.service(name="zooserve-generators", workers=1, traffic=TRAFFIC, resources=RESOURCES,
-                 runner_connection=KEEP_CONNECTIONS)
 class Generators:
     """The generative models, in their own worker process: a long diffusion request keeps this
     process busy while the classifiers and ZooServe's own models go on answering."""
 
     def __init__(self) -> None:
-        self.registry = Registry(SETTINGS, runs_here=lambda name: name in GENERATIVE_MODELS)
+        self.registry = Registry(Settings.from_env(), runs_here=lambda name: name in GENERATIVE_MODELS)
         settle_heap()
 
     def _run(self, name: str, graph: str = "model"):
@@ -198,42 +150,35 @@ def _images_answer(pictures: np.ndarray, seed: int, model: dict, format: str) ->
                     headers={"X-Seed": str(seed), "X-Model": f"{model['name']} {model['version']}"})
 
 
-def _read_upload(path: Path, field: str = "image") -> bytes:
-    """The upload's bytes, refusing oversized files before reading them."""
-    size = path.stat().st_size
-    if size > images.MAX_BYTES:
-        raise images.ImageError(f"{field}: {size} bytes is over the {images.MAX_BYTES} byte limit", status=413)
-    return path.read_bytes()
+def _checked(upload: bytes, field: str = "image") -> bytes:
+    """An upload within the size limit (the body limit is wider: it holds the whole form)."""
+    if len(upload) > images.MAX_BYTES:
+        raise images.ImageError(f"{field}: {len(upload)} bytes is over the {images.MAX_BYTES} byte limit", status=413)
+    return upload
 
 
-def _digit_input(image: Path | None, pixels: list[list[float]] | None) -> np.ndarray:
-    """A digit request's one picture, as the classifiers' (1, 1, 28, 28) input."""
-    if (image is None) == (pixels is None):
-        raise FieldError("image", "send exactly one of a multipart `image` upload or JSON `pixels`",
-                         "missing" if image is None else "value_error")
-    picture = images.pixels_to_image(pixels) if pixels is not None else images.decode(_read_upload(image))
+def _digit_input(image: bytes | None, pixels: list[list[float]] | None) -> np.ndarray:
+    """A digit request's one picture (an upload, or JSON pixels), as the classifiers' (1, 1, 28, 28) input."""
+    picture = images.pixels_to_image(pixels) if pixels is not None else images.decode(_checked(image))
     return images.to_mnist(picture, field="pixels" if pixels is not None else "image")[None]
 
 
-def _prepare_digits(uploads: dict[str, Path]) -> np.ndarray:
+def _prepare_digits(uploads: dict[str, bytes]) -> np.ndarray:
     """Uploaded digit pictures -> (N, 1, 28, 28) normalized like the classifier's input."""
-    return np.stack([images.to_mnist(images.decode(_read_upload(path, field), field), field)
-                     for field, path in uploads.items()])
+    return np.stack([images.to_mnist(images.decode(_checked(upload, field), field), field)
+                     for field, upload in uploads.items()])
 
 
-@bentoml.asgi_app(web_app, path="/")
-@bentoml.service(name="zooserve", traffic={"timeout": SETTINGS.timeout_seconds, "max_concurrency": None}, http=HTTP,
-                 resources=RESOURCES)
 class ZooServe:
-    if BATCHING:
-        classifiers = bentoml.depends(Classifiers)
-    if GENERATING:
-        generators = bentoml.depends(Generators)
+    """The API worker's endpoints. ``serving.server`` makes it a BentoML service, with the
+    Classifiers (``classifiers``) and Generators (``generators``) as dependencies where this
+    server has models for them; the gateway calls these methods (see ``serving.routes``)."""
 
     def __init__(self) -> None:
+        self.settings = Settings.from_env()
         # Sessions for every model, the batched ones included: the Open Inference Protocol (/v2)
         # runs any model in-process, and so do the classify endpoints when batching is off.
-        self.registry = Registry(SETTINGS)
+        self.registry = Registry(self.settings)
         settle_heap()
 
     def __is_ready__(self) -> bool:
@@ -244,8 +189,8 @@ class ZooServe:
     def _classify(self, name: str, picture: np.ndarray) -> tuple[np.ndarray, OutOfDistribution | None]:
         """One picture's probabilities and flag: batched with concurrent requests in `Classifiers`,
         or run here, unbatched (``ZOOSERVE_BATCHING``; ``make bench`` compares the two)."""
-        if not BATCHING or name not in BATCHED_MODELS:
-            row = _classifier_rows(self.registry, name, picture)[0]
+        if not hasattr(self, "classifiers") or name not in BATCHED_MODELS:
+            row = classifier_rows(self.registry, name, picture)[0]
         else:
             row = (self.classifiers.digits if name == DIGITS_MODEL else self.classifiers.photos)(picture)[0]
         return novelty.split(self.registry.get(name), row)
@@ -259,15 +204,19 @@ class ZooServe:
         return loaded, features, loaded.run({spec.name: features})[0].ravel()
 
     # The tabular endpoints, and the no-op they are measured against, are async: their work (well
-    # under a millisecond of NumPy and ONNX Runtime) costs less than the hand-off to BentoML's
-    # thread pool that a sync API pays.
-    @bentoml.api(route="/noop")
+    # under a millisecond of NumPy and ONNX Runtime) costs less than the hand-off to a worker
+    # thread that the gateway gives a sync endpoint.
+    @endpoint("/noop", forms={JSON: NoBody}, answers={JSON: {"type": "object", "maxProperties": 0}}, tag="service",
+              examples={JSON: {}}, body_required=False,
+              summary="Does nothing: the cost of a request through the service, which `make bench` compares with")
     async def noop(self) -> dict:
-        """Does nothing: what a request costs through BentoML and the middlewares, the baseline
-        ``make bench`` sets the model endpoints against."""
+        """Does nothing: what a request costs through the gateway, the baseline ``make bench`` sets
+        the model endpoints against."""
         return {}
 
-    @bentoml.api(route="/house-price/predict", input_spec=HousePriceRequest)
+    @endpoint("/house-price/predict", forms={JSON: HousePriceRequest}, answers={JSON: HousePriceResponse},
+              examples={JSON: {"houses": [EXAMPLE_HOUSE.model_dump()], "model": "gbm"}},
+              summary="Median house values of California block groups")
     async def house_price_predict(self, houses: list[House], model: str = "gbm",
                                   level: float = 0.9) -> HousePriceResponse:
         """Median house value of California block groups (1 to 1,000 per request), each with a
@@ -283,7 +232,9 @@ class ZooServe:
         return HousePriceResponse(predictions=[_house_price(float(v), half, per_unit, flag)
                                                for v, flag in zip(values, flags)], level=level, model=loaded.summary)
 
-    @bentoml.api(route="/house-price/explain", input_spec=HouseExplainRequest)
+    @endpoint("/house-price/explain", forms={JSON: HouseExplainRequest}, answers={JSON: HouseExplainResponse},
+              examples={JSON: {"houses": [EXAMPLE_HOUSE.model_dump()], "model": "gbm"}},
+              summary="Why each house got its price: exact Shapley values of its features (up to 8 houses)")
     def house_price_explain(self, houses: list[House], model: str = "gbm", level: float = 0.9) -> HouseExplainResponse:
         """Why each house got its price: exact Shapley values of its eight features against the
         model's background of training rows, which add up to the prediction minus the baseline.
@@ -304,7 +255,9 @@ class ZooServe:
             method=f"exact interventional Shapley values (all {2 ** len(order)} coalitions) against "
                    f"{len(explanation.background)} weighted background rows", model=loaded.summary)
 
-    @bentoml.api(route="/passengers/forecast", input_spec=ForecastRequest)
+    @endpoint("/passengers/forecast", forms={JSON: ForecastRequest}, answers={JSON: ForecastResponse},
+              examples={JSON: {"history": EXAMPLE_HISTORY, "horizon": 12}}, body_required=False,
+              summary="Monthly airline passengers for the next months")
     async def passengers_forecast(self, history: list[float] | None = None, horizon: int = 12,
                                   level: float = 0.9) -> ForecastResponse:
         """Monthly airline passengers (thousands) for the next 1 to 36 months, predictions fed back, each
@@ -323,8 +276,10 @@ class ZooServe:
         intervals = forecast_intervals(forecast, calibration, level).tolist() if calibration is not None else None
         return ForecastResponse(forecast=forecast.tolist(), intervals=intervals, level=level, model=loaded.summary)
 
-    @bentoml.api(route="/digits/classify", input_spec=DigitRequest)
-    def digits_classify(self, image: Path | None = None, pixels: list[list[float]] | None = None,
+    @endpoint("/digits/classify", forms={MULTIPART: DigitUpload, JSON: DigitPixels}, answers={JSON: DigitResponse},
+              examples={JSON: {"pixels": EXAMPLE_PIXELS}},
+              summary="The digit in a picture (multipart `image`) or in 28x28 gray values (JSON `pixels`)")
+    def digits_classify(self, image: bytes | None = None, pixels: list[list[float]] | None = None,
                         model: str = DIGITS_MODEL) -> DigitResponse:
         """A handwritten digit: upload any picture (field ``image``) or send 28x28 ``pixels``;
         ``model`` picks the classifier (the CNN by default)."""
@@ -336,17 +291,19 @@ class ZooServe:
                              parity=DigitParity(label=label, probability=probability), out_of_distribution=flag,
                              model=loaded.summary)
 
-    @bentoml.api(route="/digits/explain", input_spec=DigitRequest)
-    def digits_explain(self, image: Path | None = None, pixels: list[list[float]] | None = None,
+    @endpoint("/digits/explain", forms={MULTIPART: DigitUpload, JSON: DigitPixels}, answers={JSON: DigitExplanation},
+              examples={JSON: {"pixels": EXAMPLE_PIXELS}},
+              summary="Which strokes made the digit: an occlusion map (28x28 numbers and a PNG heat map)")
+    def digits_explain(self, image: bytes | None = None, pixels: list[list[float]] | None = None,
                        model: str = DIGITS_MODEL) -> DigitExplanation:
         """Which strokes made the digit: an occlusion map of the predicted digit's probability, as
         28x28 numbers and a PNG heat map. Takes the body of ``/digits/classify``."""
         loaded = self.registry.get(model)
         batch = _digit_input(image, pixels)
-        probabilities = _classifier_rows(self.registry, model, batch)[0, :len(loaded.card.labels)]
+        probabilities = classifier_rows(self.registry, model, batch)[0, :len(loaded.card.labels)]
         digit = int(probabilities.argmax())
         paper = (0.0 - images.MNIST_MEAN) / images.MNIST_STD
-        fall = explain.occlusion_map(lambda pictures: _classifier_rows(self.registry, model, pictures),
+        fall = explain.occlusion_map(lambda pictures: classifier_rows(self.registry, model, pictures),
                                      batch[0], digit, paper)
         ink = batch[0, 0] * images.MNIST_STD + images.MNIST_MEAN
         heat = base64.b64encode(images.png(images.heat_map(ink, fall))).decode()
@@ -354,8 +311,9 @@ class ZooServe:
                                 occlusion=OcclusionMap(patch=explain.OCCLUSION_PATCH, stride=explain.OCCLUSION_STRIDE,
                                                        values=fall.round(5).tolist(), png=heat))
 
-    @bentoml.api(route="/images/classify", input_spec=ImageRequest)
-    def images_classify(self, image: Path, top_k: int | None = None) -> ImageResponse:
+    @endpoint("/images/classify", forms={MULTIPART: ImageUpload}, answers={JSON: ImageResponse},
+              summary="The most probable labels of a photo")
+    def images_classify(self, image: bytes, top_k: int | None = None) -> ImageResponse:
         """The most probable labels of a photo, by the transfer-learned CNN (default: ants vs bees)."""
         model = self.registry.get(IMAGES_MODEL)
         labels = model.card.labels
@@ -363,7 +321,7 @@ class ZooServe:
         if top_k > len(labels):
             raise FieldError("top_k", f"must be at most {len(labels)} (the number of labels)", "less_than_equal")
         prep = model.card.preprocessing
-        batch = images.to_classifier_input(images.decode(_read_upload(image)), prep["resize"], prep["crop"],
+        batch = images.to_classifier_input(images.decode(_checked(image)), prep["resize"], prep["crop"],
                                            prep["mean"], prep["std"])[None]
         probabilities, flag = self._classify(IMAGES_MODEL, batch)
         return ImageResponse(predictions=ranked(probabilities, labels, top_k), out_of_distribution=flag,
@@ -393,61 +351,55 @@ class ZooServe:
     async def _generate(self, name: str, n: int, seed: int | None, digit: int | None, format: str,
                         steps: int | None = None, guidance: float | None = None) -> GeneratedImages | Response:
         model = self.registry.get(name)
-        request = generation.SamplingRequest.resolve(model.card, n, seed, digit, steps, guidance, SETTINGS)
+        request = generation.SamplingRequest.resolve(model.card, n, seed, digit, steps, guidance, self.settings)
         pictures = await self._call_generators("sample", **request.arguments())
         return _images_answer(pictures, request.seed, model.summary, format)
 
-    @bentoml.api(route="/generate/vae", input_spec=GenerateRequest)
+    @endpoint("/generate/vae", forms={JSON: GenerateRequest}, **GENERATED,
+              examples={JSON: {"n": 16, "seed": 1, "format": "png"}},
+              summary="Digits decoded from random points of the VAE's latent space (a digit: by the conditional VAE)")
     async def generate_vae(self, n: int, seed: int | None = None, format: str = "png",
                            digit: int | None = None) -> GeneratedImages:
         """Digits decoded from random points of the VAE's latent space; a requested digit is drawn
         by the conditional VAE (``vae-conditional``)."""
         return await self._generate(self._generator_for("vae", digit), n, seed, digit, format)
 
-    @bentoml.api(route="/generate/gan", input_spec=GenerateRequest)
+    @endpoint("/generate/gan", forms={JSON: GenerateRequest}, **GENERATED,
+              examples={JSON: {"n": 16, "seed": 1, "digit": 3, "format": "png"}},
+              summary="Digits from the GAN's generator (a digit: by the conditional GAN)")
     async def generate_gan(self, n: int, seed: int | None = None, format: str = "png",
                            digit: int | None = None) -> GeneratedImages:
         """Digits from the GAN generator (its card names the training objective); a requested digit
         is drawn by the conditional GAN (``gan-conditional``)."""
         return await self._generate(self._generator_for("gan", digit), n, seed, digit, format)
 
-    @bentoml.api(route="/generate/diffusion", input_spec=DiffusionRequest)
+    @endpoint("/generate/diffusion", forms={JSON: DiffusionRequest}, **GENERATED,
+              examples={JSON: {"n": 16, "seed": 1, "digit": 7, "format": "png"}},
+              summary="Digits denoised by DDIM, optionally all of one digit")
     async def generate_diffusion(self, n: int, seed: int | None = None, digit: int | None = None,
                                  format: str = "png", steps: int | None = None,
                                  guidance: float | None = None) -> GeneratedImages:
         """Digits denoised by DDIM from the diffusion model, optionally of one requested digit."""
         return await self._generate(DIFFUSION_MODEL, n, seed, digit, format, steps=steps, guidance=guidance)
 
-    @bentoml.api(route="/generate/vae/interpolate", input_spec=InterpolateRequest)
-    async def generate_vae_interpolate(self, seeds: list[int] | None = None, start: Path | None = None,
-                                       end: Path | None = None, frames: int | None = None) -> PngImage:
+    @endpoint("/generate/vae/interpolate", forms={JSON: InterpolationSeeds, MULTIPART: InterpolationUploads},
+              answers={PNG: BINARY}, answer_note="the strip as one PNG", answer_headers=("X-Model",),
+              tag="generators",
+              admission="generation", stops_when_gone=True, examples={JSON: {"seeds": [1, 2]}},
+              summary="A strip of the VAE's decodings between two seeds (JSON) or two uploaded digits (multipart)")
+    async def generate_vae_interpolate(self, seeds: list[int] | None = None, start: bytes | None = None,
+                                       end: bytes | None = None, frames: int | None = None) -> Response:
         """A PNG strip of the VAE's decodings along the line between two latent points."""
-        frames = min(DEFAULT_FRAMES, SETTINGS.max_images) if frames is None else frames
-        if frames > SETTINGS.max_images:
-            raise FieldError("frames", f"must be at most {SETTINGS.max_images} (ZOOSERVE_MAX_IMAGES)",
+        frames = min(DEFAULT_FRAMES, self.settings.max_images) if frames is None else frames
+        if frames > self.settings.max_images:
+            raise FieldError("frames", f"must be at most {self.settings.max_images} (ZOOSERVE_MAX_IMAGES)",
                              "less_than_equal")
-        uploads = {field: path for field, path in (("start", start), ("end", end)) if path is not None}
-        if (seeds is None) == (not uploads):
-            raise FieldError("seeds", "send two `seeds`, or two digit pictures as `start` and `end` uploads",
-                             "missing" if seeds is None else "value_error")
-        if uploads and len(uploads) != 2:
-            raise FieldError("end" if "start" in uploads else "start", "upload both `start` and `end`", "missing")
         model = self.registry.get("vae")
         if seeds is not None:
             ends = await self._call_generators("points", model="vae", seeds=seeds)
         else:
-            pictures = await run_in_threadpool(_prepare_digits, uploads)
+            pictures = await run_in_threadpool(_prepare_digits, {"start": start, "end": end})
             ends = await self._call_generators("encode", model="vae", pictures=pictures)
         strip = await self._call_generators("decode", model="vae", z=generation.interpolate(ends[0], ends[1], frames))
         return Response(images.png(images.grid(strip, columns=frames)), media_type="image/png",
                         headers={"X-Model": f"{model.name} {model.card.version}"})
-
-
-# The gateway is the API worker's one per-request layer (ids, key, body, slots, deadline, error
-# shape, metrics; /v2 and the async JSON endpoints called from it directly); the generation paths
-# then go on through CancelWhenGone, which stops their work when the client goes.
-ZooServe.add_asgi_middleware(gateway.Gateway, apis=ZooServe.apis, settings=SETTINGS,
-                             limits={"predict": SETTINGS.max_concurrency, "generation": SETTINGS.max_generations},
-                             direct_exclude=lambda path: path.startswith(GENERATION_PREFIX))
-ZooServe.add_asgi_middleware(CancelWhenGone, applies=lambda path: path.startswith(GENERATION_PREFIX))
-Generators.add_asgi_middleware(CancelWhenGone, applies=lambda path: path == "/sample")

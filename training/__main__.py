@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from serving.postprocess import headline_numbers
+from serving.inference.postprocess import headline_numbers
 
 from .data import DataNotFoundError
 from .estimates import REFERENCE_PROBE, in_run_order, probe, scaled

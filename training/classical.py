@@ -26,7 +26,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.tree import DecisionTreeClassifier
 
-from serving.images import MNIST_MEAN, MNIST_STD
+from serving.inference.images import MNIST_MEAN, MNIST_STD
 
 from . import plots
 from .data import mnist_arrays
@@ -132,7 +132,8 @@ def train(name: str, profile: str = "full", seed: int = 0, limit: int | None = N
         "task": "image-classification", "profile": profile, "seed": seed,
         "data": {"source": "MNIST", "train": len(y), "validation": VALIDATION, "test": len(test_labels),
                  "cross_validation_subsample": len(cv)},
-        "preprocessing": {"mean": MNIST_MEAN, "std": MNIST_STD, "size": 28, "upload": "serving.images.to_mnist",
+        "preprocessing": {"mean": MNIST_MEAN, "std": MNIST_STD, "size": 28,
+                          "upload": "serving.inference.images.to_mnist",
                           "flatten": "the 28x28 input, row by row, into 784 values"},
         "labels": LABELS,
         "hyperparameters": {"pipeline": [type(step).__name__ for step in model.named_steps.values()], **best},

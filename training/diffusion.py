@@ -9,7 +9,7 @@ export is fp32). An exponential moving
 average of the weights is what gets exported and evaluated: the noise predictor (x_t, t,
 label -> epsilon) as ``model.onnx``, and the same network wrapped in one DDIM step (with and
 without classifier-free guidance) as ``step.onnx`` and ``guided_step.onnx``. The schedule
-(which timesteps, their alphas) lives in ``serving.ddim`` (NumPy); the step graphs take
+(which timesteps, their alphas) lives in ``serving.inference.ddim`` (NumPy); the step graphs take
 the alphas as inputs, so a sampling loop on a GPU keeps the image on the device from the first
 step to the last.
 """
@@ -26,7 +26,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from serving.ddim import GUIDED_STEP_GRAPH, NULL_LABEL, STEP_GRAPH, linear_betas
+from serving.inference.ddim import GUIDED_STEP_GRAPH, NULL_LABEL, STEP_GRAPH, linear_betas
 
 from .export import torch_graph
 from .generative import GenerativeProfile, batches, card_fields, cosine_decay, prepare, publish
@@ -124,7 +124,7 @@ class UNet(nn.Module):
 class DenoisingStep(nn.Module):
     """One DDIM step (eta = 0) around the noise predictor: x_t -> x_prev.
 
-    The maths of ``serving.ddim.DDIMScheduler.step`` (its NumPy reference) in the graph,
+    The maths of ``serving.inference.ddim.DDIMScheduler.step`` (its NumPy reference) in the graph,
     with the step's alphas as per-row inputs; ``guided`` adds classifier-free guidance, running
     the conditional and the null-label rows as one batch of 2N.
     """

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from sklearn.cluster import KMeans
 
-from serving.explain import Predict, shapley
+from serving.inference.explain import Predict, shapley
 
 BACKGROUND_ROWS = 32
 REFERENCE_ROWS, CHECKED_ROWS = 512, 8

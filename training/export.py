@@ -21,9 +21,9 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from serving import card as contract  # what the registry will accept at start-up
-from serving import variants as copies  # the rule the registry checks a kept variant with again
-from serving.registry import sha256_of  # the hash the registry checks at start-up
+from serving.repository import card as contract  # what the registry will accept at start-up
+from serving.repository import variants as copies  # the rule the registry checks a kept variant with again
+from serving.repository.registry import sha256_of  # the hash the registry checks at start-up
 
 from . import model_cards
 
@@ -159,7 +159,7 @@ def _skl2onnx_writer(estimator, input_name: str, n_features: int, outputs: list,
 def int8_graph(source: Graph, calibration: Arrays) -> Graph:
     """The static int8 (QDQ) copy of ``source`` (a classifier whose first output is class scores),
     calibrated on ``calibration`` (training rows), for the card's ``variants``. Its parity is top-1
-    agreement with the fp32 graph where the fp32 graph is not near a tie (``serving.variants``)."""
+    agreement with the fp32 graph where the fp32 graph is not near a tie (``serving.repository.variants``)."""
     from .quantize import write_int8_qdq
 
     staged: dict[str, Path] = {}
@@ -220,7 +220,7 @@ def _check_top1(graph: Graph, scores: np.ndarray, reference: np.ndarray) -> dict
 
 def _variant_check(staging: Path, graph: Graph, tolerance: float) -> dict[str, Any]:
     """Store a kept variant's first parity rows with the fp32 graph's scores, for the registry to rerun
-    on the CPU that serves it (``serving.variants``)."""
+    on the CPU that serves it (``serving.repository.variants``)."""
     inputs = {key: value[:copies.CHECK_ROWS] for key, value in graph.parity_inputs.items()}
     path = staging / (graph.file.removesuffix(".onnx") + ".check.npz")
     copies.write_check(path, inputs, np.asarray(graph.reference(inputs)[0]))

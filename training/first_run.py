@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from serving.launch import serve_command
+from serving.runtime.launch import serve_command
 
 PROGRESS = Path("logs") / "first-run.json"
 PLAN_WAIT_SECONDS = 120  # the trainer writes its plan after importing PyTorch and a second-long probe

@@ -1,7 +1,7 @@
 """Pictures a classifier was never meant to see, made offline, to judge its novelty flag:
 printed letters, scribbles and noise (and, per classifier, real pictures of the other's kind).
 
-For the digit CNN each goes through the upload preprocessing (``serving.images.to_mnist``) as a
+For the digit CNN each goes through the upload preprocessing (``serving.inference.images.to_mnist``) as a
 client's picture would. Blank canvases never reach it: the preprocessing refuses them (400 "no
 digit found"), so they are not among these.
 """
@@ -14,7 +14,7 @@ from typing import Iterable
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from serving.images import ImageError, to_mnist
+from serving.inference.images import ImageError, to_mnist
 
 # Letters that a person could also read as a digit (O D 0, I l 1, Z 2, S 5, b G 6, T 7, q g 9, B 8) are
 # left out: flagging them would be wrong, not right.

@@ -38,7 +38,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from serving.generation import to_uint8
+from serving.inference.generation import to_uint8
 
 from .export import torch_graph
 from .generative import (CLASSES, CONDITIONING, LABEL_FEATURES, LABEL_INPUT, Conditioning, GenerativeProfile, batches,

@@ -17,7 +17,7 @@ import torch
 
 from torch import nn
 
-from serving.card import sampling_of
+from serving.repository.card import sampling_of
 
 from . import plots
 from .data import mnist_arrays

@@ -8,7 +8,7 @@ compares equal numbers of images (``matched_fid``: at most 5,000 a side, a few r
 their mean and a 95% interval). KID, whose estimate is unbiased, and the classes the classifier
 reads in the samples (mode collapse shows there) come beside it, and what the classifier thinks
 of the samples: its mean top-class probability and, for conditional models, how often it reads
-the requested digit. Samples come from the exported graphs through ``serving.generation``, the
+the requested digit. Samples come from the exported graphs through ``serving.inference.generation``, the
 code the endpoints run.
 """
 
@@ -22,10 +22,10 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import onnxruntime as ort
 
-from serving.card import DDIMSampling, LatentSampling
-from serving.generation import generate
-from serving.images import grid, png
-from serving.postprocess import softmax
+from serving.inference.generation import generate
+from serving.inference.images import grid, png
+from serving.inference.postprocess import softmax
+from serving.repository.card import DDIMSampling, LatentSampling
 
 from .data import mnist_arrays
 from .export import cpu_session

@@ -15,9 +15,9 @@ import argparse
 import json
 from pathlib import Path
 
-from serving.card import sampling_of
-from serving.ddim import GUIDED_STEP_GRAPH, STEP_GRAPH
-from serving.postprocess import softmax
+from serving.inference.ddim import GUIDED_STEP_GRAPH, STEP_GRAPH
+from serving.inference.postprocess import softmax
+from serving.repository.card import sampling_of
 
 from .data import mnist_arrays
 from .diffusion import NAME

@@ -17,7 +17,7 @@ from sklearn.ensemble import HistGradientBoostingRegressor, RandomForestRegresso
 from sklearn.linear_model import LinearRegression
 from torch import nn
 
-from serving.card import IntervalCalibration
+from serving.repository.card import IntervalCalibration
 
 from . import explanations, metrics, novelty, plots
 from .data import HOUSING_FEATURES, HOUSING_SPLIT_SEED, HOUSING_TEST_SIZE, HousingSplit, california_housing_split

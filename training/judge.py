@@ -15,8 +15,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from serving.card import DDIMSampling, sampling_of
-from serving.catalog import GENERATIVE_MODELS
+from serving.repository.card import DDIMSampling, sampling_of
+from serving.repository.catalog import GENERATIVE_MODELS
 
 from .export import cpu_session, models_dir
 from .generative_eval import evaluate_generator

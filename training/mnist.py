@@ -21,8 +21,8 @@ from PIL import Image
 from torch import nn
 from torch.nn import functional as F
 
-from serving.images import MNIST_MEAN, MNIST_STD, to_mnist
-from serving.postprocess import softmax
+from serving.inference.images import MNIST_MEAN, MNIST_STD, to_mnist
+from serving.inference.postprocess import softmax
 
 from . import foreign, metrics, novelty, plots
 from .calibration import temperature_card
@@ -47,7 +47,7 @@ class Profile:
     max_rotation_deg: float = 10.0
     max_shift: float = 0.1  # fraction of the image side
     scale_range: tuple[float, float] = (0.9, 1.1)
-    # What pictures of paper still have after the upload preprocessing (serving/ink.py): marker
+    # What pictures of paper still have after the upload preprocessing (serving/inference/ink.py): marker
     # strokes thicker than any pen in MNIST, soft focus, faint ink, residual noise. Shares of images.
     thicken: float = 0.35  # strokes grown by 1 or 2 pixels each side
     blur: float = 0.2
@@ -231,7 +231,8 @@ def train(profile: str = "full", seed: int = 0, limit: int | None = None, out_ro
     card = {
         "task": "image-classification", "profile": profile, "seed": seed,
         "data": {"source": "MNIST", "train": len(train_idx), "validation": VALIDATION, "test": len(test_labels)},
-        "preprocessing": {"mean": MNIST_MEAN, "std": MNIST_STD, "size": 28, "upload": "serving.images.to_mnist"},
+        "preprocessing": {"mean": MNIST_MEAN, "std": MNIST_STD, "size": 28,
+                          "upload": "serving.inference.images.to_mnist"},
         "labels": LABELS,
         "hyperparameters": {"epochs": config.epochs, "batch_size": config.batch_size, "lr": config.lr,
                             "weight_decay": config.weight_decay, "optimizer": "AdamW + OneCycle",

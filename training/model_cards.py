@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from serving.catalog import IMAGES_MODEL
+from serving.repository.catalog import IMAGES_MODEL
 
 # Energy of a training run, estimated from the CPU time it used: a share of a server CPU's power
 # per busy core. An AMD EPYC of this VM's class draws about 280 W at 64 busy cores (~4.4 W each);
@@ -151,5 +151,8 @@ WRITERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
 def sections(card: dict[str, Any]) -> dict[str, Any]:
     """The card's ``model_card`` (intended use ... ethical considerations) and, where the family
     timed its training, its ``footprint``."""
-    writer = _photos if card["name"] == IMAGES_MODEL else WRITERS[card["task"]]
-    return {"model_card": writer(card), **({"footprint": footprint(card["training"])} if "training" in card else {})}
+    if "model_card" in card:  # a family that writes its own (a model this module does not know)
+        prose = card["model_card"]
+    else:
+        prose = (_photos if card["name"] == IMAGES_MODEL else WRITERS[card["task"]])(card)
+    return {"model_card": prose, **({"footprint": footprint(card["training"])} if "training" in card else {})}

@@ -3,9 +3,9 @@
 The series (1949-01 to 1960-12) is split in time: the network fits 1949-1956, stops early on
 1957-1958 (the validation slice) and is tested on 1959-1960, which no scaler or model ever sees.
 Every forecast is recursive, each prediction fed back into the window, and the card's metrics
-come from running the exported graph that way through ``serving.forecast``, as the service does.
+come from running the exported graph that way through ``serving.inference.forecast``, as the service does.
 Prediction intervals are calibrated on the validation slice's forecasts from rolling origins
-(``serving.card.ForecastCalibration``) and their coverage measured on the test period.
+(``serving.repository.card.ForecastCalibration``) and their coverage measured on the test period.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from serving.card import ForecastCalibration
-from serving.forecast import Step, forecast_intervals, recursive_forecast, session_step
+from serving.inference.forecast import Step, forecast_intervals, recursive_forecast, session_step
+from serving.repository.card import ForecastCalibration
 
 from . import metrics, plots
 from .data import load_passengers

@@ -1,4 +1,4 @@
-"""The training plan a first run's server reads (``serving.training_plan``): every model this run
+"""The training plan a first run's server reads (``serving.repository.training_plan``): every model this run
 trains, in order, with its estimate and state, rewritten whole at each change (write, then rename)."""
 
 from __future__ import annotations

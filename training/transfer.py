@@ -23,8 +23,8 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, Subset
 from torchvision import transforms
 
-from serving.images import to_classifier_input
-from serving.postprocess import softmax
+from serving.inference.images import to_classifier_input
+from serving.inference.postprocess import softmax
 
 from . import foreign, metrics, novelty, plots
 from .calibration import temperature_card

@@ -35,7 +35,7 @@ from sklearn.mixture import GaussianMixture
 from torch import nn
 from torch.nn import functional as F
 
-from serving.generation import to_uint8
+from serving.inference.generation import to_uint8
 
 from .export import Sessions, torch_graph
 from .generative import (CLASSES, CONDITIONING, LABEL_FEATURES, LABEL_INPUT, Conditioning, Digits,

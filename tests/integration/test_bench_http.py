@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from serving.catalog import DIGIT_MODELS
+from serving.repository.catalog import DIGIT_MODELS
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -10,8 +10,8 @@ import onnxruntime as ort
 import pytest
 from PIL import Image
 
-from serving import images
-from serving.catalog import CLASSICAL_DIGIT_MODELS
+from serving.inference import images
+from serving.repository.catalog import CLASSICAL_DIGIT_MODELS
 from training.data import mnist_arrays
 
 from tests.pictures import png

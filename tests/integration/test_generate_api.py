@@ -16,8 +16,8 @@ import pytest
 from PIL import Image
 
 from loadtests.server import free_port, served
-from serving import generation
-from serving.card import sampling_of
+from serving.inference import generation
+from serving.repository.card import sampling_of
 from training.data import mnist_arrays
 
 from tests.pictures import png

@@ -66,8 +66,8 @@ def test_every_operation_answers_through_the_generated_client(zooserve_client, s
                                         GetV2ModelsNameVersionsVersionName, GetV2ModelsNameVersionsVersionReadyName,
                                         GetV2ModelsNameVersionsVersionReadyVersion,
                                         GetV2ModelsNameVersionsVersionVersion, HousePriceRequest, InferenceRequest,
-                                        InterpolationSeeds, PostDigitsClassifyFilesBody, PostImagesClassifyBody,
-                                        PostNoopBody, PostV2ModelsNameInferName,
+                                        InterpolationSeeds, DigitUpload, ImageUpload,
+                                        NoBody, PostV2ModelsNameInferName,
                                         PostV2ModelsNameVersionsVersionInferName,
                                         PostV2ModelsNameVersionsVersionInferVersion)
     from zooserve_client.types import File
@@ -83,10 +83,10 @@ def test_every_operation_answers_through_the_generated_client(zooserve_client, s
             client=client, body=HousePriceRequest.from_dict({"houses": [HOUSE]})),
         "forecast": lambda: post_passengers_forecast.sync_detailed(client=client),
         "digit picture": lambda: post_digits_classify.sync_detailed(
-            client=client, body=PostDigitsClassifyFilesBody(image=seven)),
+            client=client, body=DigitUpload(image=seven)),
         "digit pixels": lambda: post_digits_classify.sync_detailed(
             client=client, body=DigitPixels(pixels=digits[0].astype(float).tolist())),
-        "photo": lambda: post_images_classify.sync_detailed(client=client, body=PostImagesClassifyBody(image=File(
+        "photo": lambda: post_images_classify.sync_detailed(client=client, body=ImageUpload(image=File(
             payload=io.BytesIO(png(digits[1])), file_name="photo.png", mime_type="image/png"))),
         "vae png": lambda: post_generate_vae.sync_detailed(client=client, body=GenerateRequest(n=2, seed=1)),
         "gan json": lambda: post_generate_gan.sync_detailed(
@@ -95,7 +95,7 @@ def test_every_operation_answers_through_the_generated_client(zooserve_client, s
             client=client, body=DiffusionRequest(n=1, seed=1, digit=3, steps=4)),
         "interpolation": lambda: post_generate_vae_interpolate.sync_detailed(
             client=client, body=InterpolationSeeds(seeds=[1, 2])),
-        "noop": lambda: post_noop.sync_detailed(client=client, body=PostNoopBody()),
+        "noop": lambda: post_noop.sync_detailed(client=client, body=NoBody()),
         "models": lambda: get_models.sync_detailed(client=client),
         "livez": lambda: get_livez.sync_detailed(client=client),
         "healthz": lambda: get_healthz.sync_detailed(client=client),

@@ -121,7 +121,8 @@ def test_non_finite_and_malformed_json(client, raw, field):
 
 def test_unknown_route_uses_the_error_shape(client):
     response = client.get("/nope")
-    assert response.status_code == 404 and response.json() == {"error": "Not Found"}
+    assert response.status_code == 404 and response.json() == {"error": "no route /nope on this server (GET /docs "
+                                                                          "lists them)"}
 
 
 def test_still_healthy_after_bad_requests(client):

@@ -104,8 +104,8 @@ def test_malformed_json_and_unknown_models(client):
 
 
 def test_uint8_range_is_checked():
-    from serving.card import Tensor
-    from serving.oip import ProtocolError, _parse_input
+    from serving.repository.card import Tensor
+    from serving.protocol.oip import ProtocolError, _parse_input
 
     spec = Tensor(name="pixels", dtype="uint8", shape=[-1, 2])
     assert _parse_input({"name": "pixels", "shape": [1, 2], "datatype": "UINT8", "data": [0, 255]}, spec).tolist() == [[0, 255]]

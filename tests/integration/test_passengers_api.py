@@ -11,8 +11,8 @@ import onnxruntime as ort
 import pytest
 
 from loadtests.server import free_port, served
-from serving.card import ForecastCalibration
-from serving.forecast import recursive_forecast, session_step
+from serving.inference.forecast import recursive_forecast, session_step
+from serving.repository.card import ForecastCalibration
 from training.data import load_passengers
 
 ROUTE = "/passengers/forecast"

@@ -11,7 +11,7 @@ import onnxruntime as ort
 import pytest
 from PIL import Image
 
-from serving import images
+from serving.inference import images
 from training.data import load_image_folder, mnist_arrays
 
 from tests.pictures import png, png_header
@@ -126,7 +126,7 @@ BAD_JSON = {
     "negative": ({"pixels": [[-1] * 28] * 28}, "pixels.0.0"),
     "strings": ({"pixels": [["7"] * 28] * 28}, "pixels.0.0"),
     "blank digit": ({"pixels": [[0] * 28] * 28}, "pixels"),
-    "nothing sent": ({}, "image"),
+    "nothing sent": ({}, "pixels"),
     "extra field": ({"pixels": [[0] * 28] * 28, "colour": "red"}, "colour"),
 }
 

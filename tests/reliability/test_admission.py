@@ -59,7 +59,7 @@ def test_a_flood_of_generation_leaves_predictions_answering(tight):
 
 
 def test_generation_is_dropped_when_its_caller_leaves(tight):
-    """The Generators worker went on computing for a client that had gone (issue 13)."""
+    """The Generators worker went on computing for a client that had gone."""
     try:
         httpx.post(f"{tight.url}/generate/diffusion", json={"n": 64, "steps": 1000}, timeout=1.0)
     except httpx.TimeoutException:
@@ -79,7 +79,7 @@ def _cancelled_in_generators(log: str) -> bool:
 
 def test_session_refresh_does_not_break_generations_in_flight(plain):
     """BentoML's dependency client replaced its HTTP session every 100 calls, health checks
-    included, closing connections under generations in flight: a 500 each (issue 13)."""
+    included, closing connections under generations in flight: a 500 each."""
     results: list = []
     long = threading.Thread(target=_generate, args=(plain.url, results, 200))
     long.start()

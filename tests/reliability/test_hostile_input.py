@@ -97,7 +97,7 @@ def test_v2_404_and_405_are_json(plain, method, path):
 
 
 def test_v2_size_bound_refuses_before_spending_memory(plain):
-    """8,000 digits in one request took the worker from 209 MB to 2 GB for good (issue 13)."""
+    """8,000 digits in one request took the worker from 209 MB to 2 GB for good."""
     api = plain.worker("zooserve")
     before = api.memory_info().rss
     payload = {"inputs": [{"name": "image", "shape": [8000, 1, 28, 28], "datatype": "FP32", "data": [0] * 6_272_000}]}
@@ -110,7 +110,7 @@ def test_v2_size_bound_refuses_before_spending_memory(plain):
 
 
 def test_random_paths_share_one_metrics_label(plain):
-    """Every unknown path became a label: 9,000 of them made /metrics 38 MB (issue 13)."""
+    """Every unknown path became a label: 9,000 of them made /metrics 38 MB."""
     httpx.get(f"{plain.url}/warm-up-the-unmatched-label")
     size = len(httpx.get(f"{plain.url}/metrics").content)
     with httpx.Client(base_url=plain.url) as client:

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from serving.catalog import CLASSICAL_DIGIT_MODELS
+from serving.repository.catalog import CLASSICAL_DIGIT_MODELS
 from training.classical import FAMILIES
 
 from ..conftest import records_training_cost

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from serving import training_plan
+from serving.repository import training_plan
 from training import estimates, precision
 from training.progress import Progress
 

@@ -1,5 +1,6 @@
-"""The API worker's gateway in-process, around small ASGI apps: deadlines (408, 504) kept by its
-sweeper, error bodies from inner layers rewritten into the one shape, request ids."""
+"""The API worker's gateway in-process, over a small route table: deadlines (408, 504) kept by its
+sweeper, error bodies from inner layers rewritten into the one shape, request ids, 404 and 405,
+CORS, and endpoint routes called with their JSON or multipart form."""
 
 from __future__ import annotations
 
@@ -9,12 +10,45 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from serving import gateway
+from pydantic import BaseModel, ConfigDict
+
+from serving.protocol import gateway
+from serving.protocol.routing import JSON, MULTIPART, Route, declared, endpoint
+from serving.schemas import Upload
 from serving.settings import Settings
 
 
+class Echo(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    word: str
+    times: int = 1
+
+
+class EchoUpload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    file: Upload
+    times: int = 1
+
+
+class Toy:
+    """A service with one async and one sync endpoint, declared as ZooServe's are."""
+
+    @endpoint("/echo", forms={JSON: Echo, MULTIPART: EchoUpload}, answers={JSON: {"type": "object"}})
+    async def echo(self, word: str | None = None, file: bytes | None = None, times: int = 1) -> dict:
+        """Says it again."""
+        return {"said": (word or file.decode()) * times}
+
+    @endpoint("/count", forms={JSON: Echo}, answers={JSON: {"type": "object"}})
+    def count(self, word: str, times: int) -> dict:
+        """Counts, in a worker thread."""
+        return {"letters": len(word) * times}
+
+
 def _gateway(app, **settings) -> gateway.Gateway:
-    return gateway.Gateway(app, apis={}, settings=Settings(**settings), limits={"predict": 2, "generation": 1})
+    routes = [Route("/passengers/forecast", "POST", app, "asgi", "a slow app", "test"),
+              Route("/nowhere", "GET", app, "asgi", "an app that answers 404 in plain text", "test"),
+              *declared(Toy)]
+    return gateway.Gateway(routes, Settings(**settings), limits={"predict": 2, "generation": 1}, instance=Toy())
 
 
 async def _call(app, method: str = "POST", body: list[bytes] | None = None, headers: list | None = None,
@@ -39,7 +73,7 @@ async def _call(app, method: str = "POST", body: list[bytes] | None = None, head
     await app(scope, receive, send)
     start = next(m for m in sent if m["type"] == "http.response.start")
     body_bytes = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
-    return start["status"], {k.decode(): v.decode() for k, v in start["headers"]}, json.loads(body_bytes)
+    return start["status"], {k.decode(): v.decode() for k, v in start["headers"]}, json.loads(body_bytes or b"{}")
 
 
 async def _slow(scope, receive, send) -> None:
@@ -81,3 +115,56 @@ def test_inner_error_bodies_get_the_one_shape_and_the_callers_id():
     status, headers, body = _run(_call(_gateway(_plain_404), method="GET", path="/nowhere",
                                               headers=[(b"x-request-id", b"trace-42")]))
     assert status == 404 and body == {"error": "Not Found"} and headers["x-request-id"] == "trace-42"
+
+
+def test_paths_and_methods_outside_the_table_are_404_and_405_in_the_one_shape():
+    app = _gateway(_slow)
+    status, _, body = _run(_call(app, method="GET", path="/random-path"))
+    assert status == 404 and body["error"].startswith("no route /random-path")
+    status, headers, body = _run(_call(app, method="PUT", path="/echo"))
+    assert status == 405 and headers["allow"] == "POST" and "allowed: POST" in body["error"]
+
+
+def test_endpoints_take_their_json_or_multipart_form():
+    app = _gateway(_slow)
+    status, _, body = _run(_call(app, path="/echo", body=[b'{"word": "ab", "times": 2}']))
+    assert (status, body) == (200, {"said": "abab"})
+    form = (b'--b\r\nContent-Disposition: form-data; name="file"; filename="w.txt"\r\n\r\nxy\r\n'
+            b'--b\r\nContent-Disposition: form-data; name="times"\r\n\r\n3\r\n--b--\r\n')
+    status, _, body = _run(_call(app, path="/echo", body=[form],
+                                 headers=[(b"content-type", b"multipart/form-data; boundary=b")]))
+    assert (status, body) == (200, {"said": "xyxyxy"})
+    status, _, body = _run(_call(app, path="/count", body=[b'{"word": "abc", "times": 2}']))
+    assert (status, body) == (200, {"letters": 6})
+
+
+@pytest.mark.parametrize("form, field, words", [
+    (b'--b\r\nContent-Disposition: form-data; name="file"\r\n\r\nhttp://127.0.0.1:1/x\r\n--b--\r\n', "file",
+     "not fetched"),
+    (b'--b\r\nContent-Disposition: form-data; name="times"; filename="t"\r\n\r\n3\r\n--b--\r\n', "times",
+     "not a file field"),
+    (b'--b\r\nContent-Disposition: form-data; name="file"; filename="a"\r\n\r\nx\r\n'
+     b'--b\r\nContent-Disposition: form-data; name="file"; filename="b"\r\n\r\ny\r\n--b--\r\n', "file", "2 times"),
+])
+def test_multipart_mistakes_are_400_naming_the_field(form, field, words):
+    status, _, body = _run(_call(_gateway(_slow), path="/echo", body=[form],
+                                 headers=[(b"content-type", b"multipart/form-data; boundary=b")]))
+    assert status == 400 and body["detail"][0]["field"] == field and words in body["error"]
+
+
+def test_json_mistakes_are_400_naming_the_field():
+    status, _, body = _run(_call(_gateway(_slow), path="/echo", body=[b'{"word": 3}']))
+    assert status == 400 and body["detail"][0]["field"] == "word"
+
+
+def test_cors_is_answered_in_the_gateway_for_allowed_origins_only():
+    app = _gateway(_slow, cors_origins=("https://page.test",))
+    preflight = [(b"origin", b"https://page.test"), (b"access-control-request-method", b"POST")]
+    status, headers, _ = _run(_call(app, method="OPTIONS", path="/echo", headers=preflight, body=[b""]))
+    assert status == 200 and headers["access-control-allow-origin"] == "https://page.test"
+    status, headers, body = _run(_call(app, path="/echo", body=[b'{"word": "a"}'],
+                                       headers=[(b"origin", b"https://page.test")]))
+    assert status == 200 and headers["access-control-allow-origin"] == "https://page.test"
+    status, headers, _ = _run(_call(app, path="/echo", body=[b'{"word": "a"}'],
+                                    headers=[(b"origin", b"https://elsewhere.test")]))
+    assert status == 200 and "access-control-allow-origin" not in headers

@@ -9,9 +9,9 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
-from serving import card as contract
-from serving import ddim, generation, images
 from serving.errors import FieldError
+from serving.inference import ddim, generation, images
+from serving.repository import card as contract
 from serving.settings import Settings
 from training.data import mnist_arrays
 from training.generative_eval import (FeatureModelMissing, classifier_score, digit_counts, feature_session,

@@ -11,8 +11,8 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from serving import ddim, generation
-from serving.card import sampling_of
+from serving.inference import ddim, generation
+from serving.repository.card import sampling_of
 from training import precision
 
 from ..conftest import records_training_cost
@@ -130,7 +130,7 @@ def test_a_self_conditioned_gan_is_unconditional_to_its_clients(trained_models, 
     the graph and the card, drawn by their weights from the seed; a requested digit is refused."""
     import dataclasses
 
-    from serving.card import validate
+    from serving.repository.card import validate
     from serving.errors import FieldError
     from training import gan
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from serving import images, ink
+from serving.inference import images, ink
 from tests.pictures import png, png_header
 from training.data import mnist_arrays
 

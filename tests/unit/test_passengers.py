@@ -11,8 +11,8 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from serving.card import ForecastCalibration
-from serving.forecast import forecast_intervals, recursive_forecast, session_step
+from serving.inference.forecast import forecast_intervals, recursive_forecast, session_step
+from serving.repository.card import ForecastCalibration
 from training import metrics, passengers
 from training.data import load_passengers
 from training.loop import torch_threads

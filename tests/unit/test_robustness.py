@@ -8,7 +8,7 @@ import pytest
 
 from bench import robustness
 from bench.digit_pictures import FAMILIES, family
-from serving.images import decode
+from serving.inference.images import decode
 
 
 @pytest.mark.parametrize("name", list(FAMILIES))

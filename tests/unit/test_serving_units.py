@@ -7,11 +7,11 @@ import shutil
 
 import pytest
 
-from serving import card as contract
-from serving.catalog import CLASSICAL_DIGIT_MODELS
 from serving.errors import normalize
-from serving.registry import ModelLoadError, Registry, verify_models
-from serving.sessions import CPU, CUDA, batching_pays, providers_for
+from serving.repository import card as contract
+from serving.repository.catalog import CLASSICAL_DIGIT_MODELS
+from serving.repository.registry import ModelLoadError, Registry, verify_models
+from serving.repository.sessions import CPU, CUDA, batching_pays, providers_for
 from serving.settings import Settings
 from tests.model_copies import edited_copy
 
@@ -152,7 +152,7 @@ def test_api_key_is_read_but_never_printed(monkeypatch):
 
 
 def test_a_silent_fall_back_to_cpu_is_refused(tmp_path):
-    from serving.sessions import check_providers
+    from serving.repository.sessions import check_providers
 
     check_providers([CPU], [CPU], tmp_path)
     check_providers([(CUDA, {"device_id": 0}), CPU], [CUDA, CPU], tmp_path)
@@ -163,7 +163,7 @@ def test_a_silent_fall_back_to_cpu_is_refused(tmp_path):
 def test_the_digits_of_a_conditional_latent_model():
     """A requested digit for every sample; none requested: digits from the seed, replayable, and
     no digits at all for an unconditional model."""
-    from serving.generation import sample_digits
+    from serving.inference.generation import sample_digits
 
     twin = contract.LatentSampling(kind="latent", input="z", latent_dim=4, output_range=(0.0, 1.0),
                                    label_input="digit")

@@ -6,7 +6,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from serving.explain import occlusion_map, shapley
+from serving.inference.explain import occlusion_map, shapley
 from training import model_cards, novelty
 
 

@@ -8,8 +8,8 @@ import json
 import numpy as np
 import torch
 
-from serving import variants
-from serving.registry import Registry, sha256_of
+from serving.repository import variants
+from serving.repository.registry import Registry, sha256_of
 from serving.settings import Settings
 from training.export import Graph, cpu_session, export_model, torch_writer
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..plots import reports_dir, save
 
@@ -22,3 +22,19 @@ def publish(name: str, figures: dict[str, Any], fig) -> dict[str, Any]:
     figures = {**figures, "plot": str(plot)}
     (folder / "figures.json").write_text(json.dumps(figures, indent=2) + "\n")
     return {**figures, "figures": str(Path(folder / "figures.json"))}
+
+
+def full_batch(model, optimizer, x, y, epochs: int, on_gradients: Callable[[], None] = lambda: None) -> list[float]:
+    """The labs' one loop: ``epochs`` full-batch steps of mean squared error; each epoch's loss.
+    ``on_gradients`` runs between the backward pass and the step (a lab that watches gradients)."""
+    from torch import nn
+
+    losses = []
+    for _ in range(epochs):
+        loss = nn.functional.mse_loss(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        on_gradients()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses

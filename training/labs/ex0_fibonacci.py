@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import publish
+from . import full_batch, publish
 
 NAME = "ex0"
 TRAIN_PAIRS = 7
@@ -49,14 +49,7 @@ def train(epochs: int, seed: int = 0) -> tuple[nn.Linear, list[float]]:
     model = nn.Linear(2, 1)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     x, y = pairs(0, TRAIN_PAIRS)
-    losses = []
-    for _ in range(epochs):
-        loss = nn.functional.mse_loss(model(x), y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-    return model, losses
+    return model, full_batch(model, optimizer, x, y, epochs)
 
 
 def relative_errors(weights: torch.Tensor, bias: torch.Tensor) -> np.ndarray:

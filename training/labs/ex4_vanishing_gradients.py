@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import publish
+from . import full_batch, publish
 
 NAME = "ex4"
 INPUTS, HIDDEN, LAYERS, ROWS = 10, 5, 10, 160
@@ -48,14 +48,9 @@ def train(activation: str, epochs: int) -> tuple[list[float], np.ndarray]:
     model = deep_net(activation)
     linears = [layer for layer in model if isinstance(layer, nn.Linear)]
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
-    losses, norms = [], []
-    for _ in range(epochs):
-        loss = nn.functional.mse_loss(model(x), y)
-        optimizer.zero_grad()
-        loss.backward()
-        norms.append([float(layer.weight.grad.norm()) for layer in linears])
-        optimizer.step()
-        losses.append(loss.item())
+    norms: list[list[float]] = []
+    losses = full_batch(model, optimizer, x, y, epochs,
+                        on_gradients=lambda: norms.append([float(layer.weight.grad.norm()) for layer in linears]))
     return losses, np.array(norms)
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import publish
+from . import full_batch, publish
 
 NAME = "ex6"
 WEIGHT, BIAS, POINTS = 2.0, 1.0, 100
@@ -31,11 +31,7 @@ def fit(noise: float, seed: int, epochs: int) -> tuple[float, float, float]:
     torch.manual_seed(seed)
     model = nn.Linear(1, 1)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.001)
-    for _ in range(epochs):
-        loss = nn.functional.mse_loss(model(x), y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    full_batch(model, optimizer, x, y, epochs)
     x_test = torch.randn(1000, 1, generator=generator) * 10
     with torch.no_grad():
         clean_error = float(nn.functional.mse_loss(model(x_test), WEIGHT * x_test + BIAS))

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 
 SCHEMA_VERSION = 1  # a card this module cannot read is a new version: bump it with the change
 MAX_INTERVAL_LEVEL = 0.99
+MAX_SEED = 2**32 - 1  # the seeds a sampler takes: NumPy seeds a generator from one 32-bit word
 # With n calibration rows the rank ceil((n + 1) a) stays within n for every level a up to 0.99.
 MIN_CALIBRATION_ROWS = 99
 TASKS = ("tabular-regression", "time-series-forecasting", "image-classification", "image-generation")
@@ -26,7 +27,7 @@ class Strict(BaseModel):
 
 class Tensor(Strict):
     name: str
-    # NumPy's names of the types serving.oip carries (its DATATYPES): a card with another would fail at /v2.
+    # NumPy's names of the types serving.protocol.oip carries (its DATATYPES): a card with another would fail at /v2.
     dtype: Literal["bool", "uint8", "int32", "int64", "float16", "float32", "float64"]
     shape: list[int]  # -1: any size
     unit: str = ""
@@ -43,7 +44,7 @@ class Graph(Strict):
 
 
 class VariantCheck(Strict):
-    """Rows the registry reruns through a variant on the CPU that serves it (``serving.variants``):
+    """Rows the registry reruns through a variant on the CPU that serves it (``serving.repository.variants``):
     the graph's inputs and the fp32 graph's scores on them, in ``file``."""
 
     file: str = Field(pattern=r"^[\w.-]+\.npz$")
@@ -84,7 +85,7 @@ class Novelty(BaseModel):
 
 class ShapleyExplanation(BaseModel):
     """Exact interventional Shapley values against the ``background`` rows (``weights``: the share
-    of the training rows each stands for; ``serving.explain.shapley``). Its measured error is kept
+    of the training rows each stands for; ``serving.inference.explain.shapley``). Its measured error is kept
     as extras."""
 
     model_config = ConfigDict(extra="allow", frozen=True)

@@ -1,9 +1,9 @@
 """The Open Inference Protocol (KServe v2 / Triton REST) over every model in the registry.
 
 Generic clients (Triton and KServe client libraries, their perf tools) speak this protocol, so
-each model's primary graph is exposed with its exported input and output tensors. The app is
-plain Starlette; the ``gateway`` hands it every ``/v2`` path of the BentoML service, and the
-handlers find the registry on the running service instance. Tensors travel as JSON or, with
+each model's primary graph is exposed with its exported input and output tensors. Its routes are
+declared in ``ROUTES`` and answered by the ``gateway``; the handlers find the registry on the
+running service instance. Tensors travel as JSON or, with
 Triton's binary tensor data extension (what ``tritonclient`` sends by default), as raw
 little-endian bytes after the JSON header, both ways.
 """
@@ -12,23 +12,21 @@ from __future__ import annotations
 
 import functools
 import math
-import re
-from typing import Any, Callable
+from typing import Any
 
 import anyio
 import bentoml
 import numpy as np
 import pydantic_core
-from starlette.applications import Starlette
-from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
 
-from .card import Tensor
-from .errors import ServiceError, error_for, error_response
-from .registry import LoadedModel, ModelNotLoaded, Registry
-from .settings import Settings
+from serving import schemas
+from serving.errors import ServiceError
+from serving.protocol.gateway import Call
+from serving.protocol.routing import BINARY, JSON, Route
+from serving.repository.card import Tensor
+from serving.repository.registry import LoadedModel, ModelNotLoaded, Registry
+from serving.settings import Settings
 
 SERVER_NAME, PROTOCOL_VERSION = "zooserve", "2"
 # Triton's binary tensor data extension (BYTES aside): the default of Triton's own HTTP client.
@@ -61,11 +59,8 @@ def _registry() -> Registry:
     return bentoml.get_current_service().registry
 
 
-def _model(request: Request) -> LoadedModel:
-    return _model_named(request.path_params["name"], request.path_params.get("version"))
-
-
-def _model_named(name: str, version: str | None) -> LoadedModel:
+def _model(call: Call) -> LoadedModel:
+    name, version = call.params["name"], call.params.get("version")
     try:
         model = _registry().get(name)
     except ModelNotLoaded:
@@ -79,36 +74,21 @@ def _tensor_metadata(spec: Tensor) -> dict[str, Any]:
     return {"name": spec.name, "datatype": NUMPY_TO_DATATYPE[spec.dtype], "shape": spec.shape}
 
 
-def _handler(fn: Callable) -> Callable:
-    """Answer a refused request with the protocol's error object (the service's one shape)."""
-
-    async def endpoint(request: Request) -> Response:
-        try:
-            return await fn(request)
-        except Exception as exc:
-            error = error_for(exc)
-            if error is None:
-                raise
-            return error_response(error)
-
-    return endpoint
-
-
-async def server_metadata(_request: Request) -> Response:
+async def server_metadata(_call: Call) -> Response:
     return JSONResponse({"name": SERVER_NAME, "version": PROTOCOL_VERSION, "extensions": EXTENSIONS})
 
 
-async def server_live(_request: Request) -> Response:
+async def server_live(_call: Call) -> Response:
     return JSONResponse({"live": True})
 
 
-async def server_ready(_request: Request) -> Response:
+async def server_ready(_call: Call) -> Response:
     ready = _registry().ready
     return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
 
 
-async def model_metadata(request: Request) -> Response:
-    model = _model(request)
+async def model_metadata(call: Call) -> Response:
+    model = _model(call)
     session = model.sessions["model"]
     return JSONResponse({
         "name": model.name,
@@ -121,8 +101,8 @@ async def model_metadata(request: Request) -> Response:
     })
 
 
-async def model_ready(request: Request) -> Response:
-    model = _model(request)
+async def model_ready(call: Call) -> Response:
+    model = _model(call)
     return JSONResponse({"name": model.name, "ready": "model" in model.sessions})
 
 
@@ -202,7 +182,7 @@ def _binary_values(name: str, size: Any, shape: list[int], target: np.dtype, bin
 
 def _check_size(name: str, shape: list[int], limits: Settings) -> None:
     """Refuse a tensor over the configured rows or values before any memory is spent on it: one
-    12 MB request of 8,000 digits took a worker from 209 MB to 2 GB, for good (issue 13)."""
+    12 MB request of 8,000 digits took a worker from 209 MB to 2 GB, for good."""
     if shape and shape[0] > limits.max_rows:
         raise ProtocolError(f"input '{name}': {shape[0]} rows is over the {limits.max_rows} row limit "
                             "(ZOOSERVE_MAX_ROWS); split the request", status=413)
@@ -238,8 +218,9 @@ def _answer(answer: dict[str, Any], blobs: list[bytes]) -> Response:
                     headers={HEADER_LENGTH: str(len(header))})
 
 
-async def infer(request: Request) -> Response:
-    return await _infer(_model(request), await request.body(), request.headers.get(HEADER_LENGTH))
+async def infer(call: Call) -> Response:
+    header_length = call.headers.get(HEADER_LENGTH.encode())
+    return await _infer(_model(call), call.body, None if header_length is None else header_length.decode("latin-1"))
 
 
 async def _infer(model: LoadedModel, raw: bytes, header_length: str | None) -> Response:
@@ -295,37 +276,28 @@ async def _infer(model: LoadedModel, raw: bytes, header_length: str | None) -> R
     return _answer(answer, blobs)
 
 
-def _routes() -> list[Route]:
-    model = "/v2/models/{name}"
-    versioned = "/v2/models/{name}/versions/{version}"
-    # The router tries routes in order, a regex each: inference, nearly all the traffic, first.
-    routes = [Route(f"{prefix}/infer", _handler(infer), methods=["POST"]) for prefix in (model, versioned)]
-    routes += [Route("/v2", _handler(server_metadata)), Route("/v2/health/live", _handler(server_live)),
-               Route("/v2/health/ready", _handler(server_ready))]
-    for prefix in (model, versioned):
-        routes += [Route(prefix, _handler(model_metadata)), Route(f"{prefix}/ready", _handler(model_ready))]
-    return routes
-
-
-oip_app = Starlette(routes=_routes())
-INFER_PATH = re.compile(r"^/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?/infer$")
-
-
-async def dispatch(scope: Scope, receive: Receive, send: Send, body: bytes | None = None) -> None:
-    """Every ``/v2`` request. Inference on a ``body`` already read is answered here (the route the
-    app's router would pick; Starlette's app, router and request layers cost a third of a one-row
-    request); everything else goes through ``oip_app``."""
-    match = INFER_PATH.match(scope["path"]) if body is not None and scope["method"] == "POST" else None
-    if match is None:
-        await oip_app(scope, receive, send)
-        return
-    header_length = next((value.decode("latin-1") for key, value in scope["headers"]
-                          if key.lower() == HEADER_LENGTH.encode()), None)
-    try:
-        response = await _infer(_model_named(match["name"], match["version"]), body, header_length)
-    except Exception as exc:
-        error = error_for(exc)
-        if error is None:
-            raise
-        response = error_response(error)
-    await response(scope, receive, send)
+TAG = "open inference protocol"
+MODEL, VERSIONED = "/v2/models/{name}", "/v2/models/{name}/versions/{version}"
+HEALTH = {"key": False, "admission": None}
+OCTETS = "application/octet-stream"
+INFER_EXAMPLE = {"inputs": [{"name": "features", "shape": [1, 8], "datatype": "FP32",
+                             "data": list(schemas.EXAMPLE_HOUSE.model_dump().values())}]}
+ROUTES = [
+    # Inference first: nearly all the traffic, and the first template the gateway tries.
+    *(Route(f"{prefix}/infer", "POST", infer, "handler", tag=TAG, summary=(
+        "Run a model on tensors (JSON data, or raw bytes after the JSON with Inference-Header-Content-Length)"),
+        forms={JSON: schemas.InferenceRequest, OCTETS: BINARY}, answers={JSON: schemas.InferenceResponse,
+                                                                         OCTETS: BINARY},
+        answer_note="the outputs", examples={JSON: INFER_EXAMPLE}) for prefix in (MODEL, VERSIONED)),
+    Route("/v2", "GET", server_metadata, "handler", "Server metadata", TAG, answers={JSON: schemas.ServerMetadata},
+          answer_note="the server"),
+    Route("/v2/health/live", "GET", server_live, "handler", "Server liveness", TAG,
+          answers={JSON: schemas.Liveness}, answer_note="live", **HEALTH),
+    Route("/v2/health/ready", "GET", server_ready, "handler", "Server readiness", TAG,
+          answers={JSON: schemas.Readiness}, answer_note="ready", **HEALTH),
+    *(Route(prefix, "GET", model_metadata, "handler", "A model's inputs and outputs", TAG,
+            answers={JSON: schemas.ModelMetadata}, answer_note="the model") for prefix in (MODEL, VERSIONED)),
+    *(Route(f"{prefix}/ready", "GET", model_ready, "handler", "A model's readiness", TAG,
+            answers={JSON: schemas.ModelReadiness}, answer_note="the model's readiness")
+      for prefix in (MODEL, VERSIONED)),
+]

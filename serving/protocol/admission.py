@@ -2,7 +2,7 @@
 
 BentoML has one pool of in-flight slots per worker, held from the first byte of a request to its
 last, so 64 clients sending half a body, or 64 long diffusion requests, made every endpoint answer
-429 (measured: issue 13). ZooServe's gateway replaces it with
+429 (measured in the starvation load test). ZooServe's gateway replaces it with
 - a request body read in full, under a deadline (408), before the request takes a slot
   (a stalled upload holds no slot);
 - separate slots per endpoint class: generation (a diffusion request holds its slot for seconds)
@@ -16,22 +16,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Callable
+from typing import Awaitable, Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .errors import ServiceError
+from serving.errors import ServiceError
 
 logger = logging.getLogger("bentoml.zooserve")
-UNLIMITED_PATHS = frozenset({"/livez", "/readyz", "/healthz", "/metrics", "/v2/health/live", "/v2/health/ready"})
-GENERATION_PREFIX = "/generate/"
-
-
-def endpoint_class(path: str) -> str | None:
-    """The slot pool a path draws on; None for health, metrics and the page, which never queue."""
-    if path in UNLIMITED_PATHS or path.startswith("/static/") or path in ("/", "/docs", "/docs.json"):
-        return None
-    return "generation" if path.startswith(GENERATION_PREFIX) else "predict"
 
 
 class Slots:
@@ -41,9 +32,8 @@ class Slots:
         self.limits = limits
         self.in_flight = {name: 0 for name in limits}
 
-    def take(self, path: str) -> str | None:
-        """A slot of the path's class (None: a path that needs none); ``release`` gives it back."""
-        kind = endpoint_class(path)
+    def take(self, kind: str | None) -> str | None:
+        """A slot of the route's class (None: a route that needs none); ``release`` gives it back."""
         if kind is None:
             return None
         if self.in_flight[kind] >= self.limits[kind]:
@@ -83,24 +73,34 @@ class CancelWhenGone:
                 body_read.set()
             return message
 
-        async def until_gone() -> None:
+        async def after_body() -> Message:
             await body_read.wait()
-            while (await receive())["type"] != "http.disconnect":
-                pass
+            return await receive()
 
-        work = asyncio.ensure_future(self.app(scope, tracking_receive, send))
-        watcher = asyncio.ensure_future(until_gone())
-        try:
-            await asyncio.wait({work, watcher}, return_when=asyncio.FIRST_COMPLETED)
-        except asyncio.CancelledError:
-            work.cancel()
-            watcher.cancel()
-            raise
+        await unless_gone(self.app(scope, tracking_receive, send), after_body, scope)
+
+
+async def unless_gone(work: Awaitable[None], receive: Receive, scope: Scope) -> None:
+    """Run ``work``; if the client disconnects first (``receive`` gives ``http.disconnect``),
+    cancel it and return. ``receive`` must be past the request's body."""
+
+    async def until_gone() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(until_gone())
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        task.cancel()
         watcher.cancel()
-        if not work.done():
-            work.cancel()
-            logger.info("%s %s: client gone, its work is cancelled", scope.get("method"), scope.get("path"))
-            with contextlib.suppress(asyncio.CancelledError):
-                await work
-            return
-        await work
+        raise
+    watcher.cancel()
+    if not task.done():
+        task.cancel()
+        logger.info("%s %s: client gone, its work is cancelled", scope.get("method"), scope.get("path"))
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return
+    await task

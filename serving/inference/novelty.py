@@ -10,8 +10,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .registry import LoadedModel
-from .schemas import OutOfDistribution
+from serving.repository.registry import LoadedModel
+from serving.schemas import OutOfDistribution
 
 
 def scores(model: LoadedModel, features: np.ndarray) -> np.ndarray | None:

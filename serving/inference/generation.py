@@ -5,7 +5,7 @@ FID was measured on: training generates its evaluation images through this modul
 runs it the same way. Every draw comes from ``np.random.default_rng(seed)`` (PCG64 is the same
 on every platform), and the labels of a latent model that takes them from
 ``default_rng([seed, 1])``, so one seed gives the same bytes anywhere. The diffusion sampler itself is
-``serving.ddim``; PNG and grid encoding sit with the image decoding in ``serving.images``.
+``serving.inference.ddim``; PNG and grid encoding sit with the image decoding in ``serving.inference.images``.
 """
 
 from __future__ import annotations
@@ -16,14 +16,12 @@ from typing import Any, Mapping
 import numpy as np
 import onnxruntime as ort
 
-from .card import Card, DDIMSampling, LatentSampling
-from .ddim import (GUIDED_STEP_GRAPH, STEP_GRAPH, DDIMScheduler, Run, Stop, ddim_sample_on_device, linear_betas,
-                   never)
-from .errors import FieldError
-from .images import MNIST_MEAN, MNIST_STD
-from .settings import Settings
-
-MAX_SEED = 2**32 - 1
+from serving.errors import FieldError
+from serving.inference.ddim import (GUIDED_STEP_GRAPH, STEP_GRAPH, DDIMScheduler, Run, Stop, ddim_sample_on_device,
+                                    linear_betas, never)
+from serving.inference.images import MNIST_MEAN, MNIST_STD
+from serving.repository.card import MAX_SEED, Card, DDIMSampling, LatentSampling
+from serving.settings import Settings
 
 
 def resolve_seed(seed: int | None) -> int:

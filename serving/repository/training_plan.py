@@ -13,7 +13,9 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
+
+from serving.settings import Settings
 
 MIN_SECONDS_LEFT = 5  # what a model past its estimate is said to need still
 
@@ -58,6 +60,12 @@ def planned(path: Path | None) -> list[str]:
     """Every model the first run was asked to train."""
     plan = read(path)
     return [] if plan is None else [entry["name"] for entry in plan["models"]]
+
+
+def any_expected(settings: Settings, names: Iterable[str]) -> bool:
+    """Whether this server has, or its first run will train, any of these models."""
+    coming = planned(settings.training_progress)
+    return any((settings.models_dir / name / "card.json").exists() or name in coming for name in names)
 
 
 def _trainer_gone(plan: dict[str, Any]) -> bool:

@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 import numpy as np
 import onnxruntime as ort
 
-from .card import ForecastCalibration
+from serving.repository.card import ForecastCalibration
 
 Step = Callable[[np.ndarray], np.ndarray]  # windows float32 [batch, window] -> next values [batch, 1]
 

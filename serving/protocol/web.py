@@ -11,29 +11,29 @@ from pathlib import Path
 
 import _bentoml_impl.server
 import bentoml
-from starlette.applications import Starlette
-from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
-from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from .errors import ServiceError, error_response
-from .openapi import document
-from .postprocess import headline_numbers
-from .registry import ModelTraining
+from serving.errors import ServiceError, error_response
+from serving.protocol.gateway import Call
+from serving.inference.postprocess import headline_numbers
+from serving import schemas
+from serving.protocol.openapi import document
+from serving.protocol.routing import JSON, Route, RouteTable
+from serving.repository.registry import ModelTraining
 
-PAGE = Path(__file__).with_name("web")
+PAGE = Path(__file__).with_name("page")
 # BentoML serves its OpenAPI (Swagger UI) page at "/", which the demo page now takes; the same
 # file is served at /docs instead (its assets stay where BentoML put them). Its /docs.json route
 # comes after this app's in BentoML's router, so ZooServe's document is the one served.
 OPENAPI_PAGE = Path(_bentoml_impl.server.__file__).with_name("main-openapi.html")
 
 
-async def index(_request: Request) -> FileResponse:
+async def index(_call: Call) -> FileResponse:
     return FileResponse(PAGE / "index.html")
 
 
-async def openapi_page(_request: Request) -> FileResponse:
+async def openapi_page(_call: Call) -> FileResponse:
     return FileResponse(OPENAPI_PAGE)
 
 
@@ -42,18 +42,19 @@ def _registry():
 
 
 @lru_cache(maxsize=1)
-def _document(_generation: int) -> bytes:
+def _document(routes: RouteTable, _generation: int) -> bytes:
     """Built once per set of loaded models: the cards and settings it reads change only when a model
     is added (a first run), which ``generation`` counts."""
     registry = _registry()
-    return json.dumps(document(registry, registry.settings)).encode()
+    return json.dumps(document(routes, registry, registry.settings)).encode()
 
 
-async def openapi_document(_request: Request) -> Response:
-    return Response(_document(_registry().generation), media_type="application/json")
+async def openapi_document(call: Call) -> Response:
+    """The document of the routes of the table that routed this request."""
+    return Response(_document(call.routes, _registry().generation), media_type="application/json")
 
 
-async def models(_request: Request) -> JSONResponse:
+async def models(_call: Call) -> JSONResponse:
     """The loaded models, then, in a first run, those still training with their progress."""
     registry = _registry()
     return JSONResponse([{**model.summary, "state": "loaded", "task": model.card.task, "profile": model.card.profile,
@@ -71,10 +72,10 @@ def _cards(_generation: int) -> dict[str, bytes]:
             for name, model in _registry().models.items()}
 
 
-async def model_card(request: Request) -> Response:
+async def model_card(call: Call) -> Response:
     """The whole card a model is served with: metrics, calibrations, its model card's prose and its
     training footprint (``training/model_cards.py``)."""
-    name = request.path_params["name"]
+    name = call.params["name"]
     registry = _registry()
     cards = _cards(registry.generation)
     card = cards.get(name)
@@ -87,6 +88,18 @@ async def model_card(request: Request) -> Response:
     return Response(card, media_type="application/json")
 
 
-web_app = Starlette(routes=[Route("/", index), Route("/docs", openapi_page), Route("/docs.json", openapi_document),
-                            Route("/models", models), Route("/models/{name}/card", model_card),
-                            Mount("/static", StaticFiles(directory=PAGE), name="static")])
+PAGE_ROUTE = {"key": False, "admission": None, "documented": False}  # the page holds no data; it asks for the key
+ROUTES = [
+    Route("/", "GET", index, "handler", "The demo page", "page", **PAGE_ROUTE),
+    Route("/static/{file}", "GET", StaticFiles(directory=PAGE), "asgi", "The demo page's files", "page",
+          **PAGE_ROUTE),
+    Route("/docs", "GET", openapi_page, "handler", "This document, as a Swagger UI page", "service",
+          admission=None, documented=False),
+    Route("/docs.json", "GET", openapi_document, "handler", "This document (OpenAPI 3.1)", "service",
+          admission=None, documented=False),
+    Route("/models", "GET", models, "handler", "The served models: versions, tasks and headline test metrics",
+          "service", answers={JSON: schemas.ModelListings}),
+    Route("/models/{name}/card", "GET", model_card, "handler",
+          "A model's whole card: metrics, calibrations, intended use, limitations, training footprint", "service",
+          answers={JSON: {"type": "object", "required": ["name", "version", "metrics"]}}, answer_note="the card"),
+]

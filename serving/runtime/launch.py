@@ -1,6 +1,6 @@
 """The one way ZooServe starts a server: ``python -m serving [BENTO] [--host H] [--port P] [bentoml serve options]``.
 
-It is ``bentoml serve serving.service:ZooServe`` with a Prometheus directory of its own. BentoML keeps
+It is ``bentoml serve serving.server:ZooServe`` with a Prometheus directory of its own. BentoML keeps
 the metrics of all its worker processes in ``$BENTOML_HOME/prometheus_multiproc_dir`` and deletes
 that directory whenever any server starts (``bentoml.serving.ensure_prometheus_dir``), so two
 servers on one host (tests and a bench, two deployments) wiped each other's ``zooserve_*`` series.
@@ -15,7 +15,7 @@ import shutil
 import sys
 from pathlib import Path
 
-SERVICE = "serving.service:ZooServe"
+SERVICE = "serving.server:ZooServe"
 
 
 def serve_command(port: int, host: str = "127.0.0.1", python: str = sys.executable) -> list[str]:

@@ -24,16 +24,16 @@ from typing import Callable
 import numpy as np
 import onnxruntime as ort
 
-from . import training_plan
-from .card import Card, CardError, Tensor, validate
-from .errors import Unavailable
-from .sessions import make_session
-from .settings import Settings
-from .telemetry import metrics
-from .variants import rerun_check
+from serving.errors import Unavailable
+from serving.repository import training_plan
+from serving.repository.card import Card, CardError, Tensor, validate
+from serving.repository.sessions import make_session
+from serving.repository.telemetry import metrics
+from serving.repository.variants import rerun_check
+from serving.settings import Settings
 
 logger = logging.getLogger("bentoml.zooserve")  # a child of BentoML's logger shares its handlers
-PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # where ``serving`` imports from
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # where ``serving`` imports from
 WATCH_SECONDS = 2  # how often a first run's server looks for newly trained models
 
 
@@ -91,7 +91,7 @@ def sha256_of(path: Path) -> str:
 
 
 def read_card(model_dir: Path) -> Card:
-    """The card of ``model_dir``, validated against the contract (``serving.card``)."""
+    """The card of ``model_dir``, validated against the contract (``serving.repository.card``)."""
     card_path = model_dir / "card.json"
     try:
         return validate(json.loads(card_path.read_text()), str(card_path))
@@ -125,7 +125,7 @@ def served_here(model_dir: Path, card: Card, settings: Settings,
                 session: ort.InferenceSession | None = None) -> tuple[Card, str]:
     """The card as this machine serves it, and why: its served variant (int8) only where the
     variant's stored check rows still pick the fp32 graph's classes on this CPU (int8 kernels differ
-    by CPU, ``serving.variants``); else the card without it, so that answers name the fp32 graph.
+    by CPU, ``serving.repository.variants``); else the card without it, so that answers name the fp32 graph.
     ``session``: the variant's session, where the caller has made it already."""
     if card.served_variant is None:
         return card, "the fp32 graph (the card serves no variant)"
@@ -183,7 +183,8 @@ def verify_models_apart() -> None:
     The server process (BentoML's supervisor) lives as long as the server and never runs a model;
     the graphs loaded to check them stayed in its memory for good (229 MB instead of 109 MB with two
     models, ``bench.floor`` measures every process)."""
-    check = subprocess.run([sys.executable, "-c", "from serving.registry import _verify_from_env; _verify_from_env()"],
+    check = subprocess.run([sys.executable, "-c",
+                            "from serving.repository.registry import _verify_from_env; _verify_from_env()"],
                            capture_output=True, text=True,
                            env={**os.environ, "PYTHONPATH": os.pathsep.join(
                                filter(None, [str(PACKAGE_ROOT), os.environ.get("PYTHONPATH")]))})

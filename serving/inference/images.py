@@ -13,8 +13,8 @@ import warnings
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from . import ink
-from .errors import ServiceError
+from serving.errors import ServiceError
+from serving.inference import ink
 
 MAX_BYTES = 10 * 1024 * 1024
 MAX_PIXELS = 40_000_000

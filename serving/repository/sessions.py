@@ -8,7 +8,7 @@ from pathlib import Path
 
 import onnxruntime as ort
 
-from .settings import Settings
+from serving.settings import Settings
 
 logger = logging.getLogger("bentoml.zooserve")  # a child of BentoML's logger shares its handlers
 CPU = "CPUExecutionProvider"

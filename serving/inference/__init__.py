@@ -1,0 +1,1 @@
+"""Inference around the ONNX graphs: image decoding and ink, classification, forecasts, generation, explanations."""

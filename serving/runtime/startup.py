@@ -1,0 +1,27 @@
+"""The start-up hooks every ZooServe process runs, explicitly, before BentoML builds its apps.
+
+``serving.server`` (the module ``bentoml serve`` imports) calls ``run`` first: it checks the
+BentoML version and applies the patches (``patches``), makes metrics cheap, makes a worker end
+with its supervisor (``supervision``), and in the server process verifies every model apart (a
+failure inside a worker's start-up leaves ``bentoml serve`` restarting it forever with no port
+answering; checking every card and loading every graph first stops start-up with the cause).
+Nothing here runs when a module of ``serving`` is merely imported.
+"""
+
+from __future__ import annotations
+
+from serving.repository.registry import verify_models_apart
+from serving.runtime import patches, supervision
+
+
+def run(gateway_type: type) -> bool:
+    """The hooks for this process; whether the patches were applied (False: BentoML's stock path)."""
+    from bentoml._internal.context import server_context
+
+    patched = patches.check()
+    if patched:
+        patches.apply(gateway_type)
+    supervision.exit_with_parent()
+    if server_context.worker_index is None:  # the server process; each worker loads what it runs itself
+        verify_models_apart()
+    return patched

@@ -2,17 +2,16 @@
 
 Code that refuses a request raises ``ServiceError`` (or a subclass) with the HTTP status and the
 field at fault; ``error_for`` turns that, a pydantic ``ValidationError`` or a known client or
-environment fault into the one JSON shape. The REST endpoints (through the BentoML fix in
-``bentoml_fixes``), ``/v2``, the upload decoding and the gateway all answer through it.
-The ``gateway`` rewrites what other layers of BentoML and Starlette answer (a 404 for an unknown
-route, a 405) into the same shape on the way out, and logs every refused request as one line with
-its request id: a client's mistake is not a server error and carries no traceback.
+environment fault into the one JSON shape. The gateway answers every refusal of every route
+through it (and the dependency workers' endpoints, through ``runtime.patches``); what another
+layer answers in another shape (BentoML's health routes, the page's files) it rewrites into the
+same shape on the way out, and it logs every refused request as one line with its request id: a
+client's mistake is not a server error and carries no traceback.
 """
 
 from __future__ import annotations
 
 import contextvars
-import errno
 import json
 import logging
 from http import HTTPStatus
@@ -81,16 +80,10 @@ def error_for(exc: BaseException) -> ServiceError | None:
         return ServiceError(shaped["error"], detail=shaped["detail"])
     if isinstance(exc, BentoMLException) and (exc.error_code < 500 or exc.error_code == 503):
         return ServiceError(str(exc), status=int(exc.error_code))  # a dependency worker's refusal, passed on
-    if isinstance(exc, HTTPException) and 400 <= exc.status_code < 500:  # Starlette's multipart parser
-        return ServiceError(f"malformed request body: {exc.detail}", status=exc.status_code)
+    if isinstance(exc, HTTPException) and 400 <= exc.status_code < 500:  # Starlette's (the page's files)
+        return ServiceError(str(exc.detail), status=exc.status_code)
     if isinstance(exc, RecursionError):
         return ServiceError("request body is nested too deeply")
-    if isinstance(exc, OSError) and exc.errno == errno.ENAMETOOLONG:
-        return ServiceError("an uploaded file's name is too long", status=400)
-    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        # The operator's problem, not the client's: logged as an error, answered as a retryable 503.
-        logger.error("temporary storage is full (%s); uploads are refused until space is freed", exc)
-        return Unavailable("the server's temporary storage is full; retry later", retry_after=30)
     return None
 
 

@@ -29,8 +29,8 @@ BENTOML_ROUTES = [
           answers={TEXT: {"type": "string"}}, answer_note="ready", **HEALTH),
     Route("/metrics", "GET", None, "bentoml", "Prometheus metrics (text exposition format)",
           answers={TEXT: {"type": "string"}}, answer_note="the metrics", timed=False, **HEALTH),
-    Route("/schema.json", "GET", None, "bentoml", "BentoML's description of the service", "service",
-          admission=None, documented=False),
+    Route("/schema.json", "GET", None, "bentoml", "BentoML's description of the service (names, no data)", "service",
+          key=False, admission=None, documented=False),
 ]
 
 

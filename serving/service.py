@@ -347,7 +347,7 @@ class ZooServe:
         return name
 
     # The generation endpoints are async: they wait on the Generators worker without holding the
-    # thread that this service's sync endpoints (the classifiers, forecasts) run on.
+    # thread that this service's sync endpoints (the classifiers, the explanations) run on.
     async def _generate(self, name: str, n: int, seed: int | None, digit: int | None, format: str,
                         steps: int | None = None, guidance: float | None = None) -> GeneratedImages | Response:
         model = self.registry.get(name)

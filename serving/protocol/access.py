@@ -17,10 +17,10 @@ import hmac
 import logging
 import sys
 
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import Response
 from starlette.types import Receive
 
-from serving.errors import ServiceError
+from serving.errors import ServiceError, error_response
 from serving.settings import Settings
 
 logger = logging.getLogger("bentoml.zooserve")
@@ -92,11 +92,13 @@ class Cors:
                 (b"access-control-expose-headers", EXPOSED_HEADERS)]
 
     def preflight(self, method: str, headers: dict[bytes, bytes]) -> Response | None:
-        """The answer to a CORS preflight (None: the request is not one)."""
-        if method != "OPTIONS" or b"access-control-request-method" not in headers or b"origin" not in headers:
+        """The answer to a CORS preflight (None: the request is not one, or no origin is allowed, and
+        it is answered as any other OPTIONS request: 405)."""
+        if (method != "OPTIONS" or not self.origins or b"access-control-request-method" not in headers
+                or b"origin" not in headers):
             return None
         if self._allowed(headers) is None:
-            return PlainTextResponse("Disallowed CORS origin", status_code=400)
+            return error_response(ServiceError("this origin may not call the API (ZOOSERVE_CORS_ORIGINS)", 400))
         return Response(status_code=200, headers={"Access-Control-Allow-Methods": ALLOWED_METHODS,
                                                   "Access-Control-Allow-Headers": ALLOWED_HEADERS,
                                                   "Access-Control-Max-Age": "600"})

@@ -7,8 +7,9 @@ last, so 64 clients sending half a body, or 64 long diffusion requests, made eve
   (a stalled upload holds no slot);
 - separate slots per endpoint class: generation (a diffusion request holds its slot for seconds)
   cannot exhaust the slots of the fast endpoints, and beyond its limit a class answers 429 at once;
-- generation work cancelled when its caller has gone (``CancelWhenGone``), in the API worker and
-  in the Generators worker, whose sampler then stops between denoising steps.
+- generation work cancelled when its caller has gone: ``unless_gone`` in the API worker's
+  gateway, ``CancelWhenGone`` in the Generators worker, whose sampler then stops between
+  denoising steps.
 """
 
 from __future__ import annotations

@@ -55,8 +55,11 @@ from serving.settings import Settings
 logger = logging.getLogger("bentoml.zooserve")
 SERVER_FAULT = "An unexpected error has occurred, please check the server log."  # BentoML's words for a 500
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")  # a caller's id is echoed only if it is this tame
+# Marks a request the gateway passed on: BentoML's app mounts the gateway too, and a path BentoML
+# does not serve (its metrics switched off by configuration) would come back to it.
+PASSED = "zooserve.passed"
 DEADLINE_TICK = 0.5  # seconds between deadline checks: a 408 or 504 comes at most this late
-MAX_PARTS = 16  # multipart parts per request: the widest form (interpolation) has three fields
+MAX_PARTS = 16  # files, and text fields, per multipart request: the widest form has two of each
 # Ids this worker gives requests that bring none: a random prefix per process and a counter, unique
 # across workers and restarts and a tenth of the cost of a uuid4 per request.
 _ID_PREFIX = secrets.token_hex(12)  # with the 8-digit counter: 32 hex digits, as a uuid4 was
@@ -164,15 +167,14 @@ class Call:
 
 class _Answer:
     """The client's ``send``, with the request id and CORS headers added, the status kept for the
-    metrics, the deadline disarmed once the answer starts, and the error bodies of other layers
-    (BentoML's routes, the static files) rewritten into the one shape."""
+    metrics, the deadline disarmed once the answer starts, and the error bodies that are not JSON
+    (BentoML's routes, the page's files) rewritten into the one shape."""
 
     def __init__(self, scope: Scope, send: Send, extra_headers: list[tuple[bytes, bytes]], deadlines: Deadlines,
                  task: asyncio.Task) -> None:
         self.scope, self.send, self.extra_headers = scope, send, extra_headers
         self.status = 0
         self.deadlines, self.task = deadlines, task
-        self.foreign = False  # set for routes whose answers other layers write
         self._error_start: Message | None = None
         self._error_chunks: list[bytes] = []
 
@@ -181,7 +183,7 @@ class _Answer:
             self.status = message["status"]
             self.deadlines.disarm(self.task)  # BentoML's contract: a started answer is not cut off
             message = {**message, "headers": [*message.get("headers", []), *self.extra_headers]}
-            if self.status >= 400 and self.foreign:
+            if self.status >= 400 and not _is_json(message):  # another layer's words (a file's 404, a 416)
                 self._error_start = message
                 return
         elif self._error_start is not None:
@@ -243,6 +245,10 @@ class Gateway:
             if self.fallback is not None:
                 await self.fallback(scope, receive, send)
             return
+        if scope.get(PASSED):  # BentoML's app sent back a request the gateway passed it: no such route there
+            await error_response(ServiceError(f"no route {scope['path']} on this server", status=404))(
+                scope, receive, send)
+            return
         if self._metrics is None and self.observes:
             self._metrics = _request_metrics()  # BentoML sets the metrics directory after the app is built
         started = time.perf_counter()
@@ -288,18 +294,19 @@ class Gateway:
         if refusal is not None:
             await self._refuse(refusal, scope, receive, answer)
             return
-        body, slot = b"", None
+        body, slot, body_read, hold = b"", None, scope["method"] not in BODY_METHODS, _Hold()
         # One deadline per request, moved once: first the body's (408), then the answer's (504).
         self.deadlines.arm(task, self.body_timeout)
         try:
-            if scope["method"] in BODY_METHODS:
+            if not body_read:
                 body = await read_body(receive, self.max_body)
+                body_read = True
             if route.timed:
                 self.deadlines.arm(task, self.timeout)
             else:
                 self.deadlines.disarm(task)
             slot = self.slots.take(route.admission)
-            call = self._call(route, scope, receive, answer, headers, found.params, body)
+            call = self._call(route, scope, receive, answer, headers, found.params, body, hold)
             await (unless_gone(call, receive, scope) if route.stops_when_gone else call)
         except ClientGone:
             return
@@ -307,7 +314,7 @@ class Gateway:
             if not self.deadlines.consume_expiry(task) or answer.started:
                 raise
             error = (ServiceError(f"request body not received within {self.body_timeout} s", status=408)
-                     if not body and scope["method"] in BODY_METHODS else
+                     if not body_read else
                      ServiceError(f"Not able to process the request in {self.timeout} seconds", status=504))
             await self._refuse(error, scope, receive, answer)
         except Exception as exc:
@@ -316,15 +323,19 @@ class Gateway:
                 raise  # a fault of the server: logged with its traceback, answered 500
             await self._refuse(error, scope, receive, answer)
         finally:
-            self.slots.release(slot)
+            if hold.thread is not None and not hold.thread.done():
+                # A sync endpoint's thread cannot be stopped: its slot stays taken until it returns.
+                hold.thread.add_done_callback(lambda _done, taken=slot: self.slots.release(taken))
+            else:
+                self.slots.release(slot)
             if len(body) > LARGE_BODY:
                 del body
                 await asyncio.to_thread(release_freed_memory)  # a syscall that walks the heap: not on the loop
 
     async def _call(self, route: Route, scope: Scope, receive: Receive, answer: _Answer, headers: dict[bytes, bytes],
-                    params: dict[str, str], body: bytes) -> None:
+                    params: dict[str, str], body: bytes, hold: "_Hold") -> None:
         if route.via == "endpoint":
-            response = await self._endpoint(route, headers, body)
+            response = await self._endpoint(route, headers, body, hold)
         elif route.via == "handler":
             response = await route.handler(Call(scope, params, headers, body, self.table))
         else:  # an ASGI app: the page's files, or BentoML's own routes
@@ -333,16 +344,18 @@ class Gateway:
                 raise ServiceError(f"{scope['path']} is answered by BentoML's router", status=404)
             if route.via == "asgi":  # mounted at the template's fixed part, as Starlette's Mount would
                 scope = {**scope, "root_path": scope.get("root_path", "") + route.path.split("{")[0].rstrip("/")}
-            answer.foreign = True
-            await app(scope, _replay(body, receive), answer)
+            await app({**scope, PASSED: True}, _replay(body, receive), answer)
             return
         await response(scope, receive, answer)
 
-    async def _endpoint(self, route: Route, headers: dict[bytes, bytes], body: bytes) -> Response:
+    async def _endpoint(self, route: Route, headers: dict[bytes, bytes], body: bytes, hold: "_Hold") -> Response:
         """Validate the body with the route's form for its content type, call the method, shape the answer."""
         content_type = headers.get(b"content-type", b"application/json").decode("latin-1")
-        kind = MULTIPART if content_type.startswith(MULTIPART) else JSON
-        form = route.forms.get(kind) or next(iter(route.forms.values()))
+        kind = content_type.partition(";")[0].strip().lower()
+        form = route.forms.get(kind)
+        if form is None:
+            raise ServiceError(f"Content-Type {kind or '(none)'} is not taken here; send {' or '.join(route.forms)}",
+                               status=415)
         if kind == MULTIPART:
             data = form.model_validate(await _form_fields(form, content_type, body))
         else:
@@ -354,8 +367,11 @@ class Gateway:
         else:
             if self.sync_limiter is None:
                 self.sync_limiter = anyio.CapacityLimiter(1)
-            output = await anyio.to_thread.run_sync(functools.partial(method, **arguments),
-                                                    limiter=self.sync_limiter)
+            # Shielded: a deadline answers 504 at once, but the thread runs on, holding the limiter
+            # (and, through ``hold``, the request's slot) until it returns.
+            hold.thread = asyncio.ensure_future(anyio.to_thread.run_sync(functools.partial(method, **arguments),
+                                                                         limiter=self.sync_limiter))
+            output = await asyncio.shield(hold.thread)
         if isinstance(output, Response):
             return output
         if isinstance(output, BaseModel):
@@ -374,6 +390,17 @@ class Gateway:
             method = getattr(self._instance, route.handler.__name__)
             found = self._methods[route.path] = (method, inspect.iscoroutinefunction(method))
         return found
+
+
+class _Hold:
+    """What a request leaves running when its answer is given up: a sync endpoint's thread."""
+
+    thread: asyncio.Future | None = None
+
+
+def _is_json(start: Message) -> bool:
+    return any(key.lower() == b"content-type" and value.startswith(b"application/json")
+               for key, value in start.get("headers", []))
 
 
 @functools.cache

@@ -10,6 +10,7 @@ little-endian bytes after the JSON header, both ways.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import math
 from typing import Any
@@ -254,7 +255,8 @@ async def _infer(model: LoadedModel, raw: bytes, header_length: str | None) -> R
         if sum(feed.size for feed in feeds.values()) <= INLINE_VALUES:
             results = model.run(feeds)
         else:
-            results = await anyio.to_thread.run_sync(model.run, feeds)
+            # Shielded: a deadline's 504 does not return the thread's limiter token while it still runs.
+            results = await asyncio.shield(asyncio.ensure_future(anyio.to_thread.run_sync(model.run, feeds)))
     except Exception as error:  # ONNX Runtime rejects what the metadata allowed (e.g. an empty batch)
         raise ProtocolError(f"inference failed: {error}") from None
     as_binary = {entry["name"]: (entry.get("parameters") or {}).get("binary_data") for entry in requested}

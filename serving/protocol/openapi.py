@@ -12,6 +12,7 @@ server serves.
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Iterable
 
 from pydantic import BaseModel
@@ -19,7 +20,7 @@ from pydantic.json_schema import models_json_schema
 
 from serving import schemas
 from serving.inference.generation import most_steps
-from serving.protocol.routing import JSON, MULTIPART, Route
+from serving.protocol.routing import JSON, Route
 from serving.repository.catalog import DIFFUSION_MODEL, DIGIT_MODELS, HOUSE_PRICE_MODELS, IMAGES_MODEL, PASSENGERS_MODEL
 from serving.repository.registry import Registry
 from serving.settings import Settings
@@ -78,7 +79,7 @@ def refusals(route: Route) -> list[str]:
         statuses.append("401")
     if route.parameters:
         statuses.append("404")
-    if MULTIPART in route.forms:
+    if route.via == "endpoint":  # a content type the route takes no form for; an image format it cannot read
         statuses.append("415")
     if route.admission is not None:
         statuses.append("429")
@@ -100,7 +101,8 @@ def operation(route: Route, parameters: list[dict[str, Any]]) -> dict[str, Any]:
         spec["parameters"] = parameters
     if route.forms:
         spec["requestBody"] = {"required": route.body_required, "content": {
-            kind: {"schema": _schema(value), **({"example": route.examples[kind]} if kind in route.examples else {})}
+            kind: {"schema": _schema(value),
+                   **({"example": copy.deepcopy(route.examples[kind])} if kind in route.examples else {})}
             for kind, value in route.forms.items()}}
     return spec
 

@@ -23,9 +23,8 @@ from serving.protocol.routing import JSON, Route, RouteTable
 from serving.repository.registry import ModelTraining
 
 PAGE = Path(__file__).with_name("page")
-# BentoML serves its OpenAPI (Swagger UI) page at "/", which the demo page now takes; the same
-# file is served at /docs instead (its assets stay where BentoML put them). Its /docs.json route
-# comes after this app's in BentoML's router, so ZooServe's document is the one served.
+# BentoML's own Swagger UI page, served at /docs over ZooServe's document (/docs.json); its files
+# are served from where BentoML ships them (``serving.routes``).
 OPENAPI_PAGE = Path(_bentoml_impl.server.__file__).with_name("main-openapi.html")
 
 

@@ -14,9 +14,9 @@ with ``add_asgi_middleware``. What those cannot do is patched here, and only her
 Each patch names the upstream code it replaces and keeps a digest of that code's source: the
 contract tests (``tests/unit/test_patches.py``) fail, naming the patch, when an upgrade changes
 it. At start-up ``check`` refuses a BentoML version the patches were not tested with, unless
-``ZOOSERVE_UNTESTED_BENTOML=stock`` asks to run without any of them (``apply`` is then not
-called): the gateway still answers every route with the key, the limits and the error shape,
-inside BentoML's layers.
+``ZOOSERVE_UNTESTED_BENTOML=stock`` asks to run without any of them (under any version; ``apply``
+is then not called): the gateway still answers every route with the key, the limits and the
+error shape, inside BentoML's layers.
 """
 
 from __future__ import annotations
@@ -94,7 +94,8 @@ PATCHES = (
     ),
     Patch(
         "EndpointErrorsShaped",
-        {f"{FACTORY}.api_endpoint_wrapper": "18842e99e6086c0fafcf845358ec610d74eb17fdde1e9fefc65c87c4009f36ce"},
+        {f"{FACTORY}.api_endpoint_wrapper": "18842e99e6086c0fafcf845358ec610d74eb17fdde1e9fefc65c87c4009f36ce",
+         f"{FACTORY}.api_endpoint": "e7721288fa866de6ef5072f159bf1b76e5876a9aaf4b4c135df7c5bbd5fcf8f8"},
         defect="api_endpoint_wrapper logs every refused request with a traceback at ERROR and answers a "
                "refusal in its own shapes (a list around the error, a 503's message replaced), so a dependency "
                "worker's 503 reached the client without its reason or Retry-After.",
@@ -111,34 +112,37 @@ PATCHES = (
     ),
 )
 _ORIGINALS: dict[str, t.Any] = {}  # target -> the upstream object a patch replaced, for the digests
+_APPLIED: set[str] = set()
 
 
 def check() -> bool:
-    """Whether the patches may be applied here: True under the tested BentoML with every target as
-    it was written against; False where ``ZOOSERVE_UNTESTED_BENTOML=stock`` asks for BentoML's stock
-    path. Otherwise start-up stops here, naming what changed."""
+    """Whether to apply the patches: True under the tested BentoML with every target as it was
+    written against; False where ``ZOOSERVE_UNTESTED_BENTOML=stock`` asks for BentoML's stock path
+    (under any version: an operator may rule the patches out). Otherwise start-up stops here,
+    naming what changed."""
     import bentoml
 
+    if os.environ.get(UNTESTED) == "stock":
+        logger.warning("%s=stock: serving on BentoML %s's stock path, without ZooServe's patches (slower; the "
+                       "key, the limits and the error shape hold)", UNTESTED, bentoml.__version__)
+        return False
     drifted = [f"{patch.name} ({', '.join(patch.drift())})" for patch in PATCHES if patch.drift()]
     if bentoml.__version__ == TESTED_BENTOML and not drifted:
         return True
     found = f"BentoML {bentoml.__version__}" + (f"; changed upstream: {'; '.join(drifted)}" if drifted else "")
-    if os.environ.get(UNTESTED) == "stock":
-        logger.warning("ZooServe's patches were written against BentoML %s, not this one (%s): serving on "
-                       "BentoML's stock path (%s=stock), slower and without the fixes", TESTED_BENTOML, found, UNTESTED)
-        return False
     raise SystemExit(f"ZooServe was tested with BentoML {TESTED_BENTOML}, and this is {found}. Revisit "
                      f"serving/runtime/patches.py, or set {UNTESTED}=stock to serve without its patches.")
 
 
 def apply(gateway_type: type) -> None:
-    """Every patch, once per process (the server process and each worker import the service)."""
-    if _ORIGINALS:
-        return
-    _outside_layers(gateway_type)
-    _timeout_disarmed()
-    _endpoint_errors_shaped()
-    _metrics_pid_cached()
+    """Every patch, once per process (the server process and each worker import the service); a
+    patch applied before is not applied again, and one that failed is tried again."""
+    for name, patch in (("GatewayOutsideLayers", lambda: _outside_layers(gateway_type)),
+                        ("TimeoutDisarmed", _timeout_disarmed), ("EndpointErrorsShaped", _endpoint_errors_shaped),
+                        ("MetricsPidCached", _metrics_pid_cached)):
+        if name not in _APPLIED:
+            patch()
+            _APPLIED.add(name)
 
 
 # --- GatewayOutsideLayers -------------------------------------------------------------------------
@@ -146,8 +150,9 @@ def apply(gateway_type: type) -> None:
 def _outside_layers(gateway_type: type) -> None:
     """A service that mounts a gateway gets the gateway as its whole ASGI app, with BentoML's app
     (its health, metrics and schema routes) behind it, and none of the per-request layers the
-    gateway replaces (OpenTelemetry stays when a tracing exporter is configured, the access log
-    when ``ZOOSERVE_ACCESS_LOG=on`` asks for it). Dependency services keep BentoML's layers."""
+    gateway replaces. OpenTelemetry, when a tracing exporter is configured, and the access log,
+    when ``ZOOSERVE_ACCESS_LOG=on`` asks for it, wrap the gateway, so they see every route.
+    Dependency services keep BentoML's layers."""
     from _bentoml_impl.server.app import ServiceAppFactory
     from bentoml._internal.configuration.containers import BentoMLContainer
     from bentoml._internal.server.http.access import AccessLogMiddleware
@@ -163,15 +168,13 @@ def _outside_layers(gateway_type: type) -> None:
     def gateway_of(factory: t.Any) -> t.Any:
         return next((app for app, *_ in factory.service.mount_apps if isinstance(app, gateway_type)), None)
 
+    replaced = {RunnerTrafficMetricsMiddleware, TimeoutMiddleware, MaxConcurrencyMiddleware, OpenTelemetryMiddleware,
+                AccessLogMiddleware}
+
     def middlewares(self: t.Any) -> list:
         stack = built_layers(self)
         if gateway_of(self) is None:
             return stack
-        replaced: set[type] = {RunnerTrafficMetricsMiddleware, TimeoutMiddleware, MaxConcurrencyMiddleware}
-        if not BentoMLContainer.tracing.exporter_type.get():
-            replaced.add(OpenTelemetryMiddleware)
-        if not Settings.from_env().access_log:
-            replaced.add(AccessLogMiddleware)
         return [layer for layer in stack if layer.cls not in replaced]
 
     def app(self: t.Any) -> t.Any:
@@ -179,7 +182,13 @@ def _outside_layers(gateway_type: type) -> None:
         if gateway is None:
             return build(self)
         gateway.behind(build(self))
-        return gateway
+        wanted = {OpenTelemetryMiddleware} if BentoMLContainer.tracing.exporter_type.get() else set()
+        if Settings.from_env().access_log:
+            wanted.add(AccessLogMiddleware)
+        outer: t.Any = gateway
+        for layer in reversed([layer for layer in built_layers(self) if layer.cls in wanted]):  # outermost first
+            outer = layer.cls(outer, *layer.args, **layer.kwargs)
+        return outer
 
     ServiceAppFactory.middlewares = property(middlewares)
     ServiceAppFactory.__call__ = app
@@ -229,7 +238,7 @@ def _endpoint_errors_shaped() -> None:
     from serving.errors import error_for, error_response
 
     api_endpoint = ServiceAppFactory.api_endpoint
-    _ORIGINALS[f"{FACTORY}.api_endpoint_wrapper"] = ServiceAppFactory.api_endpoint_wrapper
+    _ORIGINALS[f"{FACTORY}.api_endpoint"] = api_endpoint
 
     async def endpoint(self: t.Any, name: str, request: t.Any) -> Response:
         try:

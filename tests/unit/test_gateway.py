@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict
 
 from serving.protocol import gateway
 from serving.protocol.routing import JSON, MULTIPART, Route, declared, endpoint
-from serving.schemas import Upload
+from serving.schemas import NoBody, Upload
 from serving.settings import Settings
 
 
@@ -168,3 +168,83 @@ def test_cors_is_answered_in_the_gateway_for_allowed_origins_only():
     status, headers, _ = _run(_call(app, path="/echo", body=[b'{"word": "a"}'],
                                     headers=[(b"origin", b"https://elsewhere.test")]))
     assert status == 200 and "access-control-allow-origin" not in headers
+
+
+class Slow:
+    """A sync endpoint that outlives its deadline, counting how many of it run at once."""
+
+    running = peak = 0
+
+    @endpoint("/slow", forms={JSON: Echo}, answers={JSON: {"type": "object"}})
+    def slow(self, word: str, times: int) -> dict:
+        """Sleeps."""
+        import time
+
+        Slow.running += 1
+        Slow.peak = max(Slow.peak, Slow.running)
+        time.sleep(0.4)
+        Slow.running -= 1
+        return {}
+
+    @endpoint("/wait", forms={JSON: NoBody}, answers={JSON: {"type": "object"}}, body_required=False)
+    async def wait(self) -> dict:
+        """Waits past any deadline."""
+        await asyncio.sleep(3600)
+        return {}
+
+
+def test_a_sync_endpoint_past_its_deadline_keeps_its_slot_and_thread_until_it_returns():
+    app = gateway.Gateway(declared(Slow), Settings(timeout_seconds=0.1), limits={"predict": 8, "generation": 1},
+                          instance=Slow())
+
+    async def four_then_wait() -> list[int]:
+        answers = await asyncio.gather(*(_call(app, path="/slow", body=[b'{"word": "a"}']) for _ in range(4)))
+        busy = app.slots.in_flight["predict"]
+        await asyncio.sleep(2)
+        return [status for status, _, _ in answers] + [busy, app.slots.in_flight["predict"]]
+
+    statuses = _run(four_then_wait())
+    assert statuses[:4] == [504] * 4
+    assert statuses[4] >= 1 and statuses[5] == 0  # slots held while the threads ran, given back after
+    assert Slow.peak == 1  # one at a time, the deadline notwithstanding
+
+
+def test_an_empty_body_past_the_deadline_is_a_504_not_a_408():
+    app = gateway.Gateway(declared(Slow), Settings(timeout_seconds=1), limits={"predict": 2, "generation": 1},
+                          instance=Slow())
+    status, _, body = _run(_call(app, path="/wait", body=[b""]))
+    assert status == 504, body
+
+
+def test_preflights_without_cors_are_405_and_strangers_are_refused_in_the_one_shape():
+    preflight = [(b"origin", b"https://elsewhere.test"), (b"access-control-request-method", b"POST")]
+    status, _, body = _run(_call(_gateway(_slow), method="OPTIONS", path="/echo", headers=preflight, body=[b""]))
+    assert status == 405 and "error" in body
+    status, _, body = _run(_call(_gateway(_slow, cors_origins=("https://page.test",)), method="OPTIONS",
+                                 path="/echo", headers=preflight, body=[b""]))
+    assert status == 400 and "origin" in body["error"]
+
+
+def test_a_content_type_the_route_has_no_form_for_is_a_415():
+    status, _, body = _run(_call(_gateway(_slow), path="/count", body=[b"word=a"],
+                                 headers=[(b"content-type", b"application/x-www-form-urlencoded")]))
+    assert status == 415 and "application/json" in body["error"]
+
+
+def test_a_request_passed_on_that_comes_back_is_a_404_not_a_loop():
+    app = _gateway(_slow)
+    scope_passed = {gateway.PASSED: True}
+
+    async def call() -> int:
+        sent: list[dict] = []
+
+        async def receive() -> dict:
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        await app({"type": "http", "method": "GET", "path": "/metrics", "headers": [], **scope_passed}, receive, send)
+        return sent[0]["status"]
+
+    assert _run(call()) == 404

@@ -38,3 +38,10 @@ def test_an_untested_bentoml_is_refused_unless_told_to_serve_stock(monkeypatch):
         patches.check()
     monkeypatch.setenv(patches.UNTESTED, "stock")
     assert patches.check() is False  # start-up then applies none of them
+
+
+def test_the_tested_bentoml_is_patched_unless_the_stock_path_is_asked_for(monkeypatch):
+    monkeypatch.delenv(patches.UNTESTED, raising=False)
+    assert patches.check() is True
+    monkeypatch.setenv(patches.UNTESTED, "stock")
+    assert patches.check() is False

@@ -325,12 +325,18 @@ class Gateway:
         finally:
             if hold.thread is not None and not hold.thread.done():
                 # A sync endpoint's thread cannot be stopped: its slot stays taken until it returns.
-                hold.thread.add_done_callback(lambda _done, taken=slot: self.slots.release(taken))
+                hold.thread.add_done_callback(functools.partial(self._thread_done, slot))
             else:
                 self.slots.release(slot)
             if len(body) > LARGE_BODY:
                 del body
                 await asyncio.to_thread(release_freed_memory)  # a syscall that walks the heap: not on the loop
+
+    def _thread_done(self, slot: str | None, thread: asyncio.Future) -> None:
+        """An abandoned sync endpoint's thread returned: its slot is free; a failure is logged, once."""
+        self.slots.release(slot)
+        if not thread.cancelled() and thread.exception() is not None:
+            logger.warning("a sync endpoint answered 504 went on to fail: %r", thread.exception())
 
     async def _call(self, route: Route, scope: Scope, receive: Receive, answer: _Answer, headers: dict[bytes, bytes],
                     params: dict[str, str], body: bytes, hold: "_Hold") -> None:

@@ -3,6 +3,7 @@ and serves each one as its card appears, without a restart and without a failed 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -15,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from serving.repository.training_plan import Pending
 from training.progress import Progress
 
 from .conftest import free_port, start_server, stop
@@ -95,7 +97,8 @@ def test_models_still_training_answer_503_with_the_time_they_need(first_run):
     assert listed[FIRST]["state"] == "loaded"
     assert listed["passengers"]["state"] == "training" and 0 <= listed["passengers"]["progress"] < 1
     assert listed["mnist-logreg"]["state"] == "queued" and listed["mnist-logreg"]["progress"] == 0
-    assert {"seconds_left", "progress"} <= set(listed["passengers"])  # what the page shows of each
+    # Every field of a model still to come reaches the page (its error only once it failed).
+    assert set(listed["passengers"]) == {field.name for field in dataclasses.fields(Pending)} - {"error"}
 
 
 def test_each_model_serves_once_trained_and_the_server_becomes_ready(first_run, trained_models):

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 from serving.inference.postprocess import headline_numbers
+from serving.repository.training_plan import duration
 
 from .data import DataNotFoundError
 from .estimates import REFERENCE_PROBE, in_run_order, probe, scaled
@@ -60,10 +61,6 @@ def _estimates_here(profile: str, names: list[str], fast_first: bool) -> dict[st
     return in_run_order({name: here[name] for name in names}, measured)
 
 
-def _duration(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
-
-
 def _accepts(train: Callable[..., dict], option: str) -> bool:
     return option in inspect.signature(train).parameters
 
@@ -111,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     progress = Progress(args.progress, args.profile, {name: estimates[name] for name in names})
 
     def estimate(*chosen: str) -> str:
-        return "" if args.limit else f", about {_duration(sum(estimates[n] for n in chosen))} on this machine"
+        return "" if args.limit else f", about {duration(sum(estimates[n] for n in chosen))} on this machine"
 
     if len(names) > 1:
         print(f"training {len(names)} models ({args.profile} profile) into {out_root}{estimate(*names)}")
@@ -142,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         checkpoint.unlink(missing_ok=True)  # the run finished; a new one starts from scratch
         shown = ", ".join(f"{key} {value:.4g}" for key, value in headline_numbers(card["metrics"]).items())
         against = "" if args.limit else f" ({seconds / estimates[name]:.2f}x the estimate)"
-        print(f"{name}: wrote {out_root / name} (version {card['version']}) in {_duration(seconds)}{against}: {shown}")
+        print(f"{name}: wrote {out_root / name} (version {card['version']}) in {duration(seconds)}{against}: {shown}")
     if failed:
         return 2
     return 0

@@ -39,10 +39,11 @@ class Pending:
         if self.state == "failed":
             return f"model {self.name!r} failed to train in this server's first run ({self.error}); see its log"
         return (f"model {self.name!r} is {self.state} in this server's first run "
-                f"({self.progress:.0%} done by its estimate): about {_duration(self.seconds_left)} left")
+                f"({self.progress:.0%} done by its estimate): about {duration(self.seconds_left)} left")
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
+    """Seconds as a person reads them: "40 s", "12 min"."""
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
 
 

@@ -7,7 +7,6 @@ core with ``taskset`` when available; the report says so.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import shutil
@@ -16,7 +15,7 @@ import sys
 from pathlib import Path
 
 from loadtests import report
-from loadtests.server import REPO, pinned, served
+from loadtests.server import REPO, pinned, served, target_parser
 
 BIN = Path(sys.executable).parent
 RATE = float(os.environ.get("LOADTEST_RATE_PER_USER", "5"))  # requests/s each constant-throughput user offers
@@ -31,9 +30,7 @@ def locust_command(url: str, users: int, spawn_rate: float, duration: str, prefi
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--url", default=os.environ.get("URL"), help="target a running server instead")
-    parser.add_argument("--port", type=int, default=3100)
+    parser = target_parser(__doc__)
     parser.add_argument("--users", type=int, default=20)
     parser.add_argument("--spawn-rate", type=float, default=10)
     parser.add_argument("--duration", default="60s")

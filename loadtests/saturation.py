@@ -9,16 +9,14 @@ warned that its own core was saturated are flagged: there the generator, not the
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 from loadtests import report
 from loadtests.run import RATE, REPO, locust_command
-from loadtests.server import served
+from loadtests.server import served, target_parser
 
 
 def _level(url: str, family: str, users: int, duration: str, prefix: Path) -> dict:
@@ -30,9 +28,7 @@ def _level(url: str, family: str, users: int, duration: str, prefix: Path) -> di
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--url", default=os.environ.get("URL"), help="target a running server instead")
-    parser.add_argument("--port", type=int, default=3100)
+    parser = target_parser(__doc__)
     parser.add_argument("--family", default="HousePriceUser")
     parser.add_argument("--levels", type=int, nargs="+", default=[20, 40, 60, 80, 100, 140, 180, 240, 300],
                         help="user counts to step through")

@@ -8,6 +8,7 @@ Locust's environment needs nothing more.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import shutil
@@ -83,3 +84,11 @@ def served(port: int, log: Path, env: dict[str, str] | None = None, core: int | 
         yield url
     finally:
         stop(process)
+
+
+def target_parser(description: str | None) -> argparse.ArgumentParser:
+    """A load run's command line so far: a server of its own on ``--port``, or a running one at ``--url``."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--url", default=os.environ.get("URL"), help="target a running server instead")
+    parser.add_argument("--port", type=int, default=3100)
+    return parser

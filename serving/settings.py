@@ -30,6 +30,11 @@ def _choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     return raw
 
 
+# Whole numbers read from ZOOSERVE_<NAME IN CAPITALS>, each defaulting to its field's default.
+LIMITS = ("max_body_bytes", "timeout_seconds", "max_concurrency", "max_generations", "body_timeout_seconds",
+          "max_rows", "max_elements", "max_images", "max_steps", "gpus")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Service configuration: one field per ``ZOOSERVE_*`` variable, with its default."""
@@ -76,17 +81,8 @@ class Settings:
             inter_op_threads=_int("ZOOSERVE_INTER_OP_THREADS", 0),
             required_models=_list("ZOOSERVE_MODELS"),
             api_key=os.environ.get("ZOOSERVE_API_KEY") or None,
-            max_body_bytes=_int("ZOOSERVE_MAX_BODY_BYTES", cls.max_body_bytes),
-            timeout_seconds=_int("ZOOSERVE_TIMEOUT_SECONDS", cls.timeout_seconds),
-            max_concurrency=_int("ZOOSERVE_MAX_CONCURRENCY", cls.max_concurrency),
-            max_generations=_int("ZOOSERVE_MAX_GENERATIONS", cls.max_generations),
-            body_timeout_seconds=_int("ZOOSERVE_BODY_TIMEOUT_SECONDS", cls.body_timeout_seconds),
-            max_rows=_int("ZOOSERVE_MAX_ROWS", cls.max_rows),
-            max_elements=_int("ZOOSERVE_MAX_ELEMENTS", cls.max_elements),
-            max_images=_int("ZOOSERVE_MAX_IMAGES", cls.max_images),
-            max_steps=_int("ZOOSERVE_MAX_STEPS", cls.max_steps),
+            **{name: _int(f"ZOOSERVE_{name.upper()}", getattr(cls, name)) for name in LIMITS},
             cors_origins=_list("ZOOSERVE_CORS_ORIGINS"),
-            gpus=_int("ZOOSERVE_GPUS", cls.gpus),
             batching=_choice("ZOOSERVE_BATCHING", cls.batching, ("auto", "on", "off")),  # type: ignore[arg-type]
             access_log=_choice("ZOOSERVE_ACCESS_LOG", "off", ("on", "off")) == "on",
             training_progress=Path(os.environ["ZOOSERVE_TRAINING_PROGRESS"])

@@ -39,20 +39,14 @@ def trained_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     HTTP tests hold it to 97% accuracy, and it must come first: it scores the generative models)."""
     if reuse := os.environ.get("ZOOSERVE_TEST_MODELS"):  # a set trained by an earlier run, to iterate faster
         return Path(reuse)
-    from training import classical, diffusion, gan, house_price, mnist, passengers, transfer, vae
+    from training.catalog import recipes, train
 
     root = tmp_path_factory.mktemp("models")
-    house_price.train_gbm("quick", seed=0, limit=TRAIN_ROWS, out_root=root)
-    house_price.train_mlp("quick", seed=0, limit=TRAIN_ROWS, out_root=root)
-    passengers.train("quick", seed=0, out_root=root)
-    mnist.train("quick", seed=0, out_root=root)
-    transfer.train("quick", seed=0, limit=TRANSFER_IMAGES, out_root=root)
-    for family in (vae, gan, diffusion):
-        family.train("quick", seed=0, limit=GENERATIVE_IMAGES, out_root=root)
-    for family in (vae, gan):  # their class-conditional twins, which draw a requested digit
-        family.train("quick", seed=0, limit=GENERATIVE_IMAGES, out_root=root, conditional=True)
-    for train_classical in classical.TRAINERS.values():
-        train_classical("quick", seed=0, limit=CLASSICAL_IMAGES, out_root=root)
+    limits = {"house-price-gbm": TRAIN_ROWS, "house-price-mlp": TRAIN_ROWS, "transfer-cnn": TRANSFER_IMAGES,
+              **dict.fromkeys(("vae", "gan", "diffusion", "vae-conditional", "gan-conditional"), GENERATIVE_IMAGES),
+              **dict.fromkeys(("mnist-logreg", "mnist-knn", "mnist-tree", "mnist-forest"), CLASSICAL_IMAGES)}
+    for name in recipes():  # in the CLI's order: mnist-cnn before the generative models it scores
+        train(name, "quick", seed=0, limit=limits.get(name), out_root=root)
     return root
 
 

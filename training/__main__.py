@@ -3,43 +3,23 @@
 from __future__ import annotations
 
 import argparse
-import functools
-import inspect
 import sys
 import time
 from pathlib import Path
-from typing import Callable
 
 from serving.inference.postprocess import headline_numbers
 from serving.repository.training_plan import duration
 
+from .catalog import recipes
 from .data import DataNotFoundError
 from .estimates import REFERENCE_PROBE, in_run_order, probe, scaled
 from .export import ExportError, models_dir
 from .generative_eval import FeatureModelMissing
 from .progress import Progress
+from .template import train
 from .transfer import WeightsNotFoundError
 
 CHECKPOINTS = Path("checkpoints")
-
-
-def _trainers() -> dict[str, Callable[..., dict]]:
-    from . import classical, diffusion, gan, house_price, mnist, passengers, transfer, vae
-
-    return {
-        "house-price-gbm": house_price.train_gbm,
-        "house-price-mlp": house_price.train_mlp,
-        "mnist-cnn": mnist.train,  # before the generative models: their FID is measured with it
-        **classical.TRAINERS,  # mnist-logreg, mnist-knn, mnist-tree, mnist-forest
-        "transfer-cnn": transfer.train,
-        "passengers": passengers.train,
-        "vae": vae.train,
-        "gan": gan.train,
-        "diffusion": diffusion.train,
-        # Last: the class-conditional twins only draw a requested digit for /generate/vae and /generate/gan.
-        "vae-conditional": functools.partial(vae.train, conditional=True),
-        "gan-conditional": functools.partial(gan.train, conditional=True),
-    }
 
 
 # A first run (--fast-first) trains these first, fastest first: they train in seconds or, for the
@@ -61,16 +41,12 @@ def _estimates_here(profile: str, names: list[str], fast_first: bool) -> dict[st
     return in_run_order({name: here[name] for name in names}, measured)
 
 
-def _accepts(train: Callable[..., dict], option: str) -> bool:
-    return option in inspect.signature(train).parameters
-
-
 def main(argv: list[str] | None = None) -> int:
-    trainers = _trainers()
+    families = recipes()
     parser = argparse.ArgumentParser(
         prog="python -m training", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Train a ZooServe model, export it to ONNX and write models/<name>/card.json.")
-    parser.add_argument("model", choices=[*trainers, "all"], help="model to train, or every model")
+    parser.add_argument("model", choices=[*families, "all"], help="model to train, or every model")
     parser.add_argument("--profile", choices=["quick", "full"], default="full",
                         help="quick: about a minute, for development; full: the reported numbers")
     parser.add_argument("--seed", type=int, default=0)
@@ -94,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     out_root = args.models_dir or models_dir()
-    names = list(trainers) if args.model == "all" else [args.model]
+    names = list(families) if args.model == "all" else [args.model]
     if args.missing_only:
         for name in [name for name in names if (out_root / name / "card.json").exists()]:
             print(f"{name}: already in {out_root}, skipped")
@@ -116,17 +92,12 @@ def main(argv: list[str] | None = None) -> int:
     for position, name in enumerate(names, start=1):
         print(f"[{position}/{len(names)}] {name}: training ({args.profile} profile){estimate(name)}", flush=True)
         started = time.perf_counter()
-        train = trainers[name]
-        kwargs = {"profile": args.profile, "seed": args.seed, "limit": args.limit, "out_root": out_root}
+        recipe = families[name]
         checkpoint = CHECKPOINTS / f"{name}-{args.profile}-seed{args.seed}.pt"
-        if _accepts(train, "checkpoint"):
-            kwargs["checkpoint"] = checkpoint
-        for option in ("backbone", "mode", "weights", "image_folder"):
-            if getattr(args, option) is not None and _accepts(train, option):
-                kwargs[option] = getattr(args, option)
+        options = {option: getattr(args, option) for option in recipe.options if getattr(args, option) is not None}
         progress.start(name)
         try:
-            card = train(**kwargs)
+            card = train(recipe, args.profile, args.seed, args.limit, out_root, checkpoint, **options)
         except (DataNotFoundError, ExportError, FeatureModelMissing, WeightsNotFoundError) as error:
             print(f"error: {error}", file=sys.stderr)
             progress.fail(name, str(error))

@@ -14,9 +14,7 @@ computes the card's metrics by running the graph on the 10,000 test digits.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
-from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 from sklearn.decomposition import PCA
@@ -30,8 +28,9 @@ from serving.inference.images import MNIST_MEAN, MNIST_STD
 
 from . import plots
 from .data import mnist_arrays
-from .export import Graph, Sessions, Stopwatch, export_model, sklearn_classifier_writer
+from .export import Graph, Sessions, Stopwatch, sklearn_classifier_writer
 from .mnist import LABELS, VALIDATION, evaluate_digits, normalize, validation_split
+from .template import Recipe
 from .tuning import cross_validate, error_rate
 
 INPUT, PIXELS = "image", 28 * 28
@@ -104,48 +103,62 @@ def graph_probabilities(session) -> Callable[[np.ndarray], np.ndarray]:
     return probabilities
 
 
-def train(name: str, profile: str = "full", seed: int = 0, limit: int | None = None,
-          out_root: Path | None = None) -> dict:
-    family, config = FAMILIES[name], PROFILES[profile]
-    images, labels = mnist_arrays(train=True)
-    _, train_idx = validation_split(len(labels), limit or config.train_images)
-    x, y = flat(images[train_idx]), labels[train_idx]
-    cv = np.random.default_rng(seed).choice(len(y), min(config.cv_images, len(y)), replace=False)
-    with Stopwatch() as watch:
-        best, table = cross_validate(
-            list(family.grid),
-            lambda params, xf, yf, xv, _yv: family.build(**params, seed=seed).fit(xf, yf).predict(xv),
-            x[cv], y[cv], folds=config.folds, seed=seed, desc=f"{name} cv", error=("error_rate", error_rate))
-        model = family.build(**best, seed=seed).fit(x, y)
-    test_images, test_labels = mnist_arrays(train=False)
-    parity = flat(test_images[:2000])
-    graph = Graph(
-        file="model.onnx",
-        write=sklearn_classifier_writer(model, INPUT, PIXELS, len(LABELS)),
-        reference=lambda inputs: [model.predict(inputs[INPUT]), model.predict_proba(inputs[INPUT])],
-        parity_inputs={INPUT: parity},
-        units={INPUT: "784 pixels, row by row, normalized: (x/255 - mean) / std", "label": "the digit",
-               "probabilities": "P(0) ... P(9)"},
-        max_exceed_fraction=family.max_exceed_fraction,
-    )
-    card = {
-        "task": "image-classification", "profile": profile, "seed": seed,
-        "data": {"source": "MNIST", "train": len(y), "validation": VALIDATION, "test": len(test_labels),
-                 "cross_validation_subsample": len(cv)},
-        "preprocessing": {"mean": MNIST_MEAN, "std": MNIST_STD, "size": 28,
-                          "upload": "serving.inference.images.to_mnist",
-                          "flatten": "the 28x28 input, row by row, into 784 values"},
-        "labels": LABELS,
-        "hyperparameters": {"pipeline": [type(step).__name__ for step in model.named_steps.values()], **best},
-        "cross_validation": table,
-        "training": watch.as_card(),
-    }
+class ClassicalRecipe(Recipe[Profile]):
+    """One of ``FAMILIES``: its grid searched by cross-validation on a subsample of the training
+    split, the best refitted on all of it; ``recipe(family)`` makes the family's recipe."""
 
-    def evaluate(sessions: Sessions) -> dict[str, Any]:
-        return evaluate_digits(graph_probabilities(sessions["model"]), test_images, test_labels,
-                               plots.reports_dir(name), name)
+    task, profiles = "image-classification", PROFILES
+    family: ClassVar[Family]
 
-    return export_model(name, {"model": graph}, evaluate, card, out_root)
+    def load(self) -> None:
+        images, labels = mnist_arrays(train=True)
+        _, train_idx = validation_split(len(labels), self.run.limit or self.config.train_images)
+        self.x, self.y = flat(images[train_idx]), labels[train_idx]
+        self.test_images, self.test_labels = mnist_arrays(train=False)
+
+    def learn(self) -> tuple[Pipeline, Stopwatch]:
+        family, config, seed, x, y = self.family, self.config, self.run.seed, self.x, self.y
+        self.cv = np.random.default_rng(seed).choice(len(y), min(config.cv_images, len(y)), replace=False)
+        with Stopwatch() as watch:
+            self.best, self.cross_validation = cross_validate(
+                list(family.grid),
+                lambda params, xf, yf, xv, _yv: family.build(**params, seed=seed).fit(xf, yf).predict(xv),
+                x[self.cv], y[self.cv], folds=config.folds, seed=seed, desc=f"{self.name} cv",
+                error=("error_rate", error_rate))
+            model = family.build(**self.best, seed=seed).fit(x, y)
+        return model, watch
+
+    def graphs(self, model: Pipeline) -> dict[str, Graph]:
+        return {"model": Graph(
+            file="model.onnx",
+            write=sklearn_classifier_writer(model, INPUT, PIXELS, len(LABELS)),
+            reference=lambda inputs: [model.predict(inputs[INPUT]), model.predict_proba(inputs[INPUT])],
+            parity_inputs={INPUT: flat(self.test_images[:2000])},
+            units={INPUT: "784 pixels, row by row, normalized: (x/255 - mean) / std", "label": "the digit",
+                   "probabilities": "P(0) ... P(9)"},
+            max_exceed_fraction=self.family.max_exceed_fraction,
+        )}
+
+    def card(self, model: Pipeline) -> dict[str, Any]:
+        return {
+            "data": {"source": "MNIST", "train": len(self.y), "validation": VALIDATION, "test": len(self.test_labels),
+                     "cross_validation_subsample": len(self.cv)},
+            "preprocessing": {"mean": MNIST_MEAN, "std": MNIST_STD, "size": 28,
+                              "upload": "serving.inference.images.to_mnist",
+                              "flatten": "the 28x28 input, row by row, into 784 values"},
+            "labels": LABELS,
+            "hyperparameters": {"pipeline": [type(step).__name__ for step in model.named_steps.values()],
+                                **self.best},
+            "cross_validation": self.cross_validation,
+        }
+
+    def evaluate(self, sessions: Sessions) -> dict[str, Any]:
+        return evaluate_digits(graph_probabilities(sessions["model"]), self.test_images, self.test_labels,
+                               plots.reports_dir(self.name), self.name)
 
 
-TRAINERS = {name: partial(train, name) for name in FAMILIES}
+def recipe(family: Family) -> type[ClassicalRecipe]:
+    return type(f"ClassicalRecipe[{family.name}]", (ClassicalRecipe,), {"name": family.name, "family": family})
+
+
+RECIPES = {name: recipe(family) for name, family in FAMILIES.items()}

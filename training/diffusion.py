@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,10 +28,10 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from serving.inference.ddim import GUIDED_STEP_GRAPH, NULL_LABEL, STEP_GRAPH, linear_betas
 
-from .export import torch_graph
-from .generative import GenerativeProfile, batches, card_fields, cosine_decay, prepare, publish
-from .loop import fit
+from .export import Graph, torch_graph
+from .generative import GenerativeProfile, GenerativeRecipe, cosine_decay
 from .precision import choose
+from .template import Learning
 
 NAME = "diffusion"
 VALUE_RANGE = (-1.0, 1.0)
@@ -183,69 +183,83 @@ class DDPM(nn.Module):
         return (error * snr.clamp(max=min_snr_gamma) / snr).mean()
 
 
-def train(profile: str = "full", seed: int = 0, limit: int | None = None, out_root: Path | None = None,
-          checkpoint: Path | None = None) -> dict:
-    config = PROFILES[profile]
-    out_root, digits = prepare(config, seed, limit, out_root, VALUE_RANGE)
-    model = DDPM(config)
-    optimizer = torch.optim.Adam(model.net.parameters(), lr=config.lr)
-    optimizer.register_step_post_hook(lambda *_: model.ema.update_parameters(model.net))
-    scheduler = cosine_decay(optimizer, config.epochs * (len(digits.x_train) // config.batch_size))
-    train_steps = SCHEDULE["train_steps"]
-    precision = choose(config.bf16)
-    print(f"{NAME}: autocast {precision.autocast} ({precision.reason})", flush=True)
+class DiffusionRecipe(GenerativeRecipe):
+    name, profiles, value_range, score = NAME, PROFILES, VALUE_RANGE, "best_ema_noise_mse"
 
-    def step(m: DDPM, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    @property
+    def conditioning(self) -> str:  # type: ignore[override]
+        return (f"optional digit 0-9, classifier-free guidance (label dropped to {NULL_LABEL} for "
+                f"{self.config.p_uncond:.0%} of training images)")
+
+    def load(self) -> None:
+        super().load()
+        config, digits = self.config, self.digits
+        self.precision = choose(config.bf16)
+        print(f"{NAME}: autocast {self.precision.autocast} ({self.precision.reason})", flush=True)
+        # Validation: the averaged weights' loss on fixed images, timesteps, noise and label drops.
+        fixed = torch.Generator().manual_seed(0)
+        self.x_val, y_val = digits.x_val[:VALIDATION_IMAGES], digits.y_val[:VALIDATION_IMAGES]
+        self.t_val = torch.randint(0, SCHEDULE["train_steps"], (len(self.x_val),), generator=fixed)
+        self.noise_val = torch.randn(self.x_val.shape, generator=fixed)
+        self.y_val = torch.where(torch.rand(len(y_val), generator=fixed) < config.p_uncond, NULL_LABEL, y_val)
+
+    def network(self) -> DDPM:
+        return DDPM(self.config)
+
+    def learning(self, model: DDPM) -> Learning:
+        optimizer = torch.optim.Adam(model.net.parameters(), lr=self.config.lr)
+        optimizer.register_step_post_hook(lambda *_: model.ema.update_parameters(model.net))
+        steps = self.config.epochs * (len(self.digits.x_train) // self.config.batch_size)
+        return Learning(optimizer, cosine_decay(optimizer, steps), threads=self.config.threads)
+
+    def loss(self, model: DDPM, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        config = self.config
         x0, label = batch
         dropped = torch.rand(len(label)) < config.p_uncond
         label = torch.where(dropped, torch.full_like(label, NULL_LABEL), label)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision.bf16):
-            return m.loss(m.net, x0, label, torch.randint(0, train_steps, (len(x0),)), torch.randn_like(x0),
-                          config.min_snr_gamma)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision.bf16):
+            return model.loss(model.net, x0, label, torch.randint(0, SCHEDULE["train_steps"], (len(x0),)),
+                              torch.randn_like(x0), config.min_snr_gamma)
 
-    # Validation: the averaged weights' loss on fixed images, timesteps, noise and label drops.
-    fixed = torch.Generator().manual_seed(0)
-    x_val, y_val = digits.x_val[:VALIDATION_IMAGES], digits.y_val[:VALIDATION_IMAGES]
-    t_val = torch.randint(0, train_steps, (len(x_val),), generator=fixed)
-    noise_val = torch.randn(x_val.shape, generator=fixed)
-    y_val = torch.where(torch.rand(len(y_val), generator=fixed) < config.p_uncond, NULL_LABEL, y_val)
+    def validate(self, model: DDPM) -> float:
+        return float(model.loss(model.ema.module, self.x_val, self.y_val, self.t_val, self.noise_val))
 
-    result = fit(model, batches(digits.x_train, digits.y_train, config.batch_size, torch.Generator().manual_seed(seed)),
-                 step=step, validate=lambda m: float(m.loss(m.ema.module, x_val, y_val, t_val, noise_val)),
-                 optimizer=optimizer, scheduler=scheduler, scheduler_per_batch=True, epochs=config.epochs,
-                 checkpoint=checkpoint, desc=NAME, threads=config.threads)
+    def graphs(self, model: DDPM) -> dict[str, Graph]:
+        network = model.ema.module.eval()
+        rng = np.random.default_rng(2)
+        alphas_cumprod = model.alphas_cumprod.numpy().astype(np.float64)
+        units = {"x": "noisy image x_t, data in [-1, 1]", "t": "timestep 0..999",
+                 "label": f"digit 0-9, {NULL_LABEL}: none", "eps": "predicted noise",
+                 "alpha": "alpha-bar at t", "alpha_prev": "alpha-bar at the next timestep (1 after the last)",
+                 "guidance": "classifier-free guidance weight", "x_prev": "the image one DDIM step on"}
+        eps_inputs = {"x": rng.standard_normal((512, 1, 28, 28), dtype=np.float32),
+                      "t": rng.integers(0, SCHEDULE["train_steps"], 512).astype(np.int64),
+                      "label": rng.integers(0, NULL_LABEL + 1, 512).astype(np.int64)}
+        return {
+            "model": torch_graph(network, "model.onnx", eps_inputs, ["eps"], units),
+            STEP_GRAPH: torch_graph(DenoisingStep(network, guided=False), "step.onnx",
+                                    step_inputs(alphas_cumprod, 512, rng, guided=False), ["x_prev"], units),
+            GUIDED_STEP_GRAPH: torch_graph(DenoisingStep(network, guided=True), "guided_step.onnx",
+                                           step_inputs(alphas_cumprod, 256, rng, guided=True), ["x_prev"], units),
+        }
 
-    network = model.ema.module.eval()
-    rng = np.random.default_rng(2)
-    alphas_cumprod = model.alphas_cumprod.numpy().astype(np.float64)
-    units = {"x": "noisy image x_t, data in [-1, 1]", "t": "timestep 0..999",
-             "label": f"digit 0-9, {NULL_LABEL}: none", "eps": "predicted noise",
-             "alpha": "alpha-bar at t", "alpha_prev": "alpha-bar at the next timestep (1 after the last)",
-             "guidance": "classifier-free guidance weight", "x_prev": "the image one DDIM step on"}
-    eps_inputs = {"x": rng.standard_normal((512, 1, 28, 28), dtype=np.float32),
-                  "t": rng.integers(0, train_steps, 512).astype(np.int64),
-                  "label": rng.integers(0, NULL_LABEL + 1, 512).astype(np.int64)}
-    graphs = {
-        "model": torch_graph(network, "model.onnx", eps_inputs, ["eps"], units),
-        STEP_GRAPH: torch_graph(DenoisingStep(network, guided=False), "step.onnx",
-                                step_inputs(alphas_cumprod, 512, rng, guided=False), ["x_prev"], units),
-        GUIDED_STEP_GRAPH: torch_graph(DenoisingStep(network, guided=True), "guided_step.onnx",
-                                       step_inputs(alphas_cumprod, 256, rng, guided=True), ["x_prev"], units),
-    }
-    sampling = {"kind": "ddim", "schedule": SCHEDULE, "default_steps": DEFAULT_STEPS,
-                "default_guidance": config.guidance, "null_label": NULL_LABEL, "output_range": list(VALUE_RANGE)}
-    card = {
-        **card_fields(profile, seed, digits, f"optional digit 0-9, classifier-free guidance (label dropped to "
-                                             f"{NULL_LABEL} for {config.p_uncond:.0%} of training images)"),
-        "preprocessing": {"pixels": "x / 127.5 - 1 in [-1, 1]"},
-        "hyperparameters": {"prediction": "epsilon", "base_channels": config.base_channels, "epochs": config.epochs,
-                            "batch_size": config.batch_size, "lr": config.lr, "optimizer": "Adam, cosine decay",
-                            "autocast": precision.autocast, "precision": precision.as_card(),
-                            "p_uncond": config.p_uncond, "ema_decay": config.ema_decay,
-                            "min_snr_gamma": config.min_snr_gamma,
-                            "parameters": sum(p.numel() for p in model.net.parameters())},
-        "validation": {"best_ema_noise_mse": result.best_score, "best_epoch": result.best_epoch,
-                       "epochs_run": result.epochs_run, "history": result.history},
-    }
-    return publish(NAME, graphs, sampling, card, config.eval_images, out_root, result.as_card(), conditional=True,
-                   steps=config.eval_steps, guidance=config.guidance)
+    def sampling(self) -> dict[str, Any]:
+        return {"kind": "ddim", "schedule": SCHEDULE, "default_steps": DEFAULT_STEPS,
+                "default_guidance": self.config.guidance, "null_label": NULL_LABEL,
+                "output_range": list(VALUE_RANGE)}
+
+    def sample_options(self) -> dict[str, Any]:
+        return {"steps": self.config.eval_steps, "guidance": self.config.guidance}
+
+    def card(self, model: DDPM) -> dict[str, Any]:
+        config, precision = self.config, self.precision
+        return {
+            **super().card(model),
+            "preprocessing": {"pixels": "x / 127.5 - 1 in [-1, 1]"},
+            "hyperparameters": {"prediction": "epsilon", "base_channels": config.base_channels,
+                                "epochs": config.epochs, "batch_size": config.batch_size, "lr": config.lr,
+                                "optimizer": "Adam, cosine decay", "autocast": precision.autocast,
+                                "precision": precision.as_card(), "p_uncond": config.p_uncond,
+                                "ema_decay": config.ema_decay, "min_snr_gamma": config.min_snr_gamma,
+                                "parameters": sum(p.numel() for p in model.net.parameters())},
+        }

@@ -28,7 +28,7 @@ labels; its graph takes ``z`` and ``digit``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,12 +40,11 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from serving.inference.generation import to_uint8
 
-from .export import torch_graph
-from .generative import (CLASSES, CONDITIONING, LABEL_FEATURES, LABEL_INPUT, Conditioning, GenerativeProfile, batches,
-                         card_fields, conditioned_name, cosine_decay, in_proportion, latent_sampling, prepare,
-                         publish, selection_digits)
+from .export import Graph, torch_graph
+from .generative import (CLASSES, CONDITIONING, LABEL_FEATURES, LABEL_INPUT, Conditioning, GenerativeProfile,
+                         GenerativeRecipe, cosine_decay, in_proportion, latent_sampling, selection_digits)
 from .generative_eval import selection_fid
-from .loop import fit
+from .template import Learning
 
 NAME = "gan"
 VALUE_RANGE = (-1.0, 1.0)
@@ -175,78 +174,98 @@ def self_conditioning(images: torch.Tensor, clusters: int, seed: int) -> tuple[t
     return torch.from_numpy(assigned.astype(np.int64)), shares.tolist()
 
 
-def train(profile: str = "full", seed: int = 0, limit: int | None = None, out_root: Path | None = None,
-          checkpoint: Path | None = None, conditional: bool = False) -> dict:
-    config = PROFILES[profile]
-    name = conditioned_name(NAME, conditional)
-    out_root, digits = prepare(config, seed, limit, out_root, VALUE_RANGE)
-    if conditional:
-        labels, weights = digits.y_train, None
-    else:
-        clusters, weights = self_conditioning(digits.x_train, config.clusters, seed)
-        labels = digits.y_train if clusters is None else clusters  # an unconditional pair ignores its labels
-    classes = CLASSES if conditional else config.clusters
-    model = WGAN(config, classes)
-    generator_optimizer = torch.optim.Adam(model.generator.parameters(), lr=config.lr, betas=config.betas)
-    critic_optimizer = torch.optim.Adam(model.critic.parameters(), lr=config.lr, betas=config.betas)
-    if model.average is not None:
-        generator_optimizer.register_step_post_hook(lambda *_: model.average.update_parameters(model.generator))
-    # One "batch" of the loop is critic_steps real batches: that many critic steps, then one generator step.
-    group = config.batch_size * config.critic_steps
-    generator_steps = config.epochs * (len(digits.x_train) // group)
-    scheduler = cosine_decay(generator_optimizer, generator_steps, config.cosine_decay)
-    epoch = batches(digits.x_train, labels, group, torch.Generator().manual_seed(seed))
+class GanRecipe(GenerativeRecipe):
+    name, profiles, value_range, score = NAME, PROFILES, VALUE_RANGE, "best_fid_vs_validation"
 
-    def step(m: WGAN, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        for param_group in critic_optimizer.param_groups:  # the critic follows the generator's schedule
-            param_group["lr"] = generator_optimizer.param_groups[0]["lr"]
-        for real, digit in zip(batch[0].split(config.batch_size), batch[1].split(config.batch_size)):
-            critic_optimizer.zero_grad(set_to_none=True)
-            m.critic_loss(real, digit).backward()
-            critic_optimizer.step()
-        return m.generator_loss(digit)
+    def labels(self) -> torch.Tensor:
+        """The digits (conditional), or the images' self-conditioning clusters, whose shares the
+        samples then draw from (``weights``); an unconditional pair without clusters ignores them."""
+        config, digits = self.config, self.digits
+        self.classes = CLASSES if self.conditional else config.clusters
+        if self.conditional:
+            self.weights = None
+            return digits.y_train
+        clusters, self.weights = self_conditioning(digits.x_train, config.clusters, self.run.seed)
+        return digits.y_train if clusters is None else clusters
 
-    score = selection_fid(out_root, to_uint8(digits.x_val.numpy(), VALUE_RANGE))
-    z_selection = torch.from_numpy(np.random.default_rng(1).standard_normal((SELECTION_IMAGES, config.latent_dim),
-                                                                            dtype=np.float32))
-    digit_selection = (selection_digits(SELECTION_IMAGES) if conditional else
-                       in_proportion(weights, SELECTION_IMAGES) if weights is not None else None)
+    def batch_images(self) -> int:
+        # One "batch" of the loop is critic_steps real batches: that many critic steps, then one generator step.
+        return self.config.batch_size * self.config.critic_steps
 
-    def validate(m: WGAN) -> float:
-        return score(to_uint8(m.served()(z_selection, digit_selection).numpy(), VALUE_RANGE))
+    def load(self) -> None:
+        super().load()
+        config, digits = self.config, self.digits
+        self.selection_score = selection_fid(self.run.out_root, to_uint8(digits.x_val.numpy(), VALUE_RANGE))
+        self.z_selection = torch.from_numpy(np.random.default_rng(1).standard_normal(
+            (SELECTION_IMAGES, config.latent_dim), dtype=np.float32))
+        self.digit_selection = (selection_digits(SELECTION_IMAGES) if self.conditional else
+                                in_proportion(self.weights, SELECTION_IMAGES) if self.weights is not None else None)
 
-    result = fit(model, epoch, step=step, validate=validate, optimizer=generator_optimizer, epochs=config.epochs,
-                 scheduler=scheduler, scheduler_per_batch=True, checkpoint=checkpoint,
-                 extra_state={"critic_optimizer": critic_optimizer}, desc=name,
-                 threads=config.threads)
+    def network(self) -> WGAN:
+        return WGAN(self.config, self.classes)
 
-    rng = np.random.default_rng(2)
-    feeds = {"z": rng.standard_normal((512, config.latent_dim), dtype=np.float32)}
-    units = {"z": "latent, N(0, I)", "image": "pixels in [-1, 1]"}
-    label_input = LABEL_INPUT if conditional else CLUSTER_INPUT if classes else None
-    if label_input:
-        feeds[label_input] = rng.integers(0, classes, 512).astype(np.int64)
-        units[label_input] = "digit 0-9" if conditional else f"cluster 0-{classes - 1}"
-    graphs = {"model": torch_graph(model.served(), "model.onnx", feeds, ["image"], units)}
-    sampling = latent_sampling(config.latent_dim, VALUE_RANGE, conditional, label_input if weights else None,
-                               weights)
-    card = {
-        **card_fields(profile, seed, digits, CONDITIONING if conditional else None),
-        "preprocessing": {"pixels": "x / 127.5 - 1 in [-1, 1]"},
-        "hyperparameters": {"objective": config.objective, "latent_dim": config.latent_dim, "width": config.width,
-                            "epochs": config.epochs, "batch_size": config.batch_size,
-                            "critic_steps_per_generator_step": config.critic_steps,
-                            "gradient_penalty_lambda": config.gradient_penalty, "lr": config.lr,
-                            "adam_betas": list(config.betas), "cosine_decay": config.cosine_decay,
-                            "generator_ema_decay": config.ema_decay,
-                            "self_conditioning_clusters": 0 if conditional else config.clusters,
-                            "label_features": LABEL_FEATURES if classes else 0,
-                            "generator_steps": result.epochs_run * (len(digits.x_train) // group),
-                            "generator_parameters": sum(p.numel() for p in model.generator.parameters()),
-                            "critic_parameters": sum(p.numel() for p in model.critic.parameters())},
-        "validation": {"best_fid_vs_validation": result.best_score, "best_epoch": result.best_epoch,
-                       "epochs_run": result.epochs_run, "selection_images": SELECTION_IMAGES,
-                       "history": result.history},
-    }
-    return publish(name, graphs, sampling, card, config.eval_images, out_root, result.as_card(),
-                   conditional=conditional)
+    def learning(self, model: WGAN) -> Learning:
+        config = self.config
+        self.generator_optimizer = torch.optim.Adam(model.generator.parameters(), lr=config.lr, betas=config.betas)
+        self.critic_optimizer = torch.optim.Adam(model.critic.parameters(), lr=config.lr, betas=config.betas)
+        if model.average is not None:
+            self.generator_optimizer.register_step_post_hook(
+                lambda *_: model.average.update_parameters(model.generator))
+        generator_steps = config.epochs * (len(self.digits.x_train) // self.batch_images())
+        return Learning(self.generator_optimizer,
+                        cosine_decay(self.generator_optimizer, generator_steps, config.cosine_decay),
+                        extra_state={"critic_optimizer": self.critic_optimizer}, threads=config.threads)
+
+    def loss(self, model: WGAN, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """critic_steps critic updates on the group's real batches, then the generator's loss."""
+        for param_group in self.critic_optimizer.param_groups:  # the critic follows the generator's schedule
+            param_group["lr"] = self.generator_optimizer.param_groups[0]["lr"]
+        for real, digit in zip(batch[0].split(self.config.batch_size), batch[1].split(self.config.batch_size)):
+            self.critic_optimizer.zero_grad(set_to_none=True)
+            model.critic_loss(real, digit).backward()
+            self.critic_optimizer.step()
+        return model.generator_loss(digit)
+
+    def validate(self, model: WGAN) -> float:
+        return self.selection_score(to_uint8(model.served()(self.z_selection, self.digit_selection).numpy(),
+                                             VALUE_RANGE))
+
+    def label_input(self) -> str | None:
+        return LABEL_INPUT if self.conditional else CLUSTER_INPUT if self.classes else None
+
+    def graphs(self, model: WGAN) -> dict[str, Graph]:
+        rng = np.random.default_rng(2)
+        feeds = {"z": rng.standard_normal((512, self.config.latent_dim), dtype=np.float32)}
+        units = {"z": "latent, N(0, I)", "image": "pixels in [-1, 1]"}
+        label_input = self.label_input()
+        if label_input:
+            feeds[label_input] = rng.integers(0, self.classes, 512).astype(np.int64)
+            units[label_input] = "digit 0-9" if self.conditional else f"cluster 0-{self.classes - 1}"
+        return {"model": torch_graph(model.served(), "model.onnx", feeds, ["image"], units)}
+
+    def sampling(self) -> dict[str, Any]:
+        return latent_sampling(self.config.latent_dim, VALUE_RANGE, self.conditional,
+                               self.label_input() if self.weights else None, self.weights)
+
+    def card(self, model: WGAN) -> dict[str, Any]:
+        config = self.config
+        return {
+            **super().card(model),
+            "preprocessing": {"pixels": "x / 127.5 - 1 in [-1, 1]"},
+            "hyperparameters": {"objective": config.objective, "latent_dim": config.latent_dim, "width": config.width,
+                                "epochs": config.epochs, "batch_size": config.batch_size,
+                                "critic_steps_per_generator_step": config.critic_steps,
+                                "gradient_penalty_lambda": config.gradient_penalty, "lr": config.lr,
+                                "adam_betas": list(config.betas), "cosine_decay": config.cosine_decay,
+                                "generator_ema_decay": config.ema_decay,
+                                "self_conditioning_clusters": 0 if self.conditional else config.clusters,
+                                "label_features": LABEL_FEATURES if self.classes else 0,
+                                "generator_steps": self.fitted.epochs_run * (len(self.digits.x_train) // self.batch_images()),
+                                "generator_parameters": sum(p.numel() for p in model.generator.parameters()),
+                                "critic_parameters": sum(p.numel() for p in model.critic.parameters())},
+            "validation": {"selection_images": SELECTION_IMAGES},
+        }
+
+
+class ConditionalGanRecipe(GanRecipe):
+    name, conditioning = f"{NAME}-conditional", CONDITIONING

@@ -1,16 +1,15 @@
-"""What the three generative families share: their data, their batches and their publication.
+"""What the three generative families share: their data, their batches and their recipe.
 
 Each family (``vae``, ``gan``, ``diffusion``) supplies networks and losses; this module gives
 them the same MNIST slices (the classifier's fixed validation split), the same shuffled batches
-and one way to export: the shared export step with ``generative_eval`` as the evaluation and
-the card's ``sampling`` section, which is all serving needs to draw samples.
-"""
+and one recipe (``GenerativeRecipe``): the card's common fields, and export through the shared
+step with ``generative_eval`` as the evaluation and the card's ``sampling`` section, which is all
+serving needs to draw samples."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, ClassVar, Iterator
 
 import numpy as np
 import torch
@@ -21,10 +20,10 @@ from serving.repository.card import sampling_of
 
 from . import plots
 from .data import mnist_arrays
-from .export import Graph, Sessions, export_model, models_dir
+from .export import Graph, Sessions
 from .generative_eval import digit_shares, evaluate_generator, feature_session, proportional_counts
-from .loop import seed_everything
 from .mnist import validation_split
+from .template import Recipe
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -78,25 +77,6 @@ def batches(x: torch.Tensor, y: torch.Tensor, batch_size: int,
     return epoch
 
 
-def prepare(config: GenerativeProfile, seed: int, limit: int | None, out_root: Path | None,
-            value_range: tuple[float, float]) -> tuple[Path, Digits]:
-    """The start of every generative training: the models directory (checked to hold mnist-cnn,
-    so a missing classifier stops the run before training, not after), seeds, and the data."""
-    root = out_root or models_dir()
-    feature_session(root)
-    seed_everything(seed)
-    return root, load_digits(limit or config.train_images, value_range)
-
-
-def card_fields(profile: str, seed: int, digits: Digits, conditioning: str | None = None) -> dict[str, Any]:
-    """The card fields every generative model has; no ``conditioning``: an unconditional model."""
-    return {"task": "image-generation", "profile": profile, "seed": seed, "conditional": conditioning is not None,
-            "conditioning": conditioning or ("none: unconditional (a digit asked of its endpoint is drawn by the "
-                                             "family's conditional twin, where there is one)"),
-            "data": {"source": "MNIST", "train": len(digits.x_train), "validation": len(digits.x_val),
-                     "test": len(digits.x_test)}}
-
-
 CLASSES = 10
 LABEL_INPUT = "digit"
 LABEL_FEATURES = 16  # a conditional network's digit embedding, appended to its latent (or its features)
@@ -116,11 +96,6 @@ class Conditioning(nn.Module):
         if self.embedding is None:
             return features
         return torch.cat([features, self.embedding(digit)], dim=1)
-
-
-def conditioned_name(name: str, conditional: bool) -> str:
-    """The models directory and card name of a family's class-conditional variant."""
-    return f"{name}-conditional" if conditional else name
 
 
 def in_proportion(shares: np.ndarray, images: int) -> torch.Tensor:
@@ -151,16 +126,57 @@ def latent_sampling(latent_dim: int, value_range: tuple[float, float], condition
     return {"kind": "latent", "input": "z", "latent_dim": latent_dim, "output_range": list(value_range), **labels}
 
 
-def publish(name: str, graphs: dict[str, Graph], sampling: dict[str, Any], card: dict[str, Any],
-            eval_images: int, out_root: Path, training: dict[str, Any],
-            extra_metrics: Callable[[Sessions], dict[str, Any]] = lambda _sessions: {},
-            **eval_options: Any) -> dict:
-    """Export through the shared step; the metrics are FID & co. of samples drawn from the graph."""
+class GenerativeRecipe(Recipe[GenerativeProfile]):
+    """What the three generative families share: the digits, the card's common fields, and export
+    with FID & co. of samples drawn from the graphs as the metrics. A family says how its graphs
+    are sampled (``sampling``); a class-conditional twin is a subclass with ``conditioning`` set."""
 
-    def evaluate(sessions: Sessions) -> dict[str, Any]:
-        quality = evaluate_generator(out_root, sampling_of(sampling), sessions, eval_images, plots.reports_dir(name),
-                                     name, **eval_options)
-        return {**quality, **extra_metrics(sessions)}
+    task = "image-generation"
+    value_range: ClassVar[tuple[float, float]]
+    conditioning: ClassVar[str | None] = None  # what a conditional model takes; None: unconditional
 
-    return export_model(name, graphs, evaluate, {**card, "sampling": sampling, "training": training},
-                        out_root)
+    @property
+    def conditional(self) -> bool:
+        return self.conditioning is not None
+
+    def load(self) -> None:
+        # The models directory must hold mnist-cnn: a missing classifier stops the run before training, not after.
+        feature_session(self.run.out_root)
+        self.digits = load_digits(self.run.limit or self.config.train_images, self.value_range)
+        self.epoch = batches(self.digits.x_train, self.labels(), self.batch_images(),
+                             torch.Generator().manual_seed(self.run.seed))
+
+    def labels(self) -> torch.Tensor:
+        """What the batches carry with each training image: its digit."""
+        return self.digits.y_train
+
+    def batch_images(self) -> int:
+        """Training images in one batch of the loop."""
+        return self.config.batch_size
+
+    def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return self.epoch()
+
+    def sampling(self) -> dict[str, Any]:
+        """The card's ``sampling``: all serving needs to draw samples from the graphs."""
+        raise NotImplementedError
+
+    def card(self, model: nn.Module) -> dict[str, Any]:
+        digits = self.digits
+        return {"conditional": self.conditional,
+                "conditioning": self.conditioning or ("none: unconditional (a digit asked of its endpoint is drawn by "
+                                                      "the family's conditional twin, where there is one)"),
+                "data": {"source": "MNIST", "train": len(digits.x_train), "validation": len(digits.x_val),
+                         "test": len(digits.x_test)}}
+
+    def sample_options(self) -> dict[str, Any]:
+        """How the evaluation samples, beyond the card's defaults (a sampler's steps, say)."""
+        return {}
+
+    def evaluate(self, sessions: Sessions) -> dict[str, Any]:
+        return evaluate_generator(self.run.out_root, sampling_of(self.sampling()), sessions, self.config.eval_images,
+                                  plots.reports_dir(self.name), self.name, conditional=self.conditional,
+                                  **self.sample_options())
+
+    def export(self, graphs: dict[str, Graph], card: dict[str, Any]) -> dict[str, Any]:
+        return super().export(graphs, {**card, "sampling": self.sampling()})

@@ -21,8 +21,9 @@ from serving.repository.card import IntervalCalibration
 
 from . import explanations, metrics, novelty, plots
 from .data import HOUSING_FEATURES, HOUSING_SPLIT_SEED, HOUSING_TEST_SIZE, HousingSplit, california_housing_split
-from .export import Graph, Sessions, Stopwatch, export_model, sklearn_writer, torch_writer
+from .export import Graph, Sessions, Stopwatch, sklearn_writer, torch_writer
 from .loop import fit, seed_everything
+from .template import P, Recipe
 from .tuning import cross_validate
 
 INPUT, OUTPUT = "features", "value"
@@ -93,13 +94,6 @@ def _training_rows(split: HousingSplit, limit: int | None) -> Rows:
     return Rows(x[fitted], y[fitted], x[calibration], y[calibration])
 
 
-def _data_card(split: HousingSplit, rows: Rows, validation_rows: int = 0) -> dict[str, Any]:
-    return {"source": "California housing (StatLib, scikit-learn fetch_california_housing)",
-            "split": f"train_test_split(test_size={HOUSING_TEST_SIZE}, random_state={HOUSING_SPLIT_SEED})",
-            "train": len(rows.y) - validation_rows, "validation": validation_rows,
-            "interval_calibration": len(rows.y_calibration), "test": len(split.y_test)}
-
-
 def _graph_predict(sessions: Sessions) -> Callable[[np.ndarray], np.ndarray]:
     def predict(x: np.ndarray) -> np.ndarray:
         return sessions["model"].run(None, {INPUT: x.astype(np.float32)})[0].ravel()
@@ -109,25 +103,6 @@ def _graph_predict(sessions: Sessions) -> Callable[[np.ndarray], np.ndarray]:
 def _calibration_errors(sessions: Sessions, rows: Rows) -> np.ndarray:
     """The graph's absolute errors on the calibration slice, sorted: the conformal scores."""
     return np.sort(np.abs(rows.y_calibration - _graph_predict(sessions)(rows.x_calibration)))
-
-
-def _calibrate(split: HousingSplit, rows: Rows, seed: int) -> Callable[[Sessions], dict[str, Any]]:
-    """The export step's ``calibrate``: the card sections serving reads, from the exported graphs:
-    the interval calibration, the Shapley background and the novelty threshold and ranges."""
-    background, weights = explanations.background(rows.x, seed=seed)
-
-    def calibrate(sessions: Sessions) -> dict[str, Any]:
-        return {"interval_calibration": {"method": "split-conformal",
-                                         "residuals": _calibration_errors(sessions, rows).tolist()},
-                "explanation": explanations.card_section(_graph_predict(sessions), rows.x, split.x_test,
-                                                         background, weights, seed),
-                "novelty": _novelty(sessions, split, rows, seed)}
-
-    return calibrate
-
-
-def _novelty_graph(split: HousingSplit, rows: Rows) -> Graph:
-    return novelty.graph(rows.x, None, split.x_test, log1p=[name in LOG_FEATURES for name in HOUSING_FEATURES])
 
 
 def _novelty(sessions: Sessions, split: HousingSplit, rows: Rows, seed: int) -> dict[str, Any]:
@@ -161,18 +136,53 @@ def _coverage(y: np.ndarray, pred: np.ndarray, residuals: np.ndarray, groups: di
     return result
 
 
-def _evaluate(name: str, split: HousingSplit, rows: Rows, extra: dict[str, Any]):
-    """Build the export step's ``evaluate``: test metrics, fairness, intervals, importance, plot, on ONNX."""
+class HousingRecipe(Recipe[P]):
+    """What both regressors share: the rows, the novelty graph, the card's data and
+    preprocessing, and evaluation and calibration on the exported graph."""
 
-    def evaluate(sessions: Sessions) -> dict[str, Any]:
+    task = "tabular-regression"
+    validation_rows = 0  # of the training rows, held out to stop the fit
+
+    def load(self) -> None:
+        self.split = california_housing_split()
+        self.rows = _training_rows(self.split, self.run.limit)
+
+    def search(self, fit_predict: Callable[..., np.ndarray]) -> None:
+        """The best of the profile's candidates by k-fold cross-validation on the training rows."""
+        self.best, self.cross_validation = cross_validate(
+            list(self.config.candidates), fit_predict, self.rows.x, self.rows.y, folds=self.config.folds,
+            seed=self.run.seed, desc=f"{self.name} cv")
+
+    def model_graph(self, model: Any) -> Graph:
+        raise NotImplementedError
+
+    def graphs(self, model: Any) -> dict[str, Graph]:
+        split, rows = self.split, self.rows
+        return {"model": self.model_graph(model),
+                "novelty": novelty.graph(rows.x, None, split.x_test,
+                                         log1p=[name in LOG_FEATURES for name in HOUSING_FEATURES])}
+
+    def card(self, model: Any) -> dict[str, Any]:
+        split, rows = self.split, self.rows
+        return {"data": {"source": "California housing (StatLib, scikit-learn fetch_california_housing)",
+                         "split": f"train_test_split(test_size={HOUSING_TEST_SIZE}, random_state={HOUSING_SPLIT_SEED})",
+                         "train": len(rows.y) - self.validation_rows, "validation": self.validation_rows,
+                         "interval_calibration": len(rows.y_calibration), "test": len(split.y_test)},
+                "preprocessing": {"feature_order": list(HOUSING_FEATURES), "target_unit": "$100k",
+                                  "price_usd_per_unit": 100_000},
+                "cross_validation": self.cross_validation}
+
+    def evaluate(self, sessions: Sessions) -> dict[str, Any]:
+        """Test metrics, fairness, intervals, importance and a plot, all from the exported graph."""
+        split, rows = self.split, self.rows
         predict = _graph_predict(sessions)
         pred = predict(split.x_test)
         income_edges = np.quantile(rows.x[:, HOUSING_FEATURES.index("MedInc")], [0.25, 0.5, 0.75])
         groups = metrics.housing_groups(split.x_test, income_edges, HOUSING_FEATURES)
         residuals = _calibration_errors(sessions, rows)
         capped = split.y_test >= CAPPED_VALUE
-        plot = plots.predicted_vs_true(split.y_test, pred, plots.reports_dir(name) / "predicted_vs_true.png",
-                                       f"{name}: test split", "$100k")
+        plot = plots.predicted_vs_true(split.y_test, pred, plots.reports_dir(self.name) / "predicted_vs_true.png",
+                                       f"{self.name}: test split", "$100k")
         return {
             **{f"test_{key}": value for key, value in metrics.regression_metrics(split.y_test, pred).items()},
             "subgroups": metrics.subgroup_errors(split.y_test, pred, groups),
@@ -181,17 +191,17 @@ def _evaluate(name: str, split: HousingSplit, rows: Rows, extra: dict[str, Any])
             "permutation_importance": metrics.permutation_importance(
                 predict, split.x_test, split.y_test, HOUSING_FEATURES),
             "plots": [str(plot)],
-            **extra,
         }
 
-    return evaluate
-
-
-def _card(profile: str, seed: int, data: dict, hyperparameters: dict, cv: list, watch: Stopwatch) -> dict:
-    return {"task": "tabular-regression", "profile": profile, "seed": seed, "data": data,
-            "preprocessing": {"feature_order": list(HOUSING_FEATURES), "target_unit": "$100k",
-                              "price_usd_per_unit": 100_000},
-            "hyperparameters": hyperparameters, "cross_validation": cv, "training": watch.as_card()}
+    def calibrate(self, sessions: Sessions) -> dict[str, Any]:
+        """The interval calibration, the Shapley background, and the novelty threshold and ranges."""
+        split, rows, seed = self.split, self.rows, self.run.seed
+        background, weights = explanations.background(rows.x, seed=seed)
+        return {"interval_calibration": {"method": "split-conformal",
+                                         "residuals": _calibration_errors(sessions, rows).tolist()},
+                "explanation": explanations.card_section(_graph_predict(sessions), rows.x, split.x_test,
+                                                         background, weights, seed),
+                "novelty": _novelty(sessions, split, rows, seed)}
 
 
 # --- gradient-boosted trees -------------------------------------------------------------------
@@ -210,32 +220,35 @@ def baselines(x: np.ndarray, y: np.ndarray, split: HousingSplit, forest_trees: i
             for name, model in models.items()}
 
 
-def train_gbm(profile: str = "full", seed: int = 0, limit: int | None = None, out_root: Path | None = None) -> dict:
-    config = GBM_PROFILES[profile]
-    split = california_housing_split()
-    rows = _training_rows(split, limit)
-    x, y = rows.x, rows.y
-    with Stopwatch() as watch:
-        best, table = cross_validate(
-            list(config.candidates),
-            lambda params, xf, yf, xv, yv: _gbm(params, seed).fit(xf, yf).predict(xv),
-            x, y, folds=config.folds, seed=seed, desc="house-price-gbm cv")
-        model = _gbm(best, seed).fit(x, y)
-    compare = baselines(x, y, split, config.forest_trees, seed)
-    graph = Graph(
-        file="model.onnx",
-        write=sklearn_writer(model, INPUT, len(HOUSING_FEATURES), OUTPUT),
-        # scikit-learn sees the float64 values a client sends, the graph their float32 rounding.
-        # Rounding is monotonic, so only a value within float32 precision above a threshold flips.
-        reference=lambda _inputs: [model.predict(split.x_test).reshape(-1, 1)],
-        parity_inputs={INPUT: split.x_test.astype(np.float32)},
-        units=UNITS,
-        max_exceed_fraction=0.001,
-    )
-    card = _card(profile, seed, _data_card(split, rows), {**best, "n_iter": int(model.n_iter_)}, table, watch)
-    return export_model("house-price-gbm", {"model": graph, "novelty": _novelty_graph(split, rows)},
-                        _evaluate("house-price-gbm", split, rows, {"baselines": compare}), card, out_root,
-                        calibrate=_calibrate(split, rows, seed))
+class GbmRecipe(HousingRecipe[GbmProfile]):
+    name, profiles = "house-price-gbm", GBM_PROFILES
+
+    def learn(self) -> tuple[HistGradientBoostingRegressor, Stopwatch]:
+        config, seed, x, y = self.config, self.run.seed, self.rows.x, self.rows.y
+        with Stopwatch() as watch:
+            self.search(lambda params, xf, yf, xv, yv: _gbm(params, seed).fit(xf, yf).predict(xv))
+            model = _gbm(self.best, seed).fit(x, y)
+        self.baselines = baselines(x, y, self.split, config.forest_trees, seed)
+        return model, watch
+
+    def model_graph(self, model: HistGradientBoostingRegressor) -> Graph:
+        x_test = self.split.x_test
+        return Graph(
+            file="model.onnx",
+            write=sklearn_writer(model, INPUT, len(HOUSING_FEATURES), OUTPUT),
+            # scikit-learn sees the float64 values a client sends, the graph their float32 rounding.
+            # Rounding is monotonic, so only a value within float32 precision above a threshold flips.
+            reference=lambda _inputs: [model.predict(x_test).reshape(-1, 1)],
+            parity_inputs={INPUT: x_test.astype(np.float32)},
+            units=UNITS,
+            max_exceed_fraction=0.001,
+        )
+
+    def card(self, model: HistGradientBoostingRegressor) -> dict[str, Any]:
+        return {**super().card(model), "hyperparameters": {**self.best, "n_iter": int(model.n_iter_)}}
+
+    def evaluate(self, sessions: Sessions) -> dict[str, Any]:
+        return {**super().evaluate(sessions), "baselines": self.baselines}
 
 
 # --- PyTorch MLP --------------------------------------------------------------------------------
@@ -320,37 +333,38 @@ def _predict_mlp(model: nn.Module) -> Callable[[np.ndarray], np.ndarray]:
     return predict
 
 
-def train_mlp(profile: str = "full", seed: int = 0, limit: int | None = None, out_root: Path | None = None,
-              checkpoint: Path | None = None) -> dict:
-    config = MLP_PROFILES[profile]
-    split = california_housing_split()
-    rows = _training_rows(split, limit)
-    x, y = rows.x, rows.y
-    with Stopwatch() as watch:
-        best, table = cross_validate(
-            list(config.candidates),
-            lambda params, xf, yf, xv, yv: _predict_mlp(
-                _fit_mlp(params, config, config.cv_epochs, xf, yf, xv, yv, seed))(xv),
-            x, y, folds=config.folds, seed=seed, desc="house-price-mlp cv")
-        # Final fit: early stopping on a 10% validation slice of the training split.
-        order = np.random.default_rng(seed).permutation(len(y))
-        val, fit_rows = order[: len(y) // 10], order[len(y) // 10:]
-        model = _fit_mlp(best, config, config.epochs, x[fit_rows], y[fit_rows], x[val], y[val], seed,
-                         checkpoint=checkpoint, desc="house-price-mlp", leave=True)
-    predict = _predict_mlp(model)
-    graph = Graph(
-        file="model.onnx",
-        write=torch_writer(model, {INPUT: split.x_test[:2].astype(np.float32)}, [OUTPUT]),
-        reference=lambda inputs: [predict(inputs[INPUT])],
-        parity_inputs={INPUT: split.x_test.astype(np.float32)},
-        units=UNITS,
-    )
-    hyper = {**best, "lr": config.lr, "weight_decay": config.weight_decay, "batch_size": config.batch_size,
-             "epochs": config.epochs, "optimizer": "AdamW + OneCycle", "loss": "MSE"}
-    card = _card(profile, seed, _data_card(split, rows, len(val)), hyper, table, watch)
-    card["preprocessing"]["in_graph"] = {
-        "log1p": list(LOG_FEATURES), "location_frequencies": list(LOCATION_FREQUENCIES),
-        "standardize_mean": model.features.mean.tolist(), "standardize_std": model.features.std.tolist()}
-    return export_model("house-price-mlp", {"model": graph, "novelty": _novelty_graph(split, rows)},
-                        _evaluate("house-price-mlp", split, rows, {}), card, out_root,
-                        calibrate=_calibrate(split, rows, seed))
+class MlpRecipe(HousingRecipe[MlpProfile]):
+    name, profiles = "house-price-mlp", MLP_PROFILES
+
+    def learn(self) -> tuple[HousePriceMLP, Stopwatch]:
+        config, seed, x, y = self.config, self.run.seed, self.rows.x, self.rows.y
+        with Stopwatch() as watch:
+            self.search(lambda params, xf, yf, xv, yv: _predict_mlp(
+                _fit_mlp(params, config, config.cv_epochs, xf, yf, xv, yv, seed))(xv))
+            # Final fit: early stopping on a 10% validation slice of the training split.
+            order = np.random.default_rng(seed).permutation(len(y))
+            val, fit_rows = order[: len(y) // 10], order[len(y) // 10:]
+            self.validation_rows = len(val)
+            model = _fit_mlp(self.best, config, config.epochs, x[fit_rows], y[fit_rows], x[val], y[val], seed,
+                             checkpoint=self.run.checkpoint, desc=self.name, leave=True)
+        return model, watch
+
+    def model_graph(self, model: HousePriceMLP) -> Graph:
+        x_test, predict = self.split.x_test, _predict_mlp(model)
+        return Graph(
+            file="model.onnx",
+            write=torch_writer(model, {INPUT: x_test[:2].astype(np.float32)}, [OUTPUT]),
+            reference=lambda inputs: [predict(inputs[INPUT])],
+            parity_inputs={INPUT: x_test.astype(np.float32)},
+            units=UNITS,
+        )
+
+    def card(self, model: HousePriceMLP) -> dict[str, Any]:
+        config, card = self.config, super().card(model)
+        card["hyperparameters"] = {**self.best, "lr": config.lr, "weight_decay": config.weight_decay,
+                                   "batch_size": config.batch_size, "epochs": config.epochs,
+                                   "optimizer": "AdamW + OneCycle", "loss": "MSE"}
+        card["preprocessing"]["in_graph"] = {
+            "log1p": list(LOG_FEATURES), "location_frequencies": list(LOCATION_FREQUENCIES),
+            "standardize_mean": model.features.mean.tolist(), "standardize_std": model.features.std.tolist()}
+        return card

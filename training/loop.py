@@ -61,6 +61,16 @@ class FitResult:
         return {key: round(sum(epoch.get(key, 0.0) for epoch in epochs), 2) for key in EPOCH_COSTS} | {"device": "cpu"}
 
 
+@dataclass
+class Fits:
+    """Several fits' cost as one training's (an ensemble's members)."""
+
+    results: list[FitResult]
+
+    def as_card(self) -> dict[str, Any]:
+        return FitResult.total_card(self.results)
+
+
 def fit(
     model: torch.nn.Module,
     batches: Callable[[], Iterable],

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -27,8 +27,8 @@ from serving.inference.postprocess import softmax
 from . import foreign, metrics, novelty, plots
 from .calibration import temperature_card
 from .data import load_image_folder, mnist_arrays
-from .export import Sessions, export_model, int8_graph, torch_graph
-from .loop import fit, seed_everything
+from .export import Graph, Sessions, int8_graph, torch_graph
+from .template import Learning, Recipe
 
 NAME = "mnist-cnn"
 LABELS = [str(digit) for digit in range(10)]
@@ -192,78 +192,86 @@ def evaluate_digits(probabilities: Probabilities, images_uint8: np.ndarray, labe
     }
 
 
-def train(profile: str = "full", seed: int = 0, limit: int | None = None, out_root: Path | None = None,
-          checkpoint: Path | None = None) -> dict:
-    config = PROFILES[profile]
-    seed_everything(seed)
-    images, labels = mnist_arrays(train=True)
-    val_idx, train_idx = validation_split(len(labels), limit or config.train_images)
-    x_train, y_train = torch.from_numpy(normalize(images[train_idx])), torch.from_numpy(labels[train_idx])
-    x_val, y_val = torch.from_numpy(normalize(images[val_idx])), torch.from_numpy(labels[val_idx])
-    generator = torch.Generator().manual_seed(seed)
+class DigitRecipe(Recipe[Profile]):
+    name, task, profiles, score = NAME, "image-classification", PROFILES, "best_error"
 
-    model = DigitCNN()
-    steps = config.epochs * math.ceil(len(x_train) / config.batch_size)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, total_steps=steps)
+    def load(self) -> None:
+        self.images, self.labels = mnist_arrays(train=True)
+        self.val_idx, self.train_idx = validation_split(len(self.labels), self.run.limit or self.config.train_images)
+        self.x_train = torch.from_numpy(normalize(self.images[self.train_idx]))
+        self.y_train = torch.from_numpy(self.labels[self.train_idx])
+        self.x_val = torch.from_numpy(normalize(self.images[self.val_idx]))
+        self.y_val = torch.from_numpy(self.labels[self.val_idx])
+        self.test_images, self.test_labels = mnist_arrays(train=False)
+        self.generator = torch.Generator().manual_seed(self.run.seed)
 
-    def batches():
-        permutation = torch.randperm(len(x_train), generator=generator)
-        for start in range(0, len(permutation), config.batch_size):
-            idx = permutation[start:start + config.batch_size]
-            yield random_affine(random_strokes(x_train[idx], config, generator), config, generator), y_train[idx]
+    def network(self) -> nn.Module:
+        return DigitCNN()
 
-    def validate(m: nn.Module) -> float:
-        wrong = sum(int((m(x_val[i:i + EVAL_BATCH])[0].argmax(1) != y_val[i:i + EVAL_BATCH]).sum())
+    def learning(self, model: nn.Module) -> Learning:
+        config = self.config
+        steps = config.epochs * math.ceil(len(self.x_train) / config.batch_size)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        return Learning(optimizer, torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, total_steps=steps))
+
+    def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        permutation = torch.randperm(len(self.x_train), generator=self.generator)
+        for start in range(0, len(permutation), self.config.batch_size):
+            idx = permutation[start:start + self.config.batch_size]
+            augmented = random_affine(random_strokes(self.x_train[idx], self.config, self.generator), self.config,
+                                      self.generator)
+            yield augmented, self.y_train[idx]
+
+    def loss(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        return F.cross_entropy(model(batch[0])[0], batch[1], label_smoothing=0.05)
+
+    def validate(self, model: nn.Module) -> float:
+        x_val, y_val = self.x_val, self.y_val
+        wrong = sum(int((model(x_val[i:i + EVAL_BATCH])[0].argmax(1) != y_val[i:i + EVAL_BATCH]).sum())
                     for i in range(0, len(x_val), EVAL_BATCH))
-        return wrong / len(x_val)  # validation error rate: lower is better
+        return wrong / len(x_val)  # validation error rate
 
-    result = fit(model, batches, step=lambda m, b: F.cross_entropy(m(b[0])[0], b[1], label_smoothing=0.05),
-                 validate=validate, optimizer=optimizer, scheduler=scheduler, scheduler_per_batch=True,
-                 epochs=config.epochs, checkpoint=checkpoint, desc=NAME)
+    def graphs(self, model: nn.Module) -> dict[str, Graph]:
+        graph = torch_graph(model, "model.onnx", {"image": normalize(self.test_images[:512])}, ["logits", "features"],
+                            {"image": "normalized pixels: (x/255 - mean) / std", "logits": "class scores",
+                             "features": "penultimate layer (FID feature space)"})
+        chunks = (self.x_train[i:i + EVAL_BATCH] for i in range(0, len(self.x_train), EVAL_BATCH))
+        features = novelty.features_of(model, chunks)
+        # Static int8 copy, calibrated on training images (as ``make bench`` judged it: 200 of them).
+        calibration = {"image": normalize(self.images[self.train_idx[:CALIBRATION_IMAGES]])}
+        return {"model": graph, "novelty": novelty.graph(features, self.y_train.numpy(), features[:512]),
+                "model_int8": int8_graph(graph, calibration)}
 
-    test_images, test_labels = mnist_arrays(train=False)
-    parity_inputs = {"image": normalize(test_images[:512])}
+    def card(self, model: nn.Module) -> dict[str, Any]:
+        config = self.config
+        return {
+            "data": {"source": "MNIST", "train": len(self.train_idx), "validation": VALIDATION,
+                     "test": len(self.test_labels)},
+            "preprocessing": {"mean": MNIST_MEAN, "std": MNIST_STD, "size": 28,
+                              "upload": "serving.inference.images.to_mnist"},
+            "labels": LABELS,
+            "hyperparameters": {"epochs": config.epochs, "batch_size": config.batch_size, "lr": config.lr,
+                                "weight_decay": config.weight_decay, "optimizer": "AdamW + OneCycle",
+                                "label_smoothing": 0.05, "augmentation": {
+                                    "rotation_deg": config.max_rotation_deg, "shift": config.max_shift,
+                                    "scale": list(config.scale_range), "flips": False,
+                                    "strokes_thickened_1_or_2_px": config.thicken, "blurred": config.blur,
+                                    "faint_ink": config.faint, "noise_sigma_up_to_0.1": config.noise},
+                                "parameters": sum(p.numel() for p in model.parameters())},
+        }
 
-    graph = torch_graph(model, "model.onnx", parity_inputs, ["logits", "features"],
-                        {"image": "normalized pixels: (x/255 - mean) / std", "logits": "class scores",
-                         "features": "penultimate layer (FID feature space)"})
-    card = {
-        "task": "image-classification", "profile": profile, "seed": seed,
-        "data": {"source": "MNIST", "train": len(train_idx), "validation": VALIDATION, "test": len(test_labels)},
-        "preprocessing": {"mean": MNIST_MEAN, "std": MNIST_STD, "size": 28,
-                          "upload": "serving.inference.images.to_mnist"},
-        "labels": LABELS,
-        "hyperparameters": {"epochs": config.epochs, "batch_size": config.batch_size, "lr": config.lr,
-                            "weight_decay": config.weight_decay, "optimizer": "AdamW + OneCycle",
-                            "label_smoothing": 0.05, "augmentation": {
-                                "rotation_deg": config.max_rotation_deg, "shift": config.max_shift,
-                                "scale": list(config.scale_range), "flips": False,
-                                "strokes_thickened_1_or_2_px": config.thicken, "blurred": config.blur,
-                                "faint_ink": config.faint, "noise_sigma_up_to_0.1": config.noise},
-                            "parameters": sum(p.numel() for p in model.parameters())},
-        "validation": {"best_error": result.best_score, "best_epoch": result.best_epoch},
-        "training": result.as_card(),
-    }
-
-    def evaluate(sessions: Sessions) -> dict[str, Any]:
+    def evaluate(self, sessions: Sessions) -> dict[str, Any]:
         return evaluate_digits(lambda batch: softmax(logits_and_features(sessions["model"], batch)[0]),
-                               test_images, test_labels, plots.reports_dir(NAME))
+                               self.test_images, self.test_labels, plots.reports_dir(NAME))
 
-    def calibrate(sessions: Sessions) -> dict[str, Any]:
-        logits = logits_and_features(sessions["model"], normalize(images[val_idx]))[0]
-        test_logits = logits_and_features(sessions["model"], normalize(test_images))[0]
-        return {"probability_calibration": temperature_card(logits, labels[val_idx], test_logits, test_labels,
-                                                            plots.reports_dir(NAME), f"{NAME}: test reliability"),
-                "novelty": _novelty(sessions, images[val_idx], test_images, seed)}
-
-    features = novelty.features_of(model, (x_train[i:i + EVAL_BATCH] for i in range(0, len(x_train), EVAL_BATCH)))
-    graphs = {"model": graph, "novelty": novelty.graph(features, y_train.numpy(), features[:512])}
-
-    # Static int8 copy, calibrated on training images (as ``make bench`` judged it: 200 of them).
-    calibration = {"image": normalize(images[train_idx[:CALIBRATION_IMAGES]])}
-    graphs["model_int8"] = int8_graph(graph, calibration)
-    return export_model(NAME, graphs, evaluate, card, out_root, calibrate=calibrate)
+    def calibrate(self, sessions: Sessions) -> dict[str, Any]:
+        validation_images = self.images[self.val_idx]
+        logits = logits_and_features(sessions["model"], normalize(validation_images))[0]
+        test_logits = logits_and_features(sessions["model"], normalize(self.test_images))[0]
+        return {"probability_calibration": temperature_card(logits, self.labels[self.val_idx], test_logits,
+                                                            self.test_labels, plots.reports_dir(NAME),
+                                                            f"{NAME}: test reliability"),
+                "novelty": _novelty(sessions, validation_images, self.test_images, self.run.seed)}
 
 
 def _novelty(sessions: Sessions, validation_images: np.ndarray, test_images: np.ndarray, seed: int) -> dict[str, Any]:

@@ -11,8 +11,7 @@ Prediction intervals are calibrated on the validation slice's forecasts from rol
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,8 +22,9 @@ from serving.repository.card import ForecastCalibration
 
 from . import metrics, plots
 from .data import load_passengers
-from .export import Graph, Sessions, export_model, torch_writer
-from .loop import FitResult, fit, seed_everything
+from .export import Graph, Sessions, torch_writer
+from .loop import FitResult, Fits, fit, seed_everything
+from .template import Recipe
 
 NAME = "passengers"
 INPUT, OUTPUT = "window", "next"
@@ -204,12 +204,6 @@ def _calibration(step: Step, values: np.ndarray, window: int) -> ForecastCalibra
                                scores=conformal_scores(horizons, errors, exponent).tolist())
 
 
-def _calibrate(values: np.ndarray, window: int) -> Callable[[Sessions], dict[str, Any]]:
-    """The export step's ``calibrate``: the card's ``forecast_calibration``, which serving reads."""
-    return lambda sessions: {"forecast_calibration": _calibration(
-        session_step(sessions["model"], INPUT), values, window).model_dump()}
-
-
 def _interval_coverage(step: Step, values: np.ndarray, window: int, forecast: np.ndarray,
                        calibration: ForecastCalibration) -> dict[str, dict[str, float]]:
     """Per level: the share of test months inside the interval of the forecast from 1958-12
@@ -231,12 +225,71 @@ def _interval_coverage(step: Step, values: np.ndarray, window: int, forecast: np
     return coverage
 
 
-def _evaluate(months: list[str], values: np.ndarray, window: int):
-    """Build the export step's ``evaluate``: 24-month recursive forecasts of the graph vs baselines,
-    and the coverage of its prediction intervals."""
-    fit_end, test_start = _periods(len(values))
+class ForecastRecipe(Recipe[Profile]):
+    """``limit`` is ignored: the series is 144 months. No checkpoints: the full profile trains in
+    well under a minute."""
 
-    def evaluate(sessions: Sessions) -> dict[str, Any]:
+    name, task, profiles = NAME, "time-series-forecasting", PROFILES
+
+    def load(self) -> None:
+        self.months, self.values = load_passengers()
+        self.fit_end, self.test_start = _periods(len(self.values))
+
+    def learn(self) -> tuple[nn.Module, Fits]:
+        config, values = self.config, self.values
+        fit_values, val_values = values[:self.fit_end], values[self.fit_end:self.test_start]
+        self.scaling = WindowScaling(*windows_and_next(fit_values, config.window))
+        trained = [_fit_member(self.scaling, fit_values, val_values, config, self.run.seed + k)
+                   for k in range(config.members)]
+        self.members = [{"seed": self.run.seed + k, "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
+                         "val_mape": result.best_score} for k, (_, result) in enumerate(trained)]
+        return PassengersNet(self.scaling, [member for member, _ in trained]).eval(), Fits([r for _, r in trained])
+
+    def graphs(self, model: nn.Module) -> dict[str, Graph]:
+        parity_windows, _ = windows_and_next(self.values, self.config.window)
+        return {"model": Graph(
+            file="model.onnx",
+            write=torch_writer(model, {INPUT: parity_windows[:2]}, [OUTPUT]),
+            reference=lambda inputs: [torch_step(model)(inputs[INPUT])],
+            parity_inputs={INPUT: parity_windows},
+            units=UNITS,
+            rtol=1e-5,  # outputs in the hundreds: float32 keeps ~7 digits, log and exp kernels differ in the last
+        )}
+
+    def card(self, model: nn.Module) -> dict[str, Any]:
+        config, months, fit_end, test_start = self.config, self.months, self.fit_end, self.test_start
+        return {
+            "data": {"source": "airline passengers, monthly totals in thousands (Box & Jenkins)",
+                     "fit": f"{months[0]}..{months[fit_end - 1]}",
+                     "validation": f"{months[fit_end]}..{months[test_start - 1]}",
+                     "test": f"{months[test_start]}..{months[-1]}",
+                     "fit_windows": fit_end - config.window, "validation_months": VALIDATION_MONTHS,
+                     "test_months": TEST_MONTHS,
+                     "interval_calibration": f"forecasts from every origin {months[fit_end - 1]}.."
+                                             f"{months[test_start - 2]} over the validation months"},
+            "preprocessing": {
+                "window": config.window,
+                "convention": "history is consecutive months, oldest first; the forecast starts the month after "
+                              "the last history value and feeds each prediction back (recursive); no calendar input",
+                "in_graph": {"inputs": "log(month / newest month), MinMax-scaled",
+                             "output": "newest month * exp(step)",
+                             **{name: buffer.tolist() for name, buffer in self.scaling.named_buffers()}},
+            },
+            "series": {"start": months[0], "values": self.values.tolist()},
+            "hyperparameters": {"members": config.members, "window": config.window, "hidden": [config.hidden] * 2,
+                                "activation": "tanh", "lr": config.lr, "weight_decay": config.weight_decay,
+                                "optimizer": "AdamW, full batch", "loss": "MSE of log passengers, one step ahead",
+                                "epochs": config.epochs, "patience": config.patience,
+                                "early_stopping": f"MAPE of the {VALIDATION_MONTHS}-month recursive validation "
+                                                  "forecast"},
+            "members": self.members,
+        }
+
+    def evaluate(self, sessions: Sessions) -> dict[str, Any]:
+        """24-month recursive forecasts of the graph against the baselines, and the coverage of
+        its prediction intervals."""
+        months, values, window = self.months, self.values, self.config.window
+        fit_end, test_start = self.fit_end, self.test_start
         step = session_step(sessions["model"], INPUT)
         test = _forecasts(step, values[:test_start], TEST_MONTHS, window)
         scores = {name: metrics.forecast_metrics(values[test_start:], pred) for name, pred in test.items()}
@@ -256,56 +309,7 @@ def _evaluate(months: list[str], values: np.ndarray, window: int):
             "plots": [str(plot)],
         }
 
-    return evaluate
-
-
-def train(profile: str = "full", seed: int = 0, limit: int | None = None, out_root: Path | None = None) -> dict:
-    """Train, export and card the forecaster. ``limit`` is ignored: the series is 144 months.
-
-    No checkpoints: the full profile trains in well under a minute.
-    """
-    config = PROFILES[profile]
-    months, values = load_passengers()
-    fit_end, test_start = _periods(len(values))
-    fit_values, val_values = values[:fit_end], values[fit_end:test_start]
-    scaling = WindowScaling(*windows_and_next(fit_values, config.window))
-    trained = [_fit_member(scaling, fit_values, val_values, config, seed + k) for k in range(config.members)]
-    model = PassengersNet(scaling, [member for member, _ in trained]).eval()
-    parity_windows, _ = windows_and_next(values, config.window)
-    graph = Graph(
-        file="model.onnx",
-        write=torch_writer(model, {INPUT: parity_windows[:2]}, [OUTPUT]),
-        reference=lambda inputs: [torch_step(model)(inputs[INPUT])],
-        parity_inputs={INPUT: parity_windows},
-        units=UNITS,
-        rtol=1e-5,  # outputs in the hundreds: float32 keeps ~7 digits, log and exp kernels differ in the last
-    )
-    card = {
-        "task": "time-series-forecasting", "profile": profile, "seed": seed,
-        "data": {"source": "airline passengers, monthly totals in thousands (Box & Jenkins)",
-                 "fit": f"{months[0]}..{months[fit_end - 1]}",
-                 "validation": f"{months[fit_end]}..{months[test_start - 1]}",
-                 "test": f"{months[test_start]}..{months[-1]}",
-                 "fit_windows": fit_end - config.window, "validation_months": VALIDATION_MONTHS,
-                 "test_months": TEST_MONTHS,
-                 "interval_calibration": f"forecasts from every origin {months[fit_end - 1]}..{months[test_start - 2]} "
-                                         "over the validation months"},
-        "preprocessing": {
-            "window": config.window,
-            "convention": "history is consecutive months, oldest first; the forecast starts the month after "
-                          "the last history value and feeds each prediction back (recursive); no calendar input",
-            "in_graph": {"inputs": "log(month / newest month), MinMax-scaled", "output": "newest month * exp(step)",
-                         **{name: buffer.tolist() for name, buffer in scaling.named_buffers()}},
-        },
-        "series": {"start": months[0], "values": values.tolist()},
-        "hyperparameters": {"members": config.members, "window": config.window, "hidden": [config.hidden] * 2,
-                            "activation": "tanh", "lr": config.lr, "weight_decay": config.weight_decay,
-                            "optimizer": "AdamW, full batch", "loss": "MSE of log passengers, one step ahead",
-                            "epochs": config.epochs, "patience": config.patience,
-                            "early_stopping": f"MAPE of the {VALIDATION_MONTHS}-month recursive validation forecast"},
-        "members": [{"seed": seed + k, "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
-                     "val_mape": result.best_score} for k, (_, result) in enumerate(trained)],
-        "training": FitResult.total_card(result for _, result in trained),
-    }
-    return export_model(NAME, {"model": graph}, _evaluate(months, values, config.window), card, out_root,
-                        calibrate=_calibrate(values, config.window))
+    def calibrate(self, sessions: Sessions) -> dict[str, Any]:
+        """The card's ``forecast_calibration``, which serving reads."""
+        return {"forecast_calibration": _calibration(session_step(sessions["model"], INPUT), self.values,
+                                                     self.config.window).model_dump()}

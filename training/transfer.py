@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
@@ -29,8 +29,8 @@ from serving.inference.postprocess import softmax
 from . import foreign, metrics, novelty, plots
 from .calibration import temperature_card
 from .data import downloads_allowed, image_folder_root, load_image_folder, mnist_arrays
-from .export import Sessions, export_model, int8_graph, torch_graph
-from .loop import fit, seed_everything
+from .export import Graph, Sessions, int8_graph, torch_graph
+from .template import Learning, Recipe, Run
 
 NAME = "transfer-cnn"
 RESIZE, CROP = 256, 224
@@ -183,90 +183,101 @@ def evaluate_classifier(session, samples: list[tuple[str, int]], classes: list[s
     return out
 
 
-def train(profile: str = "full", seed: int = 0, limit: int | None = None, out_root: Path | None = None,
-          checkpoint: Path | None = None, backbone: str = "efficientnet_lite0", mode: str | None = None,
-          weights: str = "imagenet", image_folder: str | None = None) -> dict:
-    config = PROFILES[profile]
-    mode = mode or config.mode
-    seed_everything(seed)
-    spec = BACKBONES[backbone](weights == "imagenet")
-    normalize = transforms.Normalize(spec.mean, spec.std)
-    train_tf = transforms.Compose([transforms.RandomResizedCrop(CROP), transforms.RandomHorizontalFlip(),
-                                   transforms.ToTensor(), normalize])
-    preprocess = {"resize": RESIZE, "crop": CROP, "mean": spec.mean, "std": spec.std}
+class TransferRecipe(Recipe[Profile]):
+    name, task, profiles, score = NAME, "image-classification", PROFILES, "best_holdout_loss"
+    options = ("backbone", "mode", "weights", "image_folder")
 
-    def eval_tf(image: Image.Image) -> torch.Tensor:
-        return torch.from_numpy(to_classifier_input(image, RESIZE, CROP, spec.mean, spec.std))
+    def __init__(self, run: Run, backbone: str = "efficientnet_lite0", mode: str | None = None,
+                 weights: str = "imagenet", image_folder: str | None = None) -> None:
+        super().__init__(run)
+        self.backbone, self.mode, self.weights, self.image_folder = backbone, mode or self.config.mode, weights, image_folder
 
-    train_set, eval_set = load_image_folder("train", train_tf, image_folder), load_image_folder("train", eval_tf, image_folder)
-    test_set = load_image_folder("val", None, image_folder)
-    order = np.random.default_rng(0).permutation(len(train_set))
-    holdout = order[: math.ceil(HOLDOUT_FRACTION * len(order))]
-    fit_idx = order[len(holdout):][:limit]
-    generator = torch.Generator().manual_seed(seed)
-    fit_loader = DataLoader(Subset(train_set, fit_idx.tolist()), batch_size=config.batch_size, shuffle=True,
-                            generator=generator)
-    holdout_loader = DataLoader(Subset(eval_set, holdout.tolist()), batch_size=32)
+    def load(self) -> None:
+        self.spec = spec = BACKBONES[self.backbone](self.weights == "imagenet")
+        normalize = transforms.Normalize(spec.mean, spec.std)
+        train_tf = transforms.Compose([transforms.RandomResizedCrop(CROP), transforms.RandomHorizontalFlip(),
+                                       transforms.ToTensor(), normalize])
+        self.preprocess = {"resize": RESIZE, "crop": CROP, "mean": spec.mean, "std": spec.std}
 
-    model = TransferNet(spec, len(train_set.classes))
-    groups = _freeze(model, spec, mode)
-    for group in groups:
-        group["lr"] = config.head_lr if group.pop("lr_key") == "head" else config.backbone_lr
-    optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, config.epochs)
+        def eval_tf(image: Image.Image) -> torch.Tensor:
+            return torch.from_numpy(to_classifier_input(image, RESIZE, CROP, spec.mean, spec.std))
 
-    def step(m: nn.Module, batch) -> torch.Tensor:
+        self.train_set = load_image_folder("train", train_tf, self.image_folder)
+        self.eval_set = load_image_folder("train", eval_tf, self.image_folder)
+        self.test_set = load_image_folder("val", None, self.image_folder)
+        order = np.random.default_rng(0).permutation(len(self.train_set))
+        self.holdout = order[: math.ceil(HOLDOUT_FRACTION * len(order))]
+        self.fit_idx = order[len(self.holdout):][:self.run.limit]
+        generator = torch.Generator().manual_seed(self.run.seed)
+        self.fit_loader = DataLoader(Subset(self.train_set, self.fit_idx.tolist()), batch_size=self.config.batch_size,
+                                     shuffle=True, generator=generator)
+        self.holdout_loader = DataLoader(Subset(self.eval_set, self.holdout.tolist()), batch_size=32)
+
+    def _photos(self, indices: Iterable[int]) -> torch.Tensor:
+        """Training-folder photos through the serving preprocessing."""
+        return torch.stack([self.eval_set[int(i)][0] for i in indices])
+
+    def network(self) -> nn.Module:
+        return TransferNet(self.spec, len(self.train_set.classes))
+
+    def learning(self, model: nn.Module) -> Learning:
+        groups = _freeze(model, self.spec, self.mode)
+        for group in groups:
+            group["lr"] = self.config.head_lr if group.pop("lr_key") == "head" else self.config.backbone_lr
+        optimizer = torch.optim.AdamW(groups, weight_decay=self.config.weight_decay)
+        return Learning(optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, self.config.epochs),
+                        scheduler_per_batch=False, patience=self.config.patience)
+
+    def batches(self) -> Iterable:
+        return self.fit_loader
+
+    def loss(self, model: nn.Module, batch: Any) -> torch.Tensor:
         _keep_frozen_bn_in_eval(model)
-        return F.cross_entropy(m(batch[0])[0], batch[1])
+        return F.cross_entropy(model(batch[0])[0], batch[1])
 
-    def validate(m: nn.Module) -> float:  # hold-out cross-entropy: smoother than 37 images' accuracy
-        losses = [F.cross_entropy(m(x)[0], y, reduction="sum").item() for x, y in holdout_loader]
-        return sum(losses) / len(holdout)
+    def validate(self, model: nn.Module) -> float:  # hold-out cross-entropy: smoother than 37 images' accuracy
+        losses = [F.cross_entropy(model(x)[0], y, reduction="sum").item() for x, y in self.holdout_loader]
+        return sum(losses) / len(self.holdout)
 
-    result = fit(model, lambda: fit_loader, step, validate, optimizer, epochs=config.epochs,
-                 patience=config.patience, scheduler=scheduler, checkpoint=checkpoint, desc=NAME)
+    def graphs(self, model: nn.Module) -> dict[str, Graph]:
+        graph = torch_graph(model, "model.onnx", {"image": self._photos(self.holdout[:16]).numpy()},
+                            ["logits", "features"],
+                            {"image": "RGB, (x/255 - mean) / std, 224x224 centre crop", "logits": "class scores",
+                             "features": "the backbone's pooled features"})
+        # Static int8 copy, calibrated on training photos (the holdout and test photos never are).
+        calibration = self._photos(self.fit_idx[:CALIBRATION_PHOTOS[self.run.profile]]).numpy()
+        fitted = novelty.features_of(model, (self._photos(chunk)
+                                             for chunk in np.array_split(self.fit_idx, max(1, len(self.fit_idx) // 32))))
+        labels = np.array([self.eval_set.samples[int(i)][1] for i in self.fit_idx])
+        return {"model": graph, "novelty": novelty.graph(fitted, labels, fitted[:64]),
+                "model_int8": int8_graph(graph, {"image": calibration})}
 
-    parity = torch.stack([eval_set[int(i)][0] for i in holdout[:16]]).numpy()
+    def card(self, model: nn.Module) -> dict[str, Any]:
+        config = self.config
+        return {
+            "data": {"source": str(image_folder_root(self.image_folder)), "train": len(self.fit_idx),
+                     "validation": len(self.holdout), "test": len(self.test_set)},
+            "preprocessing": self.preprocess,
+            "labels": self.train_set.classes,
+            "hyperparameters": {"backbone": self.backbone, "weights": self.weights, "mode": self.mode,
+                                "epochs": config.epochs, "batch_size": config.batch_size, "head_lr": config.head_lr,
+                                "backbone_lr": config.backbone_lr if self.mode == "fine-tune" else None,
+                                "augmentation": "RandomResizedCrop(224) + horizontal flip",
+                                "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)},
+        }
 
-    graph = torch_graph(model, "model.onnx", {"image": parity}, ["logits", "features"],
-                        {"image": "RGB, (x/255 - mean) / std, 224x224 centre crop", "logits": "class scores",
-                         "features": "the backbone's pooled features"})
-    card = {
-        "task": "image-classification", "profile": profile, "seed": seed,
-        "data": {"source": str(image_folder_root(image_folder)), "train": len(fit_idx), "validation": len(holdout),
-                 "test": len(test_set)},
-        "preprocessing": preprocess,
-        "labels": train_set.classes,
-        "hyperparameters": {"backbone": backbone, "weights": weights, "mode": mode, "epochs": config.epochs,
-                            "batch_size": config.batch_size, "head_lr": config.head_lr,
-                            "backbone_lr": config.backbone_lr if mode == "fine-tune" else None,
-                            "augmentation": "RandomResizedCrop(224) + horizontal flip",
-                            "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)},
-        "validation": {"best_holdout_loss": result.best_score, "best_epoch": result.best_epoch},
-        "training": result.as_card(),
-    }
-
-    def evaluate(sessions: Sessions) -> dict[str, Any]:
-        return evaluate_classifier(sessions["model"], test_set.samples, train_set.classes, preprocess,
+    def evaluate(self, sessions: Sessions) -> dict[str, Any]:
+        return evaluate_classifier(sessions["model"], self.test_set.samples, self.train_set.classes, self.preprocess,
                                    plots.reports_dir(NAME))
 
-    def calibrate(sessions: Sessions) -> dict[str, Any]:
-        holdout_images = torch.stack([eval_set[int(i)][0] for i in holdout]).numpy()
-        holdout_labels = np.array([eval_set.samples[int(i)][1] for i in holdout])
-        test_logits, test_labels = classifier_logits(sessions["model"], test_set.samples, preprocess)
-        holdout_logits, holdout_features = sessions["model"].run(None, {"image": holdout_images})
+    def calibrate(self, sessions: Sessions) -> dict[str, Any]:
+        holdout_labels = np.array([self.eval_set.samples[int(i)][1] for i in self.holdout])
+        test_logits, test_labels = classifier_logits(sessions["model"], self.test_set.samples, self.preprocess)
+        holdout_logits, holdout_features = sessions["model"].run(None, {"image": self._photos(self.holdout).numpy()})
         return {"probability_calibration": temperature_card(holdout_logits, holdout_labels, test_logits, test_labels,
                                                             plots.reports_dir(NAME), f"{NAME}: test reliability"),
-                "novelty": _novelty(sessions, holdout_features, test_set.samples, preprocess, seed)}
-
-    # Static int8 copy, calibrated on training photos (the holdout and test photos never are).
-    calibration = torch.stack([eval_set[int(i)][0] for i in fit_idx[:CALIBRATION_PHOTOS[profile]]]).numpy()
-    fitted = novelty.features_of(model, (torch.stack([eval_set[int(i)][0] for i in chunk])
-                                         for chunk in np.array_split(fit_idx, max(1, len(fit_idx) // 32))))
-    labels = np.array([eval_set.samples[int(i)][1] for i in fit_idx])
-    graphs = {"model": graph, "novelty": novelty.graph(fitted, labels, fitted[:64]),
-              "model_int8": int8_graph(graph, {"image": calibration})}
-    return export_model(NAME, graphs, evaluate, card, out_root, calibrate=calibrate)
+                "novelty": _novelty(sessions, holdout_features, self.test_set.samples, self.preprocess,
+                                    self.run.seed)}
 
 
 def _novelty(sessions: Sessions, holdout_features: np.ndarray, test_samples: list[tuple[str, int]], preprocess: dict,

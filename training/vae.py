@@ -37,12 +37,11 @@ from torch.nn import functional as F
 
 from serving.inference.generation import to_uint8
 
-from .export import Sessions, torch_graph
+from .export import Graph, Sessions, torch_graph
 from .generative import (CLASSES, CONDITIONING, LABEL_FEATURES, LABEL_INPUT, Conditioning, Digits,
-                         GenerativeProfile, batches, card_fields, conditioned_name, cosine_decay, latent_sampling,
-                         prepare, publish, selection_digits)
+                         GenerativeProfile, GenerativeRecipe, cosine_decay, latent_sampling, selection_digits)
 from .generative_eval import selection_fid
-from .loop import fit
+from .template import Cost, Learning
 
 NAME = "vae"
 VALUE_RANGE = (0.0, 1.0)
@@ -231,62 +230,81 @@ def fit_prior(model: VAE, digits: Digits, components: tuple[int, ...], seed: int
                             "validation_fid_by_prior": fids, "selection_images": SELECTION_IMAGES}
 
 
-def train(profile: str = "full", seed: int = 0, limit: int | None = None, out_root: Path | None = None,
-          checkpoint: Path | None = None, conditional: bool = False) -> dict:
-    config = PROFILES[profile]
-    name = conditioned_name(NAME, conditional)
-    out_root, digits = prepare(config, seed, limit, out_root, VALUE_RANGE)
-    generator = torch.Generator().manual_seed(seed)
-    model = VAE(config.latent_dim, conditional)
-    label = (lambda y: y) if conditional else (lambda _y: None)  # what the networks are told of each digit
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    scheduler = cosine_decay(optimizer, config.epochs * (len(digits.x_train) // config.batch_size), config.cosine_decay)
+class VaeRecipe(GenerativeRecipe):
+    name, profiles, value_range, score = NAME, PROFILES, VALUE_RANGE, "best_negative_elbo_nats"
 
-    def validate(m: VAE) -> float:
-        return float(m.negative_elbo(digits.x_val, label(digits.y_val), torch.Generator().manual_seed(0)).mean())
+    def told(self, digit: torch.Tensor) -> torch.Tensor | None:
+        """What the networks are told of each image's digit."""
+        return digit if self.conditional else None
 
-    result = fit(model, batches(digits.x_train, digits.y_train, config.batch_size, generator),
-                 step=lambda m, b: m.negative_elbo(b[0], label(b[1])).mean(), validate=validate, optimizer=optimizer,
-                 scheduler=scheduler, scheduler_per_batch=True, epochs=config.epochs, checkpoint=checkpoint,
-                 desc=name, threads=config.threads)
-    mixture, prior_card = fit_prior(model, digits, config.prior_components, seed, out_root)
+    def network(self) -> VAE:
+        return VAE(self.config.latent_dim, self.conditional)
 
-    z = np.random.default_rng(1).standard_normal((512, config.latent_dim), dtype=np.float32)
-    test = digits.x_test[:512]
-    # The conditional VAE's graphs take the digit too.
-    digit = {LABEL_INPUT: np.random.default_rng(4).integers(0, CLASSES, 512).astype(np.int64)} if conditional else {}
-    digit_unit = {LABEL_INPUT: "digit 0-9"} if conditional else {}
-    graphs = {
-        "model": torch_graph(model.decoder, "model.onnx", {"z": z, **digit}, ["image", "logits"],
-                             {"z": "latent, N(0, I) prior", **digit_unit, "image": "pixel probabilities in [0, 1]"}),
-        "encoder": torch_graph(model.encoder, "encoder.onnx", {"image": test, **digit}, ["mean", "log_var"],
-                               {"image": "pixels in [0, 1]", **digit_unit, "mean": "posterior mean",
-                                "log_var": "posterior log-variance"}),
-        "prior": torch_graph(MixturePrior(mixture), "prior.onnx",
-                             {PRIOR_INPUT: np.random.default_rng(3).standard_normal((512, 1 + config.latent_dim),
-                                                                                     dtype=np.float32)},
-                             ["z"], {PRIOR_INPUT: "N(0, I); its first coordinate picks the component",
-                                     "z": "a latent point drawn from the mixture"}),
-    }
-    sampling = {**latent_sampling(config.latent_dim, VALUE_RANGE, conditional),
-                "prior": {"graph": "prior", "input": PRIOR_INPUT, "noise_dim": 1 + config.latent_dim}}
-    card = {
-        **card_fields(profile, seed, digits, CONDITIONING if conditional else None),
-        "preprocessing": {"pixels": "x / 255 in [0, 1]", "likelihood": "Bernoulli over gray levels (not binarized)"},
-        "hyperparameters": {"latent_dim": config.latent_dim, "epochs": config.epochs, "batch_size": config.batch_size,
-                            "lr": config.lr, "optimizer": "Adam, cosine decay" if config.cosine_decay else "Adam",
-                            "parameters": sum(p.numel() for p in model.parameters())},
-        "validation": {"best_negative_elbo_nats": result.best_score, "best_epoch": result.best_epoch,
-                       "epochs_run": result.epochs_run, "history": result.history},
-        "prior": prior_card,
-    }
+    def learning(self, model: VAE) -> Learning:
+        config = self.config
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+        steps = config.epochs * (len(self.digits.x_train) // config.batch_size)
+        return Learning(optimizer, cosine_decay(optimizer, steps, config.cosine_decay), threads=config.threads)
 
-    def bounds(sessions: Sessions) -> dict[str, Any]:
-        if conditional:  # bounds on log p(x | digit): not comparable with the unconditional VAE's
-            return {}
-        return {**negative_elbo_on_test(sessions, digits.x_test),
+    def loss(self, model: VAE, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        return model.negative_elbo(batch[0], self.told(batch[1])).mean()
+
+    def validate(self, model: VAE) -> float:
+        digits = self.digits
+        return float(model.negative_elbo(digits.x_val, self.told(digits.y_val), torch.Generator().manual_seed(0)).mean())
+
+    def learn(self) -> tuple[VAE, Cost]:
+        """The network, then the mixture prior its samples are drawn from."""
+        model, cost = super().learn()
+        self.mixture, self.prior = fit_prior(model, self.digits, self.config.prior_components, self.run.seed,
+                                             self.run.out_root)
+        return model, cost
+
+    def graphs(self, model: VAE) -> dict[str, Graph]:
+        config, conditional = self.config, self.conditional
+        z = np.random.default_rng(1).standard_normal((512, config.latent_dim), dtype=np.float32)
+        test = self.digits.x_test[:512]
+        # The conditional VAE's graphs take the digit too.
+        digit = {LABEL_INPUT: np.random.default_rng(4).integers(0, CLASSES, 512).astype(np.int64)} if conditional else {}
+        digit_unit = {LABEL_INPUT: "digit 0-9"} if conditional else {}
+        noise = np.random.default_rng(3).standard_normal((512, 1 + config.latent_dim), dtype=np.float32)
+        return {
+            "model": torch_graph(model.decoder, "model.onnx", {"z": z, **digit}, ["image", "logits"],
+                                 {"z": "latent, N(0, I) prior", **digit_unit, "image": "pixel probabilities in [0, 1]"}),
+            "encoder": torch_graph(model.encoder, "encoder.onnx", {"image": test, **digit}, ["mean", "log_var"],
+                                   {"image": "pixels in [0, 1]", **digit_unit, "mean": "posterior mean",
+                                    "log_var": "posterior log-variance"}),
+            "prior": torch_graph(MixturePrior(self.mixture), "prior.onnx", {PRIOR_INPUT: noise}, ["z"],
+                                 {PRIOR_INPUT: "N(0, I); its first coordinate picks the component",
+                                  "z": "a latent point drawn from the mixture"}),
+        }
+
+    def sampling(self) -> dict[str, Any]:
+        latent_dim = self.config.latent_dim
+        return {**latent_sampling(latent_dim, VALUE_RANGE, self.conditional),
+                "prior": {"graph": "prior", "input": PRIOR_INPUT, "noise_dim": 1 + latent_dim}}
+
+    def card(self, model: VAE) -> dict[str, Any]:
+        config = self.config
+        return {
+            **super().card(model),
+            "preprocessing": {"pixels": "x / 255 in [0, 1]", "likelihood": "Bernoulli over gray levels (not binarized)"},
+            "hyperparameters": {"latent_dim": config.latent_dim, "epochs": config.epochs,
+                                "batch_size": config.batch_size, "lr": config.lr,
+                                "optimizer": "Adam, cosine decay" if config.cosine_decay else "Adam",
+                                "parameters": sum(p.numel() for p in model.parameters())},
+            "prior": self.prior,
+        }
+
+    def evaluate(self, sessions: Sessions) -> dict[str, Any]:
+        quality = super().evaluate(sessions)
+        if self.conditional:  # bounds on log p(x | digit): not comparable with the unconditional VAE's
+            return quality
+        x_test = self.digits.x_test
+        return {**quality, **negative_elbo_on_test(sessions, x_test),
                 "importance_weighted": importance_weighted_bounds(
-                    sessions, digits.x_test[:config.bound_images], config.importance_samples, mixture)}
+                    sessions, x_test[:self.config.bound_images], self.config.importance_samples, self.mixture)}
 
-    return publish(name, graphs, sampling, card, config.eval_images, out_root, result.as_card(),
-                   extra_metrics=bounds, conditional=conditional)
+
+class ConditionalVaeRecipe(VaeRecipe):
+    name, conditioning = f"{NAME}-conditional", CONDITIONING

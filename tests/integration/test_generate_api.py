@@ -22,6 +22,8 @@ from training.data import mnist_arrays
 
 from tests.pictures import png
 
+from .conftest import answered_by, refused_naming
+
 GENERATORS = ["vae", "gan", "diffusion"]
 
 
@@ -42,11 +44,7 @@ def test_same_seed_same_bytes(client, name):
 
 @pytest.mark.parametrize("name", GENERATORS)
 def test_json_answer_names_the_seed_it_chose(client, trained_models, name):
-    response = client.post(f"/generate/{name}", json={"n": 3, "format": "json"})
-    assert response.status_code == 200, response.text
-    body = response.json()
-    card = json.loads((trained_models / name / "card.json").read_text())
-    assert body["model"] == {"name": name, "version": card["version"], "sha256": card["graphs"]["model"]["sha256"]}
+    body = answered_by(client.post(f"/generate/{name}", json={"n": 3, "format": "json"}), trained_models, name)
     assert len(body["images"]) == 3 and all(_pixels(base64.b64decode(i)).shape == (28, 28) for i in body["images"])
     replay = client.post(f"/generate/{name}", json={"n": 3, "format": "json", "seed": body["seed"]}).json()
     assert replay["images"] == body["images"]
@@ -95,9 +93,7 @@ BAD_REQUESTS = {
 @pytest.mark.parametrize("payload, field", BAD_REQUESTS.values(), ids=BAD_REQUESTS.keys())
 @pytest.mark.parametrize("name", GENERATORS)
 def test_limits(client, name, payload, field):
-    response = client.post(f"/generate/{name}", json=payload)
-    assert response.status_code == 400, response.text
-    assert response.json()["error"].startswith(field)
+    refused_naming(client.post(f"/generate/{name}", json=payload), field)
 
 
 DIFFUSION_LIMITS = {
@@ -111,9 +107,7 @@ DIFFUSION_LIMITS = {
 
 @pytest.mark.parametrize("payload, field", DIFFUSION_LIMITS.values(), ids=DIFFUSION_LIMITS.keys())
 def test_diffusion_limits(client, payload, field):
-    response = client.post("/generate/diffusion", json=payload)
-    assert response.status_code == 400, response.text
-    assert response.json()["error"].startswith(field)
+    refused_naming(client.post("/generate/diffusion", json=payload), field)
 
 
 @pytest.mark.parametrize("name", ["vae", "gan"])
@@ -200,9 +194,7 @@ def test_an_oversized_interpolation_upload_is_named(client):
      "start"),
 ])
 def test_interpolation_limits(client, kwargs, field):
-    response = client.post("/generate/vae/interpolate", **kwargs)
-    assert response.status_code == 400, response.text
-    assert response.json()["error"].startswith(field)
+    refused_naming(client.post("/generate/vae/interpolate", **kwargs), field)
 
 
 def test_a_digit_without_the_twin_says_how_to_train_it(trained_models, tmp_path):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import subprocess
 
 import numpy as np
 import onnxruntime as ort
@@ -13,7 +12,7 @@ import pytest
 
 from training.data import HOUSING_FEATURES, california_housing_split
 
-from .conftest import free_port, start_server
+from .conftest import answered_by, start_up_refused
 
 EXAMPLE = {"MedInc": 8.3252, "HouseAge": 41.0, "AveRooms": 6.984, "AveBedrms": 1.024, "Population": 322.0,
            "AveOccup": 2.556, "Latitude": 37.88, "Longitude": -122.23}
@@ -29,10 +28,7 @@ def _rows(count: int) -> tuple[list[dict], np.ndarray]:
 def test_answers_equal_in_process_onnx_runtime(client, trained_models, model, name):
     houses, x = _rows(64)
     response = client.post("/house-price/predict", json={"houses": houses, "model": model})
-    assert response.status_code == 200, response.text
-    body = response.json()
-    card = json.loads((trained_models / name / "card.json").read_text())
-    assert body["model"] == {"name": name, "version": card["version"], "sha256": card["graphs"]["model"]["sha256"]}
+    body = answered_by(response, trained_models, name)
     expected = ort.InferenceSession(str(trained_models / name / "model.onnx")).run(
         None, {"features": x.astype(np.float32)})[0].ravel()
     values = np.array([p["value"] for p in body["predictions"]])
@@ -142,15 +138,8 @@ def test_still_healthy_after_bad_requests(client):
 def test_unverified_graph_stops_start_up(trained_models, tmp_path, damage, message):
     models = shutil.copytree(trained_models, tmp_path / "models")
     damage(models / "house-price-mlp")
-    log = tmp_path / "serve.log"
-    process = start_server(models, free_port(), log)
-    try:
-        returncode = process.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        pytest.fail("the server started with an unverified graph")
-    assert returncode != 0
-    assert message in log.read_text() and "house-price-mlp" in log.read_text()
+    log = start_up_refused(models, tmp_path / "serve.log", within=60)
+    assert message in log and "house-price-mlp" in log
 
 
 def _metric(text: str, name: str, **labels: str) -> float:

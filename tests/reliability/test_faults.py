@@ -15,7 +15,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.integration.conftest import free_port, start_server
+from tests.integration.conftest import start_up_refused
 
 from .conftest import serving
 from tests.model_copies import edited_copy
@@ -73,15 +73,8 @@ def _unloadable_graph(model_dir: Path, card: dict) -> dict:
 ], ids=["graph ONNX Runtime cannot load", "card without graphs"])
 def test_a_model_that_cannot_load_stops_start_up_with_the_cause(trained_models, tmp_path, breaks, message):
     models = edited_copy(trained_models, tmp_path, "house-price-gbm", breaks)
-    log = tmp_path / "serve.log"
-    process = start_server(models, free_port(), log)
-    try:
-        code = process.wait(timeout=120)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, 9)
-        raise
-    assert code != 0 and message in log.read_text()
-    assert "KeyError" not in log.read_text()
+    log = start_up_refused(models, tmp_path / "serve.log")
+    assert message in log and "KeyError" not in log
 
 
 def test_a_full_temporary_directory_does_not_touch_uploads(trained_models, tmp_path):

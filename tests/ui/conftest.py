@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 
@@ -28,11 +29,21 @@ def browser() -> Iterator:
         instance.close()
 
 
-@pytest.fixture
-def page(browser, server):
+@contextmanager
+def tab_on(browser, url: str, prepare: Callable = lambda _tab: None) -> Iterator:
+    """A desktop-sized tab on ``url``, ``prepare``d before it loads (routes to intercept, say)."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     context = browser.new_context(viewport={"width": 1280, "height": 1100})
     tab = context.new_page()
-    tab.goto(server + "/")
-    yield tab
-    context.close()
+    prepare(tab)
+    tab.goto(url)
+    try:
+        yield tab
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    with tab_on(browser, server + "/") as tab:
+        yield tab

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from training.data import load_image_folder
 
-from .conftest import SCREENSHOTS
+from .conftest import SCREENSHOTS, tab_on
 
 
 def _draw(page, strokes: list[list[tuple[float, float]]]) -> None:
@@ -20,6 +20,17 @@ def _draw(page, strokes: list[list[tuple[float, float]]]) -> None:
         for x, y in stroke[1:]:
             page.mouse.move(box["x"] + x * box["width"], box["y"] + y * box["height"], steps=8)
         page.mouse.up()
+
+
+def _submit(page, form: str, **fields: str) -> None:
+    """Fill a form's fields by name (a select picks its option) and submit it."""
+    for name, value in fields.items():
+        field = page.locator(f"#{form} [name={name}]")
+        if field.evaluate("element => element.tagName") == "SELECT":
+            field.select_option(value)
+        else:
+            field.fill(value)
+    page.click(f"#{form} button[type=submit]")
 
 
 def test_models_are_listed_with_versions(page):
@@ -80,7 +91,7 @@ def test_upload_a_photo(page):
 
 
 def test_price_a_house(page):
-    page.click("#house-form button[type=submit]")
+    _submit(page, "house-form")
     answer = page.locator("#house-answer")
     answer.filter(has_text="$").wait_for()
     assert "house-price-gbm" in answer.inner_text()
@@ -93,16 +104,14 @@ def test_price_a_house(page):
 
 
 def test_an_unusual_house_is_flagged_with_its_feature(page):
-    page.fill("#house-form input[name=MedInc]", "80")
-    page.click("#house-form button[type=submit]")
+    _submit(page, "house-form", MedInc="80")
     flag = page.locator("#house-flag")
     flag.filter(has_text="training data").wait_for()
     assert flag.inner_text().startswith("Unlike the training data") and "MedInc" in flag.inner_text()
 
 
 def test_api_errors_are_readable(page):
-    page.fill("#house-form input[name=Latitude]", "55")
-    page.click("#house-form button[type=submit]")
+    _submit(page, "house-form", Latitude="55")
     error = page.locator("#house-panel [data-error]")
     error.filter(has_text="Error").wait_for()
     assert "Latitude" in error.inner_text() and "42.5" in error.inner_text()
@@ -111,21 +120,15 @@ def test_api_errors_are_readable(page):
 
 
 def test_a_new_error_replaces_the_old_answer(page):
-    page.click("#house-form button[type=submit]")
+    _submit(page, "house-form")
     page.locator("#house-answer").filter(has_text="$").wait_for()
-    page.fill("#house-form input[name=Latitude]", "55")
-    page.click("#house-form button[type=submit]")
+    _submit(page, "house-form", Latitude="55")
     page.locator("#house-panel [data-error]").filter(has_text="Error").wait_for()
     assert page.locator("#house-answer").inner_text() == ""
 
 
 def test_generate_a_diffusion_grid(page):
-    page.select_option("#generate-form select[name=model]", "diffusion")
-    page.fill("#generate-form input[name=n]", "4")
-    page.fill("#generate-form input[name=seed]", "7")
-    page.fill("#generate-form input[name=digit]", "3")
-    page.fill("#generate-form input[name=steps]", "5")
-    page.click("#generate-form button[type=submit]")
+    _submit(page, "generate-form", model="diffusion", n="4", seed="7", digit="3", steps="5")
     image = page.locator("#generate-image")
     image.wait_for(state="visible")
     natural = page.evaluate("document.getElementById('generate-image').naturalWidth")
@@ -136,20 +139,15 @@ def test_generate_a_diffusion_grid(page):
 
 
 def test_a_digit_from_the_gan_is_drawn_by_its_conditional_twin(page):
-    page.select_option("#generate-form select[name=model]", "gan")
-    page.fill("#generate-form input[name=n]", "4")
-    page.fill("#generate-form input[name=digit]", "3")
-    page.click("#generate-form button[type=submit]")
+    _submit(page, "generate-form", model="gan", n="4", digit="3")
     answer = page.locator("#generate-answer")
     answer.filter(has_text="images in").wait_for()
     assert "by gan-conditional " in answer.inner_text()
 
 
 def test_forecast_is_drawn(page):
-    page.fill("#forecast-form textarea[name=history]", ", ".join(str(100 + 3 * i + 20 * (i % 12 in (5, 6, 7)))
-                                                                   for i in range(36)))
-    page.fill("#forecast-form input[name=horizon]", "6")
-    page.click("#forecast-form button[type=submit]")
+    history = ", ".join(str(100 + 3 * i + 20 * (i % 12 in (5, 6, 7))) for i in range(36))
+    _submit(page, "forecast-form", history=history, horizon="6")
     page.locator("#forecast-answer").filter(has_text="next 6 months").wait_for()
     assert page.locator("#forecast-chart polyline").count() == 2
     assert page.locator("#forecast-chart").is_visible()
@@ -160,8 +158,7 @@ def test_forecast_is_drawn(page):
 
 
 def test_vae_interpolation_strip(page):
-    page.fill("#interpolate-form input[name=frames]", "6")
-    page.click("#interpolate-form button[type=submit]")
+    _submit(page, "interpolate-form", frames="6")
     image = page.locator("#interpolate-image")
     image.wait_for(state="visible")
     page.wait_for_function("document.getElementById('interpolate-image').naturalWidth > 0")
@@ -202,9 +199,6 @@ def test_the_openapi_page_tries_an_example_as_is(page, server):
 
 def test_models_still_training_are_listed_with_their_progress(browser, server):
     """In a first run the table lists the models still to come, and the pickers offer only loaded ones."""
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    context = browser.new_context(viewport={"width": 1280, "height": 1100})
-    tab = context.new_page()
     coming = {"mnist-knn": {"state": "queued", "progress": 0.0, "seconds_left": 95},
               "diffusion": {"state": "training", "progress": 0.4, "seconds_left": 35}}
 
@@ -212,14 +206,13 @@ def test_models_still_training_are_listed_with_their_progress(browser, server):
         listed = route.fetch().json()
         route.fulfill(json=[{"name": m["name"], **coming[m["name"]]} if m["name"] in coming else m for m in listed])
 
-    tab.route("**/models", first_run_listing)
-    tab.goto(server + "/")
-    tab.locator("#models tr.pending").first.wait_for()
-    rows = {row.locator("td").first.inner_text(): row.inner_text() for row in tab.locator("#models tbody tr").all()}
-    assert "training, 40% done, about 35 s left" in rows["diffusion"]
-    assert "queued, 0% done, about 2 min left" in rows["mnist-knn"]
-    assert "test_accuracy" in rows["mnist-cnn"]  # a loaded model keeps its row
-    options = tab.locator("#digit-model option").all_inner_texts()
-    assert "mnist-cnn" in options and "mnist-knn" not in options
-    tab.screenshot(path=str(SCREENSHOTS / "first-run.png"), full_page=True)
-    context.close()
+    with tab_on(browser, server + "/", lambda tab: tab.route("**/models", first_run_listing)) as tab:
+        tab.locator("#models tr.pending").first.wait_for()
+        rows = {row.locator("td").first.inner_text(): row.inner_text()
+                for row in tab.locator("#models tbody tr").all()}
+        assert "training, 40% done, about 35 s left" in rows["diffusion"]
+        assert "queued, 0% done, about 2 min left" in rows["mnist-knn"]
+        assert "test_accuracy" in rows["mnist-cnn"]  # a loaded model keeps its row
+        options = tab.locator("#digit-model option").all_inner_texts()
+        assert "mnist-cnn" in options and "mnist-knn" not in options
+        tab.screenshot(path=str(SCREENSHOTS / "first-run.png"), full_page=True)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from training import data
-from training.__main__ import _trainers
+from training.catalog import recipes
 
 
 def test_california_housing_matches_the_published_dataset():
@@ -84,7 +84,7 @@ def test_first_run_skips_trained_models_and_gives_an_estimate_before_each_traini
                             cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert sum(line.endswith(", skipped") for line in lines) == len(_trainers()) - 1  # all but passengers
+    assert sum(line.endswith(", skipped") for line in lines) == len(recipes()) - 1  # all but passengers
     # The estimate is the reference's, scaled by the probe of this machine that the run printed first.
     probe = next(line for line in lines if line.startswith("this machine against the reference one"))
     assert re.search(r"cnn \d+\.\d\dx as long, unet \d+\.\d\dx as long, numpy \d+\.\d\dx as long$", probe)

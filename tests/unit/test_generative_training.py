@@ -133,11 +133,12 @@ def test_a_self_conditioned_gan_is_unconditional_to_its_clients(trained_models, 
     from serving.repository.card import validate
     from serving.errors import FieldError
     from training import gan
+    from training.template import train
 
     monkeypatch.setitem(gan.PROFILES, "quick", dataclasses.replace(gan.PROFILES["quick"], clusters=4))
     monkeypatch.setenv("ZOOSERVE_REPORTS_DIR", str(tmp_path / "reports"))  # not the fixture gan's samples.png
     shutil.copytree(trained_models / "mnist-cnn", tmp_path / "mnist-cnn")
-    gan.train("quick", limit=500, out_root=tmp_path)
+    train(gan.GanRecipe, "quick", limit=500, out_root=tmp_path)
     card = _card(tmp_path, "gan")
     sampling = sampling_of(card["sampling"])
     assert card["conditional"] is False and card["hyperparameters"]["self_conditioning_clusters"] == 4

@@ -141,10 +141,15 @@ def test_card_is_complete(card):
     assert Path(scores["plots"][0]).is_file()
 
 
-def test_card_metrics_come_from_the_graph_and_beat_seasonal_naive(card, graph_step):
+def _test_period(card: dict, graph_step) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The history before the test period, the test months, and the graph's forecast of them."""
     _, values = load_passengers()
     history, test = values[:-passengers.TEST_MONTHS], values[-passengers.TEST_MONTHS:]
-    forecast = recursive_forecast(graph_step, history, card["preprocessing"]["window"], len(test))
+    return history, test, recursive_forecast(graph_step, history, card["preprocessing"]["window"], len(test))
+
+
+def test_card_metrics_come_from_the_graph_and_beat_seasonal_naive(card, graph_step):
+    history, test, forecast = _test_period(card, graph_step)
     scores = card["metrics"]
     assert {key: scores[f"test_{key}"] for key in ("mae", "rmse", "mape")} == pytest.approx(
         metrics.forecast_metrics(test, forecast))
@@ -170,9 +175,7 @@ def test_intervals_are_calibrated_on_the_validation_period_only(card, graph_step
 
 
 def test_card_reports_interval_coverage_on_the_test_period(card, graph_step):
-    _, values = load_passengers()
-    history, test = values[:-passengers.TEST_MONTHS], values[-passengers.TEST_MONTHS:]
-    forecast = recursive_forecast(graph_step, history, card["preprocessing"]["window"], len(test))
+    history, test, forecast = _test_period(card, graph_step)
     calibration = ForecastCalibration(**card["forecast_calibration"])
     measured = card["metrics"]["interval_coverage"]
     assert set(measured) == {f"{level:.2f}" for level in passengers.INTERVAL_LEVELS}

@@ -28,17 +28,12 @@ def test_settings_from_env(monkeypatch):
     assert settings.batching == "auto"
     monkeypatch.setenv("ZOOSERVE_BATCHING", "OFF")
     assert Settings.from_env().batching == "off"
-    monkeypatch.setenv("ZOOSERVE_BATCHING", "maybe")
-    with pytest.raises(ValueError, match="ZOOSERVE_BATCHING"):
-        Settings.from_env()
-    monkeypatch.setenv("ZOOSERVE_BATCHING", "on")
-    monkeypatch.setenv("ZOOSERVE_DEVICE", "tpu")
-    with pytest.raises(ValueError, match="ZOOSERVE_DEVICE"):
-        Settings.from_env()
-    monkeypatch.setenv("ZOOSERVE_DEVICE", "cpu")
-    monkeypatch.setenv("ZOOSERVE_MAX_IMAGES", "65")  # over the request schemas' own ceiling
-    with pytest.raises(ValueError, match="ZOOSERVE_MAX_IMAGES"):
-        Settings.from_env()
+    for variable, value in (("ZOOSERVE_BATCHING", "maybe"), ("ZOOSERVE_DEVICE", "tpu"),
+                            ("ZOOSERVE_MAX_IMAGES", "65")):  # 65: over the request schemas' own ceiling
+        with monkeypatch.context() as just_this:
+            just_this.setenv(variable, value)
+            with pytest.raises(ValueError, match=variable):
+                Settings.from_env()
 
 
 @pytest.mark.parametrize("device, available, gpu, expected", [

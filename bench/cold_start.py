@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 
 from loadtests.payloads import digit_pngs
+from serving.repository import layout
 
 from .common import Context, markdown_table
 from .http_load import serve_models
@@ -42,7 +43,7 @@ def run(ctx: Context) -> dict:
                 ready.append(time.perf_counter() - start)
                 _first_answers(url)
                 answering.append(time.perf_counter() - start)
-    models = sorted(path.parent.name for path in ctx.models_dir.glob("*/card.json"))
+    models = layout.model_names(ctx.models_dir)
     median = statistics.median(answering)
     return {"ready_seconds": ready, "first_answers_seconds": answering,
             "median_ready_seconds": statistics.median(ready), "median_first_answers_seconds": median,

@@ -18,6 +18,7 @@ import numpy as np
 import onnxruntime as ort
 
 from loadtests import report
+from serving.repository import layout
 from serving.repository.sessions import providers_for, session_options
 from serving.settings import Settings
 
@@ -88,9 +89,14 @@ def ort_session(path: Path, ctx: Context,
                                 providers=providers_for(settings))
 
 
+def version_dir(ctx: Context, name: str) -> Path:
+    """The folder of the model's newest version in ``ctx.models_dir`` (what the service serves)."""
+    return layout.newest(ctx.models_dir / name)
+
+
 def load_card(ctx: Context, name: str) -> dict[str, Any] | None:
     """The model's card, or None when the model is not in ``ctx.models_dir`` (the section skips it)."""
-    path = ctx.models_dir / name / "card.json"
+    path = version_dir(ctx, name) / layout.CARD
     return json.loads(path.read_text()) if path.exists() else None
 
 

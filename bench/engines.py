@@ -21,7 +21,7 @@ from training.passengers import windows_and_next
 
 from . import pytorch
 from .common import (AGREEMENT_ATOL, Context, agreement, batch_sizes, load_card, markdown_table, missing,
-                     ort_session, ratio, throughput, timed)
+                     ort_session, ratio, throughput, timed, version_dir)
 
 OBJECTIVES = {"mnist-cnn": {1: 2.5, 32: 2.0}}  # the issue: ORT at least this many times faster than eager
 BUDGET_S = 10.0  # per measurement: EfficientNet on 32 photos takes seconds per call
@@ -71,7 +71,7 @@ MODELS: dict[str, Callable[[Card, int, np.random.Generator], Feeds]] = {
 
 def _graph_for(name: str, card: Card, module: nn.Module, ctx: Context, scratch: Path) -> tuple[Path, str]:
     """The served graph when the module took its weights, else a fresh export of the module."""
-    served = ctx.models_dir / name / card["graphs"]["model"]["file"]
+    served = version_dir(ctx, name) / card["graphs"]["model"]["file"]
     if pytorch.load_served_weights(module, served):
         return served, pytorch.SERVED
     example = MODELS[name](card, 2, np.random.default_rng(0))

@@ -23,6 +23,7 @@ import psutil
 from loadtests.payloads import digit_pngs, houses
 from loadtests.server import free_port, start, stop, wait_ready
 from serving.inference.images import to_mnist, decode
+from serving.repository import layout
 
 from .common import Context, markdown_table
 from .http_load import client_core
@@ -47,7 +48,7 @@ def _multipart(field: str, png: bytes) -> bytes:
 def cases(models_dir: Path) -> dict[str, tuple[Request, Request]]:
     """Each compared request: (what the floor receives, what ZooServe receives)."""
     house = houses()[0]
-    order = json.loads((models_dir / "house-price-gbm" / "card.json").read_text())["preprocessing"]["feature_order"]
+    order = json.loads(layout.card_file(models_dir, "house-price-gbm").read_text())["preprocessing"]["feature_order"]
     house_predict = Request("/house-price/predict", json.dumps({"houses": [house]}).encode())
     house_v2 = Request("/v2/models/house-price-gbm/infer",
                        _tensor("features", np.array([[house[name] for name in order]], np.float32)))

@@ -15,7 +15,6 @@ requests for less CPU, so ZooServe's throughput and tails are reported as ratios
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 from starlette.applications import Starlette
@@ -23,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from serving.repository import layout
 from serving.repository.sessions import make_session
 from serving.settings import Settings
 
@@ -33,15 +33,16 @@ SETTINGS = Settings.from_env()
 def _load(name: str) -> tuple[dict, object, object | None]:
     """The card, a session of the graph the card has ZooServe serve (its int8 copy, if selected)
     and one of its novelty graph, if it has one."""
-    card = json.loads((SETTINGS.models_dir / name / "card.json").read_text())
+    version = layout.newest(SETTINGS.models_dir / name)
+    card = json.loads((version / layout.CARD).read_text())
     variant = card.get("served_variant")
     served = card["variants"][variant] if variant else card["graphs"]["model"]
     novelty = card.get("novelty")
-    return (card, make_session(Path(SETTINGS.models_dir / name / served["file"]), SETTINGS),
-            novelty and make_session(SETTINGS.models_dir / name / card["graphs"][novelty["graph"]]["file"], SETTINGS))
+    return (card, make_session(version / served["file"], SETTINGS),
+            novelty and make_session(version / card["graphs"][novelty["graph"]]["file"], SETTINGS))
 
 
-LOADED = {name: _load(name) for name in MODELS if (SETTINGS.models_dir / name / "card.json").exists()}
+LOADED = {name: _load(name) for name in MODELS if layout.card_file(SETTINGS.models_dir, name).exists()}
 
 
 async def house_price(request: Request) -> JSONResponse:

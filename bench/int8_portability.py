@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from serving.repository import variants
+from serving.repository import layout, variants
 from training.data import mnist_arrays
 from training.mnist import normalize
 from training.quantize import write_int8_qdq
@@ -48,7 +48,7 @@ def run(models_dir: Path, cpu: str) -> dict:
     inputs = normalize(test_images[:ROWS])
     with tempfile.TemporaryDirectory(prefix="zooserve-int8-cpus-") as scratch_dir:
         scratch = Path(scratch_dir)
-        source = models_dir / "mnist-cnn" / "model.onnx"
+        source = layout.newest(models_dir / "mnist-cnn") / "model.onnx"
         graphs = {"full-range int8 weights": scratch / "full.onnx", "7-bit weights (reduce_range, shipped)":
                   scratch / "reduced.onnx"}
         for (name, path), reduce in zip(graphs.items(), (False, True)):

@@ -19,7 +19,7 @@ from serving.repository.registry import read_verified_card
 from serving.repository.sessions import make_session
 from serving.settings import Settings
 
-from .common import Context, markdown_table, timed
+from .common import Context, markdown_table, timed, version_dir
 from .http_load import client_core, serve_models
 
 MODEL = "house-price-gbm"
@@ -27,8 +27,9 @@ MODEL = "house-price-gbm"
 
 def _in_process(ctx: Context):
     """The served model's call, as the service makes it, on the first test house."""
-    card = read_verified_card(ctx.models_dir / MODEL)
-    session = make_session(ctx.models_dir / MODEL / card.graphs["model"].file, Settings(models_dir=ctx.models_dir))
+    version = version_dir(ctx, MODEL)
+    card = read_verified_card(version)
+    session = make_session(version / card.graphs["model"].file, Settings(models_dir=ctx.models_dir))
     spec = card.graphs["model"].inputs[0]
     row = np.array([[houses()[0][name] for name in card.preprocessing["feature_order"]]], dtype=spec.dtype)
     return lambda: session.run(None, {spec.name: row})

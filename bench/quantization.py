@@ -25,7 +25,7 @@ from training.data import load_image_folder, mnist_arrays
 from training.mnist import EVAL_BATCH, normalize, validation_split
 from training.quantize import quantizable, write_int8_qdq
 
-from .common import Context, batch_sizes, load_card, markdown_table, missing, ort_session, ratio, timed
+from .common import Context, batch_sizes, load_card, markdown_table, missing, ort_session, ratio, timed, version_dir
 
 MAX_ACCURACY_DROP_PP = 0.1
 BUDGET_S = 10.0  # per measurement: EfficientNet on 32 photos takes seconds per call
@@ -146,7 +146,7 @@ def quantize(name: str, ctx: Context) -> dict[str, Any]:
     data = MODELS[name](card, ctx.smoke)
     input_name = card["graphs"]["model"]["inputs"][0]["name"]
     with tempfile.TemporaryDirectory(prefix="bench-quantization-") as scratch:
-        builders = _variants(ctx.models_dir / name / card["graphs"]["model"]["file"], input_name, data, Path(scratch))
+        builders = _variants(version_dir(ctx, name) / card["graphs"]["model"]["file"], input_name, data, Path(scratch))
         baseline = _variant(BASELINE, builders.pop(BASELINE), input_name, data, ctx, None)
         variants = [baseline] + [_variant(variant, build, input_name, data, ctx, baseline)
                                  for variant, build in builders.items()]
@@ -159,7 +159,7 @@ def optimization_levels(ctx: Context) -> dict[str, Any]:
     card = load_card(ctx, LEVELS_MODEL)
     if card is None:
         return missing(LEVELS_MODEL, ctx)
-    path = ctx.models_dir / LEVELS_MODEL / card["graphs"]["model"]["file"]
+    path = version_dir(ctx, LEVELS_MODEL) / card["graphs"]["model"]["file"]
     images = normalize(mnist_arrays(train=False)[0][:max(batch_sizes(ctx))])
     rows = []
     for batch in batch_sizes(ctx):

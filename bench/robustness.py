@@ -23,6 +23,7 @@ from PIL import Image, ImageDraw
 from loadtests.report import markdown_table
 from serving.errors import ServiceError
 from serving.inference.images import MNIST_MEAN, MNIST_STD, decode, to_mnist
+from serving.repository import layout
 from serving.repository.registry import read_verified_card
 from training.plots import reports_dir
 
@@ -69,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--label", default="", help="a name for this run in the report (e.g. before/after)")
     args = parser.parse_args(argv)
-    model_dir = args.models_dir / "mnist-cnn"
+    model_dir = layout.newest(args.models_dir / "mnist-cnn")
     card = read_verified_card(model_dir)  # the graph the service would serve, its sha256 checked
     session = ort.InferenceSession(str(model_dir / card.graphs["model"].file), providers=["CPUExecutionProvider"])
     out = reports_dir("robustness")

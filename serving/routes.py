@@ -15,7 +15,7 @@ from pathlib import Path
 
 from starlette.staticfiles import StaticFiles
 
-from serving.protocol import oip, web
+from serving.protocol import management, oip, web
 from serving.protocol.routing import TEXT, Route, declared
 from serving.service import ZooServe
 
@@ -45,7 +45,7 @@ def _swagger_assets() -> Route:
 
 def table() -> list[Route]:
     """Every route, in the order the gateway tries templates: ``/v2`` inference first."""
-    return [*oip.ROUTES, *declared(ZooServe), *web.ROUTES, _swagger_assets(), *BENTOML_ROUTES]
+    return [*oip.ROUTES, *management.ROUTES, *declared(ZooServe), *web.ROUTES, _swagger_assets(), *BENTOML_ROUTES]
 
 
 PATHS_TAKEN = {

@@ -326,7 +326,9 @@ class ModelListing(BaseModel):
 
     name: str
     state: Literal["loaded", "queued", "training", "loading", "failed"]
-    version: str | None = None
+    version: str | None = Field(None, description="the version requests that name none get")
+    versions: list[str] | None = Field(None, description="every version loaded, oldest first")
+    pinned: str | None = Field(None, description="the version pinned (ZOOSERVE_VERSIONS), if any")
     sha256: str | None = None
     task: str | None = None
     profile: Literal["quick", "full"] | None = None
@@ -379,6 +381,47 @@ class Readiness(BaseModel):
 class ModelReadiness(BaseModel):
     name: str
     ready: bool
+
+
+class RepositoryIndexRequest(BaseModel):
+    ready: bool = Field(False, description="only the versions ready to serve")
+
+
+class RepositoryEntry(BaseModel):
+    name: str
+    version: str
+    state: Literal["READY", "UNAVAILABLE"]
+    reason: str | None = Field(None, description="why a version is not ready: not loaded, or its load's failure")
+
+
+class RepositoryIndex(RootModel[list[RepositoryEntry]]):
+    """Every version published under the models directory, with its state."""
+
+
+class LoadParameters(BaseModel):
+    model_config = ConfigDict(extra="allow")  # Triton's "file:<path>" overrides: refused, naming them
+    config: str | None = Field(None, description="a Triton model configuration as JSON text; its version_policy "
+                                                 "picks the versions to load: latest (num_versions), all, or "
+                                                 "specific (versions)")
+
+
+class LoadRequest(BaseModel):
+    parameters: LoadParameters | None = Field(None, description="none: the versions the model's last load picked "
+                                                                "(at first, the newest)")
+
+
+class UnloadParameters(BaseModel):
+    unload_dependents: bool = Field(False, description="accepted; no model here depends on another")
+
+
+class UnloadRequest(BaseModel):
+    parameters: UnloadParameters | None = None
+
+
+class Loaded(BaseModel):
+    name: str
+    versions: list[str] = Field(description="the versions now served, oldest first; requests naming none "
+                                            "get the pinned one, else the newest")
 
 
 class InferenceInput(BaseModel):

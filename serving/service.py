@@ -25,7 +25,7 @@ from starlette.responses import Response
 
 from serving.errors import FieldError, Unavailable
 from serving.inference import explain, generation, images, novelty
-from serving.inference.classify import classifier_rows
+from serving.inference.classify import classifier_rows, versioned_rows
 from serving.inference.forecast import forecast_intervals, recursive_forecast, session_step
 from serving.inference.postprocess import odd_even, ranked
 from serving.protocol.routing import BINARY, JSON, MULTIPART, PNG, endpoint
@@ -73,13 +73,15 @@ class Classifiers:
 
     @bentoml.api(batchable=True, max_batch_size=64, max_latency_ms=1000)
     def digits(self, batch: np.ndarray) -> np.ndarray:
-        """(N, 1, 28, 28) normalized digits -> (N, 10) probabilities (+ a novelty score column)."""
-        return classifier_rows(self.registry, DIGITS_MODEL, batch)
+        """(N, 1, 28, 28) normalized digits -> (N, 10) probabilities (+ a novelty score column), and
+        the number of the version that answered (``versioned_rows``)."""
+        return versioned_rows(self.registry.get(DIGITS_MODEL), batch)
 
     @bentoml.api(batchable=True, max_batch_size=8, max_latency_ms=5000)
     def photos(self, batch: np.ndarray) -> np.ndarray:
-        """(N, 3, 224, 224) normalized photos -> (N, classes) probabilities (+ a novelty score column)."""
-        return classifier_rows(self.registry, IMAGES_MODEL, batch)
+        """(N, 3, 224, 224) normalized photos -> (N, classes) probabilities (+ a novelty score column),
+        and the number of the version that answered."""
+        return versioned_rows(self.registry.get(IMAGES_MODEL), batch)
 
 
 class Generators:
@@ -90,15 +92,16 @@ class Generators:
         self.registry = Registry(Settings.from_env(), runs_here=lambda name: name in GENERATIVE_MODELS)
         settle_heap()
 
-    def _run(self, name: str, graph: str = "model"):
-        model = self.registry.get(name)
+    def _run(self, name: str, version: str | None, graph: str = "model"):
+        model = self.registry.get(name, version)
         return lambda feeds: model.run(feeds, graph)[0]
 
     @bentoml.api
     async def sample(self, model: str, n: int, seed: int, digit: int | None = None, steps: int | None = None,
-                     guidance: float | None = None) -> np.ndarray:
-        """(n, 28, 28) uint8 digits drawn with ``seed``; stopped between steps if the caller goes."""
-        loaded = self.registry.get(model)
+                     guidance: float | None = None, version: str | None = None) -> np.ndarray:
+        """(n, 28, 28) uint8 digits drawn with ``seed``; stopped between steps if the caller goes.
+        ``version``: the one the API worker names in its answer (None: the default)."""
+        loaded = self.registry.get(model, version)
         stop = threading.Event()
         start = time.perf_counter()
         work = asyncio.get_running_loop().run_in_executor(None, lambda: generation.generate(
@@ -113,22 +116,23 @@ class Generators:
         return pictures
 
     @bentoml.api
-    def encode(self, model: str, pictures: np.ndarray) -> np.ndarray:
+    def encode(self, model: str, pictures: np.ndarray, version: str | None = None) -> np.ndarray:
         """(N, 1, 28, 28) classifier-normalized digits -> (N, latent_dim) posterior means."""
-        sampling = self.registry.get(model).card.sampling
-        return self._run(model, "encoder")({"image": generation.encoder_input(pictures, sampling.output_range)})
+        sampling = self.registry.get(model, version).card.sampling
+        encode = self._run(model, version, "encoder")
+        return encode({"image": generation.encoder_input(pictures, sampling.output_range)})
 
     @bentoml.api
-    def points(self, model: str, seeds: list[int]) -> np.ndarray:
+    def points(self, model: str, seeds: list[int], version: str | None = None) -> np.ndarray:
         """(len(seeds), latent_dim) latent points, each the first that seed's sample is drawn from."""
-        loaded = self.registry.get(model)
+        loaded = self.registry.get(model, version)
         return np.concatenate([generation.latent_points(loaded.card.sampling, loaded.sessions, seed, 1)
                                for seed in seeds])
 
     @bentoml.api
-    def decode(self, model: str, z: np.ndarray) -> np.ndarray:
+    def decode(self, model: str, z: np.ndarray, version: str | None = None) -> np.ndarray:
         """(N, latent_dim) latent points -> (N, 28, 28) uint8 digits."""
-        return generation.decode(self.registry.get(model).card.sampling, self._run(model), z)
+        return generation.decode(self.registry.get(model, version).card.sampling, self._run(model, version), z)
 
 
 def _house_price(value: float, half_width: float | None, per_unit: float,
@@ -178,7 +182,7 @@ class ZooServe:
         self.settings = Settings.from_env()
         # Sessions for every model, the batched ones included: the Open Inference Protocol (/v2)
         # runs any model in-process, and so do the classify endpoints when batching is off.
-        self.registry = Registry(self.settings)
+        self.registry = Registry(self.settings, decides=True)
         settle_heap()
 
     def __is_ready__(self) -> bool:
@@ -186,14 +190,17 @@ class ZooServe:
         # a first run, the models it trains are loaded as they come.
         return self.registry.ready
 
-    def _classify(self, name: str, picture: np.ndarray) -> tuple[np.ndarray, OutOfDistribution | None]:
-        """One picture's probabilities and flag: batched with concurrent requests in `Classifiers`,
-        or run here, unbatched (``ZOOSERVE_BATCHING``; ``make bench`` compares the two)."""
+    def _classify(self, name: str, picture: np.ndarray) -> tuple[LoadedModel, np.ndarray, OutOfDistribution | None]:
+        """The version that answered, one picture's probabilities and flag: batched with concurrent
+        requests in `Classifiers`, or run here, unbatched (``ZOOSERVE_BATCHING``; ``make bench``
+        compares the two)."""
         if not hasattr(self, "classifiers") or name not in BATCHED_MODELS:
-            row = classifier_rows(self.registry, name, picture)[0]
+            loaded = self.registry.get(name)
+            row = classifier_rows(loaded, picture)[0]
         else:
             row = (self.classifiers.digits if name == DIGITS_MODEL else self.classifiers.photos)(picture)[0]
-        return novelty.split(self.registry.get(name), row)
+            loaded, row = self.registry.answered_by(name, row[-1]), row[:-1]
+        return loaded, *novelty.split(loaded, row)
 
     def _houses(self, houses: list[House], model: str) -> tuple[LoadedModel, np.ndarray, np.ndarray]:
         """The model a house request names, its feature rows in the card's order, and its predictions."""
@@ -283,9 +290,9 @@ class ZooServe:
                         model: str = DIGITS_MODEL) -> DigitResponse:
         """A handwritten digit: upload any picture (field ``image``) or send 28x28 ``pixels``;
         ``model`` picks the classifier (the CNN by default)."""
-        loaded = self.registry.get(model)
+        self.registry.get(model)  # an unknown or unloaded model: refused before the picture is decoded
         batch = _digit_input(image, pixels)
-        probabilities, flag = self._classify(model, batch)
+        loaded, probabilities, flag = self._classify(model, batch)
         label, probability = odd_even(probabilities)
         return DigitResponse(digit=int(probabilities.argmax()), probabilities=probabilities.tolist(),
                              parity=DigitParity(label=label, probability=probability), out_of_distribution=flag,
@@ -300,10 +307,10 @@ class ZooServe:
         28x28 numbers and a PNG heat map. Takes the body of ``/digits/classify``."""
         loaded = self.registry.get(model)
         batch = _digit_input(image, pixels)
-        probabilities = classifier_rows(self.registry, model, batch)[0, :len(loaded.card.labels)]
+        probabilities = classifier_rows(loaded, batch)[0, :len(loaded.card.labels)]
         digit = int(probabilities.argmax())
         paper = (0.0 - images.MNIST_MEAN) / images.MNIST_STD
-        fall = explain.occlusion_map(lambda pictures: classifier_rows(self.registry, model, pictures),
+        fall = explain.occlusion_map(lambda pictures: classifier_rows(loaded, pictures),
                                      batch[0], digit, paper)
         ink = batch[0, 0] * images.MNIST_STD + images.MNIST_MEAN
         heat = base64.b64encode(images.png(images.heat_map(ink, fall))).decode()
@@ -323,9 +330,10 @@ class ZooServe:
         prep = model.card.preprocessing
         batch = images.to_classifier_input(images.decode(_checked(image)), prep["resize"], prep["crop"],
                                            prep["mean"], prep["std"])[None]
-        probabilities, flag = self._classify(IMAGES_MODEL, batch)
-        return ImageResponse(predictions=ranked(probabilities, labels, top_k), out_of_distribution=flag,
-                             model=model.summary)
+        # Prepared as the default version wants it; the version that answered is the one named.
+        answered, probabilities, flag = self._classify(IMAGES_MODEL, batch)
+        return ImageResponse(predictions=ranked(probabilities, answered.card.labels, top_k),
+                             out_of_distribution=flag, model=answered.summary)
 
 
     async def _call_generators(self, method: str, **arguments: object) -> np.ndarray:
@@ -352,7 +360,7 @@ class ZooServe:
                         steps: int | None = None, guidance: float | None = None) -> GeneratedImages | Response:
         model = self.registry.get(name)
         request = generation.SamplingRequest.resolve(model.card, n, seed, digit, steps, guidance, self.settings)
-        pictures = await self._call_generators("sample", **request.arguments())
+        pictures = await self._call_generators("sample", **request.arguments(), version=model.card.version)
         return _images_answer(pictures, request.seed, model.summary, format)
 
     @endpoint("/generate/vae", forms={JSON: GenerateRequest}, **GENERATED,
@@ -395,11 +403,12 @@ class ZooServe:
             raise FieldError("frames", f"must be at most {self.settings.max_images} (ZOOSERVE_MAX_IMAGES)",
                              "less_than_equal")
         model = self.registry.get("vae")
+        version = {"model": "vae", "version": model.card.version}  # every call on the version the answer names
         if seeds is not None:
-            ends = await self._call_generators("points", model="vae", seeds=seeds)
+            ends = await self._call_generators("points", seeds=seeds, **version)
         else:
             pictures = await run_in_threadpool(_prepare_digits, {"start": start, "end": end})
-            ends = await self._call_generators("encode", model="vae", pictures=pictures)
-        strip = await self._call_generators("decode", model="vae", z=generation.interpolate(ends[0], ends[1], frames))
+            ends = await self._call_generators("encode", pictures=pictures, **version)
+        strip = await self._call_generators("decode", z=generation.interpolate(ends[0], ends[1], frames), **version)
         return Response(images.png(images.grid(strip, columns=frames)), media_type="image/png",
                         headers={"X-Model": f"{model.name} {model.card.version}"})

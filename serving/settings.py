@@ -30,6 +30,17 @@ def _choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     return raw
 
 
+def _pairs(name: str) -> tuple[tuple[str, str], ...]:
+    """``model=version,model=version`` as pairs."""
+    pairs = []
+    for item in _list(name):
+        model, equals, version = item.partition("=")
+        if not (equals and model.strip() and version.strip()):
+            raise ValueError(f"{name} must be model=version pairs separated by commas, got {item!r}")
+        pairs.append((model.strip(), version.strip()))
+    return tuple(pairs)
+
+
 # Whole numbers read from ZOOSERVE_<NAME IN CAPITALS>, each defaulting to its field's default.
 LIMITS = ("max_body_bytes", "timeout_seconds", "max_concurrency", "max_generations", "body_timeout_seconds",
           "max_rows", "max_elements", "max_images", "max_steps", "gpus")
@@ -62,6 +73,11 @@ class Settings:
     access_log: bool = False  # BentoML's access log line per request (its formatting costs ~2% of a request)
     # The first run's training plan (``python -m training --progress``): models still to come are
     # answered with 503 and picked up when their card appears; None: serve what is there at start.
+    # Where the deciding worker tells the others which model versions to serve (``repository.control``);
+    # the server process makes it at start-up. None: one process, nothing shared.
+    control_dir: Path | None = None
+    watch: bool = False  # pick up each model or version that appears under the models directory
+    pinned_versions: tuple[tuple[str, str], ...] = ()  # (model, version): what requests naming none get
     training_progress: Path | None = None
 
     def __post_init__(self) -> None:
@@ -85,6 +101,9 @@ class Settings:
             cors_origins=_list("ZOOSERVE_CORS_ORIGINS"),
             batching=_choice("ZOOSERVE_BATCHING", cls.batching, ("auto", "on", "off")),  # type: ignore[arg-type]
             access_log=_choice("ZOOSERVE_ACCESS_LOG", "off", ("on", "off")) == "on",
+            control_dir=Path(os.environ["ZOOSERVE_CONTROL_DIR"]) if os.environ.get("ZOOSERVE_CONTROL_DIR") else None,
+            watch=_choice("ZOOSERVE_WATCH", "off", ("on", "off")) == "on",
+            pinned_versions=_pairs("ZOOSERVE_VERSIONS"),
             training_progress=Path(os.environ["ZOOSERVE_TRAINING_PROGRESS"])
             if os.environ.get("ZOOSERVE_TRAINING_PROGRESS") else None,
         )

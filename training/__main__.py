@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from serving.inference.postprocess import headline_numbers
+from serving.repository import layout
 from serving.repository.training_plan import duration
 
 from .catalog import recipes
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     families = recipes()
     parser = argparse.ArgumentParser(
         prog="python -m training", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        description="Train a ZooServe model, export it to ONNX and write models/<name>/card.json.")
+        description="Train a ZooServe model, export it to ONNX and publish it as the next version, models/<name>/<n>/.")
     parser.add_argument("model", choices=[*families, "all"], help="model to train, or every model")
     parser.add_argument("--profile", choices=["quick", "full"], default="full",
                         help="quick: about a minute, for development; full: the reported numbers")
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     out_root = args.models_dir or models_dir()
     names = list(families) if args.model == "all" else [args.model]
     if args.missing_only:
-        for name in [name for name in names if (out_root / name / "card.json").exists()]:
+        for name in [name for name in names if layout.card_file(out_root, name).exists()]:
             print(f"{name}: already in {out_root}, skipped")
             names.remove(name)
     # A --limit run (tests) is shorter than any measured profile: no probe, no estimate.
@@ -110,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         checkpoint.unlink(missing_ok=True)  # the run finished; a new one starts from scratch
         shown = ", ".join(f"{key} {value:.4g}" for key, value in headline_numbers(card["metrics"]).items())
         against = "" if args.limit else f" ({seconds / estimates[name]:.2f}x the estimate)"
-        print(f"{name}: wrote {out_root / name} (version {card['version']}) in {duration(seconds)}{against}: {shown}")
+        print(f"{name}: wrote {out_root / name / card['version']} in {duration(seconds)}{against}: {shown}")
     if failed:
         return 2
     return 0

@@ -47,8 +47,6 @@ class Profile(GenerativeProfile):
     # validation slice (README): the lowest FID among weights that keep the conditional accuracy target.
     guidance: float
     base_channels: int = 16
-    batch_size: int = 128
-    lr: float = 1e-3
     p_uncond: float = 0.15
     ema_decay: float = 0.999
     # Min-SNR-gamma loss weights (Hang et al., 2023): min(SNR_t, gamma) / SNR_t takes weight off the

@@ -1,17 +1,14 @@
 """The one export step every model family goes through.
 
 ONNX export (dynamic batch axis) -> ``onnx.checker`` -> parity of ONNX Runtime against the native
-model -> metrics computed by running the exported graph -> ``models/<name>/card.json``. A graph
+model -> metrics computed by running the exported graph -> ``models/<name>/<n>/card.json``. A graph
 that fails the checker or parity never reaches ``models/``, so serving can trust what it finds.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +19,7 @@ import onnx
 import onnxruntime as ort
 
 from serving.repository import card as contract  # what the registry will accept at start-up
+from serving.repository import layout  # where each version of a model is published
 from serving.repository import variants as copies  # the rule the registry checks a kept variant with again
 from serving.repository.registry import sha256_of  # the hash the registry checks at start-up
 
@@ -249,7 +247,8 @@ def export_model(
     out_root: Path | None = None,
     calibrate: Callable[[Sessions], dict[str, Any]] = lambda _sessions: {},
 ) -> dict[str, Any]:
-    """Export, check and evaluate every graph, then publish ``models/<name>/`` atomically.
+    """Export, check and evaluate every graph, then publish them as the next version of ``models/<name>/``
+    (``serving.repository.layout``: the whole version appears at once, earlier versions stay).
 
     ``card`` carries what only the family knows (task, profile, seed, data sizes, preprocessing,
     labels, training time); this step adds graphs, sha256, schema, parity and metrics.
@@ -261,9 +260,7 @@ def export_model(
     in its graph's place.
     """
     out_root = out_root or models_dir()
-    out_root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=out_root))
-    try:
+    with layout.staging(out_root, name) as staging:
         sessions, graph_cards, left_out = {}, {}, {}
         for key, graph in graphs.items():
             path = staging / graph.file
@@ -299,12 +296,11 @@ def export_model(
         # Calibrated on what will serve: the temperature and the novelty threshold of an int8 copy
         # are its own, not its fp32 graph's.
         calibration = calibrate(sessions if served is None else {**sessions, variants[served]["of"]: sessions[served]})
-        now = dt.datetime.now(dt.timezone.utc)
         full_card = {
             "schema_version": contract.SCHEMA_VERSION,
             "name": name,
-            "version": f"{now:%Y.%m.%d}-{graph_cards[next(iter(graphs))]['sha256'][:7]}",
-            "created_at": now.isoformat(timespec="seconds"),
+            "version": "",  # the version number ``layout.publish`` gives it
+            "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             **card,
             **calibration,
             "graphs": graph_cards,
@@ -316,15 +312,6 @@ def export_model(
         if left_out:
             full_card["variants_left_out"] = left_out
         full_card.update(model_cards.sections(full_card))
-        try:  # the serving side's contract: a card it would refuse is not written
-            contract.validate(json.loads(json.dumps(full_card)), f"{name} card")
-        except contract.CardError as error:
-            raise ExportError(str(error)) from None
-        (staging / "card.json").write_text(json.dumps(full_card, indent=2) + "\n")
-        target = out_root / name
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+
+        layout.publish(staging, out_root / name, full_card, contract.refusing(f"{name} card", ExportError))
     return full_card

@@ -55,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _wait_for_plan(trainer, args.progress)
         server = subprocess.Popen(serve_command(args.port, args.host),
-                                  env={**os.environ, "ZOOSERVE_TRAINING_PROGRESS": str(args.progress.resolve())})
+                                  env={"ZOOSERVE_WATCH": "on", **os.environ,  # retrain while it serves
+                                       "ZOOSERVE_TRAINING_PROGRESS": str(args.progress.resolve())})
         reported = False
         while server.poll() is None:
             if not reported and trainer.poll() is not None:

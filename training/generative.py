@@ -33,6 +33,8 @@ class GenerativeProfile:
     epochs: int
     train_images: int | None  # None: all 55,000 after the validation slice
     eval_images: int  # generated for the card's FID (10,000 in the full profile)
+    batch_size: int = 128
+    lr: float = 1e-3
     # torch's intra-op threads while training: small convolutions on shared cores run fastest on one.
     threads: int = 1
 

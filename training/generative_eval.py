@@ -25,6 +25,7 @@ import onnxruntime as ort
 from serving.inference.generation import generate
 from serving.inference.images import grid, png
 from serving.inference.postprocess import softmax
+from serving.repository import layout
 from serving.repository.card import DDIMSampling, LatentSampling
 
 from .data import mnist_arrays
@@ -44,7 +45,7 @@ class FeatureModelMissing(RuntimeError):
 
 
 def feature_session(models_root: Path) -> ort.InferenceSession:
-    path = models_root / FEATURE_MODEL / "model.onnx"
+    path = layout.newest(models_root / FEATURE_MODEL) / "model.onnx"
     if not path.is_file():
         raise FeatureModelMissing(
             f"FID is measured with the {FEATURE_MODEL} classifier, expected at {path.resolve()}; train it "
@@ -198,8 +199,9 @@ def evaluate_generator(models_root: Path, sampling: Sampling, sessions: Sessions
     diffusion model is scored unconditionally too (its null label: ``unconditional``).
     """
     session = feature_session(models_root)
-    feature_card = json.loads((models_root / FEATURE_MODEL / "card.json").read_text())
-    feature_graph = str((models_root / FEATURE_MODEL / "model.onnx").resolve())
+    feature_version = layout.newest(models_root / FEATURE_MODEL)
+    feature_card = json.loads((feature_version / layout.CARD).read_text())
+    feature_graph = str((feature_version / "model.onnx").resolve())
     if conditional:
         samples, requested = conditional_samples(sampling, sessions, images, seed, **knobs)
     else:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from serving.inference.ddim import GUIDED_STEP_GRAPH, STEP_GRAPH
 from serving.inference.postprocess import softmax
+from serving.repository import layout
 from serving.repository.card import sampling_of
 
 from .data import mnist_arrays
@@ -34,12 +35,14 @@ def _report() -> Path:
 
 
 def _card_path(models_root: Path) -> Path:
-    return models_root / NAME / "card.json"
+    """The newest version's card: the one the sweep reads and ``choose`` rewrites."""
+    return layout.card_file(models_root, NAME)
 
 
 def sweep(models_root: Path, weights: list[float], images: int, steps: int | None, seed: int) -> list[dict]:
     card = json.loads(_card_path(models_root).read_text())
-    sessions = {GUIDED_STEP_GRAPH: cpu_session(models_root / NAME / card["graphs"][GUIDED_STEP_GRAPH]["file"])}
+    version = _card_path(models_root).parent
+    sessions = {GUIDED_STEP_GRAPH: cpu_session(version / card["graphs"][GUIDED_STEP_GRAPH]["file"])}
     train_images, _ = mnist_arrays(train=True)
     validation, _ = validation_split(len(train_images), None)
     fid = selection_fid(models_root, train_images[validation])

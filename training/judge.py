@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from serving.repository import layout
 from serving.repository.card import DDIMSampling, sampling_of
 from serving.repository.catalog import GENERATIVE_MODELS
 
@@ -27,8 +28,9 @@ HEADLINE = ("mean_top_class_probability", "classifier_score", "conditional_accur
 
 
 def judge(models_root: Path, judge_root: Path, name: str, images: int, seed: int) -> dict[str, Any]:
-    card = json.loads((models_root / name / "card.json").read_text())
-    sessions = {graph: cpu_session(models_root / name / spec["file"]) for graph, spec in card["graphs"].items()}
+    version = layout.newest(models_root / name)
+    card = json.loads((version / layout.CARD).read_text())
+    sessions = {graph: cpu_session(version / spec["file"]) for graph, spec in card["graphs"].items()}
     sampling = sampling_of(card["sampling"])
     knobs = dict(zip(("steps", "guidance"), sampling.resolved())) if isinstance(sampling, DDIMSampling) else {}
     metrics = evaluate_generator(judge_root, sampling, sessions, images, reports_dir(f"judge-{name}"), name,
@@ -48,7 +50,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     models_root = args.models_dir or models_dir()
     rows = [judge(models_root, args.judge_dir, name, args.images, args.seed)
-            for name in GENERATIVE_MODELS if (models_root / name / "card.json").is_file()]
+            for name in GENERATIVE_MODELS if layout.card_file(models_root, name).is_file()]
     report = reports_dir("judge") / "judge.json"
     report.write_text(json.dumps({"images": args.images, "seed": args.seed, "rows": rows}, indent=2))
     for row in rows:

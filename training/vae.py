@@ -53,8 +53,6 @@ PRIOR_INPUT = "noise"
 @dataclass(frozen=True, kw_only=True)
 class Profile(GenerativeProfile):
     latent_dim: int = 16
-    batch_size: int = 128
-    lr: float = 1e-3
     cosine_decay: bool = False
     # Mixture sizes tried for the fitted prior; the one whose samples score the lowest validation FID serves.
     prior_components: tuple[int, ...] = (1, 10, 20, 40)

@@ -54,21 +54,17 @@ class ProtocolError(ServiceError):
 
 
 @functools.cache
-def _registry() -> Registry:
+def current_registry() -> Registry:
     """The running service's registry; looked up once (BentoML's lookup costs more than the inference
     of a house row) since a worker runs one service instance for its whole life."""
     return bentoml.get_current_service().registry
 
 
 def _model(call: Call) -> LoadedModel:
-    name, version = call.params["name"], call.params.get("version")
     try:
-        model = _registry().get(name)
-    except ModelNotLoaded:
-        raise ProtocolError(f"model '{name}' is not served here", status=404) from None
-    if version is not None and version != model.card.version:
-        raise ProtocolError(f"model '{name}' has no version '{version}' (served: {model.card.version})", 404)
-    return model
+        return current_registry().get(call.params["name"], call.params.get("version"))
+    except ModelNotLoaded as error:
+        raise ProtocolError(str(error), status=404) from None
 
 
 def _tensor_metadata(spec: Tensor) -> dict[str, Any]:
@@ -84,7 +80,7 @@ async def server_live(_call: Call) -> Response:
 
 
 async def server_ready(_call: Call) -> Response:
-    ready = _registry().ready
+    ready = current_registry().ready
     return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
 
 
@@ -93,11 +89,11 @@ async def model_metadata(call: Call) -> Response:
     session = model.sessions["model"]
     return JSONResponse({
         "name": model.name,
-        "versions": [model.card.version],
+        "versions": list(current_registry().versions.get(model.name, {})),
         "platform": "onnxruntime_onnx",
         "inputs": [_tensor_metadata(spec) for spec in model.input_spec()],
         "outputs": [_tensor_metadata(spec) for spec in model.card.graphs["model"].outputs],
-        "parameters": {"device": _registry().settings.device, "providers": session.get_providers(),
+        "parameters": {"device": current_registry().settings.device, "providers": session.get_providers(),
                        "sha256": model.card.sha256},
     })
 
@@ -241,7 +237,7 @@ async def _infer(model: LoadedModel, raw: bytes, header_length: str | None) -> R
     names = _names(body["inputs"], "inputs")
     if len(set(names)) != len(names) or set(names) != set(specs):
         raise ProtocolError(f"inputs must be exactly {sorted(specs)}, got {names}")
-    limits = _registry().settings
+    limits = current_registry().settings
     feeds = {entry["name"]: _parse_input(entry, specs[entry["name"]], limits, binary) for entry in body["inputs"]}
     binary.check_consumed()
     output_specs = model.card.graphs["model"].outputs

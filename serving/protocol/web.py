@@ -10,12 +10,12 @@ from functools import lru_cache
 from pathlib import Path
 
 import _bentoml_impl.server
-import bentoml
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.staticfiles import StaticFiles
 
 from serving.errors import ServiceError, error_response
 from serving.protocol.gateway import Call
+from serving.protocol.oip import current_registry
 from serving.inference.postprocess import headline_numbers
 from serving import schemas
 from serving.protocol.openapi import document
@@ -36,27 +36,26 @@ async def openapi_page(_call: Call) -> FileResponse:
     return FileResponse(OPENAPI_PAGE)
 
 
-def _registry():
-    return bentoml.get_current_service().registry
-
-
 @lru_cache(maxsize=1)
 def _document(routes: RouteTable, _generation: int) -> bytes:
     """Built once per set of loaded models: the cards and settings it reads change only when a model
     is added (a first run), which ``generation`` counts."""
-    registry = _registry()
+    registry = current_registry()
     return json.dumps(document(routes, registry, registry.settings)).encode()
 
 
 async def openapi_document(call: Call) -> Response:
     """The document of the routes of the table that routed this request."""
-    return Response(_document(call.routes, _registry().generation), media_type="application/json")
+    return Response(_document(call.routes, current_registry().generation), media_type="application/json")
 
 
 async def models(_call: Call) -> JSONResponse:
-    """The loaded models, then, in a first run, those still training with their progress."""
-    registry = _registry()
-    return JSONResponse([{**model.summary, "state": "loaded", "task": model.card.task, "profile": model.card.profile,
+    """The loaded models (the version requests naming none get, and every version loaded), then, in a
+    first run, those still training with their progress."""
+    registry = current_registry()
+    return JSONResponse([{**model.summary, "state": "loaded", "versions": list(registry.versions[model.name]),
+                          "pinned": registry.pins.get(model.name), "task": model.card.task,
+                          "profile": model.card.profile,
                           "metrics": headline_numbers(model.card.metrics),
                           **({"graph": model.graph_choice} if model.card.variants else {}),
                           **({"labels": model.card.labels} if model.card.labels is not None else {})}
@@ -68,14 +67,14 @@ async def models(_call: Call) -> JSONResponse:
 def _cards(_generation: int) -> dict[str, bytes]:
     """Every served card as JSON, built once per set of loaded models (a house card is about 40 kB)."""
     return {name: json.dumps(model.card.model_dump(mode="json", exclude_unset=True)).encode()
-            for name, model in _registry().models.items()}
+            for name, model in current_registry().models.items()}
 
 
 async def model_card(call: Call) -> Response:
     """The whole card a model is served with: metrics, calibrations, its model card's prose and its
     training footprint (``training/model_cards.py``)."""
     name = call.params["name"]
-    registry = _registry()
+    registry = current_registry()
     cards = _cards(registry.generation)
     card = cards.get(name)
     coming = registry.pending().get(name) if card is None else None  # the plan is read once

@@ -8,8 +8,9 @@ validation histories, ...) are kept as extras, unvalidated.
 
 from __future__ import annotations
 
+import json
 import math
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Callable, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
@@ -18,7 +19,8 @@ MAX_INTERVAL_LEVEL = 0.99
 MAX_SEED = 2**32 - 1  # the seeds a sampler takes: NumPy seeds a generator from one 32-bit word
 # With n calibration rows the rank ceil((n + 1) a) stays within n for every level a up to 0.99.
 MIN_CALIBRATION_ROWS = 99
-TASKS = ("tabular-regression", "time-series-forecasting", "image-classification", "image-generation")
+# "onnx-model": a graph trained elsewhere, added with ``python -m serving.add``, served on /v2 only.
+TASKS = ("tabular-regression", "time-series-forecasting", "image-classification", "image-generation", "onnx-model")
 
 
 class Strict(BaseModel):
@@ -208,7 +210,7 @@ class Card(BaseModel):
     name: str = Field(pattern=r"^[a-z0-9-]+$")
     version: str
     task: Literal[TASKS]
-    profile: Literal["quick", "full"]
+    profile: Literal["quick", "full"] | None = None  # the training profile; none for an added model
     graphs: dict[str, Graph]
     metrics: dict[str, Any]
     preprocessing: dict[str, Any] = {}
@@ -248,6 +250,8 @@ class Card(BaseModel):
         needs = {"image-generation": ("sampling",), "image-classification": ("labels",),
                  "time-series-forecasting": ("series",)}.get(self.task, ())
         missing = [field for field in needs if getattr(self, field) is None]
+        if self.task != "onnx-model" and self.profile is None:
+            missing.append("profile")
         if missing:
             raise ValueError(f"{self.task} cards need {', '.join(missing)}")
         return self
@@ -278,3 +282,14 @@ def validate(data: Any, where: str) -> Card:
                            for issue in error.errors())
         raise CardError(f"{where}: the model card is not schema version {SCHEMA_VERSION} ({fields}); "
                         f"re-export the model with `make train`") from None
+
+
+def refusing(where: str, refusal: type[Exception]) -> Callable[[dict[str, Any]], None]:
+    """``validate`` as the check of a card about to be written (``layout.publish``): one serving
+    would refuse raises ``refusal`` with its fields, and is never written."""
+    def check(card: dict[str, Any]) -> None:
+        try:
+            validate(json.loads(json.dumps(card)), where)
+        except CardError as error:
+            raise refusal(str(error)) from None
+    return check

@@ -9,6 +9,8 @@ model as its card appears and answers for those still training (``training_plan`
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import hashlib
 import json
 import logging
@@ -19,14 +21,16 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NoReturn
 
 import numpy as np
 import onnxruntime as ort
 
-from serving.errors import Unavailable
-from serving.repository import training_plan
+from serving.errors import ServiceError, Unavailable
+from serving.repository import control, layout, training_plan
 from serving.repository.card import Card, CardError, Tensor, validate
+from serving.repository.layout import by_version as version_folders
+from serving.repository.policy import Policy
 from serving.repository.sessions import make_session
 from serving.repository.telemetry import metrics
 from serving.repository.variants import rerun_check
@@ -34,15 +38,35 @@ from serving.settings import Settings
 
 logger = logging.getLogger("bentoml.zooserve")  # a child of BentoML's logger shares its handlers
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # where ``serving`` imports from
-WATCH_SECONDS = 2  # how often a first run's server looks for newly trained models
+WATCH_SECONDS = 2  # how often the workers look at the control file, and a watching one at the models
+try:  # glibc's; absent elsewhere (musl), where nothing is trimmed
+    MALLOC_TRIM = ctypes.CDLL("libc.so.6").malloc_trim
+except (OSError, AttributeError):
+    MALLOC_TRIM = None
+
+
+def return_freed_memory() -> None:
+    """Give the heap pages that dropped sessions freed back to the system. glibc's malloc keeps them
+    otherwise: in one process, 30 unload/load cycles of every model grew RSS by 15%, and by none
+    with this."""
+    gc.collect()
+    if MALLOC_TRIM is not None:
+        MALLOC_TRIM(0)
 
 
 class ModelLoadError(RuntimeError):
     """A model in models/ cannot be served as exported; start-up stops with this message."""
 
 
-class ModelNotLoaded(Unavailable, LookupError):
-    """An endpoint asked for a model this instance does not serve."""
+class ModelNotLoaded(ServiceError, LookupError):
+    """A request named a model or version this instance does not serve (unknown, or unloaded): 404."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, status=404, kind="not_found")
+
+
+class ModelNotFound(ModelNotLoaded):
+    """A management call named a model with no published version under the models directory."""
 
 
 @dataclass
@@ -52,6 +76,11 @@ class LoadedModel:
     sessions: dict[str, ort.InferenceSession] = field(default_factory=dict)
     graph_choice: str = ""  # why the served model graph is a variant or not, on this machine (GET /models)
     _observers: dict[str, tuple] = field(default_factory=dict, repr=False)  # graph -> its labelled series
+
+    @property
+    def number(self) -> int:
+        """The version's publish number; 0 for a model exported before versions."""
+        return int(self.card.version) if self.card.version.isdigit() else 0
 
     @property
     def summary(self) -> dict[str, str]:
@@ -77,6 +106,12 @@ class LoadedModel:
         seconds_series.observe(seconds)
         batch_series.observe(batch)
 
+    def release(self) -> None:
+        """Stop reporting this version as loaded; its sessions go with the last request holding it."""
+        if self.sessions:
+            providers = ",".join(sorted({p for session in self.sessions.values() for p in session.get_providers()}))
+            metrics().model_loaded.labels(self.name, self.card.version, providers).set(0)
+
     def warm_up(self) -> None:
         for graph, session in self.sessions.items():
             feeds = {spec.name: np.zeros([1 if d < 0 else d for d in spec.shape], dtype=spec.dtype)
@@ -92,7 +127,7 @@ def sha256_of(path: Path) -> str:
 
 def read_card(model_dir: Path) -> Card:
     """The card of ``model_dir``, validated against the contract (``serving.repository.card``)."""
-    card_path = model_dir / "card.json"
+    card_path = model_dir / layout.CARD
     try:
         return validate(json.loads(card_path.read_text()), str(card_path))
     except (OSError, json.JSONDecodeError) as error:
@@ -144,21 +179,35 @@ def served_here(model_dir: Path, card: Card, settings: Settings,
     return card.model_copy(update={"served_variant": None}), reason
 
 
-def model_dirs(settings: Settings) -> list[Path]:
-    """Every model folder to serve, after checking the required ones are there. During a first run
-    (``settings.training_progress``) the models it still trains may be missing, all of them at first."""
+def names_to_serve(settings: Settings) -> list[str]:
+    """Every model with a published version, after checking the required ones are there. During a
+    first run (``settings.training_progress``) the models it still trains may be missing, all of
+    them at first."""
     root = settings.models_dir
     coming = set(training_plan.planned(settings.training_progress))
     missing = [name for name in settings.required_models
-               if name not in coming and not (root / name / "card.json").exists()]
+               if name not in coming and not layout.card_file(root, name).exists()]
     if missing:
         raise ModelLoadError(f"required models {missing} have no card under {root.resolve()}; "
                              f"train them with `make train MODEL=<name>`")
-    # Not the export step's staging folders (".<name>-..."), which hold a card before they are renamed.
-    found = sorted(path.parent for path in root.glob("*/card.json") if not path.parent.name.startswith("."))
+    found = layout.model_names(root)
     if not found and settings.training_progress is None:
         raise ModelLoadError(f"no models under {root.resolve()} (set ZOOSERVE_MODELS_DIR or run `make train`)")
     return found
+
+
+def first_versions(settings: Settings) -> dict[str, list[Path]]:
+    """The folders of the versions each model serves from start-up: its newest, and the version
+    ``ZOOSERVE_VERSIONS`` pins where that is another (oldest first)."""
+    pins = dict(settings.pinned_versions)
+    chosen = {}
+    for name in names_to_serve(settings):
+        published = version_folders(settings.models_dir / name)
+        if name in pins and pins[name] not in published:
+            raise ModelLoadError(f"ZOOSERVE_VERSIONS pins {name} to version {pins[name]}, which is not published "
+                                 f"(published: {list(published)})")
+        chosen[name] = [published[version] for version in Policy().pick(list(published), pins.get(name))]
+    return chosen
 
 
 def verify_models(settings: Settings) -> None:
@@ -167,7 +216,7 @@ def verify_models(settings: Settings) -> None:
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     options.log_severity_level = 4
-    for model_dir in model_dirs(settings):
+    for model_dir in [folder for folders in first_versions(settings).values() for folder in folders]:
         card = read_verified_card(model_dir)
         for spec in [*card.graphs.values(), *card.variants.values()]:
             try:
@@ -205,27 +254,147 @@ class ModelTraining(Unavailable):
 
 
 class Registry:
-    """All models this instance knows, keyed by name, loaded and warmed up at construction.
+    """The models this process serves: for each model name, the versions loaded and the one that
+    answers when a request names none (the pinned version, else the newest loaded).
 
     Every card is read, but sessions are built only for the models ``runs_here`` accepts: a
     service whose models run in a dependency (the batched classifiers) needs their cards alone.
-    During a first run (``settings.training_progress``) a thread picks up each model whose card
-    appears, so that it serves without a restart; ``models`` is replaced whole, never changed in
-    place, so a request reading it never sees it half-updated.
+    ``versions`` and ``models`` are replaced whole, never changed in place: a request reads one
+    consistent state, and a version dropped while a request holds it is released when that request
+    lets go of it (its sessions are freed with the last reference).
+
+    One process decides (the API worker, ``decides``): it loads what ``load`` is asked for (or, with
+    ``ZOOSERVE_WATCH``, every new version that appears) and writes the outcome to the server's
+    control file (``control``); the other worker processes follow that file.
     """
 
-    def __init__(self, settings: Settings, runs_here: Callable[[str], bool] = lambda _name: True) -> None:
+    def __init__(self, settings: Settings, runs_here: Callable[[str], bool] = lambda _name: True,
+                 decides: bool = False) -> None:
         self.settings = settings
         self.runs_here = runs_here
-        self.models: dict[str, LoadedModel] = {}
+        self.decides = decides
+        self.versions: dict[str, dict[str, LoadedModel]] = {}  # name -> version -> model, oldest first
+        self.models: dict[str, LoadedModel] = {}  # name -> the version a request naming none gets
+        self.pins: dict[str, str] = dict(settings.pinned_versions)
+        self.policies: dict[str, Policy] = {}  # a load's version policy, kept for later loads of the model
+        self.failures: dict[tuple[str, str], str] = {}  # (name, version) -> why it could not be loaded
+        self.unloaded: set[str] = set()  # unloaded through the API: watching does not bring them back
+        # Cards of versions no longer served, by (name, number): what an answer another worker
+        # computed on one a moment before it followed a swap is named by.
+        self.retired: dict[tuple[str, int], LoadedModel] = {}
         self.generation = 0  # counts the changes to ``models``: what per-worker caches of it are keyed on
-        for model_dir in model_dirs(settings):
-            self._add(self._load(model_dir))
-        if settings.training_progress is not None:
-            threading.Thread(target=self._watch, name="zooserve-model-watch", daemon=True).start()
+        self._lock = threading.RLock()  # one change at a time; reading never waits
+        self._trim = False  # a version was dropped since the last look: memory to give back
+        self._followed = control.Stamp()
+        for name, folders in first_versions(settings).items():
+            self._set(name, [self._load(folder) for folder in folders])
+        if decides:
+            control.write(self.settings, self.assignment())
+        threading.Thread(target=self._watch, name="zooserve-model-watch", daemon=True).start()
+
+    # --- reading -------------------------------------------------------------------------------
+
+    def get(self, name: str, version: str | None = None) -> LoadedModel:
+        """The model ``name`` at ``version`` (None: the version it serves by default)."""
+        if version is None:
+            try:
+                return self.models[name]
+            except KeyError:
+                self._not_loaded(name)
+        loaded = self.versions.get(name, {})
+        if version not in loaded and not self.decides:
+            self._follow()  # the deciding worker may have loaded it a moment ago
+            loaded = self.versions.get(name, {})
+        if version not in loaded:
+            if loaded:
+                raise ModelNotLoaded(f"model {name!r} has no version {version!r} loaded (loaded: {list(loaded)})")
+            self._not_loaded(name)
+        return loaded[version]
+
+    def _not_loaded(self, name: str) -> NoReturn:
+        coming = self.pending().get(name)
+        if coming is not None:
+            raise ModelTraining(coming.message(), retry_after=max(1, min(60, round(coming.seconds_left))))
+        raise ModelNotLoaded(f"model {name!r} is not loaded on this server (loaded: {sorted(self.models)})")
+
+    def answered_by(self, name: str, number: float) -> LoadedModel:
+        """The version of ``name`` with publish ``number`` (a batched worker's answer says which)."""
+        for model in self.versions.get(name, {}).values():
+            if model.number == round(number):
+                return model
+        return self.retired.get((name, round(number))) or self.get(name)
+
+    def assignment(self) -> dict[str, control.Assigned]:
+        """Which versions of each model this process serves, and the pinned one (the control file's body)."""
+        return {name: control.Assigned(list(loaded), self.pins.get(name)) for name, loaded in self.versions.items()}
+
+    def pending(self) -> dict[str, training_plan.Pending]:
+        """The first run's models this instance cannot answer for yet, with the time each still needs."""
+        return training_plan.pending(training_plan.read(self.settings.training_progress), set(self.models))
+
+    @property
+    def ready(self) -> bool:
+        """Every model loaded: those of the models directory and, in a first run, all it trains."""
+        return bool(self.models) and not self.pending()
+
+    def index(self) -> list[dict[str, str]]:
+        """Every version published under the models directory with its state: READY where this
+        process serves it, else UNAVAILABLE with the reason (Triton's repository index)."""
+        entries = []
+        for name in layout.model_names(self.settings.models_dir):
+            loaded = self.versions.get(name, {})
+            for version, _path in version_folders(self.settings.models_dir / name).items():
+                entry = {"name": name, "version": version, "state": "READY" if version in loaded else "UNAVAILABLE"}
+                if version not in loaded:
+                    entry["reason"] = self.failures.get((name, version), "not loaded")
+                entries.append(entry)
+        return entries
+
+    # --- changing (the deciding process) ---------------------------------------------------------
+
+    def load(self, name: str, policy: Policy | None = None) -> list[str]:
+        """Load (or reload) the versions of ``name`` its version policy picks among those published,
+        each verified and warmed up before it takes traffic; returns them. A version that fails
+        leaves what was serving as it was and raises ``ModelLoadError`` with the cause."""
+        with self._lock:
+            published = version_folders(self.settings.models_dir / name)
+            if not published:
+                raise ModelNotFound(f"model {name!r} has no published version under the models directory")
+            policy = policy or self.policies.get(name, Policy())
+            wanted = policy.pick(list(published), self.pins.get(name))
+            loaded = self.versions.get(name, {})
+            fresh = {}
+            for version in wanted:
+                if version in loaded:
+                    continue
+                try:
+                    fresh[version] = self._load(published[version])
+                except Exception as error:  # ONNX Runtime raises its own types: each one refuses the load
+                    self.failures[(name, version)] = str(error)
+                    raise ModelLoadError(f"{name} version {version}: {error}") from None
+            self.policies[name] = policy
+            self.unloaded.discard(name)
+            self._set(name, [{**loaded, **fresh}[version] for version in wanted])
+            control.write(self.settings, self.assignment())
+            return wanted
+
+    def unload(self, name: str) -> None:
+        """Stop serving every version of ``name``; requests already running on one finish on it."""
+        with self._lock:
+            if name not in self.versions and not version_folders(self.settings.models_dir / name):
+                raise ModelNotFound(f"model {name!r} is neither loaded nor published under the models directory")
+            self.unloaded.add(name)
+            if name in self.versions:
+                self._set(name, [])
+                control.write(self.settings, self.assignment())
+
+    # --- internals -------------------------------------------------------------------------------
 
     def _load(self, model_dir: Path) -> LoadedModel:
         card = read_card(model_dir)
+        if model_dir.name.isdigit() and card.version != model_dir.name:
+            raise ModelLoadError(f"{card.name}: {model_dir / layout.CARD} says version {card.version!r} but is "
+                                 f"published as version {model_dir.name}")
         if self.runs_here(card.name):
             # Verified again before loading: a worker may start long after the server process
             # checked; the graphs a worker does not load are not hashed again there.
@@ -246,41 +415,81 @@ class Registry:
                                           ",".join(sorted({p for ps in providers.values() for p in ps}))).set(1)
         return model
 
-    def _add(self, model: LoadedModel) -> None:
-        self.models = {**self.models, model.name: model}
+    def _set(self, name: str, models: list[LoadedModel]) -> None:
+        """Serve exactly ``models`` (oldest first) for ``name``; none: the model is unloaded."""
+        dropped = [model for version, model in self.versions.get(name, {}).items()
+                   if version not in {kept.card.version for kept in models}]
+        versions = {**self.versions, name: {model.card.version: model for model in models}}
+        if not models:
+            del versions[name]
+        default = versions.get(name, {}).get(self.pins.get(name, ""), models[-1] if models else None)
+        served = {**self.models, name: default} if default is not None else \
+            {key: value for key, value in self.models.items() if key != name}
+        self.versions, self.models = versions, served
         self.generation += 1
+        if dropped:
+            self._retire(name, dropped)
+            dropped.clear()  # the last references here: the sessions go now, unless a request runs on one
+            return_freed_memory()
+            self._trim = True  # and again at the next look, after such a request let go
+
+    def _retire(self, name: str, dropped: list[LoadedModel]) -> None:
+        for model in dropped:
+            self.retired[(name, model.number)] = LoadedModel(name=model.name, card=model.card)
+            model.release()
+            logger.info("unloaded %s %s", name, model.card.version)
+
+    def _follow(self) -> None:
+        """Serve what the control file says the deciding process serves."""
+        with self._lock:  # a request waiting here then finds what the file said when it returns
+            assigned = control.read_if_changed(self.settings, self._followed)
+            if assigned is None:
+                return
+            for name in set(self.versions) - set(assigned):
+                self._set(name, [])
+            for name, wanted in assigned.items():
+                published = version_folders(self.settings.models_dir / name)
+                loaded = self.versions.get(name, {})
+                if list(loaded) == wanted.versions and self.pins.get(name) == wanted.pinned:
+                    continue
+                self.pins = {**self.pins, name: wanted.pinned} if wanted.pinned else \
+                    {key: value for key, value in self.pins.items() if key != name}
+                try:
+                    models = [loaded.get(version) or self._load(published[version]) for version in wanted.versions]
+                except Exception as error:  # the deciding process verified it: a fault here is this process's
+                    logger.warning("cannot follow %s to versions %s: %s", name, wanted.versions, error)
+                    continue
+                self._set(name, models)
 
     def _watch(self) -> None:
-        """Load each model whose card appears under the models directory, until every one is loaded."""
-        refused: dict[str, str] = {}  # a folder that failed to load, and why: logged once, retried each look
-        while not self.ready:
+        """Every ``WATCH_SECONDS``: the control file (the following processes); in the deciding
+        one, a first run's models as their cards appear and, with ``ZOOSERVE_WATCH``, each model or
+        version that appears (not one unloaded through the API: it comes back with ``load``)."""
+        refused: dict[str, str] = {}  # a model that failed to load, and why: logged once
+        while True:
             time.sleep(WATCH_SECONDS)
-            for model_dir in model_dirs(self.settings):
-                if model_dir.name in self.models:
+            if self._trim:
+                self._trim = False
+                return_freed_memory()
+            if not self.decides:
+                self._follow()
+                continue
+            try:
+                found = {name: list(version_folders(self.settings.models_dir / name))
+                         for name in names_to_serve(self.settings)}
+            except Exception as error:  # a required model removed, say: the next look may find it again
+                logger.warning("cannot read the models directory: %s", error)
+                continue
+            for name, published in found.items():
+                newest = published[-1]
+                first_run = name not in self.models and not self.ready
+                loaded = self.versions.get(name, {})
+                watched = self.settings.watch and name not in self.unloaded and newest not in loaded
+                if not (first_run or watched) or (name, newest) in self.failures:
                     continue
                 try:
-                    self._add(self._load(model_dir))
+                    self.load(name)
                 except Exception as error:  # ONNX Runtime raises its own types; this thread must go on
-                    if refused.get(model_dir.name) != str(error):
-                        logger.warning("cannot load %s: %s", model_dir.name, error)
-                    refused[model_dir.name] = str(error)
-
-    def pending(self) -> dict[str, training_plan.Pending]:
-        """The first run's models this instance cannot answer for yet, with the time each still needs."""
-        return training_plan.pending(training_plan.read(self.settings.training_progress), set(self.models))
-
-    @property
-    def ready(self) -> bool:
-        """Every model loaded: those of the models directory and, in a first run, all it trains."""
-        return bool(self.models) and not self.pending()
-
-    def get(self, name: str) -> LoadedModel:
-        try:
-            return self.models[name]
-        except KeyError:
-            coming = self.pending().get(name)
-            if coming is not None:
-                raise ModelTraining(coming.message(), retry_after=max(1, min(60, round(coming.seconds_left)))
-                                    ) from None
-            raise ModelNotLoaded(f"model {name!r} is not loaded on this server "
-                                 f"(loaded: {sorted(self.models)})") from None
+                    if refused.get(name) != str(error):
+                        logger.warning("cannot load %s: %s", name, error)
+                    refused[name] = str(error)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
+from serving.repository import layout
 from serving.settings import Settings
 
 MIN_SECONDS_LEFT = 5  # what a model past its estimate is said to need still
@@ -66,7 +67,7 @@ def planned(path: Path | None) -> list[str]:
 def any_expected(settings: Settings, names: Iterable[str]) -> bool:
     """Whether this server has, or its first run will train, any of these models."""
     coming = planned(settings.training_progress)
-    return any((settings.models_dir / name / "card.json").exists() or name in coming for name in names)
+    return any(layout.card_file(settings.models_dir, name).exists() or name in coming for name in names)
 
 
 def _trainer_gone(plan: dict[str, Any]) -> bool:

@@ -10,6 +10,11 @@ Nothing here runs when a module of ``serving`` is merely imported.
 
 from __future__ import annotations
 
+import os
+import tempfile
+from pathlib import Path
+
+from serving.repository import control
 from serving.repository.registry import verify_models_apart
 from serving.runtime import patches, supervision
 
@@ -24,4 +29,16 @@ def run(gateway_type: type) -> bool:
     supervision.exit_with_parent()
     if server_context.worker_index is None:  # the server process; each worker loads what it runs itself
         verify_models_apart()
+        control_dir()
     return patched
+
+
+def control_dir() -> Path:
+    """The folder where the API worker tells the others which model versions to serve
+    (``repository.control``): made here, in the server process, whose workers inherit its
+    environment; one named by ``ZOOSERVE_CONTROL_DIR`` is emptied of a previous server's file."""
+    folder = Path(os.environ.get("ZOOSERVE_CONTROL_DIR") or tempfile.mkdtemp(prefix="zooserve-control-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / control.FILE).unlink(missing_ok=True)
+    os.environ["ZOOSERVE_CONTROL_DIR"] = str(folder)
+    return folder

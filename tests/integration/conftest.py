@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from loadtests.server import free_port, start, stop, wait_ready  # noqa: F401  (for the test modules)
+from serving.repository.layout import newest
 
 
 def start_server(models_dir: Path, port: int, log: Path, **env: str) -> subprocess.Popen:
@@ -29,7 +30,7 @@ def answered_by(response, models_dir: Path, name: str) -> dict:
     """A 200 answer's body, checked to name the model that answered as its card does."""
     assert response.status_code == 200, response.text
     body = response.json()
-    card = json.loads((models_dir / name / "card.json").read_text())
+    card = json.loads((newest(models_dir / name) / "card.json").read_text())
     assert body["model"] == {"name": name, "version": card["version"], "sha256": card["graphs"]["model"]["sha256"]}
     return body
 

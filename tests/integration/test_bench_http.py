@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from serving.repository.catalog import DIGIT_MODELS
+from serving.repository.layout import model_names
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -16,7 +17,8 @@ REPO = Path(__file__).resolve().parents[2]
 def test_http_sections_run_and_report(trained_models, tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "bench", "--smoke", "--models-dir", str(trained_models), "--out", str(tmp_path),
-         "--only", "overhead", "batching", "cold-start", "digit-classifiers", "floor", "served-accuracy"],
+         "--only", "overhead", "batching", "cold-start", "digit-classifiers", "floor", "served-accuracy",
+         "load-cycles"],
         cwd=REPO, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     report = json.loads((tmp_path / "bench.json").read_text())
@@ -28,7 +30,7 @@ def test_http_sections_run_and_report(trained_models, tmp_path):
     assert all(level["failures"] == 0 and level["requests"] >= level["clients"] for runs in levels.values()
                for level in runs)  # both servers answered every digit
     cold = sections["cold-start"]
-    assert cold["models"] == sorted(p.name for p in trained_models.iterdir() if (p / "card.json").exists())
+    assert cold["models"] == model_names(trained_models)
     digits = sections["digit-classifiers"]["models"]
     assert set(digits) == set(DIGIT_MODELS) and all(row["request"]["repeats"] > 0 for row in digits.values())
     floor = sections["floor"]
@@ -41,5 +43,9 @@ def test_http_sections_run_and_report(trained_models, tmp_path):
     assert set(served) == {"mnist-cnn", "transfer-cnn"} and all(row["served_accuracy"] > 0.5 for row in served.values())
     markdown = (tmp_path / "bench.md").read_text()
     for title in ("Serving overhead", "Adaptive batching on vs off", "Cold start", "Digit classifiers",
-                  "Serving overhead against the floor", "Test accuracy through the served path"):
+                  "Serving overhead against the floor", "Test accuracy through the served path",
+                  "Memory over load and unload"):
         assert f"### {title}" in markdown
+    cycles = sections["load-cycles"]
+    assert cycles["models"] == model_names(trained_models) and cycles["cycles"] == 3
+    assert cycles["after"]["processes"] == cycles["before"]["processes"] >= 3  # the workers survived every swap

@@ -12,6 +12,7 @@ from PIL import Image
 
 from serving.inference import images
 from serving.repository.catalog import CLASSICAL_DIGIT_MODELS
+from serving.repository.layout import newest
 from training.data import mnist_arrays
 
 from tests.pictures import png
@@ -20,8 +21,9 @@ from tests.pictures import png
 @pytest.mark.parametrize("name", CLASSICAL_DIGIT_MODELS)
 def test_a_classical_model_answers_like_its_graph(client, trained_models, name):
     digits, labels = mnist_arrays(train=False)
-    card = json.loads((trained_models / name / "card.json").read_text())
-    session = ort.InferenceSession(str(trained_models / name / "model.onnx"), providers=["CPUExecutionProvider"])
+    card = json.loads((newest(trained_models / name) / "card.json").read_text())
+    session = ort.InferenceSession(str(newest(trained_models / name) / "model.onnx"),
+                                   providers=["CPUExecutionProvider"])
     for index in range(3):
         picture = 255 - digits[index]  # black on white, as a photo of paper
         flat = images.to_mnist(Image.fromarray(picture)).reshape(1, -1)

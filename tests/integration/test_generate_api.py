@@ -18,6 +18,7 @@ from PIL import Image
 from loadtests.server import free_port, served
 from serving.inference import generation
 from serving.repository.card import sampling_of
+from serving.repository.layout import newest
 from training.data import mnist_arrays
 
 from tests.pictures import png
@@ -58,8 +59,8 @@ def test_json_answer_names_the_seed_it_chose(client, trained_models, name):
     ("diffusion", "diffusion", {"steps": 2, "digit": 5}),  # the card's default guidance
     ("vae", "vae-conditional", {"digit": 4}), ("gan", "gan-conditional", {"digit": 8})])
 def test_answer_equals_in_process_onnx_runtime(client, trained_models, route, name, knobs):
-    card = json.loads((trained_models / name / "card.json").read_text())
-    sessions = {key: ort.InferenceSession(str(trained_models / name / spec["file"]))
+    card = json.loads((newest(trained_models / name) / "card.json").read_text())
+    sessions = {key: ort.InferenceSession(str(newest(trained_models / name) / spec["file"]))
                 for key, spec in card["graphs"].items()}
     expected = generation.generate(sampling_of(card["sampling"]), sessions, seed=9, n=4, **knobs)
     body = client.post(f"/generate/{route}", json={"n": 4, "seed": 9, "format": "json", **knobs}).json()

@@ -10,6 +10,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from serving.repository.layout import newest
 from training.data import HOUSING_FEATURES, california_housing_split
 
 from .conftest import answered_by, start_up_refused
@@ -29,7 +30,7 @@ def test_answers_equal_in_process_onnx_runtime(client, trained_models, model, na
     houses, x = _rows(64)
     response = client.post("/house-price/predict", json={"houses": houses, "model": model})
     body = answered_by(response, trained_models, name)
-    expected = ort.InferenceSession(str(trained_models / name / "model.onnx")).run(
+    expected = ort.InferenceSession(str(newest(trained_models / name) / "model.onnx")).run(
         None, {"features": x.astype(np.float32)})[0].ravel()
     values = np.array([p["value"] for p in body["predictions"]])
     np.testing.assert_allclose(values, expected, rtol=1e-6, atol=1e-6)
@@ -39,7 +40,8 @@ def test_answers_equal_in_process_onnx_runtime(client, trained_models, model, na
 @pytest.mark.parametrize("name", ["house-price-gbm", "house-price-mlp"])
 def test_every_prediction_carries_its_conformal_interval(client, trained_models, name):
     houses, _ = _rows(32)
-    residuals = json.loads((trained_models / name / "card.json").read_text())["interval_calibration"]["residuals"]
+    card = json.loads((newest(trained_models / name) / "card.json").read_text())
+    residuals = card["interval_calibration"]["residuals"]
     widths = {}
     for level in (0.5, 0.9, 0.99):
         body = client.post("/house-price/predict", json={"houses": houses, "model": name.split("-")[-1],
@@ -137,7 +139,7 @@ def test_still_healthy_after_bad_requests(client):
 ])
 def test_unverified_graph_stops_start_up(trained_models, tmp_path, damage, message):
     models = shutil.copytree(trained_models, tmp_path / "models")
-    damage(models / "house-price-mlp")
+    damage(newest(models / "house-price-mlp"))
     log = start_up_refused(models, tmp_path / "serve.log", within=60)
     assert message in log and "house-price-mlp" in log
 
@@ -162,7 +164,7 @@ def test_metrics_count_inference_per_model(client, trained_models):
     assert _metric(after, count, **series) - _metric(before, count, **series) == 3
     assert _metric(after, rows, **series) - _metric(before, rows, **series) == 15
     assert _metric(after, count, model="house-price-mlp") == _metric(after, count, **series)
-    card = json.loads((trained_models / "house-price-mlp" / "card.json").read_text())
+    card = json.loads((newest(trained_models / "house-price-mlp") / "card.json").read_text())
     assert _metric(after, "zooserve_model_loaded", model="house-price-mlp", version=card["version"]) >= 1
 
 

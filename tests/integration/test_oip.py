@@ -8,6 +8,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from serving.repository.layout import model_names, newest
+
 from .conftest import served_graph
 
 DTYPES = {"FP32": np.float32, "INT64": np.int64, "FP16": np.float16, "INT32": np.int32, "UINT8": np.uint8,
@@ -15,7 +17,7 @@ DTYPES = {"FP32": np.float32, "INT64": np.int64, "FP16": np.float16, "INT32": np
 
 
 def _models(trained_models) -> list[str]:
-    return sorted(path.parent.name for path in trained_models.glob("*/card.json"))
+    return model_names(trained_models)
 
 
 def test_server_endpoints(client):
@@ -28,7 +30,7 @@ def test_every_model_has_metadata_and_answers_inference(client, trained_models):
     rng = np.random.default_rng(0)
     for name in _models(trained_models):
         metadata = client.get(f"/v2/models/{name}").json()
-        card = json.loads((trained_models / name / "card.json").read_text())
+        card = json.loads((newest(trained_models / name) / "card.json").read_text())
         assert metadata["name"] == name and metadata["versions"] == [card["version"]]
         assert metadata["parameters"]["providers"] == ["CPUExecutionProvider"]
         assert client.get(f"/v2/models/{name}/ready").json()["ready"] is True
@@ -44,7 +46,8 @@ def test_every_model_has_metadata_and_answers_inference(client, trained_models):
         body = response.json()
         assert body["model_name"] == name and body["id"] == f"req-{name}"
         assert metadata["parameters"]["sha256"] == served_graph(card)["sha256"]
-        expected = ort.InferenceSession(str(trained_models / name / served_graph(card)["file"])).run(None, feeds)
+        graph = newest(trained_models / name) / served_graph(card)["file"]
+        expected = ort.InferenceSession(str(graph)).run(None, feeds)
         assert [o["name"] for o in body["outputs"]] == [o["name"] for o in metadata["outputs"]]
         for output, reference in zip(body["outputs"], expected):
             assert output["shape"] == list(reference.shape)

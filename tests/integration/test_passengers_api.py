@@ -13,6 +13,7 @@ import pytest
 from loadtests.server import free_port, served
 from serving.inference.forecast import recursive_forecast, session_step
 from serving.repository.card import ForecastCalibration
+from serving.repository.layout import newest
 from training.data import load_passengers
 
 ROUTE = "/passengers/forecast"
@@ -22,7 +23,7 @@ HISTORY = SERIES[:25].tolist()  # one window of the quick model, 1949-01 to 1951
 
 @pytest.fixture(scope="module")
 def card(trained_models) -> dict:
-    return json.loads((trained_models / "passengers" / "card.json").read_text())
+    return json.loads((newest(trained_models / "passengers") / "card.json").read_text())
 
 
 def test_forecast_equals_in_process_onnx_runtime(client, trained_models, card):
@@ -32,7 +33,7 @@ def test_forecast_equals_in_process_onnx_runtime(client, trained_models, card):
     body = response.json()
     assert body["model"] == {"name": "passengers", "version": card["version"],
                              "sha256": card["graphs"]["model"]["sha256"]}
-    session = ort.InferenceSession(str(trained_models / "passengers" / "model.onnx"))
+    session = ort.InferenceSession(str(newest(trained_models / "passengers") / "model.onnx"))
     expected = recursive_forecast(session_step(session, "window"), history, card["preprocessing"]["window"], 36)
     np.testing.assert_allclose(body["forecast"], expected, rtol=1e-6)
 
@@ -63,9 +64,9 @@ def test_a_card_without_calibration_answers_without_intervals(trained_models, tm
     """A model exported before the forecast calibration existed still serves its forecasts."""
     models = tmp_path / "models"
     shutil.copytree(trained_models / "passengers", models / "passengers")
-    card = json.loads((models / "passengers" / "card.json").read_text())
+    card = json.loads((newest(models / "passengers") / "card.json").read_text())
     del card["forecast_calibration"]
-    (models / "passengers" / "card.json").write_text(json.dumps(card))
+    (newest(models / "passengers") / "card.json").write_text(json.dumps(card))
     with served(free_port(), tmp_path / "serve.log", {"ZOOSERVE_MODELS_DIR": str(models)}, core=None) as url:
         response = httpx.post(url + ROUTE, json={"history": HISTORY, "level": 0.8}, timeout=30)
     assert response.status_code == 200, response.text

@@ -13,6 +13,8 @@ import onnxruntime as ort
 import pytest
 import tritonclient.http as triton
 
+from serving.repository.layout import newest
+
 from .conftest import served_graph
 
 MODELS = ("house-price-gbm", "mnist-cnn", "diffusion")  # diffusion: its noise predictor, three inputs
@@ -29,8 +31,8 @@ def _feeds(metadata: dict, rng: np.random.Generator) -> dict[str, np.ndarray]:
 
 
 def _expected(trained_models, name: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    card = json.loads((trained_models / name / "card.json").read_text())
-    session = ort.InferenceSession(str(trained_models / name / served_graph(card)["file"]))
+    card = json.loads((newest(trained_models / name) / "card.json").read_text())
+    session = ort.InferenceSession(str(newest(trained_models / name) / served_graph(card)["file"]))
     return dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))
 
 

@@ -13,6 +13,7 @@ from PIL import Image
 
 from bench.explanations import erasure
 from tests.pictures import png
+from serving.repository.layout import newest
 from training import foreign
 from training.data import HOUSING_FEATURES, california_housing_split, mnist_arrays
 
@@ -137,7 +138,7 @@ def test_explain_digits_refuses_like_classify(client):
 def test_each_model_serves_its_whole_card(client, trained_models, name):
     response = client.get(f"/models/{name}/card")
     assert response.status_code == 200, response.text
-    served, written = response.json(), json.loads((trained_models / name / "card.json").read_text())
+    served, written = response.json(), json.loads((newest(trained_models / name) / "card.json").read_text())
     assert served == written
     for section in ("intended_use", "out_of_scope", "limitations", "ethical_considerations"):
         assert served["model_card"][section]

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from serving.inference import images
+from serving.repository.layout import newest
 from training.data import load_image_folder, mnist_arrays
 
 from tests.pictures import png, png_header
@@ -57,9 +58,9 @@ def test_pixels_json_equals_the_png_upload(client, trained_models):
     as_json = client.post("/digits/classify", json={"pixels": x[0].tolist()}).json()
     as_png = client.post("/digits/classify", files={"image": ("d.png", png(x[0]), "image/png")}).json()
     np.testing.assert_allclose(as_json["probabilities"], as_png["probabilities"], atol=1e-6)
-    card = json.loads((trained_models / "mnist-cnn" / "card.json").read_text())
+    card = json.loads((newest(trained_models / "mnist-cnn") / "card.json").read_text())
     served = served_graph(card)
-    session = ort.InferenceSession(str(trained_models / "mnist-cnn" / served["file"]))
+    session = ort.InferenceSession(str(newest(trained_models / "mnist-cnn") / served["file"]))
     logits = session.run(None, {"image": images.to_mnist(Image.fromarray(x[0]))[None]})[0][0]
     expected = _calibrated(logits, card)
     np.testing.assert_allclose(as_json["probabilities"], expected, atol=1e-5)
@@ -73,9 +74,9 @@ def _calibrated(logits: np.ndarray, card: dict) -> np.ndarray:
 
 
 def test_photos_equal_in_process_onnx_runtime(client, trained_models):
-    card = json.loads((trained_models / "transfer-cnn" / "card.json").read_text())
+    card = json.loads((newest(trained_models / "transfer-cnn") / "card.json").read_text())
     prep = card["preprocessing"]
-    session = ort.InferenceSession(str(trained_models / "transfer-cnn" / served_graph(card)["file"]))
+    session = ort.InferenceSession(str(newest(trained_models / "transfer-cnn") / served_graph(card)["file"]))
     for path, _ in load_image_folder("val").samples[::30]:
         with open(path, "rb") as handle:
             response = client.post("/images/classify", files={"image": ("p.jpg", handle, "image/jpeg")},

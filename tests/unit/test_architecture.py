@@ -41,7 +41,7 @@ print("clean")
 
 
 LAYERS = ["settings", "errors", "repository", "schemas", "inference", "protocol", "service", "routes", "runtime",
-          "server", "__main__"]
+          "server", "__main__", "add"]
 
 
 def _layer(module: str) -> int:

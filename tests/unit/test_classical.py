@@ -8,6 +8,7 @@ import json
 import pytest
 
 from serving.repository.catalog import CLASSICAL_DIGIT_MODELS
+from serving.repository.layout import newest
 from training.classical import FAMILIES
 
 from ..conftest import records_training_cost
@@ -15,7 +16,7 @@ from ..conftest import records_training_cost
 
 @pytest.mark.parametrize("name", CLASSICAL_DIGIT_MODELS)
 def test_card_is_complete(trained_models, name):
-    card = json.loads((trained_models / name / "card.json").read_text())
+    card = json.loads((newest(trained_models / name) / "card.json").read_text())
     grid = FAMILIES[name].grid
     assert len(card["cross_validation"]) == len(grid) and "val_error_rate_std" in card["cross_validation"][0]
     chosen = {key: card["hyperparameters"][key] for key in grid[0]}

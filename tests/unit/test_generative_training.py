@@ -13,13 +13,14 @@ import torch
 
 from serving.inference import ddim, generation
 from serving.repository.card import sampling_of
+from serving.repository.layout import newest
 from training import precision
 
 from ..conftest import records_training_cost
 
 
 def _card(models: Path, name: str) -> dict:
-    return json.loads((models / name / "card.json").read_text())
+    return json.loads((newest(models / name) / "card.json").read_text())
 
 
 def _check_quality(card: dict) -> None:
@@ -58,7 +59,7 @@ def test_vae_card(trained_models):
 
 def test_vae_samples_are_the_seeded_prior_points_decoded(trained_models):
     card = _card(trained_models, "vae")
-    decoder, prior = (ort.InferenceSession(str(trained_models / "vae" / f"{graph}.onnx"))
+    decoder, prior = (ort.InferenceSession(str(newest(trained_models / "vae") / f"{graph}.onnx"))
                       for graph in ("model", "prior"))
     images = generation.generate(sampling_of(card["sampling"]), {"model": decoder, "prior": prior}, seed=5, n=3)
     z = prior.run(None, {"noise": np.random.default_rng(5).standard_normal((3, 17), dtype=np.float32)})[0]
@@ -113,7 +114,7 @@ def test_conditional_twin_cards(trained_models, name, graphs):
 def test_a_conditional_twin_draws_the_digit_it_is_asked_for(trained_models, name):
     """Same seed, another digit: other pixels; no digit: digits drawn from the seed, still replayable."""
     card = _card(trained_models, name)
-    sessions = {key: ort.InferenceSession(str(trained_models / name / spec["file"]))
+    sessions = {key: ort.InferenceSession(str(newest(trained_models / name) / spec["file"]))
                 for key, spec in card["graphs"].items()}
     sampling = sampling_of(card["sampling"])
     three = generation.generate(sampling, sessions, seed=4, n=6, digit=3)
@@ -146,7 +147,7 @@ def test_a_self_conditioned_gan_is_unconditional_to_its_clients(trained_models, 
     assert sum(sampling.label_weights) == pytest.approx(1.0) and min(sampling.label_weights) > 0
     assert {i["name"]: i["dtype"] for i in card["graphs"]["model"]["inputs"]} == {"z": "float32", "cluster": "int64"}
     assert "unconditional" not in card["metrics"] and "conditional_accuracy" not in card["metrics"]
-    sessions = {"model": ort.InferenceSession(str(tmp_path / "gan" / "model.onnx"))}
+    sessions = {"model": ort.InferenceSession(str(newest(tmp_path / "gan") / "model.onnx"))}
     np.testing.assert_array_equal(generation.generate(sampling, sessions, seed=3, n=5),
                                   generation.generate(sampling, sessions, seed=3, n=5))
     assert set(generation.sample_digits(sampling, seed=3, n=400, digit=None).tolist()) == set(range(4))
@@ -180,7 +181,7 @@ def test_diffusion_card(trained_models):
 
 
 def test_diffusion_graph_batches_guided_pairs(trained_models):
-    session = ort.InferenceSession(str(trained_models / "diffusion" / "model.onnx"))
+    session = ort.InferenceSession(str(newest(trained_models / "diffusion") / "model.onnx"))
     x = np.random.default_rng(0).standard_normal((3, 1, 28, 28), dtype=np.float32)
     single = [session.run(None, {"x": x[i:i + 1], "t": np.array([500]), "label": np.array([4])})[0]
               for i in range(3)]
@@ -194,7 +195,7 @@ def test_the_step_graph_loop_on_device_is_the_numpy_scheduler(trained_models, st
     noise predictor: the exported step graphs do the scheduler's maths (odd and even step counts
     end in different buffers)."""
     card = _card(trained_models, "diffusion")
-    graphs = {key: ort.InferenceSession(str(trained_models / "diffusion" / spec["file"]))
+    graphs = {key: ort.InferenceSession(str(newest(trained_models / "diffusion") / spec["file"]))
               for key, spec in card["graphs"].items()}
     scheduler = generation.scheduler_for(sampling_of(card["sampling"]))
     guided = digit is not None

@@ -8,6 +8,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from serving.repository.layout import newest
 from training.data import HOUSING_FEATURES, california_housing_split
 
 from ..conftest import TRAIN_ROWS, records_training_cost
@@ -15,7 +16,7 @@ from ..conftest import TRAIN_ROWS, records_training_cost
 
 @pytest.mark.parametrize("name", ["house-price-gbm", "house-price-mlp"])
 def test_card_is_complete(trained_models, name):
-    card = json.loads((trained_models / name / "card.json").read_text())
+    card = json.loads((newest(trained_models / name) / "card.json").read_text())
     assert card["name"] == name and card["profile"] == "quick" and card["seed"] == 0
     assert card["data"]["test"] == 4128
     assert card["preprocessing"]["feature_order"] == list(HOUSING_FEATURES)
@@ -33,7 +34,7 @@ def test_card_is_complete(trained_models, name):
 
 @pytest.mark.parametrize("name", ["house-price-gbm", "house-price-mlp"])
 def test_intervals_are_calibrated_on_rows_the_model_never_fitted(trained_models, name):
-    card = json.loads((trained_models / name / "card.json").read_text())
+    card = json.loads((newest(trained_models / name) / "card.json").read_text())
     residuals = card["interval_calibration"]["residuals"]
     assert len(residuals) == card["data"]["interval_calibration"] > 0 and residuals == sorted(residuals)
     assert card["data"]["train"] + card["data"]["validation"] + len(residuals) == TRAIN_ROWS  # disjoint slices
@@ -44,13 +45,13 @@ def test_intervals_are_calibrated_on_rows_the_model_never_fitted(trained_models,
 
 
 def test_gbm_card_reports_baselines(trained_models):
-    card = json.loads((trained_models / "house-price-gbm" / "card.json").read_text())
+    card = json.loads((newest(trained_models / "house-price-gbm") / "card.json").read_text())
     assert set(card["metrics"]["baselines"]) == {"linear_regression", "random_forest"}
 
 
 def test_mlp_takes_raw_features(trained_models):
     """Standardization lives in the graph: raw features in, $100k out, no client-side scaling."""
     split = california_housing_split()
-    session = ort.InferenceSession(str(trained_models / "house-price-mlp" / "model.onnx"))
+    session = ort.InferenceSession(str(newest(trained_models / "house-price-mlp") / "model.onnx"))
     pred = session.run(None, {"features": split.x_test[:500].astype(np.float32)})[0].ravel()
     assert np.sqrt(np.mean((pred - split.y_test[:500]) ** 2)) < 1.0

@@ -13,6 +13,7 @@ import torch
 
 from serving.inference.forecast import forecast_intervals, recursive_forecast, session_step
 from serving.repository.card import ForecastCalibration
+from serving.repository.layout import newest
 from training import metrics, passengers
 from training.data import load_passengers
 from training.loop import torch_threads
@@ -22,12 +23,12 @@ from ..conftest import records_training_cost
 
 @pytest.fixture(scope="module")
 def card(trained_models: Path) -> dict:
-    return json.loads((trained_models / "passengers" / "card.json").read_text())
+    return json.loads((newest(trained_models / "passengers") / "card.json").read_text())
 
 
 @pytest.fixture(scope="module")
 def graph_step(trained_models: Path):
-    return session_step(ort.InferenceSession(str(trained_models / "passengers" / "model.onnx")), "window")
+    return session_step(ort.InferenceSession(str(newest(trained_models / "passengers") / "model.onnx")), "window")
 
 
 def test_seasonal_naive_repeats_the_last_year():

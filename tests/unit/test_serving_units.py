@@ -10,6 +10,7 @@ import pytest
 from serving.errors import normalize
 from serving.repository import card as contract
 from serving.repository.catalog import CLASSICAL_DIGIT_MODELS
+from serving.repository.layout import card_file, model_names, newest
 from serving.repository.registry import ModelLoadError, Registry, verify_models
 from serving.repository.sessions import CPU, CUDA, batching_pays, providers_for
 from serving.settings import Settings
@@ -79,14 +80,14 @@ def test_every_error_body_gets_one_shape(body, expected):
 def test_registry_refuses_a_tampered_graph(trained_models, tmp_path):
     models = shutil.copytree(trained_models, tmp_path / "models")
     verify_models(Settings(models_dir=models))
-    with (models / "house-price-mlp" / "model.onnx").open("ab") as handle:
+    with (newest(models / "house-price-mlp") / "model.onnx").open("ab") as handle:
         handle.write(b"\0")
     with pytest.raises(ModelLoadError, match="house-price-mlp.*sha256"):
         verify_models(Settings(models_dir=models))
 
 
 def test_every_exported_card_is_the_contract(trained_models):
-    for card_path in sorted(trained_models.glob("*/card.json")):
+    for card_path in (card_file(trained_models, name) for name in model_names(trained_models)):
         card = contract.validate(json.loads(card_path.read_text()), str(card_path))
         assert card.schema_version == contract.SCHEMA_VERSION and card.graphs["model"].inputs
 

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from serving.repository import variants
+from serving.repository.layout import newest
 from serving.repository.registry import Registry, sha256_of
 from serving.settings import Settings
 from training.export import Graph, cpu_session, export_model, torch_writer
@@ -77,8 +78,8 @@ def test_a_copy_that_only_breaks_near_ties_is_kept_with_a_check_to_rerun(tmp_pat
     assert variant["parity"]["top1_changed"] > 0  # some near ties did break
     assert variant["parity"]["decisive_changed"] == 0 and "variants_left_out" not in card
     check = variant["check"]
-    assert check["sha256"] == sha256_of(tmp_path / "toy" / check["file"])
-    with np.load(tmp_path / "toy" / check["file"]) as stored:
+    assert check["sha256"] == sha256_of(newest(tmp_path / "toy") / check["file"])
+    with np.load(newest(tmp_path / "toy") / check["file"]) as stored:
         assert stored["x"].shape == (variants.CHECK_ROWS, 4) and stored["reference"].shape == (variants.CHECK_ROWS, 3)
 
 
@@ -86,14 +87,14 @@ def test_a_copy_that_changes_sure_answers_is_left_out_and_the_model_still_export
     card = export_model("toy", _graphs(_permuted()), _accuracy, CARD, tmp_path)
     assert "variants" not in card and card.get("served_variant") is None
     assert "model.int8.onnx: the top class differs" in card["variants_left_out"]["model_int8"]
-    assert sorted(path.name for path in (tmp_path / "toy").iterdir()) == ["card.json", "model.onnx"]
+    assert sorted(path.name for path in newest(tmp_path / "toy").iterdir()) == ["card.json", "model.onnx"]
 
 
 def _served_toy(tmp_path) -> Registry:
     """A registry over the toy model with its kept copy marked as served."""
     card = export_model("toy", _graphs(_shifted(0.05)), _accuracy, CARD, tmp_path)
     card["served_variant"] = "model_int8"
-    (tmp_path / "toy" / "card.json").write_text(json.dumps(card))
+    (newest(tmp_path / "toy") / "card.json").write_text(json.dumps(card))
     return card
 
 
@@ -108,15 +109,16 @@ def test_the_registry_serves_a_copy_whose_check_holds_on_this_cpu(tmp_path):
 def test_the_registry_falls_back_to_fp32_where_the_copy_disagrees_on_this_cpu(tmp_path, caplog):
     """The stored fp32 answers swapped stand in for a CPU whose int8 kernels answer otherwise."""
     card = _served_toy(tmp_path)
-    check = tmp_path / "toy" / card["variants"]["model_int8"]["check"]["file"]
+    check = newest(tmp_path / "toy") / card["variants"]["model_int8"]["check"]["file"]
     with np.load(check) as stored:
         variants.write_check(check, {"x": stored["x"]}, stored["reference"][:, [1, 2, 0]])
     card["variants"]["model_int8"]["check"]["sha256"] = sha256_of(check)
-    (tmp_path / "toy" / "card.json").write_text(json.dumps(card))
+    (newest(tmp_path / "toy") / "card.json").write_text(json.dumps(card))
 
     model = Registry(Settings(models_dir=tmp_path)).get("toy")
     assert model.card.served_variant is None and model.summary["sha256"] == card["graphs"]["model"]["sha256"]
     assert model.graph_choice.startswith("model.onnx: model.int8.onnx: the top class differs")
     scores = model.run({"x": INPUTS[:8]})[0]
-    np.testing.assert_allclose(scores, cpu_session(tmp_path / "toy" / "model.onnx").run(None, {"x": INPUTS[:8]})[0])
+    graph = newest(tmp_path / "toy") / "model.onnx"
+    np.testing.assert_allclose(scores, cpu_session(graph).run(None, {"x": INPUTS[:8]})[0])
     assert sum("serving model.onnx instead of model.int8.onnx" in line for line in caplog.messages) == 1

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from serving.repository.layout import newest
 from training import mnist
 
 
@@ -25,7 +26,7 @@ def test_augmentation_moves_ink_but_keeps_background():
 
 
 def test_mnist_card(trained_models):
-    card = json.loads((trained_models / "mnist-cnn" / "card.json").read_text())
+    card = json.loads((newest(trained_models / "mnist-cnn") / "card.json").read_text())
     graph = card["graphs"]["model"]
     assert [o["name"] for o in graph["outputs"]] == ["logits", "features"]
     assert graph["outputs"][1]["shape"] == [-1, mnist.DigitCNN.feature_dim]
@@ -42,7 +43,7 @@ def test_mnist_card(trained_models):
 
 
 def test_transfer_card(trained_models):
-    card = json.loads((trained_models / "transfer-cnn" / "card.json").read_text())
+    card = json.loads((newest(trained_models / "transfer-cnn") / "card.json").read_text())
     assert card["labels"] == ["ants", "bees"]
     assert card["preprocessing"]["mean"] == [0.5, 0.5, 0.5]  # EfficientNet-Lite0's [-1, 1] scaling
     assert card["graphs"]["model"]["parity"]["max_abs_diff"] <= 1e-4

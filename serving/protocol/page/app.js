@@ -93,12 +93,15 @@ function loadModels() {
       if (m.state === "loaded") {
         const metrics = Object.entries(m.metrics)
           .map(([k, v]) => `${k} ${Number.isInteger(v) ? v : Number(v).toFixed(4)}`).join(", ");
-        const profile = m.profile === "quick" ? "quick (short training)" : m.profile;
+        const profile = m.profile === "quick" ? "quick (short training)" : (m.profile ?? "added (/v2 only)");
         const card = document.createElement("a");
         card.href = `/models/${encodeURIComponent(m.name)}/card`;
         card.target = "_blank";
         card.textContent = m.name;
-        cells = [card, m.version, profile, m.task, metrics];
+        // The version requests get; every other one loaded beside it (a rollback's, a pinned one).
+        const others = (m.versions || []).filter((v) => v !== m.version);
+        const version = others.length ? `${m.version} (also loaded: ${others.join(", ")})` : m.version;
+        cells = [card, version, profile, m.task, metrics];
       } else {
         row.className = "pending";
         cells = [m.name, "", "", "", pendingText(m)];

@@ -85,7 +85,7 @@ def swapper(url: str, models_dir: Path, prepared: dict[str, list[Path]], count: 
             if rollback:  # the version before the one serving, alone
                 published = list(layout.by_version(models_dir / model))
                 previous = published[published.index(swap.before[-1]) - 1]
-                policy = {"version_policy": {"specific": {"versions": [int(previous)]}}}
+                policy = {"version_policy": {"specific": {"versions": [previous]}}}
                 response = client.post(f"/v2/repository/models/{model}/load",
                                        json={"parameters": {"config": json.dumps(policy)}})
             else:

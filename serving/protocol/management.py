@@ -15,7 +15,7 @@ from typing import Any
 
 import anyio
 import pydantic_core
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from starlette.responses import JSONResponse, Response
 
 from serving import schemas
@@ -32,11 +32,10 @@ def _body(call: Call, form: type[BaseModel]) -> Any:
     if not call.body.strip():
         return form()
     try:
-        return form.model_validate(pydantic_core.from_json(call.body))
-    except (ValueError, RecursionError) as error:
-        if isinstance(error, ValidationError):
-            raise error from None  # the gateway answers it in the one shape, naming each field
-        raise ProtocolError("request body is not valid JSON") from None
+        data = pydantic_core.from_json(call.body)
+    except (ValueError, RecursionError):
+        raise ProtocolError("request body is not valid JSON (or is nested too deeply)") from None
+    return form.model_validate(data)  # a ValidationError: the gateway answers it naming each field
 
 
 async def repository_index(call: Call) -> Response:

@@ -9,6 +9,7 @@ model as its card appears and answers for those still training (``training_plan`
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import gc
 import hashlib
@@ -290,7 +291,14 @@ class Registry:
             self._set(name, [self._load(folder) for folder in folders])
         if decides:
             control.write(self.settings, self.assignment())
-        threading.Thread(target=self._watch, name="zooserve-model-watch", daemon=True).start()
+        # A thread only where there is something to look at: the control file (a worker that
+        # follows), a first run's models, or the models directory (ZOOSERVE_WATCH).
+        self._stop = threading.Event()
+        if (settings.control_dir is not None and not decides) or (
+                decides and (settings.watch or settings.training_progress is not None)):
+            watcher = threading.Thread(target=self._watch, name="zooserve-model-watch", daemon=True)
+            watcher.start()
+            atexit.register(self.close, watcher)
 
     # --- reading -------------------------------------------------------------------------------
 
@@ -388,6 +396,13 @@ class Registry:
                 self._set(name, [])
                 control.write(self.settings, self.assignment())
 
+    def close(self, watcher: threading.Thread) -> None:
+        """Stop the watching thread and wait for it, at interpreter exit: with such threads still
+        running there, a process that had built several registries aborted on its way out
+        ("terminate called without an active exception", exit status 134)."""
+        self._stop.set()
+        watcher.join(timeout=2 * WATCH_SECONDS)
+
     # --- internals -------------------------------------------------------------------------------
 
     def _load(self, model_dir: Path) -> LoadedModel:
@@ -467,7 +482,8 @@ class Registry:
         version that appears (not one unloaded through the API: it comes back with ``load``)."""
         refused: dict[str, str] = {}  # a model that failed to load, and why: logged once
         while True:
-            time.sleep(WATCH_SECONDS)
+            if self._stop.wait(WATCH_SECONDS):
+                return
             if self._trim:
                 self._trim = False
                 return_freed_memory()

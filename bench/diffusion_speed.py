@@ -25,7 +25,7 @@ from training.export import torch_reference
 from training.loop import torch_threads
 
 from . import pytorch
-from .common import Context, agreement, load_card, markdown_table, missing, ort_session, ratio, timed
+from .common import Context, agreement, load_card, markdown_table, missing, ort_session, ratio, timed, version_dir
 
 NAME = "diffusion"
 SEED, DIGIT, GUIDANCE = 0, 3, 2.0  # a guided request, as the endpoint's default with a digit
@@ -65,7 +65,7 @@ class Samplers:
 
 def _samplers(card: dict[str, Any], ctx: Context, scratch: Path) -> tuple[Samplers, str]:
     """Both engines' samplers on the same weights, and which step graph ONNX Runtime compares."""
-    folder = ctx.models_dir / NAME
+    folder = version_dir(ctx, NAME)
     unet = pytorch.module_for(NAME, card)
     served = ort_session(folder / card["graphs"][GUIDED]["file"], ctx)
     graph, step = pytorch.SERVED, served

@@ -383,7 +383,13 @@ class ModelReadiness(BaseModel):
     ready: bool
 
 
-class RepositoryIndexRequest(BaseModel):
+class ManagementRequest(BaseModel):
+    """A body of the model repository extension: as Triton's clients send it, nothing else."""
+
+    model_config = STRICT
+
+
+class RepositoryIndexRequest(ManagementRequest):
     ready: bool = Field(False, description="only the versions ready to serve")
 
 
@@ -399,22 +405,22 @@ class RepositoryIndex(RootModel[list[RepositoryEntry]]):
 
 
 class LoadParameters(BaseModel):
-    model_config = ConfigDict(extra="allow")  # Triton's "file:<path>" overrides: refused, naming them
+    model_config = ConfigDict(extra="allow", strict=True)  # Triton's "file:<path>" overrides: refused, naming them
     config: str | None = Field(None, description="a Triton model configuration as JSON text; its version_policy "
                                                  "picks the versions to load: latest (num_versions), all, or "
                                                  "specific (versions)")
 
 
-class LoadRequest(BaseModel):
+class LoadRequest(ManagementRequest):
     parameters: LoadParameters | None = Field(None, description="none: the versions the model's last load picked "
                                                                 "(at first, the newest)")
 
 
-class UnloadParameters(BaseModel):
+class UnloadParameters(ManagementRequest):
     unload_dependents: bool = Field(False, description="accepted; no model here depends on another")
 
 
-class UnloadRequest(BaseModel):
+class UnloadRequest(ManagementRequest):
     parameters: UnloadParameters | None = None
 
 

@@ -101,7 +101,8 @@ class Generators:
                      guidance: float | None = None, version: str | None = None) -> np.ndarray:
         """(n, 28, 28) uint8 digits drawn with ``seed``; stopped between steps if the caller goes.
         ``version``: the one the API worker names in its answer (None: the default)."""
-        loaded = self.registry.get(model, version)
+        # In a thread: a version this worker has not followed to yet is loaded on the way.
+        loaded = await asyncio.get_running_loop().run_in_executor(None, self.registry.get, model, version)
         stop = threading.Event()
         start = time.perf_counter()
         work = asyncio.get_running_loop().run_in_executor(None, lambda: generation.generate(

@@ -69,7 +69,7 @@ def choose(models_root: Path) -> dict:
     card = json.loads(_card_path(models_root).read_text())
     card["sampling"]["default_guidance"] = best["guidance"]
     # Both step graphs: the card's metrics score the model without a digit asked, too.
-    sessions = {graph: cpu_session(models_root / NAME / card["graphs"][graph]["file"])
+    sessions = {graph: cpu_session(_card_path(models_root).parent / card["graphs"][graph]["file"])
                 for graph in (GUIDED_STEP_GRAPH, STEP_GRAPH)}
     measured = card["metrics"]
     card["metrics"] = {**measured, **evaluate_generator(

@@ -53,13 +53,14 @@ async def models(_call: Call) -> JSONResponse:
     """The loaded models (the version requests naming none get, and every version loaded), then, in a
     first run, those still training with their progress."""
     registry = current_registry()
-    return JSONResponse([{**model.summary, "state": "loaded", "versions": list(registry.versions[model.name]),
+    served = registry.served  # one state: a swap in another thread does not split it
+    return JSONResponse([{**model.summary, "state": "loaded", "versions": list(served.versions.get(model.name, {})),
                           "pinned": registry.pins.get(model.name), "task": model.card.task,
                           "profile": model.card.profile,
                           "metrics": headline_numbers(model.card.metrics),
                           **({"graph": model.graph_choice} if model.card.variants else {}),
                           **({"labels": model.card.labels} if model.card.labels is not None else {})}
-                         for model in registry.models.values()]
+                         for model in served.models.values()]
                         + [coming.as_json() for coming in registry.pending().values()])
 
 

@@ -28,6 +28,9 @@ class Policy:
         if self.kind == "all":
             chosen = set(published)
         elif self.kind == "specific":
+            if not self.versions:
+                raise FieldError("parameters.config", "a specific version_policy names no version: unload the "
+                                                      "model instead")
             missing = [version for version in self.versions if version not in published]
             if missing:
                 raise FieldError("parameters.config", f"version_policy names versions {missing} that are not "

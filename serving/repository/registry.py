@@ -40,6 +40,10 @@ from serving.settings import Settings
 logger = logging.getLogger("bentoml.zooserve")  # a child of BentoML's logger shares its handlers
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # where ``serving`` imports from
 WATCH_SECONDS = 2  # how often the workers look at the control file, and a watching one at the models
+# How long a following worker keeps a version it dropped: the API worker may have sent a call on it
+# that is still queued there (a generation waits behind others), or be in the middle of a sequence
+# of calls (an interpolation's points, then its decoding).
+LINGER_SECONDS = 30
 try:  # glibc's; absent elsewhere (musl), where nothing is trimmed
     MALLOC_TRIM = ctypes.CDLL("libc.so.6").malloc_trim
 except (OSError, AttributeError):
@@ -254,19 +258,28 @@ class ModelTraining(Unavailable):
     """An endpoint asked for a model the first run is still training (503 with the time it needs)."""
 
 
+@dataclass(frozen=True)
+class Served:
+    """What a registry serves, replaced whole on each change: a reader holding one sees one state."""
+
+    versions: dict[str, dict[str, LoadedModel]]  # name -> version -> model, oldest first
+    models: dict[str, LoadedModel]  # name -> the version a request naming none gets
+
+
 class Registry:
     """The models this process serves: for each model name, the versions loaded and the one that
     answers when a request names none (the pinned version, else the newest loaded).
 
     Every card is read, but sessions are built only for the models ``runs_here`` accepts: a
     service whose models run in a dependency (the batched classifiers) needs their cards alone.
-    ``versions`` and ``models`` are replaced whole, never changed in place: a request reads one
+    What is served (``served``) is replaced whole, never changed in place: a request reads one
     consistent state, and a version dropped while a request holds it is released when that request
     lets go of it (its sessions are freed with the last reference).
 
     One process decides (the API worker, ``decides``): it loads what ``load`` is asked for (or, with
     ``ZOOSERVE_WATCH``, every new version that appears) and writes the outcome to the server's
-    control file (``control``); the other worker processes follow that file.
+    control file (``control``); the other worker processes follow that file, and keep a version
+    they drop for ``LINGER_SECONDS`` more, for the calls the API worker started on it.
     """
 
     def __init__(self, settings: Settings, runs_here: Callable[[str], bool] = lambda _name: True,
@@ -274,8 +287,7 @@ class Registry:
         self.settings = settings
         self.runs_here = runs_here
         self.decides = decides
-        self.versions: dict[str, dict[str, LoadedModel]] = {}  # name -> version -> model, oldest first
-        self.models: dict[str, LoadedModel] = {}  # name -> the version a request naming none gets
+        self.served = Served({}, {})
         self.pins: dict[str, str] = dict(settings.pinned_versions)
         self.policies: dict[str, Policy] = {}  # a load's version policy, kept for later loads of the model
         self.failures: dict[tuple[str, str], str] = {}  # (name, version) -> why it could not be loaded
@@ -283,12 +295,18 @@ class Registry:
         # Cards of versions no longer served, by (name, number): what an answer another worker
         # computed on one a moment before it followed a swap is named by.
         self.retired: dict[tuple[str, int], LoadedModel] = {}
+        # A following worker's dropped versions, until the time they go: (name, version) -> both.
+        self.lingering: dict[tuple[str, str], tuple[LoadedModel, float]] = {}
         self.generation = 0  # counts the changes to ``models``: what per-worker caches of it are keyed on
-        self._lock = threading.RLock()  # one change at a time; reading never waits
+        self._lock = threading.RLock()  # one change at a time
         self._trim = False  # a version was dropped since the last look: memory to give back
         self._followed = control.Stamp()
-        for name, folders in first_versions(settings).items():
-            self._set(name, [self._load(folder) for folder in folders])
+        assigned = None if decides else control.read_if_changed(settings, self._followed)
+        if assigned is not None:  # a worker (re)started while the server runs: what the API worker serves
+            self._follow_assigned(assigned)
+        else:
+            for name, folders in first_versions(settings).items():
+                self._set(name, [self._load(folder) for folder in folders])
         if decides:
             control.write(self.settings, self.assignment())
         # A thread only where there is something to look at: the control file (a worker that
@@ -300,24 +318,39 @@ class Registry:
             watcher.start()
             atexit.register(self.close, watcher)
 
+    @property
+    def versions(self) -> dict[str, dict[str, LoadedModel]]:
+        return self.served.versions
+
+    @property
+    def models(self) -> dict[str, LoadedModel]:
+        return self.served.models
+
     # --- reading -------------------------------------------------------------------------------
 
     def get(self, name: str, version: str | None = None) -> LoadedModel:
-        """The model ``name`` at ``version`` (None: the version it serves by default)."""
-        if version is None:
-            try:
-                return self.models[name]
-            except KeyError:
-                self._not_loaded(name)
+        """The model ``name`` at ``version`` (None: the version it serves by default). A following
+        worker that misses looks at the control file first: the API worker may have loaded it a
+        moment ago (callers on an event loop run this in a thread: a load may follow)."""
+        model = self._find(name, version)
+        if model is None and not self.decides:
+            self._follow()
+            model = self._find(name, version)
+        if model is not None:
+            return model
         loaded = self.versions.get(name, {})
-        if version not in loaded and not self.decides:
-            self._follow()  # the deciding worker may have loaded it a moment ago
-            loaded = self.versions.get(name, {})
-        if version not in loaded:
-            if loaded:
-                raise ModelNotLoaded(f"model {name!r} has no version {version!r} loaded (loaded: {list(loaded)})")
-            self._not_loaded(name)
-        return loaded[version]
+        if version is not None and loaded:
+            raise ModelNotLoaded(f"model {name!r} has no version {version!r} loaded (loaded: {list(loaded)})")
+        self._not_loaded(name)
+
+    def _find(self, name: str, version: str | None) -> LoadedModel | None:
+        served = self.served
+        if version is None:
+            return served.models.get(name)
+        found = served.versions.get(name, {}).get(version)
+        if found is None and (name, version) in self.lingering:
+            found = self.lingering[(name, version)][0]
+        return found
 
     def _not_loaded(self, name: str) -> NoReturn:
         coming = self.pending().get(name)
@@ -326,19 +359,29 @@ class Registry:
         raise ModelNotLoaded(f"model {name!r} is not loaded on this server (loaded: {sorted(self.models)})")
 
     def answered_by(self, name: str, number: float) -> LoadedModel:
-        """The version of ``name`` with publish ``number`` (a batched worker's answer says which)."""
+        """The version of ``name`` with publish ``number`` (a batched worker's answer says which):
+        one served here, one retired, or, for one this process never loaded (a worker restarted
+        on another), its card as published."""
+        number = round(number)
         for model in self.versions.get(name, {}).values():
-            if model.number == round(number):
+            if model.number == number:
                 return model
-        return self.retired.get((name, round(number))) or self.get(name)
+        if (name, number) not in self.retired:
+            folder = version_folders(self.settings.models_dir / name).get(str(number)) if number else None
+            if folder is None:
+                return self.get(name)
+            self.retired[(name, number)] = LoadedModel(name=name, card=read_card(folder))
+        return self.retired[(name, number)]
 
     def assignment(self) -> dict[str, control.Assigned]:
         """Which versions of each model this process serves, and the pinned one (the control file's body)."""
         return {name: control.Assigned(list(loaded), self.pins.get(name)) for name, loaded in self.versions.items()}
 
     def pending(self) -> dict[str, training_plan.Pending]:
-        """The first run's models this instance cannot answer for yet, with the time each still needs."""
-        return training_plan.pending(training_plan.read(self.settings.training_progress), set(self.models))
+        """The first run's models this instance cannot answer for yet, with the time each still needs
+        (one unloaded through the API is not coming)."""
+        return training_plan.pending(training_plan.read(self.settings.training_progress),
+                                     set(self.models) | self.unloaded)
 
     @property
     def ready(self) -> bool:
@@ -365,26 +408,31 @@ class Registry:
         each verified and warmed up before it takes traffic; returns them. A version that fails
         leaves what was serving as it was and raises ``ModelLoadError`` with the cause."""
         with self._lock:
+            wanted = self._wanted(name, policy)
+            fresh: dict[str, LoadedModel] = {}
             published = version_folders(self.settings.models_dir / name)
-            if not published:
-                raise ModelNotFound(f"model {name!r} has no published version under the models directory")
-            policy = policy or self.policies.get(name, Policy())
-            wanted = policy.pick(list(published), self.pins.get(name))
-            loaded = self.versions.get(name, {})
-            fresh = {}
-            for version in wanted:
-                if version in loaded:
-                    continue
-                try:
-                    fresh[version] = self._load(published[version])
-                except Exception as error:  # ONNX Runtime raises its own types: each one refuses the load
-                    self.failures[(name, version)] = str(error)
-                    raise ModelLoadError(f"{name} version {version}: {error}") from None
-            self.policies[name] = policy
+            try:
+                for version in wanted:
+                    if version not in self.versions.get(name, {}):
+                        fresh[version] = self._load(published[version])
+            except Exception as error:  # ONNX Runtime raises its own types: each one refuses the load
+                self.failures[(name, version)] = str(error)
+                for model in fresh.values():
+                    model.release()
+                raise ModelLoadError(f"{name} version {version}: {error}") from None
+            self.policies[name] = policy or self.policies.get(name, Policy())
             self.unloaded.discard(name)
-            self._set(name, [{**loaded, **fresh}[version] for version in wanted])
+            self._set(name, [fresh.get(version) or self.versions[name][version] for version in wanted])
             control.write(self.settings, self.assignment())
-            return wanted
+        fresh.clear()
+        self._return_dropped()
+        return wanted
+
+    def _wanted(self, name: str, policy: Policy | None) -> list[str]:
+        published = version_folders(self.settings.models_dir / name)
+        if not published:
+            raise ModelNotFound(f"model {name!r} has no published version under the models directory")
+        return (policy or self.policies.get(name, Policy())).pick(list(published), self.pins.get(name))
 
     def unload(self, name: str) -> None:
         """Stop serving every version of ``name``; requests already running on one finish on it."""
@@ -395,6 +443,7 @@ class Registry:
             if name in self.versions:
                 self._set(name, [])
                 control.write(self.settings, self.assignment())
+        self._return_dropped()
 
     def close(self, watcher: threading.Thread) -> None:
         """Stop the watching thread and wait for it, at interpreter exit: with such threads still
@@ -432,76 +481,92 @@ class Registry:
 
     def _set(self, name: str, models: list[LoadedModel]) -> None:
         """Serve exactly ``models`` (oldest first) for ``name``; none: the model is unloaded."""
-        dropped = [model for version, model in self.versions.get(name, {}).items()
-                   if version not in {kept.card.version for kept in models}]
+        kept = {model.card.version for model in models}
+        dropped = [model for version, model in self.versions.get(name, {}).items() if version not in kept]
         versions = {**self.versions, name: {model.card.version: model for model in models}}
         if not models:
             del versions[name]
         default = versions.get(name, {}).get(self.pins.get(name, ""), models[-1] if models else None)
         served = {**self.models, name: default} if default is not None else \
             {key: value for key, value in self.models.items() if key != name}
-        self.versions, self.models = versions, served
+        self.served = Served(versions, served)
         self.generation += 1
-        if dropped:
-            self._retire(name, dropped)
-            dropped.clear()  # the last references here: the sessions go now, unless a request runs on one
-            return_freed_memory()
-            self._trim = True  # and again at the next look, after such a request let go
-
-    def _retire(self, name: str, dropped: list[LoadedModel]) -> None:
         for model in dropped:
             self.retired[(name, model.number)] = LoadedModel(name=model.name, card=model.card)
-            model.release()
-            logger.info("unloaded %s %s", name, model.card.version)
+            if self.decides:
+                self._release(name, model)
+            else:  # the API worker may have sent a call on it that is still on its way
+                self.lingering[(name, model.card.version)] = (model, time.monotonic() + LINGER_SECONDS)
+        self._trim = self._trim or bool(dropped)
+
+    @staticmethod
+    def _release(name: str, model: LoadedModel) -> None:
+        model.release()
+        logger.info("unloaded %s %s", name, model.card.version)
+
+    def _return_dropped(self) -> None:
+        """Memory back to the system once a change dropped versions, outside the change's frames
+        (which held the dropped models): the sessions nobody runs any longer are gone by then."""
+        if self._trim:
+            self._trim = False
+            return_freed_memory()
+
+    def _expire_lingering(self) -> None:
+        now = time.monotonic()
+        expired = [key for key, (_model, until) in self.lingering.items() if until <= now]
+        for key in expired:
+            model, _until = self.lingering.pop(key)
+            self._release(key[0], model)
+            self._trim = True
+        expired.clear()
 
     def _follow(self) -> None:
         """Serve what the control file says the deciding process serves."""
         with self._lock:  # a request waiting here then finds what the file said when it returns
             assigned = control.read_if_changed(self.settings, self._followed)
-            if assigned is None:
-                return
-            for name in set(self.versions) - set(assigned):
-                self._set(name, [])
-            for name, wanted in assigned.items():
-                published = version_folders(self.settings.models_dir / name)
-                loaded = self.versions.get(name, {})
-                if list(loaded) == wanted.versions and self.pins.get(name) == wanted.pinned:
-                    continue
-                self.pins = {**self.pins, name: wanted.pinned} if wanted.pinned else \
-                    {key: value for key, value in self.pins.items() if key != name}
-                try:
-                    models = [loaded.get(version) or self._load(published[version]) for version in wanted.versions]
-                except Exception as error:  # the deciding process verified it: a fault here is this process's
-                    logger.warning("cannot follow %s to versions %s: %s", name, wanted.versions, error)
-                    continue
-                self._set(name, models)
+            if assigned is not None:
+                self._follow_assigned(assigned)
+        self._return_dropped()
+
+    def _follow_assigned(self, assigned: dict[str, control.Assigned]) -> None:
+        for name in set(self.versions) - set(assigned):
+            self._set(name, [])
+        for name, wanted in assigned.items():
+            loaded = self.versions.get(name, {})
+            if list(loaded) == wanted.versions and self.pins.get(name) == wanted.pinned:
+                continue
+            published = version_folders(self.settings.models_dir / name)
+            try:
+                models = [loaded.get(version) or self._load(published[version]) for version in wanted.versions]
+            except Exception as error:  # the deciding process verified it: a fault here is this process's
+                logger.warning("cannot follow %s to versions %s: %s; trying again at the next look",
+                               name, wanted.versions, error)
+                self._followed.seen = None  # read the file again next time, unchanged or not
+                continue
+            self.pins = {**self.pins, name: wanted.pinned} if wanted.pinned else \
+                {key: value for key, value in self.pins.items() if key != name}
+            self._set(name, models)
 
     def _watch(self) -> None:
-        """Every ``WATCH_SECONDS``: the control file (the following processes); in the deciding
-        one, a first run's models as their cards appear and, with ``ZOOSERVE_WATCH``, each model or
-        version that appears (not one unloaded through the API: it comes back with ``load``)."""
+        """Every ``WATCH_SECONDS``: the control file (the following processes) and the versions
+        they keep for calls on their way; in the deciding one, a first run's models as their
+        cards appear and, with ``ZOOSERVE_WATCH``, each model or version that appears (not one
+        unloaded through the API: it comes back with ``load``)."""
         refused: dict[str, str] = {}  # a model that failed to load, and why: logged once
-        while True:
-            if self._stop.wait(WATCH_SECONDS):
-                return
-            if self._trim:
-                self._trim = False
-                return_freed_memory()
+        while not self._stop.wait(WATCH_SECONDS):
             if not self.decides:
                 self._follow()
+                with self._lock:
+                    self._expire_lingering()
+                self._return_dropped()
                 continue
             try:
-                found = {name: list(version_folders(self.settings.models_dir / name))
-                         for name in names_to_serve(self.settings)}
+                names = names_to_serve(self.settings)
             except Exception as error:  # a required model removed, say: the next look may find it again
                 logger.warning("cannot read the models directory: %s", error)
                 continue
-            for name, published in found.items():
-                newest = published[-1]
-                first_run = name not in self.models and not self.ready
-                loaded = self.versions.get(name, {})
-                watched = self.settings.watch and name not in self.unloaded and newest not in loaded
-                if not (first_run or watched) or (name, newest) in self.failures:
+            for name in names:
+                if name in self.unloaded or not self._should_load(name):
                     continue
                 try:
                     self.load(name)
@@ -509,3 +574,17 @@ class Registry:
                     if refused.get(name) != str(error):
                         logger.warning("cannot load %s: %s", name, error)
                     refused[name] = str(error)
+
+    def _should_load(self, name: str) -> bool:
+        """A first run's model not loaded yet, or, with ``ZOOSERVE_WATCH``, one whose policy now
+        picks other versions than those loaded (a version it failed to load is not tried again)."""
+        if name not in self.models and not self.ready:
+            return True
+        if not self.settings.watch:
+            return False
+        try:
+            wanted = self._wanted(name, None)
+        except ServiceError:  # a specific policy naming a version no longer published, say
+            return False
+        fresh = [version for version in wanted if version not in self.versions.get(name, {})]
+        return bool(fresh) and not any((name, version) in self.failures for version in fresh)

@@ -10,7 +10,9 @@ Nothing here runs when a module of ``serving`` is merely imported.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -37,8 +39,11 @@ def control_dir() -> Path:
     """The folder where the API worker tells the others which model versions to serve
     (``repository.control``): made here, in the server process, whose workers inherit its
     environment; one named by ``ZOOSERVE_CONTROL_DIR`` is emptied of a previous server's file."""
-    folder = Path(os.environ.get("ZOOSERVE_CONTROL_DIR") or tempfile.mkdtemp(prefix="zooserve-control-"))
+    named = os.environ.get("ZOOSERVE_CONTROL_DIR")
+    folder = Path(named or tempfile.mkdtemp(prefix="zooserve-control-"))
     folder.mkdir(parents=True, exist_ok=True)
+    if not named:  # made here: gone with the server
+        atexit.register(shutil.rmtree, folder, True)
     (folder / control.FILE).unlink(missing_ok=True)
     os.environ["ZOOSERVE_CONTROL_DIR"] = str(folder)
     return folder

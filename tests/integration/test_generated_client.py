@@ -96,14 +96,11 @@ def test_every_operation_answers_through_the_generated_client(zooserve_client, s
         "interpolation": lambda: post_generate_vae_interpolate.sync_detailed(
             client=client, body=InterpolationSeeds(seeds=[1, 2])),
         "noop": lambda: post_noop.sync_detailed(client=client, body=NoBody()),
-        "models": lambda: get_models.sync_detailed(client=client),
-        "livez": lambda: get_livez.sync_detailed(client=client),
-        "healthz": lambda: get_healthz.sync_detailed(client=client),
-        "readyz": lambda: get_readyz.sync_detailed(client=client),
-        "metrics": lambda: get_metrics.sync_detailed(client=client),
-        "v2": lambda: get_v2.sync_detailed(client=client),
-        "v2 live": lambda: get_v2_health_live.sync_detailed(client=client),
-        "v2 ready": lambda: get_v2_health_ready.sync_detailed(client=client),
+        # The operations without parameters or body.
+        **{name: (lambda operation=operation: operation.sync_detailed(client=client)) for name, operation in {
+            "models": get_models, "livez": get_livez, "healthz": get_healthz, "readyz": get_readyz,
+            "metrics": get_metrics, "v2": get_v2, "v2 live": get_v2_health_live,
+            "v2 ready": get_v2_health_ready}.items()},
         "v2 model": lambda: get_v2_models_name.sync_detailed(GetV2ModelsNameName.HOUSE_PRICE_GBM, client=client),
         "v2 model ready": lambda: get_v2_models_name_ready.sync_detailed(
             GetV2ModelsNameReadyName.HOUSE_PRICE_GBM, client=client),

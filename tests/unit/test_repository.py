@@ -49,6 +49,8 @@ def test_policies_pick_among_published_versions():
     assert Policy.from_config("{}") == Policy()
     with pytest.raises(FieldError, match="versions \\['4'\\] that are not published"):
         Policy("specific", versions=("4",)).pick(published)
+    with pytest.raises(FieldError, match="names no version"):
+        Policy("specific").pick(published)
     with pytest.raises(FieldError, match="num_versions must be 1 or more"):
         Policy.from_config('{"version_policy": {"latest": {"num_versions": 0}}}')
 
@@ -104,9 +106,20 @@ def test_other_workers_follow_the_deciding_ones_control_file(two_versions, tmp_p
     deciding.load(MODEL, Policy("all"))
     assert json.loads((tmp_path / control.FILE).read_text())[MODEL] == {"versions": ["1", "2"], "pinned": None}
     assert follower.get(MODEL, "1").card.version == "1"  # a version named before the follower looked
+    deciding.load(MODEL, Policy())  # version 1 goes
+    follower._follow()
+    assert list(follower.versions[MODEL]) == ["2"]
+    assert follower.get(MODEL, "1").run(ROW)[0].shape == (1, 1)  # kept a while for calls on their way
     deciding.unload(MODEL)
     follower._follow()
     assert MODEL not in follower.models and MODEL not in follower.versions
+    assert Registry(settings).versions == {}  # a worker restarted now serves what the API worker serves
+
+
+def test_an_answer_from_a_version_this_process_never_loaded_is_named_by_its_card(two_versions):
+    registry = Registry(Settings(models_dir=two_versions))
+    assert registry.answered_by(MODEL, 2.0) is registry.get(MODEL)
+    assert registry.answered_by(MODEL, 1.0).summary["version"] == "1"  # published, never loaded here
 
 
 def test_a_card_published_under_another_number_is_refused(two_versions):

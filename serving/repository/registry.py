@@ -565,8 +565,9 @@ class Registry:
             except Exception as error:  # a required model removed, say: the next look may find it again
                 logger.warning("cannot read the models directory: %s", error)
                 continue
+            waiting = not self.ready  # read once a look: it reads the first run's plan file
             for name in names:
-                if name in self.unloaded or not self._should_load(name):
+                if name in self.unloaded or not self._should_load(name, waiting):
                     continue
                 try:
                     self.load(name)
@@ -575,10 +576,11 @@ class Registry:
                         logger.warning("cannot load %s: %s", name, error)
                     refused[name] = str(error)
 
-    def _should_load(self, name: str) -> bool:
-        """A first run's model not loaded yet, or, with ``ZOOSERVE_WATCH``, one whose policy now
-        picks other versions than those loaded (a version it failed to load is not tried again)."""
-        if name not in self.models and not self.ready:
+    def _should_load(self, name: str, waiting: bool) -> bool:
+        """A first run's model not loaded yet (``waiting``: the run is not over), or, with
+        ``ZOOSERVE_WATCH``, one whose policy now picks other versions than those loaded (a version
+        it failed to load is not tried again)."""
+        if name not in self.models and waiting:
             return True
         if not self.settings.watch:
             return False

@@ -29,6 +29,16 @@ def interval_level(description: str) -> Any:
     return Field(0.9, ge=0.5, le=MAX_INTERVAL_LEVEL, description=description)
 
 
+def _version_text(value: object) -> object:
+    """Version 3 is the version "3": versions are strings in URLs and answers, numbers to people."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+Version = Annotated[str | None, Field(min_length=1, max_length=64, description=(
+    "the model version to answer with: one loaded (GET /models lists them); default: the pinned one, else "
+    "the newest")), BeforeValidator(_version_text)]
+
+
 class NoBody(BaseModel):
     """A body that carries nothing: any JSON object is taken and ignored."""
 
@@ -63,6 +73,7 @@ class HousePriceRequest(BaseModel):
     model_config = STRICT
     houses: list[House] = Field(min_length=1, max_length=1000, examples=[[EXAMPLE_HOUSE.model_dump()]])
     model: Literal["gbm", "mlp"] = Field("gbm", description="gbm: gradient-boosted trees; mlp: neural net")
+    version: Version = None
     level: float = interval_level(
         "the prediction interval's coverage: the share of houses whose true value it holds (split conformal)")
 
@@ -133,6 +144,7 @@ class ForecastRequest(BaseModel):
         description="monthly passengers (thousands), at least the model's window (see the card); "
                     "default: the 144 months 1949-01 to 1960-12")
     horizon: integer(ge=1, le=36) = Field(12, description="months to forecast")
+    version: Version = None
     level: float = interval_level(
         "the prediction intervals' target coverage: the share of forecast months whose actual value they "
         "hold (conformal, calibrated on the validation period; the card gives the coverage measured on 1959-1960)")
@@ -179,6 +191,7 @@ class DigitUpload(BaseModel):
     model_config = ConfigDict(extra="forbid")
     image: Upload = Field(description=PICTURE)
     model: DigitModel = DIGITS_MODEL
+    version: Version = None
 
 
 class DigitParity(BaseModel):
@@ -221,6 +234,7 @@ class ImageUpload(BaseModel):
     image: Upload = Field(description="a photo: PNG, JPEG, BMP or GIF")
     top_k: integer(ge=1) | None = Field(None, description="labels to return: at most the number of classes; "
                                                        f"default {DEFAULT_TOP_K} or every class if fewer")
+    version: Version = None
 
 
 class LabelProbability(BaseModel):
@@ -249,6 +263,7 @@ class GenerateRequest(BaseModel):
     seed: integer(ge=0, le=MAX_SEED) | None = Field(None, description="default: a fresh one, named in the answer")
     format: Literal["png", "json"] = Field("png", description="png: one image/png grid; json: base64 PNGs")
     digit: integer(ge=0, le=9) | None = Field(None, description="the digit to draw (default: any)")
+    version: Version = None
 
 
 class DiffusionRequest(GenerateRequest):
@@ -281,6 +296,7 @@ class InterpolationUploads(BaseModel):
     start: Upload = Field(description=f"the first digit: {PICTURE}")
     end: Upload = Field(description=f"the last digit: {PICTURE}")
     frames: Frames | None = None
+    version: Version = None
 
 
 # A "1": a stroke two pixels wide down the middle of the 28x28 square, white on black as MNIST.
@@ -294,6 +310,7 @@ class DigitPixels(BaseModel):
     model_config = STRICT
     pixels: Pixels
     model: DigitModel = DIGITS_MODEL
+    version: Version = None
 
 
 class InterpolationSeeds(BaseModel):
@@ -302,6 +319,7 @@ class InterpolationSeeds(BaseModel):
     model_config = STRICT
     seeds: Seeds
     frames: Frames | None = None
+    version: Version = None
 
 
 # --- documented answers that no endpoint builds through pydantic ---------------------------------
@@ -328,7 +346,8 @@ class ModelListing(BaseModel):
     state: Literal["loaded", "queued", "training", "loading", "failed"]
     version: str | None = Field(None, description="the version requests that name none get")
     versions: list[str] | None = Field(None, description="every version loaded, oldest first")
-    pinned: str | None = Field(None, description="the version pinned (ZOOSERVE_VERSIONS), if any")
+    pinned: str | None = Field(None, description="the version pinned (ZOOSERVE_VERSIONS or a load's "
+                                                 "default_version), if any")
     sha256: str | None = None
     task: str | None = None
     profile: Literal["quick", "full"] | None = None
@@ -409,6 +428,9 @@ class LoadParameters(BaseModel):
     config: str | None = Field(None, description="a Triton model configuration as JSON text; its version_policy "
                                                  "picks the versions to load: latest (num_versions), all, or "
                                                  "specific (versions)")
+    default_version: str | None = Field(None, description=(
+        "ZooServe's: pins the version requests naming none get (loaded with the policy's); null: the newest "
+        "loaded again; absent: as it was"))
 
 
 class LoadRequest(ManagementRequest):
@@ -426,8 +448,10 @@ class UnloadRequest(ManagementRequest):
 
 class Loaded(BaseModel):
     name: str
-    versions: list[str] = Field(description="the versions now served, oldest first; requests naming none "
-                                            "get the pinned one, else the newest")
+    versions: list[str] = Field(description="the versions now served, oldest first")
+    default_version: str | None = Field(None, description="the version requests naming none get: the pinned "
+                                                          "one, else the newest")
+    pinned: str | None = Field(None, description="the pinned version, if any")
 
 
 class InferenceInput(BaseModel):

@@ -191,21 +191,23 @@ class ZooServe:
         # a first run, the models it trains are loaded as they come.
         return self.registry.ready
 
-    def _classify(self, name: str, picture: np.ndarray) -> tuple[LoadedModel, np.ndarray, OutOfDistribution | None]:
+    def _classify(self, name: str, picture: np.ndarray,
+                  version: str | None) -> tuple[LoadedModel, np.ndarray, OutOfDistribution | None]:
         """The version that answered, one picture's probabilities and flag: batched with concurrent
         requests in `Classifiers`, or run here, unbatched (``ZOOSERVE_BATCHING``; ``make bench``
-        compares the two)."""
-        if not hasattr(self, "classifiers") or name not in BATCHED_MODELS:
-            loaded = self.registry.get(name)
+        compares the two). A request naming a version runs here too: the batch runs the default."""
+        if not hasattr(self, "classifiers") or name not in BATCHED_MODELS or version is not None:
+            loaded = self.registry.get(name, version)
             row = classifier_rows(loaded, picture)[0]
         else:
             row = (self.classifiers.digits if name == DIGITS_MODEL else self.classifiers.photos)(picture)[0]
             loaded, row = self.registry.answered_by(name, row[-1]), row[:-1]
         return loaded, *novelty.split(loaded, row)
 
-    def _houses(self, houses: list[House], model: str) -> tuple[LoadedModel, np.ndarray, np.ndarray]:
+    def _houses(self, houses: list[House], model: str,
+                version: str | None) -> tuple[LoadedModel, np.ndarray, np.ndarray]:
         """The model a house request names, its feature rows in the card's order, and its predictions."""
-        loaded = self.registry.get(HOUSE_PRICE_MODELS[model])
+        loaded = self.registry.get(HOUSE_PRICE_MODELS[model], version)
         spec = loaded.input_spec()[0]
         order = loaded.card.preprocessing["feature_order"]
         features = np.array([[getattr(house, name) for name in order] for house in houses], dtype=spec.dtype)
@@ -225,11 +227,11 @@ class ZooServe:
     @endpoint("/house-price/predict", forms={JSON: HousePriceRequest}, answers={JSON: HousePriceResponse},
               examples={JSON: {"houses": [EXAMPLE_HOUSE.model_dump()], "model": "gbm"}},
               summary="Median house values of California block groups")
-    async def house_price_predict(self, houses: list[House], model: str = "gbm",
-                                  level: float = 0.9) -> HousePriceResponse:
+    async def house_price_predict(self, houses: list[House], model: str = "gbm", level: float = 0.9,
+                                  version: str | None = None) -> HousePriceResponse:
         """Median house value of California block groups (1 to 1,000 per request), each with a
         prediction interval at ``level`` (split conformal, calibrated on rows the model never fitted)."""
-        loaded, features, values = self._houses(houses, model)
+        loaded, features, values = self._houses(houses, model, version)
         per_unit = loaded.card.preprocessing["price_usd_per_unit"]
         calibration = loaded.card.interval_calibration
         half = calibration.half_width(level) if calibration is not None else None
@@ -243,11 +245,12 @@ class ZooServe:
     @endpoint("/house-price/explain", forms={JSON: HouseExplainRequest}, answers={JSON: HouseExplainResponse},
               examples={JSON: {"houses": [EXAMPLE_HOUSE.model_dump()], "model": "gbm"}},
               summary="Why each house got its price: exact Shapley values of its features (up to 8 houses)")
-    def house_price_explain(self, houses: list[House], model: str = "gbm", level: float = 0.9) -> HouseExplainResponse:
+    def house_price_explain(self, houses: list[House], model: str = "gbm", level: float = 0.9,
+                            version: str | None = None) -> HouseExplainResponse:
         """Why each house got its price: exact Shapley values of its eight features against the
         model's background of training rows, which add up to the prediction minus the baseline.
         Takes the body of ``/house-price/predict`` (``level`` is accepted and unused), up to 8 houses."""
-        loaded, features, _ = self._houses(houses, model)
+        loaded, features, _ = self._houses(houses, model, version)
         explanation = loaded.card.explanation
         if explanation is None:
             raise Unavailable(f"{loaded.name} was exported without an explanation background; retrain it")
@@ -267,10 +270,10 @@ class ZooServe:
               examples={JSON: {"history": EXAMPLE_HISTORY, "horizon": 12}}, body_required=False,
               summary="Monthly airline passengers for the next months")
     async def passengers_forecast(self, history: list[float] | None = None, horizon: int = 12,
-                                  level: float = 0.9) -> ForecastResponse:
+                                  level: float = 0.9, version: str | None = None) -> ForecastResponse:
         """Monthly airline passengers (thousands) for the next 1 to 36 months, predictions fed back, each
         with a prediction interval at ``level`` (conformal, calibrated on the validation period)."""
-        loaded = self.registry.get(PASSENGERS_MODEL)
+        loaded = self.registry.get(PASSENGERS_MODEL, version)
         values = loaded.card.series["values"] if history is None else history
         step = session_step(loaded.sessions["model"], loaded.input_spec()[0].name)
         try:
@@ -288,12 +291,12 @@ class ZooServe:
               examples={JSON: {"pixels": EXAMPLE_PIXELS}},
               summary="The digit in a picture (multipart `image`) or in 28x28 gray values (JSON `pixels`)")
     def digits_classify(self, image: bytes | None = None, pixels: list[list[float]] | None = None,
-                        model: str = DIGITS_MODEL) -> DigitResponse:
+                        model: str = DIGITS_MODEL, version: str | None = None) -> DigitResponse:
         """A handwritten digit: upload any picture (field ``image``) or send 28x28 ``pixels``;
         ``model`` picks the classifier (the CNN by default)."""
-        self.registry.get(model)  # an unknown or unloaded model: refused before the picture is decoded
+        self.registry.get(model, version)  # an unknown or unloaded model: refused before the picture is decoded
         batch = _digit_input(image, pixels)
-        loaded, probabilities, flag = self._classify(model, batch)
+        loaded, probabilities, flag = self._classify(model, batch, version)
         label, probability = odd_even(probabilities)
         return DigitResponse(digit=int(probabilities.argmax()), probabilities=probabilities.tolist(),
                              parity=DigitParity(label=label, probability=probability), out_of_distribution=flag,
@@ -303,10 +306,10 @@ class ZooServe:
               examples={JSON: {"pixels": EXAMPLE_PIXELS}},
               summary="Which strokes made the digit: an occlusion map (28x28 numbers and a PNG heat map)")
     def digits_explain(self, image: bytes | None = None, pixels: list[list[float]] | None = None,
-                       model: str = DIGITS_MODEL) -> DigitExplanation:
+                       model: str = DIGITS_MODEL, version: str | None = None) -> DigitExplanation:
         """Which strokes made the digit: an occlusion map of the predicted digit's probability, as
         28x28 numbers and a PNG heat map. Takes the body of ``/digits/classify``."""
-        loaded = self.registry.get(model)
+        loaded = self.registry.get(model, version)
         batch = _digit_input(image, pixels)
         probabilities = classifier_rows(loaded, batch)[0, :len(loaded.card.labels)]
         digit = int(probabilities.argmax())
@@ -321,9 +324,9 @@ class ZooServe:
 
     @endpoint("/images/classify", forms={MULTIPART: ImageUpload}, answers={JSON: ImageResponse},
               summary="The most probable labels of a photo")
-    def images_classify(self, image: bytes, top_k: int | None = None) -> ImageResponse:
+    def images_classify(self, image: bytes, top_k: int | None = None, version: str | None = None) -> ImageResponse:
         """The most probable labels of a photo, by the transfer-learned CNN (default: ants vs bees)."""
-        model = self.registry.get(IMAGES_MODEL)
+        model = self.registry.get(IMAGES_MODEL, version)
         labels = model.card.labels
         top_k = min(DEFAULT_TOP_K, len(labels)) if top_k is None else top_k
         if top_k > len(labels):
@@ -332,7 +335,7 @@ class ZooServe:
         batch = images.to_classifier_input(images.decode(_checked(image)), prep["resize"], prep["crop"],
                                            prep["mean"], prep["std"])[None]
         # Prepared as the default version wants it; the version that answered is the one named.
-        answered, probabilities, flag = self._classify(IMAGES_MODEL, batch)
+        answered, probabilities, flag = self._classify(IMAGES_MODEL, batch, version)
         return ImageResponse(predictions=ranked(probabilities, answered.card.labels, top_k),
                              out_of_distribution=flag, model=answered.summary)
 
@@ -358,8 +361,9 @@ class ZooServe:
     # The generation endpoints are async: they wait on the Generators worker without holding the
     # thread that this service's sync endpoints (the classifiers, the explanations) run on.
     async def _generate(self, name: str, n: int, seed: int | None, digit: int | None, format: str,
-                        steps: int | None = None, guidance: float | None = None) -> GeneratedImages | Response:
-        model = self.registry.get(name)
+                        version: str | None, steps: int | None = None,
+                        guidance: float | None = None) -> GeneratedImages | Response:
+        model = self.registry.get(name, version)
         request = generation.SamplingRequest.resolve(model.card, n, seed, digit, steps, guidance, self.settings)
         pictures = await self._call_generators("sample", **request.arguments(), version=model.card.version)
         return _images_answer(pictures, request.seed, model.summary, format)
@@ -368,28 +372,28 @@ class ZooServe:
               examples={JSON: {"n": 16, "seed": 1, "format": "png"}},
               summary="Digits decoded from random points of the VAE's latent space (a digit: by the conditional VAE)")
     async def generate_vae(self, n: int, seed: int | None = None, format: str = "png",
-                           digit: int | None = None) -> GeneratedImages:
+                           digit: int | None = None, version: str | None = None) -> GeneratedImages:
         """Digits decoded from random points of the VAE's latent space; a requested digit is drawn
         by the conditional VAE (``vae-conditional``)."""
-        return await self._generate(self._generator_for("vae", digit), n, seed, digit, format)
+        return await self._generate(self._generator_for("vae", digit), n, seed, digit, format, version)
 
     @endpoint("/generate/gan", forms={JSON: GenerateRequest}, **GENERATED,
               examples={JSON: {"n": 16, "seed": 1, "digit": 3, "format": "png"}},
               summary="Digits from the GAN's generator (a digit: by the conditional GAN)")
     async def generate_gan(self, n: int, seed: int | None = None, format: str = "png",
-                           digit: int | None = None) -> GeneratedImages:
+                           digit: int | None = None, version: str | None = None) -> GeneratedImages:
         """Digits from the GAN generator (its card names the training objective); a requested digit
         is drawn by the conditional GAN (``gan-conditional``)."""
-        return await self._generate(self._generator_for("gan", digit), n, seed, digit, format)
+        return await self._generate(self._generator_for("gan", digit), n, seed, digit, format, version)
 
     @endpoint("/generate/diffusion", forms={JSON: DiffusionRequest}, **GENERATED,
               examples={JSON: {"n": 16, "seed": 1, "digit": 7, "format": "png"}},
               summary="Digits denoised by DDIM, optionally all of one digit")
     async def generate_diffusion(self, n: int, seed: int | None = None, digit: int | None = None,
-                                 format: str = "png", steps: int | None = None,
-                                 guidance: float | None = None) -> GeneratedImages:
+                                 format: str = "png", steps: int | None = None, guidance: float | None = None,
+                                 version: str | None = None) -> GeneratedImages:
         """Digits denoised by DDIM from the diffusion model, optionally of one requested digit."""
-        return await self._generate(DIFFUSION_MODEL, n, seed, digit, format, steps=steps, guidance=guidance)
+        return await self._generate(DIFFUSION_MODEL, n, seed, digit, format, version, steps=steps, guidance=guidance)
 
     @endpoint("/generate/vae/interpolate", forms={JSON: InterpolationSeeds, MULTIPART: InterpolationUploads},
               answers={PNG: BINARY}, answer_note="the strip as one PNG", answer_headers=("X-Model",),
@@ -397,13 +401,14 @@ class ZooServe:
               admission="generation", stops_when_gone=True, examples={JSON: {"seeds": [1, 2]}},
               summary="A strip of the VAE's decodings between two seeds (JSON) or two uploaded digits (multipart)")
     async def generate_vae_interpolate(self, seeds: list[int] | None = None, start: bytes | None = None,
-                                       end: bytes | None = None, frames: int | None = None) -> Response:
+                                       end: bytes | None = None, frames: int | None = None,
+                                       version: str | None = None) -> Response:
         """A PNG strip of the VAE's decodings along the line between two latent points."""
         frames = min(DEFAULT_FRAMES, self.settings.max_images) if frames is None else frames
         if frames > self.settings.max_images:
             raise FieldError("frames", f"must be at most {self.settings.max_images} (ZOOSERVE_MAX_IMAGES)",
                              "less_than_equal")
-        model = self.registry.get("vae")
+        model = self.registry.get("vae", version)
         version = {"model": "vae", "version": model.card.version}  # every call on the version the answer names
         if seeds is not None:
             ends = await self._call_generators("points", seeds=seeds, **version)

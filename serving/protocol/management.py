@@ -5,6 +5,7 @@ A load (re)reads the model's published versions and brings up those its version 
 (the newest by default; a Triton model configuration passed as ``parameters.config`` may set
 another), each verified (sha256, ONNX Runtime load, warm-up run) before it takes traffic. A
 version that fails leaves what was serving as it was, and the call answers 400 with the cause.
+ZooServe's own load parameter ``default_version`` pins the version requests naming none get.
 Requests already running on an unloaded version finish on it. The other worker processes follow
 within ``registry.WATCH_SECONDS`` (``repository.control``).
 """
@@ -23,7 +24,7 @@ from serving.protocol.gateway import Call
 from serving.protocol.oip import TAG, ProtocolError, current_registry
 from serving.protocol.routing import JSON, Route
 from serving.repository.policy import Policy
-from serving.repository.registry import ModelLoadError, ModelNotLoaded
+from serving.repository.registry import KEEP, ModelLoadError, ModelNotLoaded
 
 
 def _body(call: Call, form: type[BaseModel]) -> Any:
@@ -53,13 +54,17 @@ async def load(call: Call) -> Response:
                             "publish the model into the models directory (python -m serving.add), then load it")
     # No configuration: the policy of the model's last load (the newest version at first), as in Triton.
     policy = None if parameters is None or parameters.config is None else Policy.from_config(parameters.config)
+    pin = parameters.default_version if parameters and "default_version" in parameters.model_fields_set else KEEP
     try:
-        versions = await anyio.to_thread.run_sync(current_registry().load, name, policy)
+        versions = await anyio.to_thread.run_sync(current_registry().load, name, policy, pin)
     except ModelNotLoaded as error:
         raise ProtocolError(str(error), status=404) from None
     except ModelLoadError as error:
         raise ProtocolError(str(error)) from None
-    return JSONResponse({"name": name, "versions": versions})
+    registry = current_registry()
+    default = registry.models.get(name)  # None where an unload came right after
+    return JSONResponse({"name": name, "versions": versions, "default_version": default and default.card.version,
+                         "pinned": registry.pins.get(name)})
 
 
 async def unload(call: Call) -> Response:
@@ -69,7 +74,8 @@ async def unload(call: Call) -> Response:
         await anyio.to_thread.run_sync(current_registry().unload, name)
     except ModelNotLoaded as error:
         raise ProtocolError(str(error), status=404) from None
-    return JSONResponse({"name": name, "versions": []})
+    return JSONResponse({"name": name, "versions": [], "default_version": None,
+                         "pinned": current_registry().pins.get(name)})
 
 
 MANAGE = {"tag": TAG, "admission": None, "body_required": False}

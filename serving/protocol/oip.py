@@ -26,7 +26,7 @@ from serving.errors import ServiceError
 from serving.protocol.gateway import Call
 from serving.protocol.routing import BINARY, JSON, Route
 from serving.repository.card import Tensor
-from serving.repository.registry import LoadedModel, ModelNotLoaded, Registry
+from serving.repository.registry import LoadedModel, ModelLoading, ModelNotLoaded, ModelTraining, Registry
 from serving.settings import Settings
 
 SERVER_NAME, PROTOCOL_VERSION = "zooserve", "2"
@@ -63,7 +63,7 @@ def current_registry() -> Registry:
 def _model(call: Call) -> LoadedModel:
     try:
         return current_registry().get(call.params["name"], call.params.get("version"))
-    except ModelNotLoaded as error:
+    except (ModelNotLoaded, ModelTraining, ModelLoading) as error:  # not loaded yet is not loaded, as in Triton
         raise ProtocolError(str(error), status=404) from None
 
 

@@ -77,7 +77,8 @@ def refusals(route: Route) -> list[str]:
         statuses += ["400", "408", "413"]
     if route.key:
         statuses.append("401")
-    if route.parameters:
+    # A path naming a model, or a form naming a version: the model or version may not be loaded.
+    if route.parameters or any("version" in getattr(form, "model_fields", {}) for form in route.forms.values()):
         statuses.append("404")
     if route.via == "endpoint":  # a content type the route takes no form for; an image format it cannot read
         statuses.append("415")

@@ -27,7 +27,7 @@ from typing import Callable, NoReturn
 import numpy as np
 import onnxruntime as ort
 
-from serving.errors import ServiceError, Unavailable
+from serving.errors import FieldError, ServiceError, Unavailable
 from serving.repository import control, layout, training_plan
 from serving.repository.card import Card, CardError, Tensor, validate
 from serving.repository.layout import by_version as version_folders
@@ -44,6 +44,7 @@ WATCH_SECONDS = 2  # how often the workers look at the control file, and a watch
 # that is still queued there (a generation waits behind others), or be in the middle of a sequence
 # of calls (an interpolation's points, then its decoding).
 LINGER_SECONDS = 30
+LOAD_RETRY_SECONDS = 2  # a load verifies and warms up a graph: seconds for the largest one here
 try:  # glibc's; absent elsewhere (musl), where nothing is trimmed
     MALLOC_TRIM = ctypes.CDLL("libc.so.6").malloc_trim
 except (OSError, AttributeError):
@@ -111,11 +112,10 @@ class LoadedModel:
         seconds_series.observe(seconds)
         batch_series.observe(batch)
 
-    def release(self) -> None:
-        """Stop reporting this version as loaded; its sessions go with the last request holding it."""
-        if self.sessions:
-            providers = ",".join(sorted({p for session in self.sessions.values() for p in session.get_providers()}))
-            metrics().model_loaded.labels(self.name, self.card.version, providers).set(0)
+    @property
+    def providers(self) -> str:
+        """The execution providers its sessions run on, as Prometheus labels them."""
+        return ",".join(sorted({p for session in self.sessions.values() for p in session.get_providers()}))
 
     def warm_up(self) -> None:
         for graph, session in self.sessions.items():
@@ -258,6 +258,16 @@ class ModelTraining(Unavailable):
     """An endpoint asked for a model the first run is still training (503 with the time it needs)."""
 
 
+class ModelLoading(Unavailable):
+    """An endpoint asked for a model a load is bringing up (its first version, being verified)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"model {name!r} is being loaded; retry shortly", retry_after=LOAD_RETRY_SECONDS)
+
+
+KEEP = object()  # ``load``'s pin: leave the model's pin as it is
+
+
 @dataclass(frozen=True)
 class Served:
     """What a registry serves, replaced whole on each change: a reader holding one sees one state."""
@@ -292,6 +302,7 @@ class Registry:
         self.policies: dict[str, Policy] = {}  # a load's version policy, kept for later loads of the model
         self.failures: dict[tuple[str, str], str] = {}  # (name, version) -> why it could not be loaded
         self.unloaded: set[str] = set()  # unloaded through the API: watching does not bring them back
+        self.loading: set[str] = set()  # models a load is bringing up while none of their versions serves
         # Cards of versions no longer served, by (name, number): what an answer another worker
         # computed on one a moment before it followed a swap is named by.
         self.retired: dict[tuple[str, int], LoadedModel] = {}
@@ -300,6 +311,7 @@ class Registry:
         self.generation = 0  # counts the changes to ``models``: what per-worker caches of it are keyed on
         self._lock = threading.RLock()  # one change at a time
         self._trim = False  # a version was dropped since the last look: memory to give back
+        self._providers: dict[str, str] = {}  # name -> the providers label its Prometheus series carry
         self._followed = control.Stamp()
         assigned = None if decides else control.read_if_changed(settings, self._followed)
         if assigned is not None:  # a worker (re)started while the server runs: what the API worker serves
@@ -353,6 +365,8 @@ class Registry:
         return found
 
     def _not_loaded(self, name: str) -> NoReturn:
+        if name in self.loading:
+            raise ModelLoading(name)
         coming = self.pending().get(name)
         if coming is not None:
             raise ModelTraining(coming.message(), retry_after=max(1, min(60, round(coming.seconds_left))))
@@ -403,36 +417,53 @@ class Registry:
 
     # --- changing (the deciding process) ---------------------------------------------------------
 
-    def load(self, name: str, policy: Policy | None = None) -> list[str]:
+    def load(self, name: str, policy: Policy | None = None, pin: str | None | object = KEEP) -> list[str]:
         """Load (or reload) the versions of ``name`` its version policy picks among those published,
-        each verified and warmed up before it takes traffic; returns them. A version that fails
+        each verified and warmed up before it takes traffic; returns them. ``pin``: the version
+        requests naming none get from now on (None: the newest loaded again). A version that fails
         leaves what was serving as it was and raises ``ModelLoadError`` with the cause."""
         with self._lock:
-            wanted = self._wanted(name, policy)
+            pins = self._pinned(name, pin)
+            wanted = self._wanted(name, policy, pins)
             fresh: dict[str, LoadedModel] = {}
             published = version_folders(self.settings.models_dir / name)
+            if name not in self.versions:
+                self.loading.add(name)  # requests for it answer 503 until this ends, not 404
             try:
                 for version in wanted:
                     if version not in self.versions.get(name, {}):
                         fresh[version] = self._load(published[version])
             except Exception as error:  # ONNX Runtime raises its own types: each one refuses the load
                 self.failures[(name, version)] = str(error)
-                for model in fresh.values():
-                    model.release()
                 raise ModelLoadError(f"{name} version {version}: {error}") from None
+            finally:
+                self.loading.discard(name)
             self.policies[name] = policy or self.policies.get(name, Policy())
             self.unloaded.discard(name)
+            self.pins = pins
             self._set(name, [fresh.get(version) or self.versions[name][version] for version in wanted])
             control.write(self.settings, self.assignment())
         fresh.clear()
         self._return_dropped()
         return wanted
 
-    def _wanted(self, name: str, policy: Policy | None) -> list[str]:
+    def _pinned(self, name: str, pin: str | None | object) -> dict[str, str]:
+        """Every model's pin once ``load`` has set ``name``'s to ``pin`` (a published version, or None)."""
+        if pin is KEEP:
+            return self.pins
+        if pin is None:
+            return {key: value for key, value in self.pins.items() if key != name}
+        published = list(version_folders(self.settings.models_dir / name))
+        if pin not in published:
+            raise FieldError("parameters.default_version", f"{name} has no published version {pin!r} "
+                                                           f"(published: {published})", status=404)
+        return {**self.pins, name: pin}
+
+    def _wanted(self, name: str, policy: Policy | None, pins: dict[str, str]) -> list[str]:
         published = version_folders(self.settings.models_dir / name)
         if not published:
             raise ModelNotFound(f"model {name!r} has no published version under the models directory")
-        return (policy or self.policies.get(name, Policy())).pick(list(published), self.pins.get(name))
+        return (policy or self.policies.get(name, Policy())).pick(list(published), pins.get(name))
 
     def unload(self, name: str) -> None:
         """Stop serving every version of ``name``; requests already running on one finish on it."""
@@ -474,9 +505,6 @@ class Registry:
         model.warm_up()
         providers = {graph: session.get_providers() for graph, session in model.sessions.items()}
         logger.info("loaded %s %s providers=%s", model.name, model.card.version, providers)
-        if model.sessions:
-            metrics().model_loaded.labels(model.name, model.card.version,
-                                          ",".join(sorted({p for ps in providers.values() for p in ps}))).set(1)
         return model
 
     def _set(self, name: str, models: list[LoadedModel]) -> None:
@@ -491,18 +519,30 @@ class Registry:
             {key: value for key, value in self.models.items() if key != name}
         self.served = Served(versions, served)
         self.generation += 1
+        self._report(name, models)
         for model in dropped:
             self.retired[(name, model.number)] = LoadedModel(name=model.name, card=model.card)
             if self.decides:
-                self._release(name, model)
+                logger.info("unloaded %s %s", name, model.card.version)
             else:  # the API worker may have sent a call on it that is still on its way
                 self.lingering[(name, model.card.version)] = (model, time.monotonic() + LINGER_SECONDS)
         self._trim = self._trim or bool(dropped)
 
-    @staticmethod
-    def _release(name: str, model: LoadedModel) -> None:
-        model.release()
-        logger.info("unloaded %s %s", name, model.card.version)
+    def _report(self, name: str, models: list[LoadedModel]) -> None:
+        """Prometheus: how many versions of ``name`` run in this process and the number of the one
+        requests naming none get. No series is labelled by version, so versions that come and go
+        leave none behind (a multiprocess series outlives its removal until the worker ends)."""
+        running = [model for model in models if model.sessions]
+        label = running[-1].providers if running else self._providers.get(name)
+        if label is None:  # a model this process only knows the card of
+            return
+        recorded = metrics()
+        if self._providers.get(name, label) != label:
+            recorded.model_loaded.labels(name, self._providers[name]).set(0)
+        self._providers[name] = label
+        recorded.model_loaded.labels(name, label).set(len(running))
+        if running:
+            recorded.model_version.labels(name).set(self.served.models[name].number)
 
     def _return_dropped(self) -> None:
         """Memory back to the system once a change dropped versions, outside the change's frames
@@ -515,8 +555,8 @@ class Registry:
         now = time.monotonic()
         expired = [key for key, (_model, until) in self.lingering.items() if until <= now]
         for key in expired:
-            model, _until = self.lingering.pop(key)
-            self._release(key[0], model)
+            self.lingering.pop(key)
+            logger.info("unloaded %s %s", *key)
             self._trim = True
         expired.clear()
 
@@ -585,7 +625,7 @@ class Registry:
         if not self.settings.watch:
             return False
         try:
-            wanted = self._wanted(name, None)
+            wanted = self._wanted(name, None, self.pins)
         except ServiceError:  # a specific policy naming a version no longer published, say
             return False
         fresh = [version for version in wanted if version not in self.versions.get(name, {})]

@@ -1,5 +1,5 @@
 """Prometheus metrics beyond BentoML's request counts: per-model inference time, batch size and
-the loaded models with their versions.
+the loaded models and the version each serves by default.
 
 Created on first use, not at import: BentoML sets ``PROMETHEUS_MULTIPROC_DIR`` in each worker
 after importing the service module, and metrics created before that would never reach /metrics.
@@ -19,6 +19,7 @@ class Metrics:
     inference_seconds: object
     batch_size: object
     model_loaded: object
+    model_version: object
 
 
 @cache
@@ -30,6 +31,11 @@ def metrics() -> Metrics:
                                          ["model", "graph"], buckets=INFERENCE_BUCKETS),
         batch_size=prom.Histogram("zooserve_batch_size", "rows per ONNX Runtime call", ["model", "graph"],
                                   buckets=BATCH_BUCKETS),
-        model_loaded=prom.Gauge("zooserve_model_loaded", "1 for each model this server loaded",
-                                ["model", "version", "providers"], multiprocess_mode="max"),
+        # The last value any worker set: the workers follow the API worker's changes (a rollback
+        # lowers the version, an unload zeroes the count), and "max" would keep the old value.
+        model_loaded=prom.Gauge("zooserve_model_loaded", "versions of each model loaded (0: unloaded)",
+                                ["model", "providers"], multiprocess_mode="mostrecent"),
+        model_version=prom.Gauge("zooserve_model_version", "the version requests naming none get (its publish "
+                                 "number; 0 for a model exported before versions)", ["model"],
+                                 multiprocess_mode="mostrecent"),
     )

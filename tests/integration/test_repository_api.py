@@ -113,6 +113,45 @@ def test_the_batched_worker_follows_a_swap_and_each_answer_names_its_version(rep
     assert named[-1] == "1" and set(named) <= {"1", "2"}, named
 
 
+def _default_of(url: str, body: dict, expected: str) -> str:
+    """The version answering ``/digits/classify`` once the batched worker has followed a change to ``expected``."""
+    deadline, version = time.monotonic() + 20, None
+    while version != expected and time.monotonic() < deadline:
+        version = httpx.post(f"{url}/digits/classify", json=body).json()["model"]["version"]
+    return version
+
+
+def _zooserve_series(url: str) -> list[str]:
+    return [line for line in httpx.get(f"{url}/metrics").text.splitlines() if line.startswith("zooserve_model_")]
+
+
+def test_rest_requests_name_a_version_and_a_load_pins_the_one_they_get_by_default(repository, triton_client):
+    url, _ = repository
+    triton_client.load_model(CNN, config=json.dumps({"version_policy": {"all": {}}}))
+    for version in ("1", "2"):
+        answer = httpx.post(f"{url}/digits/classify", json={**PIXELS, "version": version})
+        assert answer.json()["model"]["version"] == version, answer.text
+        house = httpx.post(f"{url}/house-price/predict", json={"houses": [HOUSE], "version": int(version)})
+        assert house.json()["model"]["version"] == version, house.text
+    missing = httpx.post(f"{url}/digits/classify", json={**PIXELS, "version": "9"})
+    assert missing.status_code == 404 and "no version '9' loaded" in missing.json()["error"]
+    pinned = httpx.post(f"{url}/v2/repository/models/{CNN}/load", json={"parameters": {"default_version": "1"}})
+    assert pinned.json() == {"name": CNN, "versions": ["1", "2"], "default_version": "1", "pinned": "1"}
+    assert _default_of(url, PIXELS, "1") == "1"
+    listed = {entry["name"]: entry for entry in httpx.get(f"{url}/models").json()}[CNN]
+    assert (listed["version"], listed["versions"], listed["pinned"]) == ("1", ["1", "2"], "1")
+    assert f'zooserve_model_version{{model="{CNN}"}} 1.0' in _zooserve_series(url)
+    unpinned = httpx.post(f"{url}/v2/repository/models/{CNN}/load", json={"parameters": {"default_version": None}})
+    assert unpinned.json()["default_version"] == "2" and unpinned.json()["pinned"] is None
+    assert _default_of(url, PIXELS, "2") == "2"
+    # Prometheus: a series per model, none per version, so versions coming and going leave none behind.
+    triton_client.unload_model(CNN)
+    series = _zooserve_series(url)
+    assert not [line for line in series if 'version="' in line], series
+    assert f'zooserve_model_loaded{{model="{CNN}",providers="CPUExecutionProvider"}} 0.0' in series
+    triton_client.load_model(CNN)
+
+
 def test_with_watch_on_a_new_version_serves_without_a_call(trained_models, tmp_path):
     models = tmp_path / "models"
     models.mkdir()

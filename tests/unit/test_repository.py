@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ import pytest
 from serving.errors import FieldError
 from serving.repository import control, layout
 from serving.repository.policy import Policy
-from serving.repository.registry import ModelLoadError, ModelNotLoaded, Registry
+from serving.repository.registry import ModelLoadError, ModelLoading, ModelNotLoaded, Registry
 from serving.settings import Settings
 
 MODEL = "house-price-gbm"
@@ -98,6 +99,48 @@ def test_a_pinned_version_answers_requests_that_name_none(two_versions):
     assert list(registry.versions[MODEL]) == ["1", "2"] and registry.get(MODEL).card.version == "1"
     with pytest.raises(ModelLoadError, match="pins house-price-gbm to version 9"):
         Registry(Settings(models_dir=two_versions, pinned_versions=((MODEL, "9"),)))
+
+
+def test_a_load_pins_the_version_requests_naming_none_get_and_unpins_it(two_versions):
+    registry = Registry(Settings(models_dir=two_versions))
+    assert registry.load(MODEL, pin="1") == ["1", "2"]  # a pinned version is loaded beside the policy's
+    assert registry.get(MODEL).card.version == "1" and registry.pins == {MODEL: "1"}
+    assert registry.assignment()[MODEL] == control.Assigned(["1", "2"], "1")  # the other workers follow it
+    with pytest.raises(FieldError, match="no published version '7'") as refused:
+        registry.load(MODEL, pin="7")
+    assert refused.value.status == 404 and registry.get(MODEL).card.version == "1"
+    assert registry.load(MODEL) == ["1", "2"]  # a load naming no pin keeps it
+    assert registry.load(MODEL, pin=None) == ["2"] and registry.get(MODEL).card.version == "2"
+
+
+def test_a_model_being_loaded_is_a_503_with_retry_after_and_a_404_once_it_fails(two_versions, trained_models):
+    registry = Registry(Settings(models_dir=two_versions), decides=True)  # the API worker, which answers REST
+    registry.unload(MODEL)
+    started, finish = threading.Event(), threading.Event()
+    load_one = registry._load
+
+    def slow_load(folder: Path):
+        started.set()
+        finish.wait(10)
+        return load_one(folder)
+
+    registry._load = slow_load
+    loading = threading.Thread(target=registry.load, args=(MODEL,))
+    loading.start()
+    assert started.wait(10)
+    with pytest.raises(ModelLoading) as refused:
+        registry.get(MODEL)
+    assert refused.value.status == 503 and int(refused.value.headers["Retry-After"]) >= 1
+    finish.set()
+    loading.join()
+    assert registry.get(MODEL).card.version == "2"
+    registry.unload(MODEL)
+    broken = publish_copy(trained_models, two_versions)
+    (two_versions / MODEL / broken / "model.onnx").write_bytes(b"not a graph")
+    with pytest.raises(ModelLoadError):
+        registry.load(MODEL)
+    with pytest.raises(ModelNotLoaded):  # the load is over: not loaded, not loading
+        registry.get(MODEL)
 
 
 def test_other_workers_follow_the_deciding_ones_control_file(two_versions, tmp_path):

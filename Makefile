@@ -12,7 +12,7 @@ export BENTOML_DO_NOT_TRACK := True
 export PYTHONUNBUFFERED := 1
 LINTED := serving training bench loadtests tests
 
-.PHONY: setup train serve test lint docs loadtest soak starvation saturation swaps bench profile robustness build containerize clean
+.PHONY: setup train serve test lint docs loadtest soak starvation saturation swaps jobs bench profile robustness build containerize clean
 
 comma := ,
 INSTALLED := $(VENV)/.installed-$(subst $(comma),+,$(EXTRAS))
@@ -66,6 +66,10 @@ starvation: setup
 # Offered load stepped up until p99 passes 100 ms (FAMILY=DigitsUser for another endpoint).
 saturation: setup
 	$(BIN)/python -m loadtests.saturation $(if $(URL),--url $(URL)) $(if $(FAMILY),--family $(FAMILY))
+
+# Generation jobs: a disconnected submitter fetching later, a cancel, a flood of 200 -> reports/jobs/.
+jobs: setup
+	$(BIN)/python -m loadtests.jobs
 
 # 20 model-version swaps through the management API under 100 req/s of mixed traffic -> reports/swaps/.
 swaps: setup

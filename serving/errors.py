@@ -79,7 +79,9 @@ def error_for(exc: BaseException) -> ServiceError | None:
         shaped = validation_body(exc.errors(include_context=False, include_input=False))
         return ServiceError(shaped["error"], detail=shaped["detail"])
     if isinstance(exc, BentoMLException) and (exc.error_code < 500 or exc.error_code == 503):
-        return ServiceError(str(exc), status=int(exc.error_code))  # a dependency worker's refusal, passed on
+        # A dependency worker's refusal, passed on; its "too many" and "unavailable" name no wait.
+        retry = {"Retry-After": "1"} if exc.error_code in (429, 503) else None
+        return ServiceError(str(exc), status=int(exc.error_code), headers=retry)
     if isinstance(exc, HTTPException) and 400 <= exc.status_code < 500:  # Starlette's (the page's files)
         return ServiceError(str(exc.detail), status=exc.status_code)
     if isinstance(exc, RecursionError):

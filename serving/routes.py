@@ -15,8 +15,9 @@ from pathlib import Path
 
 from starlette.staticfiles import StaticFiles
 
-from serving.protocol import management, oip, web
+from serving.protocol import jobs, management, oip, web
 from serving.protocol.routing import TEXT, Route, declared
+from serving.repository.catalog import GENERATOR_FAMILIES
 from serving.service import ZooServe
 
 HEALTH = {"tag": "health", "key": False, "admission": None}
@@ -45,7 +46,11 @@ def _swagger_assets() -> Route:
 
 def table() -> list[Route]:
     """Every route, in the order the gateway tries templates: ``/v2`` inference first."""
-    return [*oip.ROUTES, *management.ROUTES, *declared(ZooServe), *web.ROUTES, _swagger_assets(), *BENTOML_ROUTES]
+    endpoints = declared(ZooServe)
+    generation_jobs = [jobs.submit_route(route) for route in endpoints
+                       if route.path.removeprefix("/generate/") in GENERATOR_FAMILIES]
+    return [*oip.ROUTES, *management.ROUTES, *endpoints, *generation_jobs, *jobs.ROUTES, *web.ROUTES,
+            _swagger_assets(), *BENTOML_ROUTES]
 
 
 PATHS_TAKEN = {

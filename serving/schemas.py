@@ -31,12 +31,16 @@ def interval_level(description: str) -> Any:
 
 def _version_text(value: object) -> object:
     """Version 3 is the version "3": versions are strings in URLs and answers, numbers to people."""
+    value = _integral(value)  # 3.0 is the integer 3 to JSON Schema
     return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
-Version = Annotated[str | None, Field(min_length=1, max_length=64, description=(
-    "the model version to answer with: one loaded (GET /models lists them); default: the pinned one, else "
-    "the newest")), BeforeValidator(_version_text)]
+VERSION_NOTE = ("the model version to answer with: one loaded (GET /models lists them); default: the pinned one, "
+                "else the newest")
+Version = Annotated[str | None, Field(min_length=1, max_length=64), BeforeValidator(_version_text),
+                    WithJsonSchema({"anyOf": [{"type": "string", "minLength": 1, "maxLength": 64},
+                                              {"type": "integer", "minimum": 0}, {"type": "null"}],
+                                    "description": VERSION_NOTE})]
 
 
 class NoBody(BaseModel):
@@ -280,6 +284,33 @@ class GeneratedImages(BaseModel):
     images: list[str] = Field(description="one base64-encoded 28x28 grayscale PNG per digit")
     seed: int
     model: ModelInfo
+
+
+class JobProgress(BaseModel):
+    done: int
+    total: int
+    unit: Literal["steps", "images"] = Field(description="DDIM steps (diffusion), or images (VAE, GAN)")
+
+
+class JobState(BaseModel):
+    """A generation job: its state, progress and where its result and events are."""
+
+    id: str = Field(description="the job's id: 128 random bits, the only way to reach it")
+    state: Literal["queued", "running", "done", "failed", "cancelled"]
+    progress: JobProgress
+    seconds_left: float | None = Field(description="estimated, at the pace so far (or the last job's)")
+    error: str | None = Field(description="why a failed job failed")
+    preview_at: int | None = Field(description="the progress the latest preview shows (diffusion)")
+    expires_in: float | None = Field(description="seconds until a finished job's result is no longer kept (then 410)")
+    family: Literal["vae", "gan", "diffusion"]
+    model: ModelInfo
+    seed: int
+    format: Literal["png", "json"]
+    location: str
+    events: str = Field(description="its progress as server-sent events")
+    result: str | None = Field(description="where the digits are, once done")
+    preview: str | None = Field(None, description="in a progress event with preview=true: a base64 PNG grid of "
+                                                  "the digits predicted at that step")
 
 
 Seeds = Annotated[list[integer(ge=0, le=MAX_SEED)],

@@ -16,6 +16,7 @@ import base64
 import gc
 import threading
 import time
+from typing import Callable
 
 import aiohttp
 import bentoml
@@ -27,7 +28,9 @@ from serving.errors import FieldError, Unavailable
 from serving.inference import explain, generation, images, novelty
 from serving.inference.classify import classifier_rows, versioned_rows
 from serving.inference.forecast import forecast_intervals, recursive_forecast, session_step
+from serving.inference.jobs import Job, JobGone, JobQueue, JobsFull
 from serving.inference.postprocess import odd_even, ranked
+from serving.protocol.jobs import images_answer
 from serving.protocol.routing import BINARY, JSON, MULTIPART, PNG, endpoint
 from serving.repository.catalog import (BATCHED_MODELS, DIFFUSION_MODEL, DIGITS_MODEL, GENERATIVE_MODELS,
                                         HOUSE_PRICE_MODELS, IMAGES_MODEL, PASSENGERS_MODEL, generator_for)
@@ -89,7 +92,9 @@ class Generators:
     process busy while the classifiers and ZooServe's own models go on answering."""
 
     def __init__(self) -> None:
-        self.registry = Registry(Settings.from_env(), runs_here=lambda name: name in GENERATIVE_MODELS)
+        settings = Settings.from_env()
+        self.registry = Registry(settings, runs_here=lambda name: name in GENERATIVE_MODELS)
+        self.jobs = JobQueue(settings.max_jobs, settings.job_ttl_seconds)
         settle_heap()
 
     def _run(self, name: str, version: str | None, graph: str = "model"):
@@ -115,6 +120,53 @@ class Generators:
             raise
         loaded.observe("sampler", time.perf_counter() - start, n)  # the whole loop of ONNX Runtime calls
         return pictures
+
+    # Jobs: their state comes back as a dict; an id that names no job is {"gone": ...} (a refusal
+    # raised here would reach the API worker as a 500). Async, and brief on the event loop: a
+    # flood of submissions and polls must not queue behind one another in BentoML's thread.
+    @bentoml.api
+    async def submit_job(self, model: str, n: int, seed: int, meta: dict, digit: int | None = None,
+                         steps: int | None = None, guidance: float | None = None, version: str | None = None) -> dict:
+        """Queue ``sample``'s work as a job; ``meta`` comes back with its state (model, seed, format)."""
+        # In a thread: a version this worker has not followed to yet is loaded on the way.
+        loaded = await asyncio.get_running_loop().run_in_executor(None, self.registry.get, model, version)
+        sampling = loaded.card.sampling
+
+        def work(job: Job) -> np.ndarray:
+            return generation.generate(sampling, loaded.sessions, seed, n, digit, steps, guidance,
+                                       stop=job.stop.is_set, progress=job.advance)
+
+        total, unit = (steps, "steps") if steps is not None else (n, "images")
+        try:
+            job = self.jobs.submit(work, total, unit, meta)
+        except JobsFull as full:
+            return {"full": str(full), "retry_after": full.retry_after}
+        return job.status(self.jobs.clock(), self.jobs.ttl)
+
+    @bentoml.api
+    async def job_status(self, job_id: str) -> dict:
+        return self._job_call(self.jobs.get, job_id)
+
+    @bentoml.api
+    async def cancel_job(self, job_id: str) -> dict:
+        # In a thread: it waits for the sampler to stop, up to two seconds.
+        return await asyncio.to_thread(self._job_call, self.jobs.cancel, job_id)
+
+    @bentoml.api
+    async def job_pictures(self, job_id: str, preview: bool = False) -> np.ndarray:
+        """A finished job's digits, or a running one's preview; none (0, 28, 28) where there are none."""
+        try:
+            job = self.jobs.get(job_id)
+        except JobGone:
+            job = None
+        pictures = None if job is None else job.preview if preview else job.pictures
+        return np.zeros((0, 28, 28), np.uint8) if pictures is None else pictures
+
+    def _job_call(self, call: Callable[[str], Job], job_id: str) -> dict:
+        try:
+            return call(job_id).status(self.jobs.clock(), self.jobs.ttl)
+        except JobGone as gone:
+            return {"gone": str(gone), "expired": gone.expired}
 
     @bentoml.api
     def encode(self, model: str, pictures: np.ndarray, version: str | None = None) -> np.ndarray:
@@ -144,15 +196,6 @@ def _house_price(value: float, half_width: float | None, per_unit: float,
     low, high = max(0.0, value - half_width), value + half_width
     return HousePrice(value=value, price_usd=round(value * per_unit, 2), interval=(low, high),
                       interval_usd=(round(low * per_unit, 2), round(high * per_unit, 2)), out_of_distribution=flag)
-
-
-def _images_answer(pictures: np.ndarray, seed: int, model: dict, format: str) -> GeneratedImages | Response:
-    """A PNG grid (seed and model in headers) or JSON with one base64 PNG per digit."""
-    if format == "json":
-        return GeneratedImages(images=[base64.b64encode(images.png(p)).decode() for p in pictures], seed=seed,
-                               model=model)
-    return Response(images.png(images.grid(pictures)), media_type="image/png",
-                    headers={"X-Seed": str(seed), "X-Model": f"{model['name']} {model['version']}"})
 
 
 def _checked(upload: bytes, field: str = "image") -> bytes:
@@ -360,13 +403,27 @@ class ZooServe:
 
     # The generation endpoints are async: they wait on the Generators worker without holding the
     # thread that this service's sync endpoints (the classifiers, the explanations) run on.
+    def _resolved(self, name: str, version: str | None, n: int, seed: int | None, digit: int | None,
+                  steps: int | None = None,
+                  guidance: float | None = None) -> tuple[LoadedModel, generation.SamplingRequest]:
+        model = self.registry.get(name, version)
+        return model, generation.SamplingRequest.resolve(model.card, n, seed, digit, steps, guidance, self.settings)
+
     async def _generate(self, name: str, n: int, seed: int | None, digit: int | None, format: str,
                         version: str | None, steps: int | None = None,
                         guidance: float | None = None) -> GeneratedImages | Response:
-        model = self.registry.get(name, version)
-        request = generation.SamplingRequest.resolve(model.card, n, seed, digit, steps, guidance, self.settings)
+        model, request = self._resolved(name, version, n, seed, digit, steps, guidance)
         pictures = await self._call_generators("sample", **request.arguments(), version=model.card.version)
-        return _images_answer(pictures, request.seed, model.summary, format)
+        return images_answer(pictures, request.seed, model.summary, format)
+
+    async def submit_job(self, family: str, n: int, seed: int | None = None, digit: int | None = None,
+                         format: str = "png", version: str | None = None, **ddim: float | None) -> dict:
+        """Queue a generation job of the family's model (``serving.protocol.jobs``): its state, or
+        {"full": ...} when the generation worker holds ZOOSERVE_MAX_JOBS already."""
+        name = DIFFUSION_MODEL if family == DIFFUSION_MODEL else self._generator_for(family, digit)
+        model, request = self._resolved(name, version, n, seed, digit, **ddim)
+        meta = {"family": family, "model": model.summary, "seed": request.seed, "format": format}
+        return await self._call_generators("submit_job", **request.arguments(), version=model.card.version, meta=meta)
 
     @endpoint("/generate/vae", forms={JSON: GenerateRequest}, **GENERATED,
               examples={JSON: {"n": 16, "seed": 1, "format": "png"}},

@@ -43,7 +43,7 @@ def _pairs(name: str) -> tuple[tuple[str, str], ...]:
 
 # Whole numbers read from ZOOSERVE_<NAME IN CAPITALS>, each defaulting to its field's default.
 LIMITS = ("max_body_bytes", "timeout_seconds", "max_concurrency", "max_generations", "body_timeout_seconds",
-          "max_rows", "max_elements", "max_images", "max_steps", "gpus")
+          "max_rows", "max_elements", "max_images", "max_steps", "max_jobs", "job_ttl_seconds", "gpus")
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,8 @@ class Settings:
     max_elements: int = 2_000_000  # values in one /v2 input tensor (8 photos at 224x224 are 1.2 M); beyond, 413
     max_images: int = 64  # digits one generation request may ask for (n, frames); at most 64
     max_steps: int = 0  # DDIM steps one request may ask for; 0: as many as the model was trained with
+    max_jobs: int = 32  # generation jobs queued or running; beyond, 429
+    job_ttl_seconds: int = 600  # a finished job's result is kept this long, then 410
     cors_origins: tuple[str, ...] = ()  # none: browsers on other origins may not call the API
     gpus: int = 0  # GPUs BentoML places each model-running service on (set 1 on a GPU node)
     # "off": the classify endpoints call their model in-process, unbatched; "auto": on with a GPU only
@@ -83,6 +85,9 @@ class Settings:
     def __post_init__(self) -> None:
         if not 1 <= self.max_images <= 64:  # 64: the request schemas' own ceiling
             raise ValueError(f"ZOOSERVE_MAX_IMAGES must be 1 to 64, got {self.max_images}")
+        if self.max_jobs < 1 or self.job_ttl_seconds < 1:
+            raise ValueError(f"ZOOSERVE_MAX_JOBS and ZOOSERVE_JOB_TTL_SECONDS must be 1 or more, got "
+                             f"{self.max_jobs} and {self.job_ttl_seconds}")
         if self.max_steps < 0:
             raise ValueError(f"ZOOSERVE_MAX_STEPS must be 0 (the model's) or more, got {self.max_steps}")
 

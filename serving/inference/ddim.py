@@ -99,10 +99,24 @@ class SamplingStopped(Exception):
 
 
 Stop = Callable[[], bool]
+# After each step: the steps done, and a function giving the clean images predicted at that step
+# (called only when a preview is wanted).
+Progress = Callable[[int, Callable[[], np.ndarray]], None]
 
 
 def never() -> bool:
     return False
+
+
+def predicted_x0(x: np.ndarray, x_prev: np.ndarray, alpha: float, alpha_prev: float) -> np.ndarray:
+    """The clean images a DDIM step predicted, from its input and output alone: both are the same
+    (clipped) x0 and noise mixed at two known ratios, so two equations give x0 without the step
+    graph giving it. The last step's output is x0 itself."""
+    if alpha_prev >= 1.0:
+        return x_prev
+    a, a_prev = np.sqrt(alpha), np.sqrt(alpha_prev)
+    s, s_prev = np.sqrt(1.0 - alpha), np.sqrt(1.0 - alpha_prev)
+    return ((s_prev * x - s * x_prev) / (a * s_prev - a_prev * s)).astype(np.float32)
 
 
 def session_device(session: ort.InferenceSession) -> tuple[str, int]:
@@ -114,8 +128,9 @@ def session_device(session: ort.InferenceSession) -> tuple[str, int]:
 
 def ddim_sample_on_device(step: ort.InferenceSession, guided: bool, scheduler: DDIMScheduler, seed: int, n: int,
                           steps: int, digit: int | None, guidance: float, null_label: int = NULL_LABEL,
-                          stop: Stop = never) -> np.ndarray:
-    """``ddim_sample`` through a step graph with IO binding: no host copy between steps.
+                          stop: Stop = never, progress: Progress | None = None) -> np.ndarray:
+    """``ddim_sample`` through a step graph with IO binding: no host copy between steps (but for
+    the previews ``progress`` asks for).
 
     Every step's inputs are placed on the device before the loop; the image alternates between
     two preallocated device buffers, each step reading one and writing the other.
@@ -148,5 +163,9 @@ def ddim_sample_on_device(step: ort.InferenceSession, guided: bool, scheduler: D
             binding.bind_ortvalue_input(name, value)
         binding.bind_ortvalue_output("x_prev", buffers[(index + 1) % 2])
         step.run_with_iobinding(binding)
+        if progress is not None:
+            x, x_prev = buffers[index % 2], buffers[(index + 1) % 2]
+            alphas = scheduler.alphas(int(scheduler.timesteps[index]))
+            progress(index + 1, lambda x=x, x_prev=x_prev: predicted_x0(x.numpy(), x_prev.numpy(), *alphas))
     # A copy: on the CPU, numpy() is a view of memory that is freed with the OrtValue.
     return np.array(buffers[len(schedule) % 2].numpy())

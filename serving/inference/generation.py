@@ -17,8 +17,8 @@ import numpy as np
 import onnxruntime as ort
 
 from serving.errors import FieldError
-from serving.inference.ddim import (GUIDED_STEP_GRAPH, STEP_GRAPH, DDIMScheduler, Run, Stop, ddim_sample_on_device,
-                                    linear_betas, never)
+from serving.inference.ddim import (GUIDED_STEP_GRAPH, STEP_GRAPH, DDIMScheduler, Progress, Run, Stop,
+                                    ddim_sample_on_device, linear_betas, never)
 from serving.inference.images import MNIST_MEAN, MNIST_STD
 from serving.repository.card import MAX_SEED, Card, DDIMSampling, LatentSampling
 from serving.settings import Settings
@@ -142,7 +142,7 @@ def scheduler_for(sampling: DDIMSampling) -> DDIMScheduler:
 
 def generate(sampling: LatentSampling | DDIMSampling, sessions: Mapping[str, ort.InferenceSession], seed: int,
              n: int, digit: int | None = None, steps: int | None = None, guidance: float | None = None,
-             stop: Stop = never) -> np.ndarray:
+             stop: Stop = never, progress: Progress | None = None) -> np.ndarray:
     """``n`` uint8 digits (N, 28, 28) from a model whose card's ``sampling`` says how to draw them
     (``card.sampling_of`` types the JSON section for tools that read cards directly).
 
@@ -150,7 +150,8 @@ def generate(sampling: LatentSampling | DDIMSampling, sessions: Mapping[str, ort
     for a conditional one); ``ddim``: the DDIM loop on
     the step graph (the guided one when a digit is asked for), ``steps`` and ``guidance``
     defaulting to the card's. ``stop`` is asked before each step: true ends the loop early
-    (``SamplingStopped``), when the caller has gone.
+    (``SamplingStopped``), when the caller has gone. ``progress`` hears of each DDIM step, with
+    the digits predicted at that step as uint8 (a latent model's one call reports nothing).
     """
     if isinstance(sampling, LatentSampling):
         return decode(sampling, lambda feeds: sessions["model"].run(None, feeds)[0],
@@ -159,5 +160,7 @@ def generate(sampling: LatentSampling | DDIMSampling, sessions: Mapping[str, ort
     steps, guidance = sampling.resolved(steps, guidance)
     images = ddim_sample_on_device(sessions[GUIDED_STEP_GRAPH if guided else STEP_GRAPH], guided,
                                    scheduler_for(sampling), seed, n, steps, digit, guidance,
-                                   null_label=sampling.null_label, stop=stop)
+                                   null_label=sampling.null_label, stop=stop,
+                                   progress=progress and (lambda done, estimate: progress(
+                                       done, lambda: to_uint8(estimate(), sampling.output_range))))
     return to_uint8(images, sampling.output_range)

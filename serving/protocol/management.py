@@ -27,10 +27,13 @@ from serving.repository.policy import Policy
 from serving.repository.registry import KEEP, ModelLoadError, ModelNotLoaded
 
 
+JSON_WHITESPACE = b" \t\r\n"  # JSON's whitespace: bytes.strip() would also take \x0b and \x0c
+
+
 def _body(call: Call, form: type[BaseModel]) -> Any:
     """The request's body as ``form`` (an empty body is the form's defaults: ``tritonclient`` sends
     the index request empty); JSON that is not the form is a 400 naming the field."""
-    if not call.body.strip():
+    if not call.body.strip(JSON_WHITESPACE):
         return form()
     try:
         data = pydantic_core.from_json(call.body)

@@ -21,7 +21,8 @@ from pydantic.json_schema import models_json_schema
 from serving import schemas
 from serving.inference.generation import most_steps
 from serving.protocol.routing import JSON, Route
-from serving.repository.catalog import DIFFUSION_MODEL, DIGIT_MODELS, HOUSE_PRICE_MODELS, IMAGES_MODEL, PASSENGERS_MODEL
+from serving.repository.catalog import (DIFFUSION_MODEL, DIGIT_MODELS, GENERATOR_FAMILIES, HOUSE_PRICE_MODELS,
+                                        IMAGES_MODEL, PASSENGERS_MODEL)
 from serving.repository.registry import Registry
 from serving.settings import Settings
 
@@ -32,9 +33,12 @@ REFUSALS = {
     "401": "the API key is missing or wrong (only when the server has one: ZOOSERVE_API_KEY)",
     "404": "no such model or version on this server",
     "408": "the request body was not received in full in time (ZOOSERVE_BODY_TIMEOUT_SECONDS)",
+    "409": "the job is not done (queued, running, failed or cancelled): its state says which",
+    "410": "the job finished more than ZOOSERVE_JOB_TTL_SECONDS ago, or its result was discarded",
     "413": "the body, an upload or a tensor is over its limit",
     "415": "an upload's image format is not accepted",
-    "429": "too many requests of this kind in flight; retry after `Retry-After` seconds",
+    "429": "too many requests of this kind in flight (or jobs queued: ZOOSERVE_MAX_JOBS); retry after "
+           "`Retry-After` seconds",
     "503": "a model or worker is not available now; retry after `Retry-After` seconds",
     "504": "no answer within the server's timeout (ZOOSERVE_TIMEOUT_SECONDS)",
 }
@@ -75,6 +79,8 @@ def refusals(route: Route) -> list[str]:
     statuses = ["503"]
     if route.method == "POST":
         statuses += ["400", "408", "413"]
+    if route.query:
+        statuses.append("400")
     if route.key:
         statuses.append("401")
     # A path naming a model, or a form naming a version: the model or version may not be loaded.
@@ -86,7 +92,7 @@ def refusals(route: Route) -> list[str]:
         statuses.append("429")
     if route.timed and route.via != "bentoml":
         statuses.append("504")
-    return sorted(statuses)
+    return sorted({*statuses, *route.extra_refusals})
 
 
 def operation(route: Route, parameters: list[dict[str, Any]]) -> dict[str, Any]:
@@ -97,9 +103,10 @@ def operation(route: Route, parameters: list[dict[str, Any]]) -> dict[str, Any]:
         success["headers"] = {name: HEADERS[name] for name in route.answer_headers}
     refused = {status: {"description": REFUSALS[status], "content": {JSON: {"schema": ref(schemas.Error)}}}
                for status in refusals(route)}
-    spec: dict[str, Any] = {"summary": route.summary, "tags": [route.tag], "responses": {"200": success, **refused}}
-    if parameters:
-        spec["parameters"] = parameters
+    spec: dict[str, Any] = {"summary": route.summary, "tags": [route.tag],
+                            "responses": {str(route.answer_status): success, **refused}}
+    if parameters or route.query:
+        spec["parameters"] = [*parameters, *route.query]
     if route.forms:
         spec["requestBody"] = {"required": route.body_required, "content": {
             kind: {"schema": _schema(value),
@@ -145,9 +152,12 @@ def _parameters(route: Route, registry: Registry) -> list[dict[str, Any]] | None
         "version": ([m.card.version for m in registry.models.values()],
                     "the model's version (its card's; another model's version is a 404)",
                     registry.get(example).card.version),
+        "family": (list(GENERATOR_FAMILIES), "the generator family the job was submitted to", DIFFUSION_MODEL),
+        "job": (None, "the job's id, as its submission answered", "4mC1Dq0nZ8n2rX1c7YkJbA"),
     }
     return [{"name": name, "in": "path", "required": True, "description": values[name][1],
-             "schema": {"type": "string", "enum": sorted(values[name][0])}, "example": values[name][2]}
+             "schema": {"type": "string", **({"enum": sorted(values[name][0])} if values[name][0] else {})},
+             "example": values[name][2]}
             for name in route.parameters]
 
 

@@ -42,6 +42,7 @@ class Route:
     forms: Mapping[str, type[BaseModel] | dict[str, Any]] = field(default_factory=dict)
     answers: Mapping[str, type[BaseModel] | dict[str, Any]] = field(default_factory=dict)  # the same, for the 200
     answer_note: str = "the answer"
+    answer_status: int = 200  # its success status (202: accepted, to run later)
     answer_headers: tuple[str, ...] = ()  # headers of the 200 worth documenting (``X-Seed``, ``X-Model``)
     key: bool = True  # refused without the API key, when the server has one
     admission: Admission | None = "predict"  # the slot pool it draws on; None: never queues
@@ -50,6 +51,8 @@ class Route:
     examples: Mapping[str, Any] = field(default_factory=dict)  # content type -> an example body
     body_required: bool = True
     documented: bool = True  # in the OpenAPI document (the page and its files are not API)
+    extra_refusals: tuple[str, ...] = ()  # statuses its handler may answer beyond the layers' (409, 410, ...)
+    query: tuple[dict[str, Any], ...] = ()  # its query parameters, as OpenAPI parameter objects
 
     @property
     def label(self) -> str:

@@ -13,6 +13,7 @@ DIFFUSION_MODEL = "diffusion"
 # The VAE and the GAN are unconditional; a requested digit is drawn by their class-conditional twin.
 CONDITIONAL_TWINS = {"vae": "vae-conditional", "gan": "gan-conditional"}
 GENERATIVE_MODELS = ("vae", "gan", *CONDITIONAL_TWINS.values(), DIFFUSION_MODEL)
+GENERATOR_FAMILIES = ("vae", "gan", DIFFUSION_MODEL)  # /generate/{family}
 # Every name a REST endpoint serves: a model added from any ONNX file (``serving.add``) takes another.
 SERVED_BY_ENDPOINTS = (*HOUSE_PRICE_MODELS.values(), PASSENGERS_MODEL, *DIGIT_MODELS, IMAGES_MODEL, *GENERATIVE_MODELS)
 

@@ -7,6 +7,8 @@ Two things JSON Schema cannot say, and what multipart cannot carry, are handled 
 - A picture with no digit in it (blank, or no contrast: ``serving.inference.ink`` finds no ink) is
   schema-valid and answered 400 "no digit found", as the document says. Only that refusal is
   forgiven; every other refusal of a schema-valid request still fails the test.
+- A job's id is issued by its submission, which no schema can name: schema-valid cases of the job
+  routes get the id of a fresh, finished job of their family instead of a generated string.
 - An unload is undone at once (the model loaded again), so that the rest of the run meets every
   model the document lists as served.
 - A multipart form carries text parts only, so some of Schemathesis's negative cases reach the
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from functools import cache
 
 import httpx
@@ -46,11 +49,31 @@ def _picture_for(generated: bytes) -> bytes:
     return _digits()[int.from_bytes(hashlib.sha256(generated).digest()[:4], "big") % PICTURES]
 
 
+def _finished_job(base_url: str, family: str) -> str:
+    """The id of a one-digit job of ``family``, submitted and followed until it is done."""
+    for _ in range(100):
+        submitted = httpx.post(f"{base_url}/generate/{family}/jobs", json={"n": 1}, timeout=60)
+        if submitted.status_code != 429:
+            break
+        time.sleep(float(submitted.headers.get("retry-after", 1)))
+    assert submitted.status_code == 202, submitted.text
+    location = submitted.json()["location"]
+    for _ in range(600):
+        if httpx.get(f"{base_url}{location}", timeout=60).json()["state"] == "done":
+            break
+        time.sleep(0.05)
+    return location.rsplit("/", 1)[1]
+
+
 @schemathesis.hook
 def map_case(context, case):
-    if case.meta is not None and case.meta.generation.mode == GenerationMode.POSITIVE and isinstance(case.body, dict):
+    positive = case.meta is not None and case.meta.generation.mode == GenerationMode.POSITIVE
+    if positive and isinstance(case.body, dict):
         case.body = {field: _picture_for(value) if isinstance(value, bytes) else value
                      for field, value in case.body.items()}
+    if positive and "job" in (case.path_parameters or {}):
+        job = _finished_job(case.operation.schema.get_base_url().rstrip("/"), case.path_parameters["family"])
+        case.path_parameters = {**case.path_parameters, "job": job}
     return case
 
 

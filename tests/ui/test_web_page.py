@@ -33,11 +33,12 @@ def _submit(page, form: str, **fields: str) -> None:
     page.click(f"#{form} button[type=submit]")
 
 
-def test_models_are_listed_with_versions(page):
-    rows = page.locator("#models tbody tr")
-    rows.first.wait_for()
-    text = page.locator("#models").inner_text()
-    assert "mnist-cnn" in text and "house-price-gbm" in text and "test_accuracy" in text
+def test_models_are_described_in_plain_words_with_their_cards_a_click_away(page):
+    page.locator("#models li").first.wait_for()
+    items = {item.locator("a").inner_text(): item.inner_text() for item in page.locator("#models li").all()}
+    assert "reads handwritten digits: right on 9" in items["mnist-cnn"] and "version 1" in items["mnist-cnn"]
+    assert "off by $" in items["house-price-gbm"] and "on FID against real ones" in items["diffusion"]
+    assert "test_accuracy" not in page.locator("#models").inner_text()  # no raw metric keys
     link = page.locator("#models a", has_text="house-price-gbm")
     assert link.get_attribute("href") == "/models/house-price-gbm/card"
     card = page.request.get(link.evaluate("anchor => anchor.href"))
@@ -138,6 +139,41 @@ def test_generate_a_diffusion_grid(page):
     page.screenshot(path=str(SCREENSHOTS / "generate.png"), full_page=True)
 
 
+def test_generation_runs_as_a_job_showing_its_progress_and_the_digits_emerging(page):
+    _submit(page, "generate-form", model="diffusion", n="16", seed="5", digit="", steps="1000")
+    page.wait_for_function("Number(document.getElementById('generate-image').dataset.previews) >= 2")
+    page.screenshot(path=str(SCREENSHOTS / "generate-job.png"), full_page=True)
+    assert "running" in page.locator("#generate-status").inner_text()
+    page.locator("#generate-answer").filter(has_text="images in").wait_for(timeout=120_000)
+    events = int(page.locator("#generate-progress").get_attribute("data-events"))
+    previews = int(page.locator("#generate-image").get_attribute("data-previews"))
+    assert events >= 5 and previews >= 2, (events, previews)
+    assert "preview" not in (page.locator("#generate-image").get_attribute("class") or "")  # the result itself
+    assert "seed 5" in page.locator("#generate-answer").inner_text()
+
+
+def test_a_generation_job_can_be_cancelled(page):
+    _submit(page, "generate-form", model="diffusion", n="64", seed="1", digit="", steps="1000")
+    page.locator("#generate-status").filter(has_text="running").wait_for()
+    page.click("#generate-cancel")
+    page.locator("#generate-status").filter(has_text="cancelled").wait_for()
+    assert page.locator("#generate-answer").inner_text() == ""
+
+
+def test_one_click_examples_answer(page):
+    page.locator("#digit-model option").first.wait_for(state="attached")
+    page.click("#digits-panel .example[data-digit='1']")
+    page.locator("#digit-answer").filter(has_text="digit").wait_for()
+    assert page.locator("#digit-answer").inner_text().startswith("digit 1")
+    page.click("#house-panel .example >> text=Fresno")
+    page.locator("#house-answer").filter(has_text="$").wait_for()
+    page.click("#forecast-panel .example[data-horizon='36']")
+    page.locator("#forecast-answer").filter(has_text="next 36 months").wait_for()
+    page.click("#generate-panel .example >> text=the GAN's digits")
+    page.locator("#generate-answer").filter(has_text="16 images in").wait_for()
+    page.screenshot(path=str(SCREENSHOTS / "examples.png"), full_page=True)
+
+
 def test_a_digit_from_the_gan_is_drawn_by_its_conditional_twin(page):
     _submit(page, "generate-form", model="gan", n="4", digit="3")
     answer = page.locator("#generate-answer")
@@ -166,7 +202,7 @@ def test_vae_interpolation_strip(page):
 
 
 def test_quick_models_are_labelled_and_the_page_has_a_favicon(page):
-    page.locator("#models tbody tr").first.wait_for()
+    page.locator("#models li").first.wait_for()
     assert "quick" in page.locator("#models").inner_text()  # the suite's models are quick-profile
     icon = page.get_attribute("link[rel=icon]", "href")
     assert page.request.get(page.url.rstrip("/") + icon).status == 200
@@ -176,8 +212,13 @@ def test_fits_a_phone_without_horizontal_scrolling(browser, server):
     context = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2)
     tab = context.new_page()
     tab.goto(server + "/")
-    tab.locator("#models tbody tr").first.wait_for()
+    tab.locator("#models li").first.wait_for()
     assert tab.evaluate("document.documentElement.scrollWidth") <= 390
+    # A demo leads: its example buttons and its drawing area lie inside the first screen.
+    for control in ("#digits-panel .example >> nth=0", "#digit-canvas"):
+        box = tab.locator(control).bounding_box()
+        assert box["y"] >= 0 and box["y"] + box["height"] <= 844, (control, box)
+    tab.screenshot(path=str(SCREENSHOTS / "phone-first-screen.png"))
     tab.screenshot(path=str(SCREENSHOTS / "phone.png"), full_page=True)
     context.close()
 
@@ -207,12 +248,12 @@ def test_models_still_training_are_listed_with_their_progress(browser, server):
         route.fulfill(json=[{"name": m["name"], **coming[m["name"]]} if m["name"] in coming else m for m in listed])
 
     with tab_on(browser, server + "/", lambda tab: tab.route("**/models", first_run_listing)) as tab:
-        tab.locator("#models tr.pending").first.wait_for()
-        rows = {row.locator("td").first.inner_text(): row.inner_text()
-                for row in tab.locator("#models tbody tr").all()}
+        tab.locator("#models li.pending").first.wait_for()
+        rows = {row.inner_text().split(":")[0].split(" ")[0]: row.inner_text()
+                for row in tab.locator("#models li").all()}
         assert "training, 40% done, about 35 s left" in rows["diffusion"]
         assert "queued, 0% done, about 2 min left" in rows["mnist-knn"]
-        assert "test_accuracy" in rows["mnist-cnn"]  # a loaded model keeps its row
+        assert "right on" in rows["mnist-cnn"]  # a loaded model keeps its description
         options = tab.locator("#digit-model option").all_inner_texts()
         assert "mnist-cnn" in options and "mnist-knn" not in options
         tab.screenshot(path=str(SCREENSHOTS / "first-run.png"), full_page=True)

@@ -82,36 +82,71 @@ function pendingText(m) {
   return `${m.state}, ${Math.round(m.progress * 100)}% done, about ${left} left`;
 }
 
+// What each model does and how well, in a person's words, from its headline test metrics.
+const percent = (value) => `${(value * 100).toFixed(1)}%`;
+const KINDS = {
+  "mnist-cnn": "A convolutional network", "mnist-logreg": "Logistic regression", "mnist-knn": "k nearest neighbours",
+  "mnist-tree": "A decision tree", "mnist-forest": "A random forest", "house-price-gbm": "Gradient-boosted trees",
+  "house-price-mlp": "A small neural network", vae: "A variational autoencoder", "vae-conditional":
+  "A class-conditional variational autoencoder", gan: "A GAN", "gan-conditional": "A class-conditional GAN",
+  diffusion: "A diffusion model",
+};
+function about(m) {
+  const x = m.metrics || {};
+  const kind = KINDS[m.name] || "A model";
+  const known = (...names) => names.every((name) => Number.isFinite(x[name]));
+  if (m.task === "image-classification" && m.labels && m.name !== "mnist-cnn" && !m.name.startsWith("mnist-")) {
+    return `A pretrained network, fine-tuned to name what is in a photo (${m.labels.join(", ")})` +
+      (known("test_accuracy") ? `: right on ${percent(x.test_accuracy)} of the test photos.` : ".");
+  }
+  if (m.task === "image-classification") {
+    return `${kind} that reads handwritten digits` +
+      (known("test_accuracy") ? `: right on ${percent(x.test_accuracy)} of the 10,000 test digits.` : ".");
+  }
+  if (m.task === "tabular-regression") {
+    return `${kind} pricing the homes of a California block group` + (known("test_mae")
+      ? `: off by $${Math.round(x.test_mae * 100000).toLocaleString("en-US")} on average over the test districts.` : ".");
+  }
+  if (m.task === "time-series-forecasting") {
+    return "Forecasts monthly airline passengers" +
+      (known("test_mape") ? `: off by ${x.test_mape.toFixed(1)}% on average over its test months.` : ".");
+  }
+  if (m.task === "image-generation") {
+    const quality = known("fid", "fid_floor_validation_vs_test")
+      ? `: its digits score ${x.fid.toFixed(0)} on FID against real ones, where two sets of real digits score ` +
+        `${x.fid_floor_validation_vs_test.toFixed(0)} (lower is better).` : ".";
+    const asked = known("conditional_accuracy")
+      ? ` Asked for a digit, it draws that digit ${percent(x.conditional_accuracy)} of the time.` : "";
+    return `${kind} that draws new handwritten digits${quality}${asked}`;
+  }
+  return "An ONNX model added from elsewhere, served on /v2 only.";
+}
+
 function loadModels() {
   return inPanel("models-panel", async () => {
     const listed = await (await call("/models")).json();
     const models = listed.filter((m) => m.state === "loaded");
-    const body = document.querySelector("#models tbody");
-    body.replaceChildren(...listed.map((m) => {
-      const row = document.createElement("tr");
-      let cells;
-      if (m.state === "loaded") {
-        const metrics = Object.entries(m.metrics)
-          .map(([k, v]) => `${k} ${Number.isInteger(v) ? v : Number(v).toFixed(4)}`).join(", ");
-        const profile = m.profile === "quick" ? "quick (short training)" : (m.profile ?? "added (/v2 only)");
-        const card = document.createElement("a");
-        card.href = `/models/${encodeURIComponent(m.name)}/card`;
-        card.target = "_blank";
-        card.textContent = m.name;
-        // The version requests get; every other one loaded beside it (a rollback's, a pinned one).
-        const others = (m.versions || []).filter((v) => v !== m.version);
-        const version = others.length ? `${m.version} (also loaded: ${others.join(", ")})` : m.version;
-        cells = [card, version, profile, m.task, metrics];
-      } else {
-        row.className = "pending";
-        cells = [m.name, "", "", "", pendingText(m)];
+    document.getElementById("models").replaceChildren(...listed.map((m) => {
+      const item = document.createElement("li");
+      if (m.state !== "loaded") {
+        item.className = "pending";
+        item.textContent = `${m.name}: ${pendingText(m)}`;
+        return item;
       }
-      for (const content of cells) {
-        const cell = document.createElement("td");
-        cell.append(content);
-        row.append(cell);
-      }
-      return row;
+      const card = document.createElement("a");
+      card.href = `/models/${encodeURIComponent(m.name)}/card`;
+      card.target = "_blank";
+      card.textContent = m.name;
+      // The version requests get; every other one loaded beside it (a rollback's, a pinned one).
+      const others = (m.versions || []).filter((v) => v !== m.version);
+      const details = document.createElement("span");
+      details.className = "version";
+      details.textContent = ` version ${m.version}` + (others.length ? ` (also loaded: ${others.join(", ")})` : "") +
+        (m.profile === "quick" ? ", quick profile (a short training)" : "");
+      const words = document.createElement("p");
+      words.textContent = about(m);
+      item.append(card, details, words);
+      return item;
     }));
     // In a first run the list is refreshed until every model is loaded or has failed.
     if (listed.some((m) => m.state !== "loaded" && m.state !== "failed")) setTimeout(loadModels, 5000);
@@ -153,6 +188,28 @@ canvas.addEventListener("pointermove", (event) => {
   ctx.stroke();
 });
 canvas.addEventListener("pointerup", () => { drawing = false; });
+
+// One-click examples: strokes in fractions of the canvas, drawn as a hand would.
+const EXAMPLE_STROKES = {
+  7: [[[0.25, 0.2], [0.75, 0.2], [0.45, 0.85]]],
+  1: [[[0.5, 0.15], [0.5, 0.85]]],
+  4: [[[0.6, 0.15], [0.25, 0.6], [0.78, 0.6]], [[0.6, 0.35], [0.6, 0.88]]],
+};
+for (const button of document.querySelectorAll("#digits-panel .example")) {
+  button.addEventListener("click", () => {
+    clearCanvas();
+    ctx.strokeStyle = "#fff";
+    ctx.lineWidth = 22;
+    ctx.lineCap = "round";
+    ctx.lineJoin = "round";
+    for (const stroke of EXAMPLE_STROKES[button.dataset.digit]) {
+      ctx.beginPath();
+      stroke.forEach(([x, y], i) => (i ? ctx.lineTo : ctx.moveTo).call(ctx, x * canvas.width, y * canvas.height));
+      ctx.stroke();
+    }
+    canvas.toBlob(classifyDigit, "image/png");
+  });
+}
 
 // Whether the model has seen anything like the input: its novelty score against the card's threshold.
 function showFlag(id, flag, what) {
@@ -257,7 +314,42 @@ onSubmit("house-form", "house-panel", async (fields) => {
   }));
 });
 
+for (const button of document.querySelectorAll("#house-panel .example")) {
+  button.addEventListener("click", () => {
+    const form = document.getElementById("house-form");
+    for (const [name, value] of Object.entries(JSON.parse(button.dataset.house))) form.elements[name].value = value;
+    form.requestSubmit();
+  });
+}
+
 // --- generation ---------------------------------------------------------------------------------
+// Server-sent events read from a fetch (EventSource cannot send the API key): each {event, data}.
+async function* serverEvents(response) {
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += value;
+    let end;
+    while ((end = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      const lines = block.split("\n");
+      const name = lines.find((line) => line.startsWith("event: "));
+      const data = lines.find((line) => line.startsWith("data: "));
+      if (name && data) yield { event: name.slice(7), data: JSON.parse(data.slice(6)) };  // comments: heartbeats
+    }
+  }
+}
+
+let runningJob = null;  // the location of the job the Cancel button cancels
+document.getElementById("generate-cancel").addEventListener("click", () => {
+  if (runningJob) call(runningJob, { method: "DELETE" }).catch(() => {});
+});
+
+// A generation runs as a job: its progress, the digits emerging as the sampler denoises them, and
+// the result once done; the request itself answers at once, so no proxy cuts a long one off.
 onSubmit("generate-form", "generate-panel", async (fields) => {
   const model = fields.get("model");
   const request = { n: Number(fields.get("n")), format: "png" };
@@ -269,14 +361,56 @@ onSubmit("generate-form", "generate-panel", async (fields) => {
     if (fields.get("guidance") !== "") request.guidance = Number(fields.get("guidance"));
   }
   const started = performance.now();
-  const response = await call(`/generate/${model}`, {
+  const job = await (await call(`/generate/${model}/jobs`, {
     method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(request),
-  });
-  await showPng("generate-image", response);
-  const seconds = ((performance.now() - started) / 1000).toFixed(2);
-  document.getElementById("generate-answer").textContent =
-    `${request.n} images in ${seconds} s by ${response.headers.get("X-Model")} (seed ${response.headers.get("X-Seed")})`;
+  })).json();
+  const [row, bar, status, image] = ["generate-job", "generate-progress", "generate-status", "generate-image"]
+    .map((id) => document.getElementById(id));
+  runningJob = job.location;
+  row.hidden = false;
+  bar.max = job.progress.total;
+  bar.value = 0;
+  bar.dataset.events = "0";
+  image.dataset.previews = "0";
+  status.textContent = "queued";
+  const every = Math.max(1, Math.floor(job.progress.total / 50));
+  try {
+    for await (const { event, data } of serverEvents(await call(`${job.events}?every=${every}&preview=true`))) {
+      bar.value = data.progress.done;
+      bar.dataset.events = String(Number(bar.dataset.events) + 1);
+      const left = data.seconds_left === null ? "" : `, about ${Math.ceil(data.seconds_left)} s left`;
+      status.textContent = `${data.state}: ${data.progress.done} of ${data.progress.total} ${data.progress.unit}${left}`;
+      if (data.preview) {
+        image.onload = () => { image.style.width = `${image.naturalWidth * 4}px`; };
+        image.src = `data:image/png;base64,${data.preview}`;
+        image.classList.add("preview");
+        image.hidden = false;
+        image.dataset.previews = String(Number(image.dataset.previews) + 1);
+      }
+      if (event === "failed" || event === "error") throw new Error(data.error);
+      if (event === "cancelled") { status.textContent = "cancelled"; return; }
+      if (event !== "done") continue;
+      const response = await call(data.result);
+      image.classList.remove("preview");
+      await showPng("generate-image", response);
+      const seconds = ((performance.now() - started) / 1000).toFixed(2);
+      document.getElementById("generate-answer").textContent = `${request.n} images in ${seconds} s by ` +
+        `${response.headers.get("X-Model")} (seed ${response.headers.get("X-Seed")})`;
+    }
+  } finally {
+    runningJob = null;
+    row.hidden = status.textContent !== "cancelled";
+  }
 });
+
+for (const button of document.querySelectorAll("#generate-panel .example")) {
+  button.addEventListener("click", () => {
+    const form = document.getElementById("generate-form");
+    const example = { seed: "", digit: "", guidance: "", steps: 50, ...JSON.parse(button.dataset.generate) };
+    for (const [name, value] of Object.entries(example)) form.elements[name].value = value;
+    form.requestSubmit();
+  });
+}
 
 // --- passengers forecast: the numbers, and the history and forecast drawn as lines ---------------
 function drawForecast(history, forecast, intervals) {
@@ -328,6 +462,15 @@ onSubmit("forecast-form", "forecast-panel", async (fields) => {
     (answer.intervals ? ` (shaded: ${Math.round(answer.level * 100)}% intervals)` : "");
   drawForecast(history.slice(-48), answer.forecast, answer.intervals);
 });
+
+for (const button of document.querySelectorAll("#forecast-panel .example")) {
+  button.addEventListener("click", () => {
+    const form = document.getElementById("forecast-form");
+    form.elements.history.value = "";
+    form.elements.horizon.value = button.dataset.horizon;
+    form.requestSubmit();
+  });
+}
 
 // --- VAE interpolation -----------------------------------------------------------------------------
 onSubmit("interpolate-form", "interpolate-panel", async (fields) => {

@@ -16,13 +16,15 @@ from loadtests.jobs import follow
 from loadtests.server import free_port, served
 
 MAX_JOBS, TTL = 3, 6
+TIMEOUT = 3  # ZOOSERVE_TIMEOUT_SECONDS: an event stream outlives it
 
 
 @pytest.fixture(scope="module")
 def url(trained_models, tmp_path_factory) -> Iterator[str]:
     log = tmp_path_factory.mktemp("jobs") / "serve.log"
     with served(free_port(), log, {"ZOOSERVE_MODELS_DIR": str(trained_models), "ZOOSERVE_MAX_JOBS": str(MAX_JOBS),
-                                   "ZOOSERVE_JOB_TTL_SECONDS": str(TTL)}, core=None) as served_url:
+                                   "ZOOSERVE_JOB_TTL_SECONDS": str(TTL), "ZOOSERVE_TIMEOUT_SECONDS": str(TIMEOUT)},
+                core=None) as served_url:
         yield served_url
 
 
@@ -81,7 +83,8 @@ def test_beyond_the_cap_a_429_with_retry_after_and_results_expire_into_410(clien
 
 
 def test_the_event_stream_shows_progress_and_the_digits_emerging(client):
-    location = client.post("/generate/diffusion/jobs", json={"n": 16, "seed": 3, "steps": 1000}).headers["location"]
+    location = client.post("/generate/diffusion/jobs", json={"n": 32, "seed": 3, "steps": 1000}).headers["location"]
+    started = time.monotonic()
     events = []
     with client.stream("GET", f"{location}/events", params={"every": 50, "preview": "true"}) as stream:
         assert stream.headers["content-type"].startswith("text/event-stream")
@@ -93,6 +96,7 @@ def test_the_event_stream_shows_progress_and_the_digits_emerging(client):
                 events.append((kind, json.loads(line.removeprefix("data: "))))
     progress = [data for kind, data in events if kind == "progress"]
     assert events[-1][0] == "done" and events[-1][1]["result"] == f"{location}/result"
+    assert time.monotonic() - started > TIMEOUT  # a stream is not cut off by the request deadline (504)
     done = [data["progress"]["done"] for data in progress]
     assert done == sorted(done) and len(progress) >= 5, done
     previews = [data["preview"] for data in progress if "preview" in data]

@@ -3,6 +3,7 @@ a DDIM step gives without the graph giving it."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import numpy as np
@@ -119,3 +120,29 @@ def test_every_step_predicts_the_clean_images_from_its_input_and_output():
         assert np.allclose(predicted_x0(x, x_prev, alpha, alpha_prev), expected, atol=2e-3), t
         x = x_prev
 
+
+
+def test_a_quiet_stream_sends_heartbeats_and_ends_with_the_final_state(monkeypatch):
+    from serving.protocol import jobs as routes
+
+    def state(done: int, name: str = RUNNING) -> dict:
+        return {"id": "j", "state": name, "progress": {"done": done, "total": 100, "unit": "steps"},
+                "preview_at": None}
+
+    later = iter([state(5), state(5), state(12), state(100, DONE)])
+
+    async def next_state(_family: str, _job_id: str) -> dict:
+        return next(later)
+
+    monkeypatch.setattr(routes, "_state", next_state)
+    monkeypatch.setattr(routes, "POLL_SECONDS", 0)
+    monkeypatch.setattr(routes, "HEARTBEAT_SECONDS", 0)
+
+    async def read() -> list[bytes]:
+        return [chunk async for chunk in routes._stream(state(0), "diffusion", "j", every=10, preview=False)]
+
+    chunks = asyncio.run(read())
+    assert chunks[0].startswith(b"event: progress") and b'"done": 0' in chunks[0]
+    assert b": keep-alive\n\n" in chunks  # 5 steps is under ``every``: nothing to say but that it lives
+    assert any(chunk.startswith(b"event: progress") and b'"done": 12' in chunk for chunk in chunks)
+    assert chunks[-1].startswith(b"event: done\n")

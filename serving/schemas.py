@@ -302,6 +302,7 @@ class JobState(BaseModel):
     error: str | None = Field(description="why a failed job failed")
     preview_at: int | None = Field(description="the progress the latest preview shows (diffusion)")
     expires_in: float | None = Field(description="seconds until a finished job's result is no longer kept (then 410)")
+    discarded: bool = Field(description="its result was deleted (DELETE on a finished job)")
     family: Literal["vae", "gan", "diffusion"]
     model: ModelInfo
     seed: int

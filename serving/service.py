@@ -121,9 +121,10 @@ class Generators:
         loaded.observe("sampler", time.perf_counter() - start, n)  # the whole loop of ONNX Runtime calls
         return pictures
 
-    # Jobs: their state comes back as a dict; an id that names no job is {"gone": ...} (a refusal
-    # raised here would reach the API worker as a 500). Async, and brief on the event loop: a
-    # flood of submissions and polls must not queue behind one another in BentoML's thread.
+    # Jobs: their state comes back as a dict, and an id that names no job as {"gone": ...}, which
+    # the API worker answers 404 or 410 in its own words (a refusal raised here would reach it as
+    # BentoML's "Error making request: ..."). Async, and brief on the event loop: a flood of
+    # submissions and polls must not queue behind one another in BentoML's thread.
     @bentoml.api
     async def submit_job(self, model: str, n: int, seed: int, meta: dict, digit: int | None = None,
                          steps: int | None = None, guidance: float | None = None, version: str | None = None) -> dict:
@@ -136,12 +137,12 @@ class Generators:
             return generation.generate(sampling, loaded.sessions, seed, n, digit, steps, guidance,
                                        stop=job.stop.is_set, progress=job.advance)
 
-        total, unit = (steps, "steps") if steps is not None else (n, "images")
+        total, unit, width = (steps, "steps", n) if steps is not None else (n, "images", 1)
         try:
-            job = self.jobs.submit(work, total, unit, meta)
+            job = self.jobs.submit(work, total, unit, width, meta)
         except JobsFull as full:
             return {"full": str(full), "retry_after": full.retry_after}
-        return job.status(self.jobs.clock(), self.jobs.ttl)
+        return self.jobs.status(job)
 
     @bentoml.api
     async def job_status(self, job_id: str) -> dict:
@@ -164,7 +165,7 @@ class Generators:
 
     def _job_call(self, call: Callable[[str], Job], job_id: str) -> dict:
         try:
-            return call(job_id).status(self.jobs.clock(), self.jobs.ttl)
+            return self.jobs.status(call(job_id))
         except JobGone as gone:
             return {"gone": str(gone), "expired": gone.expired}
 
@@ -377,7 +378,7 @@ class ZooServe:
         prep = model.card.preprocessing
         batch = images.to_classifier_input(images.decode(_checked(image)), prep["resize"], prep["crop"],
                                            prep["mean"], prep["std"])[None]
-        # Prepared as the default version wants it; the version that answered is the one named.
+        # Prepared as the version asked for (or the default) wants it; the answer names the version that answered.
         answered, probabilities, flag = self._classify(IMAGES_MODEL, batch, version)
         return ImageResponse(predictions=ranked(probabilities, answered.card.labels, top_k),
                              out_of_distribution=flag, model=answered.summary)

@@ -25,6 +25,7 @@ FINISHED = (DONE, FAILED, CANCELLED)
 KEPT_PER_SLOT = 8  # finished results kept per ``max_jobs``: bounds memory under a flood of short jobs
 FORGOTTEN = 10_000  # ids of expired jobs remembered (410, not 404), newest first
 PREVIEWS = 20  # previews a job makes over its run
+UNKNOWN_WAIT = 5.0  # seconds a full queue asks a client to wait when the running job's pace is not known yet
 
 
 class JobsFull(Exception):
@@ -51,8 +52,9 @@ class Job:
     work: Callable[["Job"], np.ndarray]
     total: int  # units of work: DDIM steps, or images
     unit: str
+    width: int  # images each unit works on (a DDIM step runs on all n; a latent model's unit is one)
     meta: dict[str, Any]  # what the submitter wants back with the state (model, seed, format)
-    seconds_per_unit: float | None  # the estimate before it has run a unit (from the jobs before it)
+    pace: float | None  # seconds per unit and image, before it has run a unit (the last job's)
     state: str = QUEUED
     done: int = 0
     created: float = field(default_factory=time.monotonic)
@@ -62,6 +64,7 @@ class Job:
     pictures: np.ndarray | None = None
     preview: np.ndarray | None = None
     preview_at: int = 0  # the unit the preview shows
+    discarded: bool = False  # its result was deleted
     stop: threading.Event = field(default_factory=threading.Event)
     ended: threading.Event = field(default_factory=threading.Event)
 
@@ -74,19 +77,24 @@ class Job:
             self.preview, self.preview_at = estimate(), done
 
     def seconds_left(self, now: float) -> float | None:
-        """Time to finish, at the pace it has had (or, before its first unit, the last jobs' pace)."""
+        """Its own time to finish, at the pace it has had (or, before its first unit, the last
+        job's of its model, scaled to its size); None when neither is known."""
         if self.state in FINISHED:
             return 0.0
-        pace = (now - self.started) / self.done if self.started is not None and self.done else self.seconds_per_unit
-        return None if pace is None else pace * (self.total - self.done)
+        if self.started is not None and self.done:
+            return (now - self.started) / self.done * (self.total - self.done)
+        return None if self.pace is None else self.pace * self.width * (self.total - self.done)
 
-    def status(self, now: float, ttl: float) -> dict[str, Any]:
-        left = self.seconds_left(now)
+    def status(self, now: float, ttl: float, ahead: float | None = 0.0) -> dict[str, Any]:
+        """Its state as clients read it; ``ahead``: the time the jobs before it still need."""
+        own = self.seconds_left(now)
+        left = None if own is None or ahead is None else own + ahead
+        expires = None if self.finished is None else 0.0 if self.discarded else max(0.0, self.finished + ttl - now)
         return {"id": self.id, "state": self.state,
                 "progress": {"done": self.done, "total": self.total, "unit": self.unit},
                 "seconds_left": None if left is None else round(left, 2),
                 "error": self.error, "preview_at": self.preview_at if self.preview is not None else None,
-                "expires_in": None if self.finished is None else round(max(0.0, self.finished + ttl - now), 1),
+                "expires_in": None if expires is None else round(expires, 1), "discarded": self.discarded,
                 **self.meta}
 
 
@@ -98,20 +106,23 @@ class JobQueue:
         self.jobs: dict[str, Job] = {}
         self.waiting: deque[Job] = deque()
         self.expired: OrderedDict[str, None] = OrderedDict()
-        self.pace: dict[str, float] = {}  # meta["model"]["name"] -> seconds per unit of its last job
+        self.pace: dict[str, float] = {}  # meta["model"]["name"] -> seconds per unit and image of its last job
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._runner = threading.Thread(target=self._run_jobs, name="zooserve-generation-jobs", daemon=True)
         self._runner.start()
 
-    def submit(self, work: Callable[[Job], np.ndarray], total: int, unit: str, meta: dict[str, Any]) -> Job:
+    def submit(self, work: Callable[[Job], np.ndarray], total: int, unit: str, width: int,
+               meta: dict[str, Any]) -> Job:
         with self._lock:
             self._forget_expired()
             active = [job for job in self.jobs.values() if job.state in (QUEUED, RUNNING)]
             if len(active) >= self.max_jobs:
-                soonest = min((job.seconds_left(self.clock()) or 1.0) for job in active)
+                # A place frees when the running job ends (unknown yet: a few seconds).
+                running = [job.seconds_left(self.clock()) for job in active if job.state == RUNNING]
+                soonest = running[0] if running and running[0] is not None else UNKNOWN_WAIT
                 raise JobsFull(self.max_jobs, max(1, min(60, round(soonest))))
-            job = Job(secrets.token_urlsafe(16), work, total, unit, meta, self.pace.get(meta["model"]["name"]),
+            job = Job(secrets.token_urlsafe(16), work, total, unit, width, meta, self.pace.get(meta["model"]["name"]),
                       created=self.clock())
             self.jobs[job.id] = job
             self.waiting.append(job)
@@ -126,12 +137,24 @@ class JobQueue:
                 raise JobGone(job_id, job_id in self.expired)
             return job
 
+    def status(self, job: Job) -> dict[str, Any]:
+        """The job's state, its time left counting the jobs before it in the queue."""
+        now = self.clock()
+        with self._lock:
+            ahead: list[Job] = []
+            if job.state == QUEUED and job in self.waiting:
+                waiting = list(self.waiting)
+                ahead = [other for other in self.jobs.values() if other.state == RUNNING] + waiting[:waiting.index(job)]
+            lefts = [other.seconds_left(now) for other in ahead]
+        return job.status(now, self.ttl, None if None in lefts else sum(lefts))
+
     def cancel(self, job_id: str, wait: float = 2.0) -> Job:
         """Stop a queued or running job (a running sampler stops at its next step; this waits up to
         ``wait`` seconds for it), or discard a finished one's result."""
         job = self.get(job_id)
         if job.state in FINISHED:
             with self._lock:
+                job.discarded = True
                 self._expire(job)
             return job
         job.stop.set()
@@ -158,7 +181,7 @@ class JobQueue:
                 continue
             with self._lock:
                 job.pictures, job.done = pictures, job.total
-                self.pace[job.meta["model"]["name"]] = (self.clock() - job.started) / max(1, job.total)
+                self.pace[job.meta["model"]["name"]] = (self.clock() - job.started) / max(1, job.total * job.width)
                 self._finish(job, DONE)
 
     def _finish(self, job: Job, state: str, error: str | None = None) -> None:

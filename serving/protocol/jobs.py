@@ -18,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
+import re
 import time
 from typing import Any, AsyncIterator
 from urllib.parse import parse_qs
@@ -26,7 +28,7 @@ import bentoml
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from serving import schemas
-from serving.errors import FieldError, ServiceError
+from serving.errors import FieldError, ServiceError, error_for
 from serving.inference import images
 from serving.inference.jobs import DONE, FINISHED
 from serving.protocol.gateway import Call
@@ -35,6 +37,7 @@ from serving.protocol.routing import BINARY, JSON, PNG, Route
 POLL_SECONDS = 0.25  # how often a stream reads its job's state
 HEARTBEAT_SECONDS = 15  # a comment line at least this often: proxies close a silent stream
 EVENTS = "text/event-stream"
+logger = logging.getLogger("bentoml.zooserve")
 TAG = "generation jobs"
 
 
@@ -68,7 +71,7 @@ def _public(status: dict, family: str) -> dict:
     """A job's state as clients read it: where its result and events are."""
     location = _location(family, status["id"])
     return {**status, "location": location, "events": f"{location}/events",
-            "result": f"{location}/result" if status["state"] == DONE else None}
+            "result": f"{location}/result" if status["state"] == DONE and not status["discarded"] else None}
 
 
 async def _state(family: str, job_id: str) -> dict:
@@ -91,6 +94,10 @@ def submit_route(sync: Route) -> Route:
     form = sync.forms[JSON]
 
     async def submit(call: Call) -> Response:
+        kind = call.headers.get(b"content-type", JSON.encode()).partition(b";")[0].strip().lower()
+        if kind != JSON.encode():
+            raise ServiceError(f"Content-Type {kind.decode('latin-1') or '(none)'} is not taken here; send {JSON}",
+                               status=415)
         fields = form.model_validate_json(call.body or b"{}")  # a ValidationError: a 400 naming each field
         status = await _service().submit_job(family, **fields.model_dump())
         if "full" in status:
@@ -133,7 +140,7 @@ def _options(call: Call) -> tuple[int, bool]:
     """The stream's ``every`` (units of progress between events, default 1) and ``preview``."""
     query = {key: values[-1] for key, values in parse_qs(call.scope.get("query_string", b"").decode("latin-1")).items()}
     every = query.get("every", "1")
-    if not every.isdigit() or not 1 <= int(every) <= 100_000:
+    if not re.fullmatch(r"[0-9]{1,6}", every) or not 1 <= int(every) <= 100_000:  # not isdigit(): "²" is a digit
         raise FieldError("every", "must be a whole number from 1 to 100000")
     preview = query.get("preview", "false").lower()
     if preview not in ("true", "false", "1", "0"):
@@ -154,16 +161,15 @@ async def job_events(call: Call) -> Response:
 
 
 async def _stream(status: dict, family: str, job_id: str, every: int, preview: bool) -> AsyncIterator[bytes]:
-    """Progress events until the job finishes, then one event named after its final state."""
+    """Progress events until the job finishes, then one event named after its final state. A
+    generation worker that is busy or restarting is asked again at the next poll (the heartbeat
+    goes on); any other failure to read the job ends the stream with an ``error`` event."""
     sent_at, shown, quiet_since = None, None, time.monotonic()
     while status["state"] not in FINISHED:
         done = status["progress"]["done"]
         if sent_at is None or done >= sent_at + every:
             if preview and status["preview_at"] not in (None, shown):
-                pictures = await _generators("job_pictures", job_id=job_id, preview=True)
-                if len(pictures):
-                    status = {**status, "preview": base64.b64encode(images.png(images.grid(pictures))).decode()}
-                    shown = status["preview_at"]
+                status, shown = await _with_preview(status, job_id), status["preview_at"]
             yield _event("progress", status)
             sent_at, quiet_since = done, time.monotonic()
         elif time.monotonic() - quiet_since >= HEARTBEAT_SECONDS:
@@ -172,10 +178,27 @@ async def _stream(status: dict, family: str, job_id: str, every: int, preview: b
         await asyncio.sleep(POLL_SECONDS)
         try:
             status = await _state(family, job_id)
-        except ServiceError as error:  # expired or discarded meanwhile
-            yield _event("error", {"error": str(error)})
+        except Exception as exc:  # the stream has started: a refusal can only be an event now
+            error = error_for(exc)
+            if error is not None and error.status in (429, 503):
+                continue
+            if error is None:
+                logger.warning("job %s: cannot read its state: %r", job_id, exc)
+            yield _event("error", {"error": str(error) if error is not None else "the job's state cannot be read"})
             return
     yield _event(status["state"], status)
+
+
+async def _with_preview(status: dict, job_id: str) -> dict:
+    """The state with its preview as a base64 PNG grid; without one where it cannot be had now."""
+    try:
+        pictures = await _generators("job_pictures", job_id=job_id, preview=True)
+    except Exception as exc:  # a busy or restarting worker: the next event brings a preview
+        logger.info("job %s: no preview this time: %r", job_id, exc)
+        return status
+    if not len(pictures):
+        return status
+    return {**status, "preview": base64.b64encode(images.png(images.grid(pictures))).decode()}
 
 
 JOB = "/generate/{family}/jobs/{job}"

@@ -541,8 +541,7 @@ class Registry:
             recorded.model_loaded.labels(name, self._providers[name]).set(0)
         self._providers[name] = label
         recorded.model_loaded.labels(name, label).set(len(running))
-        if running:
-            recorded.model_version.labels(name).set(self.served.models[name].number)
+        recorded.model_version.labels(name).set(self.served.models[name].number if running else 0)
 
     def _return_dropped(self) -> None:
         """Memory back to the system once a change dropped versions, outside the change's frames

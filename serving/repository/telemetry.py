@@ -36,6 +36,6 @@ def metrics() -> Metrics:
         model_loaded=prom.Gauge("zooserve_model_loaded", "versions of each model loaded (0: unloaded)",
                                 ["model", "providers"], multiprocess_mode="mostrecent"),
         model_version=prom.Gauge("zooserve_model_version", "the version requests naming none get (its publish "
-                                 "number; 0 for a model exported before versions)", ["model"],
+                                 "number; 0: none loaded, or a model exported before versions)", ["model"],
                                  multiprocess_mode="mostrecent"),
     )

@@ -39,38 +39,44 @@ def wait_for(job: Job, *states: str, within: float = 10.0) -> None:
 
 def test_a_job_runs_to_done_with_progress_previews_and_an_estimate():
     queue = JobQueue(max_jobs=4, ttl=60)
-    job = queue.submit(stepping(40), 40, "steps", META)
+    job = queue.submit(stepping(40), 40, "steps", 2, META)
     assert len(job.id) >= 22 and job.state in (QUEUED, RUNNING)  # 128 random bits, URL-safe
     job.ended.wait(10)
-    status = queue.get(job.id).status(queue.clock(), queue.ttl)
+    status = queue.status(queue.get(job.id))
     assert status["state"] == DONE and status["progress"] == {"done": 40, "total": 40, "unit": "steps"}
     assert status["preview_at"] == 40 and status["seconds_left"] == 0 and 0 < status["expires_in"] <= 60
     assert job.pictures.shape == (2, 28, 28)
-    second = queue.submit(stepping(40), 40, "steps", META)
-    assert second.seconds_per_unit is not None  # the first job's pace: an estimate before it starts
-    second.ended.wait(10)
+    running = queue.submit(stepping(400), 400, "steps", 2, META)
+    waiting = queue.submit(stepping(40), 40, "steps", 4, META)  # twice as wide: twice the time a step
+    wait_for(running, RUNNING)
+    alone = waiting.seconds_left(queue.clock())
+    assert alone == pytest.approx(queue.pace["diffusion"] * 4 * 40)  # the first job's pace per step and image
+    behind = queue.status(waiting)["seconds_left"]
+    assert behind > alone + 1.0  # and it waits for the running job's 400 steps first
+    queue.cancel(running.id)
+    waiting.ended.wait(10)
 
 
 def test_cancel_stops_a_running_job_within_a_step_and_the_next_one_starts_at_once():
     queue = JobQueue(max_jobs=4, ttl=60)
-    running = queue.submit(stepping(10_000, seconds=0.005), 10_000, "steps", META)
-    waiting = queue.submit(stepping(5), 5, "steps", META)
+    running = queue.submit(stepping(10_000, seconds=0.005), 10_000, "steps", 2, META)
+    waiting = queue.submit(stepping(5), 5, "steps", 2, META)
     wait_for(running, RUNNING)
     asked = time.monotonic()
     assert queue.cancel(running.id).state == CANCELLED
     assert time.monotonic() - asked < 1.0 and running.error is None
     wait_for(waiting, RUNNING, DONE, within=1.0)
-    queued = queue.submit(stepping(10_000), 10_000, "steps", META)
-    other = queue.submit(stepping(1), 1, "steps", META)
+    queued = queue.submit(stepping(10_000), 10_000, "steps", 2, META)
+    other = queue.submit(stepping(1), 1, "steps", 2, META)
     assert queue.cancel(other.id).state == CANCELLED  # a queued job never runs
     queue.cancel(queued.id)
 
 
 def test_the_cap_refuses_with_a_retry_and_a_failure_says_why():
     queue = JobQueue(max_jobs=2, ttl=60)
-    jobs = [queue.submit(stepping(10_000, seconds=0.005), 10_000, "steps", META) for _ in range(2)]
+    jobs = [queue.submit(stepping(10_000, seconds=0.005), 10_000, "steps", 2, META) for _ in range(2)]
     with pytest.raises(JobsFull, match="2 generation jobs") as full:
-        queue.submit(stepping(1), 1, "steps", META)
+        queue.submit(stepping(1), 1, "steps", 2, META)
     assert 1 <= full.value.retry_after <= 60
     for job in jobs:
         queue.cancel(job.id)
@@ -78,7 +84,7 @@ def test_the_cap_refuses_with_a_retry_and_a_failure_says_why():
     def broken(_job: Job) -> np.ndarray:
         raise ValueError("the step graph said no")
 
-    failed = queue.submit(broken, 1, "images", META)
+    failed = queue.submit(broken, 1, "images", 1, META)
     failed.ended.wait(5)
     assert failed.state == FAILED and failed.error == "ValueError: the step graph said no"
 
@@ -86,7 +92,7 @@ def test_the_cap_refuses_with_a_retry_and_a_failure_says_why():
 def test_results_expire_after_the_ttl_and_finished_ones_are_bounded():
     now = [0.0]
     queue = JobQueue(max_jobs=1, ttl=30, clock=lambda: now[0])
-    job = queue.submit(stepping(1, seconds=0), 1, "images", META)
+    job = queue.submit(stepping(1, seconds=0), 1, "images", 1, META)
     job.ended.wait(5)
     now[0] = 29.0
     assert queue.get(job.id).state == DONE
@@ -99,12 +105,13 @@ def test_results_expire_after_the_ttl_and_finished_ones_are_bounded():
     assert not unknown.value.expired
     finished = []
     for _ in range(KEPT_PER_SLOT + 3):
-        finished.append(queue.submit(stepping(1, seconds=0), 1, "images", META))
+        finished.append(queue.submit(stepping(1, seconds=0), 1, "images", 1, META))
         finished[-1].ended.wait(5)
     kept = [job for job in finished if job.id in queue.jobs]
     assert len(kept) == KEPT_PER_SLOT and kept == finished[-KEPT_PER_SLOT:]  # the oldest went first
     discarded = queue.cancel(finished[-1].id)  # a finished job's result is discarded
     assert discarded.state == DONE and finished[-1].id not in queue.jobs
+    assert discarded.status(now[0], queue.ttl)["discarded"] and discarded.status(now[0], queue.ttl)["expires_in"] == 0
 
 
 def test_every_step_predicts_the_clean_images_from_its_input_and_output():

@@ -324,28 +324,34 @@ for (const button of document.querySelectorAll("#house-panel .example")) {
 
 // --- generation ---------------------------------------------------------------------------------
 // Server-sent events read from a fetch (EventSource cannot send the API key): each {event, data}.
+// Lines may end in CRLF (a proxy's), the space after a field's colon is optional, data may span lines.
 async function* serverEvents(response) {
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = "";
   for (;;) {
     const { value, done } = await reader.read();
     if (done) return;
-    buffer += value;
+    buffer = (buffer + value).replace(/\r\n?/g, "\n");
     let end;
     while ((end = buffer.indexOf("\n\n")) >= 0) {
-      const block = buffer.slice(0, end);
+      const fields = { event: "message", data: [] };
+      for (const line of buffer.slice(0, end).split("\n")) {
+        const match = /^(event|data):( ?)(.*)$/.exec(line);  // comments (heartbeats) match nothing
+        if (match && match[1] === "event") fields.event = match[3];
+        if (match && match[1] === "data") fields.data.push(match[3]);
+      }
       buffer = buffer.slice(end + 2);
-      const lines = block.split("\n");
-      const name = lines.find((line) => line.startsWith("event: "));
-      const data = lines.find((line) => line.startsWith("data: "));
-      if (name && data) yield { event: name.slice(7), data: JSON.parse(data.slice(6)) };  // comments: heartbeats
+      if (fields.data.length) yield { event: fields.event, data: JSON.parse(fields.data.join("\n")) };
     }
   }
 }
 
 let runningJob = null;  // the location of the job the Cancel button cancels
 document.getElementById("generate-cancel").addEventListener("click", () => {
-  if (runningJob) call(runningJob, { method: "DELETE" }).catch(() => {});
+  if (!runningJob) return;
+  call(runningJob, { method: "DELETE" }).catch((err) => {
+    document.querySelector("#generate-panel [data-error]").textContent = `Error: ${err.message}`;
+  });
 });
 
 // A generation runs as a job: its progress, the digits emerging as the sampler denoises them, and
@@ -361,11 +367,17 @@ onSubmit("generate-form", "generate-panel", async (fields) => {
     if (fields.get("guidance") !== "") request.guidance = Number(fields.get("guidance"));
   }
   const started = performance.now();
-  const job = await (await call(`/generate/${model}/jobs`, {
-    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(request),
-  })).json();
-  const [row, bar, status, image] = ["generate-job", "generate-progress", "generate-status", "generate-image"]
-    .map((id) => document.getElementById(id));
+  const [row, bar, status, image, submit] = ["generate-job", "generate-progress", "generate-status", "generate-image"]
+    .map((id) => document.getElementById(id)).concat(document.querySelector("#generate-form button[type=submit]"));
+  submit.disabled = true;  // one job at a time from this page: one progress bar, one picture
+  let job;
+  try {
+    job = await (await call(`/generate/${model}/jobs`, {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(request),
+    })).json();
+  } finally {
+    if (!job) submit.disabled = false;
+  }
   runningJob = job.location;
   row.hidden = false;
   bar.max = job.progress.total;
@@ -376,6 +388,7 @@ onSubmit("generate-form", "generate-panel", async (fields) => {
   const every = Math.max(1, Math.floor(job.progress.total / 50));
   try {
     for await (const { event, data } of serverEvents(await call(`${job.events}?every=${every}&preview=true`))) {
+      if (event === "failed" || event === "error") throw new Error(data.error);
       bar.value = data.progress.done;
       bar.dataset.events = String(Number(bar.dataset.events) + 1);
       const left = data.seconds_left === null ? "" : `, about ${Math.ceil(data.seconds_left)} s left`;
@@ -387,7 +400,6 @@ onSubmit("generate-form", "generate-panel", async (fields) => {
         image.hidden = false;
         image.dataset.previews = String(Number(image.dataset.previews) + 1);
       }
-      if (event === "failed" || event === "error") throw new Error(data.error);
       if (event === "cancelled") { status.textContent = "cancelled"; return; }
       if (event !== "done") continue;
       const response = await call(data.result);
@@ -396,10 +408,13 @@ onSubmit("generate-form", "generate-panel", async (fields) => {
       const seconds = ((performance.now() - started) / 1000).toFixed(2);
       document.getElementById("generate-answer").textContent = `${request.n} images in ${seconds} s by ` +
         `${response.headers.get("X-Model")} (seed ${response.headers.get("X-Seed")})`;
+      return;
     }
+    throw new Error("the server stopped sending the job's progress; reload the page to try again");
   } finally {
-    runningJob = null;
+    if (runningJob === job.location) runningJob = null;
     row.hidden = status.textContent !== "cancelled";
+    submit.disabled = false;
   }
 });
 

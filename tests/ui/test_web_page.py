@@ -130,6 +130,7 @@ def test_a_new_error_replaces_the_old_answer(page):
 
 def test_generate_a_diffusion_grid(page):
     _submit(page, "generate-form", model="diffusion", n="4", seed="7", digit="3", steps="5")
+    page.locator("#generate-answer").filter(has_text="images in").wait_for()  # the result, not a preview
     image = page.locator("#generate-image")
     image.wait_for(state="visible")
     natural = page.evaluate("document.getElementById('generate-image').naturalWidth")

@@ -8,9 +8,9 @@ same seed. An event stream holds no generation slot and no deadline: it polls th
 sends an event every ``every`` units of progress, a heartbeat comment when nothing else went for
 ``HEARTBEAT_SECONDS``, and a last event with the result's location.
 
-BentoML's own task endpoints (``@bentoml.task``) were not used: they report no progress, their
-cancel only marks a row (the work runs on), they cap nothing, and their store is a file that each
-server start in the same home deletes.
+BentoML's own task endpoints (``@bentoml.task``) were not used (``bench.task_endpoints`` measures
+them): they report no progress, their cancel is refused and the work runs on, they cap nothing,
+and their store is a file that each server start in the same home deletes.
 """
 
 from __future__ import annotations

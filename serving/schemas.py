@@ -278,6 +278,8 @@ class DiffusionRequest(GenerateRequest):
     guidance: float | None = Field(None, ge=0, le=20, description=(
         "classifier-free guidance scale (with a digit): 0 unconditional, 1 conditional, more is stricter "
         "(default: the model card's, chosen on validation FID)"))
+    eta: float | None = Field(None, ge=0, le=1, description=(
+        "noise each step adds: 0 deterministic DDIM (the default), 1 DDPM's ancestral sampling; seeded too"))
 
 
 class GeneratedImages(BaseModel):

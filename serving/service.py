@@ -103,7 +103,7 @@ class Generators:
 
     @bentoml.api
     async def sample(self, model: str, n: int, seed: int, digit: int | None = None, steps: int | None = None,
-                     guidance: float | None = None, version: str | None = None) -> np.ndarray:
+                     guidance: float | None = None, version: str | None = None, eta: float | None = None) -> np.ndarray:
         """(n, 28, 28) uint8 digits drawn with ``seed``; stopped between steps if the caller goes.
         ``version``: the one the API worker names in its answer (None: the default)."""
         # In a thread: a version this worker has not followed to yet is loaded on the way.
@@ -111,7 +111,7 @@ class Generators:
         stop = threading.Event()
         start = time.perf_counter()
         work = asyncio.get_running_loop().run_in_executor(None, lambda: generation.generate(
-            loaded.card.sampling, loaded.sessions, seed, n, digit, steps, guidance, stop=stop.is_set))
+            loaded.card.sampling, loaded.sessions, seed, n, digit, steps, guidance, stop=stop.is_set, eta=eta))
         try:
             pictures = await asyncio.shield(work)
         except asyncio.CancelledError:
@@ -127,7 +127,8 @@ class Generators:
     # submissions and polls must not queue behind one another in BentoML's thread.
     @bentoml.api
     async def submit_job(self, model: str, n: int, seed: int, meta: dict, digit: int | None = None,
-                         steps: int | None = None, guidance: float | None = None, version: str | None = None) -> dict:
+                         steps: int | None = None, guidance: float | None = None, version: str | None = None,
+                         eta: float | None = None) -> dict:
         """Queue ``sample``'s work as a job; ``meta`` comes back with its state (model, seed, format)."""
         # In a thread: a version this worker has not followed to yet is loaded on the way.
         loaded = await asyncio.get_running_loop().run_in_executor(None, self.registry.get, model, version)
@@ -135,7 +136,7 @@ class Generators:
 
         def work(job: Job) -> np.ndarray:
             return generation.generate(sampling, loaded.sessions, seed, n, digit, steps, guidance,
-                                       stop=job.stop.is_set, progress=job.advance)
+                                       stop=job.stop.is_set, progress=job.advance, eta=eta)
 
         total, unit, width = (steps, "steps", n) if steps is not None else (n, "images", 1)
         try:
@@ -406,14 +407,16 @@ class ZooServe:
     # thread that this service's sync endpoints (the classifiers, the explanations) run on.
     def _resolved(self, name: str, version: str | None, n: int, seed: int | None, digit: int | None,
                   steps: int | None = None,
-                  guidance: float | None = None) -> tuple[LoadedModel, generation.SamplingRequest]:
+                  guidance: float | None = None,
+                  eta: float | None = None) -> tuple[LoadedModel, generation.SamplingRequest]:
         model = self.registry.get(name, version)
-        return model, generation.SamplingRequest.resolve(model.card, n, seed, digit, steps, guidance, self.settings)
+        return model, generation.SamplingRequest.resolve(model.card, n, seed, digit, steps, guidance, eta,
+                                                         limits=self.settings)
 
     async def _generate(self, name: str, n: int, seed: int | None, digit: int | None, format: str,
                         version: str | None, steps: int | None = None,
-                        guidance: float | None = None) -> GeneratedImages | Response:
-        model, request = self._resolved(name, version, n, seed, digit, steps, guidance)
+                        guidance: float | None = None, eta: float | None = None) -> GeneratedImages | Response:
+        model, request = self._resolved(name, version, n, seed, digit, steps, guidance, eta)
         pictures = await self._call_generators("sample", **request.arguments(), version=model.card.version)
         return images_answer(pictures, request.seed, model.summary, format)
 
@@ -449,9 +452,10 @@ class ZooServe:
               summary="Digits denoised by DDIM, optionally all of one digit")
     async def generate_diffusion(self, n: int, seed: int | None = None, digit: int | None = None,
                                  format: str = "png", steps: int | None = None, guidance: float | None = None,
-                                 version: str | None = None) -> GeneratedImages:
+                                 eta: float | None = None, version: str | None = None) -> GeneratedImages:
         """Digits denoised by DDIM from the diffusion model, optionally of one requested digit."""
-        return await self._generate(DIFFUSION_MODEL, n, seed, digit, format, version, steps=steps, guidance=guidance)
+        return await self._generate(DIFFUSION_MODEL, n, seed, digit, format, version, steps=steps, guidance=guidance,
+                                    eta=eta)
 
     @endpoint("/generate/vae/interpolate", forms={JSON: InterpolationSeeds, MULTIPART: InterpolationUploads},
               answers={PNG: BINARY}, answer_note="the strip as one PNG", answer_headers=("X-Model",),

@@ -164,7 +164,8 @@ Sampling = LatentSampling | DDIMSampling
 Sessions = Mapping[str, ort.InferenceSession]
 
 
-def _generate_many(sampling: Sampling, sessions: Sessions, total: int, seed: int, **knobs: Any) -> np.ndarray:
+def generate_many(sampling: Sampling, sessions: Sessions, total: int, seed: int, **knobs: Any) -> np.ndarray:
+    """``total`` digits drawn in chunks (seed + each chunk's start), with ``generate``'s knobs."""
     return np.concatenate([generate(sampling, sessions, seed + start, min(CHUNK, total - start), **knobs)
                            for start in range(0, total, CHUNK)])
 
@@ -173,7 +174,7 @@ def conditional_samples(sampling: Sampling, sessions: Sessions, images: int, see
                         **knobs: Any) -> tuple[np.ndarray, np.ndarray]:
     """``images`` digits requested as often as ``digit_counts`` says, and the digit each was asked for."""
     counts = digit_counts(images)
-    samples = np.concatenate([_generate_many(sampling, sessions, int(counts[digit]), seed + 100_000 * digit,
+    samples = np.concatenate([generate_many(sampling, sessions, int(counts[digit]), seed + 100_000 * digit,
                                              digit=digit, **knobs) for digit in range(10)])
     return samples, np.repeat(np.arange(10), counts)
 
@@ -205,7 +206,7 @@ def evaluate_generator(models_root: Path, sampling: Sampling, sessions: Sessions
     if conditional:
         samples, requested = conditional_samples(sampling, sessions, images, seed, **knobs)
     else:
-        samples = _generate_many(sampling, sessions, images, seed, **knobs)
+        samples = generate_many(sampling, sessions, images, seed, **knobs)
     logits, features = logits_and_features(session, normalize(samples))
     probabilities = softmax(logits)
     size = min(MATCHED_IMAGES, len(samples))
@@ -230,7 +231,7 @@ def evaluate_generator(models_root: Path, sampling: Sampling, sessions: Sessions
         if isinstance(sampling, DDIMSampling):
             # Like for like with the unconditional generators: the null label, no guidance (a
             # conditional GAN or VAE has no null label: its unconditional twin is another model).
-            unconditional = _generate_many(sampling, sessions, size, seed + 1_000_000, **knobs)
+            unconditional = generate_many(sampling, sessions, size, seed + 1_000_000, **knobs)
             unconditional_logits, unconditional_features = logits_and_features(session, normalize(unconditional))
             metrics["unconditional"] = _quality(unconditional_features, softmax(unconditional_logits), feature_graph,
                                                 size)

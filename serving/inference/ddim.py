@@ -47,12 +47,39 @@ class DDIMScheduler:
         previous = self._previous[int(t)]
         return float(self.alphas_cumprod[t]), float(self.alphas_cumprod[previous]) if previous >= 0 else 1.0
 
-    def step(self, eps: np.ndarray, t: int, x: np.ndarray) -> np.ndarray:
-        """The DDIM update in NumPy: the reference the exported step graphs are tested against."""
+    def step(self, eps: np.ndarray, t: int, x: np.ndarray, eta: float = 0.0,
+             noise: np.ndarray | None = None) -> np.ndarray:
+        """The DDIM update in NumPy: the reference the exported step graphs are tested against.
+        ``eta`` > 0 adds ``noise`` (standard normal) scaled by ``sigma`` and takes as much from
+        the direction term (DDIM, eq. 12): 1 is DDPM's ancestral sampling."""
         alpha, alpha_prev = self.alphas(t)
         x0 = np.clip((x - np.sqrt(1.0 - alpha) * eps) / np.sqrt(alpha), -1.0, 1.0)
         eps = (x - np.sqrt(alpha) * x0) / np.sqrt(1.0 - alpha)
-        return (np.sqrt(alpha_prev) * x0 + np.sqrt(1.0 - alpha_prev) * eps).astype(np.float32)
+        return mixed(x0, eps, alpha_prev, sigma(alpha, alpha_prev, eta), noise)
+
+
+def sigma(alpha: float, alpha_prev: float, eta: float) -> float:
+    """The standard deviation of the noise a step adds (DDIM, eq. 16): eta times the DDPM
+    posterior's, sqrt((1 - a_prev) / (1 - a) * (1 - a / a_prev)); 0 at the last step."""
+    if eta == 0.0 or alpha_prev >= 1.0:
+        return 0.0
+    return eta * float(np.sqrt((1.0 - alpha_prev) / (1.0 - alpha) * (1.0 - alpha / alpha_prev)))
+
+
+def mixed(x0: np.ndarray, eps: np.ndarray, alpha_prev: float, noise_std: float,
+          noise: np.ndarray | None) -> np.ndarray:
+    """x at the next timestep: the clean image and the noise at its ratio, the direction term
+    shortened by the fresh noise's variance, which ``noise`` brings in."""
+    x_prev = np.sqrt(alpha_prev) * x0 + np.sqrt(1.0 - alpha_prev - noise_std ** 2) * eps
+    if noise_std:
+        x_prev = x_prev + noise_std * noise
+    return x_prev.astype(np.float32)
+
+
+def step_noise(seed: int) -> np.random.Generator:
+    """The stream of the noise an eta > 0 sampler adds: apart from the initial noise's (``[seed, 2]``),
+    so that a seed gives the same bytes anywhere."""
+    return np.random.default_rng([seed, 2])
 
 
 def linear_betas(train_steps: int, start: float, end: float) -> np.ndarray:
@@ -81,7 +108,7 @@ def initial_noise(seed: int, n: int) -> np.ndarray:
 
 
 def ddim_sample(run: Run, scheduler: DDIMScheduler, seed: int, n: int, steps: int, digit: int | None,
-                guidance: float, null_label: int = NULL_LABEL) -> np.ndarray:
+                guidance: float, null_label: int = NULL_LABEL, eta: float = 0.0) -> np.ndarray:
     """``n`` images (N, 1, 28, 28) in [-1, 1] from noise drawn with ``seed``, on the host.
 
     The reference sampler: NumPy around any noise predictor (the PyTorch network in the
@@ -89,8 +116,10 @@ def ddim_sample(run: Run, scheduler: DDIMScheduler, seed: int, n: int, steps: in
     """
     scheduler.set_timesteps(steps)
     x = initial_noise(seed, n)
+    noise = step_noise(seed)
     for t in scheduler.timesteps:
-        x = scheduler.step(guided_eps(run, x, int(t), digit, guidance, null_label), int(t), x)
+        fresh = noise.standard_normal(x.shape, dtype=np.float32) if eta else None
+        x = scheduler.step(guided_eps(run, x, int(t), digit, guidance, null_label), int(t), x, eta, fresh)
     return x
 
 
@@ -106,6 +135,14 @@ Progress = Callable[[int, Callable[[], np.ndarray]], None]
 
 def never() -> bool:
     return False
+
+
+def _with_noise(x: np.ndarray, deterministic: np.ndarray, alpha: float, alpha_prev: float, eta: float,
+                noise: np.ndarray) -> np.ndarray:
+    """The step's deterministic output made the eta one: its clean image and noise, mixed again."""
+    x0 = predicted_x0(x, deterministic, alpha, alpha_prev)
+    eps = (x - np.sqrt(alpha) * x0) / np.sqrt(1.0 - alpha)
+    return mixed(x0, eps, alpha_prev, sigma(alpha, alpha_prev, eta), noise)
 
 
 def predicted_x0(x: np.ndarray, x_prev: np.ndarray, alpha: float, alpha_prev: float) -> np.ndarray:
@@ -128,12 +165,14 @@ def session_device(session: ort.InferenceSession) -> tuple[str, int]:
 
 def ddim_sample_on_device(step: ort.InferenceSession, guided: bool, scheduler: DDIMScheduler, seed: int, n: int,
                           steps: int, digit: int | None, guidance: float, null_label: int = NULL_LABEL,
-                          stop: Stop = never, progress: Progress | None = None) -> np.ndarray:
+                          stop: Stop = never, progress: Progress | None = None, eta: float = 0.0) -> np.ndarray:
     """``ddim_sample`` through a step graph with IO binding: no host copy between steps (but for
-    the previews ``progress`` asks for).
+    the previews ``progress`` asks for, and with ``eta`` > 0).
 
     Every step's inputs are placed on the device before the loop; the image alternates between
-    two preallocated device buffers, each step reading one and writing the other.
+    two preallocated device buffers, each step reading one and writing the other. The graphs do
+    the deterministic step (eta = 0); for eta > 0 the host takes the step's clean image and noise
+    back from its input and output (``predicted_x0``) and mixes them again with fresh noise.
     """
     scheduler.set_timesteps(steps)
     device, device_id = session_device(step)
@@ -156,6 +195,7 @@ def ddim_sample_on_device(step: ort.InferenceSession, guided: bool, scheduler: D
     buffers = [ort.OrtValue.ortvalue_from_shape_and_type((n, 1, 28, 28), np.float32, device, device_id)
                for _ in range(2)]
     buffers[0].update_inplace(initial_noise(seed, n))
+    noise = step_noise(seed)
     for index, (t, alpha, alpha_prev) in enumerate(schedule):
         if stop():
             raise SamplingStopped(f"stopped after {index} of {len(schedule)} steps")
@@ -163,9 +203,12 @@ def ddim_sample_on_device(step: ort.InferenceSession, guided: bool, scheduler: D
             binding.bind_ortvalue_input(name, value)
         binding.bind_ortvalue_output("x_prev", buffers[(index + 1) % 2])
         step.run_with_iobinding(binding)
+        x, x_prev = buffers[index % 2], buffers[(index + 1) % 2]
+        alphas = scheduler.alphas(int(scheduler.timesteps[index]))
+        if eta:
+            fresh = noise.standard_normal((n, 1, 28, 28), dtype=np.float32)
+            x_prev.update_inplace(_with_noise(x.numpy(), x_prev.numpy(), *alphas, eta, fresh))
         if progress is not None:
-            x, x_prev = buffers[index % 2], buffers[(index + 1) % 2]
-            alphas = scheduler.alphas(int(scheduler.timesteps[index]))
             progress(index + 1, lambda x=x, x_prev=x_prev: predicted_x0(x.numpy(), x_prev.numpy(), *alphas))
     # A copy: on the CPU, numpy() is a view of memory that is freed with the OrtValue.
     return np.array(buffers[len(schedule) % 2].numpy())

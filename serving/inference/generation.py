@@ -42,10 +42,11 @@ class SamplingRequest:
     digit: int | None = None
     steps: int | None = None  # DDIM models only
     guidance: float | None = None  # DDIM models only
+    eta: float | None = None  # DDIM models only: 0 deterministic (DDIM), 1 DDPM's ancestral sampling
 
     @classmethod
     def resolve(cls, card: Card, n: int, seed: int | None = None, digit: int | None = None,
-                steps: int | None = None, guidance: float | None = None,
+                steps: int | None = None, guidance: float | None = None, eta: float | None = None,
                 limits: Settings = Settings()) -> SamplingRequest:
         if n > limits.max_images:
             raise FieldError("n", f"must be at most {limits.max_images} (ZOOSERVE_MAX_IMAGES)", "less_than_equal")
@@ -59,7 +60,8 @@ class SamplingRequest:
             if steps > most:
                 raise FieldError("steps", f"must be at most {most} (the steps this model was trained with, "
                                           "or ZOOSERVE_MAX_STEPS if lower)", "less_than_equal")
-        return cls(card.name, n, resolve_seed(seed), digit, steps, guidance)
+            eta = 0.0 if eta is None else eta
+        return cls(card.name, n, resolve_seed(seed), digit, steps, guidance, eta)
 
     def arguments(self) -> dict[str, Any]:
         """The request as the generation worker's ``sample`` takes it."""
@@ -142,14 +144,15 @@ def scheduler_for(sampling: DDIMSampling) -> DDIMScheduler:
 
 def generate(sampling: LatentSampling | DDIMSampling, sessions: Mapping[str, ort.InferenceSession], seed: int,
              n: int, digit: int | None = None, steps: int | None = None, guidance: float | None = None,
-             stop: Stop = never, progress: Progress | None = None) -> np.ndarray:
+             stop: Stop = never, progress: Progress | None = None, eta: float | None = None) -> np.ndarray:
     """``n`` uint8 digits (N, 28, 28) from a model whose card's ``sampling`` says how to draw them
     (``card.sampling_of`` types the JSON section for tools that read cards directly).
 
     ``latent``: one decoder/generator call on ``latent_points(seed, ...)`` (with ``sample_digits``
     for a conditional one); ``ddim``: the DDIM loop on
     the step graph (the guided one when a digit is asked for), ``steps`` and ``guidance``
-    defaulting to the card's. ``stop`` is asked before each step: true ends the loop early
+    defaulting to the card's, and ``eta`` the noise each step adds (0, the default: none).
+    ``stop`` is asked before each step: true ends the loop early
     (``SamplingStopped``), when the caller has gone. ``progress`` hears of each DDIM step, with
     the digits predicted at that step as uint8 (a latent model's one call reports nothing).
     """
@@ -160,7 +163,7 @@ def generate(sampling: LatentSampling | DDIMSampling, sessions: Mapping[str, ort
     steps, guidance = sampling.resolved(steps, guidance)
     images = ddim_sample_on_device(sessions[GUIDED_STEP_GRAPH if guided else STEP_GRAPH], guided,
                                    scheduler_for(sampling), seed, n, steps, digit, guidance,
-                                   null_label=sampling.null_label, stop=stop,
+                                   null_label=sampling.null_label, stop=stop, eta=eta or 0.0,
                                    progress=progress and (lambda done, estimate: progress(
                                        done, lambda: to_uint8(estimate(), sampling.output_range))))
     return to_uint8(images, sampling.output_range)

@@ -23,6 +23,9 @@ from serving.protocol.routing import JSON, Route, RouteTable
 from serving.repository.registry import ModelTraining
 
 PAGE = Path(__file__).with_name("page")
+# The labs' plots as committed for the docs (``make labs`` writes new ones to reports/): the page's
+# Course panel shows them, and the Bento packs them at the same place relative to ``serving``.
+LABS = Path(__file__).resolve().parents[2] / "docs" / "labs"
 # BentoML's own Swagger UI page, served at /docs over ZooServe's document (/docs.json); its files
 # are served from where BentoML ships them (``serving.routes``).
 OPENAPI_PAGE = Path(_bentoml_impl.server.__file__).with_name("main-openapi.html")
@@ -92,6 +95,8 @@ ROUTES = [
     Route("/", "GET", index, "handler", "The demo page", "page", **PAGE_ROUTE),
     Route("/static/{file}", "GET", StaticFiles(directory=PAGE), "asgi", "The demo page's files", "page",
           **PAGE_ROUTE),
+    Route("/labs/{file}", "GET", StaticFiles(directory=LABS, check_dir=False), "asgi", "The course labs' plots",
+          "page", **PAGE_ROUTE),
     Route("/docs", "GET", openapi_page, "handler", "This document, as a Swagger UI page", "service",
           admission=None, documented=False),
     Route("/docs.json", "GET", openapi_document, "handler", "This document (OpenAPI 3.1)", "service",

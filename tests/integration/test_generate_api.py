@@ -209,3 +209,13 @@ def test_a_digit_without_the_twin_says_how_to_train_it(trained_models, tmp_path)
     assert asked.status_code == 400 and asked.json()["error"].startswith("digit"), asked.text
     assert "python -m training gan-conditional" in asked.json()["error"]
     assert plain.status_code == 200, plain.text
+
+
+def test_eta_samples_stochastically_and_the_seed_still_fixes_the_bytes(client):
+    body = {"n": 4, "seed": 11, "steps": 20}
+    deterministic = client.post("/generate/diffusion", json=body).content
+    assert client.post("/generate/diffusion", json={**body, "eta": 0}).content == deterministic
+    stochastic = client.post("/generate/diffusion", json={**body, "eta": 1.0})
+    assert stochastic.status_code == 200 and stochastic.content != deterministic
+    assert client.post("/generate/diffusion", json={**body, "eta": 1.0}).content == stochastic.content
+    refused_naming(client.post("/generate/diffusion", json={**body, "eta": 1.5}), "eta")

@@ -258,3 +258,15 @@ def test_models_still_training_are_listed_with_their_progress(browser, server):
         options = tab.locator("#digit-model option").all_inner_texts()
         assert "mnist-cnn" in options and "mnist-knn" not in options
         tab.screenshot(path=str(SCREENSHOTS / "first-run.png"), full_page=True)
+
+
+def test_the_course_panel_shows_the_five_labs(page):
+    figures = page.locator("#labs figure")
+    figures.first.wait_for()
+    assert figures.count() == 5
+    for index in range(5):
+        image = figures.nth(index).locator("img")
+        image.scroll_into_view_if_needed()
+        page.wait_for_function("image => image.complete && image.naturalWidth > 0", arg=image.element_handle())
+    assert "vanishing gradients" in page.locator("#labs").inner_text().lower()
+    page.locator("#course-panel").screenshot(path=str(SCREENSHOTS / "course.png"))

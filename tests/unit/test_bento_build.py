@@ -20,9 +20,10 @@ HOUSE = {"MedInc": 8.3252, "HouseAge": 41.0, "AveRooms": 6.984, "AveBedrms": 1.0
 
 
 def _build_context(trained_models: Path, directory: Path) -> Path:
-    """What `make build` packs from the repository: serving/, bentofile.yaml and models/."""
+    """What `make build` packs from the repository: serving/, the labs' plots, bentofile.yaml and models/."""
     context = directory / "context"
     shutil.copytree(REPO / "serving", context / "serving", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "docs" / "labs", context / "docs" / "labs")
     shutil.copy(REPO / "bentofile.yaml", context)
     shutil.copytree(trained_models, context / "models")
     return context
@@ -59,6 +60,7 @@ def test_the_built_bento_serves_every_family(tmp_path, trained_models):
         wait_ready(url, process, log, timeout=180)
         with httpx.Client(base_url=url, timeout=60) as client:
             assert "<html" in client.get("/").text.lower()
+            assert client.get("/labs/ex4.png").headers["content-type"] == "image/png"  # the Course panel's
             assert client.get("/v2").json()["name"] == "zooserve"
             answers = {
                 "house": client.post("/house-price/predict", json={"houses": [HOUSE]}),

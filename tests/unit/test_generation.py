@@ -162,7 +162,7 @@ def _card(**sampling_changes) -> contract.Card:
 def test_a_sampling_request_takes_the_cards_defaults_and_bounds():
     request = generation.SamplingRequest.resolve(_card(), n=4, seed=7)
     assert request.arguments() == {"model": "diffusion", "n": 4, "seed": 7, "digit": None, "steps": 50,
-                                   "guidance": 1.25}
+                                   "guidance": 1.25, "eta": 0.0}
     explicit = generation.SamplingRequest.resolve(_card(), n=1, seed=None, digit=3, steps=1000, guidance=0.0)
     assert (explicit.digit, explicit.steps, explicit.guidance) == (3, 1000, 0.0)
     assert 0 <= explicit.seed <= generation.MAX_SEED  # drawn, so the answer can name it
@@ -217,3 +217,36 @@ def test_unconditional_sampling_feeds_the_cards_null_label(tmp_path, null_label)
     drawn = generation.generate(sampling, {ddim.STEP_GRAPH: step}, seed=4, n=2, steps=2)
     expected = generation.to_uint8(ddim.initial_noise(4, 2) + 2 * null_label / 100, (-1.0, 1.0))
     np.testing.assert_allclose(drawn, expected, atol=1)
+
+
+def test_with_eta_one_at_every_training_step_each_step_adds_the_ddpm_posterior_variance():
+    """DDIM's sigma at eta = 1 is DDPM's posterior standard deviation: beta-tilde_t =
+    (1 - abar_{t-1}) / (1 - abar_t) * beta_t, at every one of the training steps."""
+    scheduler = ddim.DDIMScheduler(BETAS)
+    scheduler.set_timesteps(len(BETAS))
+    alpha_bar = np.cumprod(1.0 - BETAS)
+    for t in scheduler.timesteps.tolist()[:-1]:  # the last step (t = 0) adds none
+        alpha, alpha_prev = scheduler.alphas(t)
+        posterior = (1 - alpha_bar[t - 1]) / (1 - alpha_bar[t]) * BETAS[t]
+        assert ddim.sigma(alpha, alpha_prev, 1.0) ** 2 == pytest.approx(posterior, rel=1e-9), t
+    assert ddim.sigma(*scheduler.alphas(0), 1.0) == 0.0 and ddim.sigma(*scheduler.alphas(500), 0.0) == 0.0
+    # The step adds that variance: fixed x0 and noise direction, fresh noise drawn many times.
+    x = np.random.default_rng(1).standard_normal((1, 1, 28, 28)).astype(np.float32)
+    eps = np.zeros_like(x)
+    t = 500
+    draws = np.stack([scheduler.step(eps, t, x, 1.0, np.random.default_rng(k).standard_normal(x.shape, np.float32))
+                      for k in range(4000)])
+    expected = (1 - alpha_bar[t - 1]) / (1 - alpha_bar[t]) * BETAS[t]
+    assert draws.var(axis=0).mean() == pytest.approx(expected, rel=0.05)
+
+
+@pytest.mark.parametrize("eta", [0.0, 1.0])
+def test_eta_is_seeded_and_eta_zero_is_the_deterministic_sampler(eta):
+    def run(feeds):  # a fixed noise predictor
+        return (0.3 * feeds["x"]).astype(np.float32)
+
+    first = ddim.ddim_sample(run, ddim.DDIMScheduler(BETAS), 4, 2, 20, None, 1.0, eta=eta)
+    again = ddim.ddim_sample(run, ddim.DDIMScheduler(BETAS), 4, 2, 20, None, 1.0, eta=eta)
+    assert np.array_equal(first, again)  # the same seed, the same images
+    deterministic = ddim.ddim_sample(run, ddim.DDIMScheduler(BETAS), 4, 2, 20, None, 1.0)
+    assert np.array_equal(first, deterministic) == (eta == 0.0)

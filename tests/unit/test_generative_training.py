@@ -189,22 +189,23 @@ def test_diffusion_graph_batches_guided_pairs(trained_models):
     np.testing.assert_allclose(batch, np.concatenate(single), atol=1e-5)  # batch rows are independent
 
 
-@pytest.mark.parametrize("steps, digit", [(1, None), (2, None), (9, None), (2, 4), (9, 4)])
-def test_the_step_graph_loop_on_device_is_the_numpy_scheduler(trained_models, steps, digit):
+@pytest.mark.parametrize("steps, digit, eta", [(1, None, 0.0), (2, None, 0.0), (9, None, 0.0), (2, 4, 0.0),
+                                              (9, 4, 0.0), (9, None, 1.0), (9, 4, 0.5)])
+def test_the_step_graph_loop_on_device_is_the_numpy_scheduler(trained_models, steps, digit, eta):
     """IO binding, with the image kept in OrtValues, against the NumPy DDIM update around the
     noise predictor: the exported step graphs do the scheduler's maths (odd and even step counts
-    end in different buffers)."""
+    end in different buffers), and with eta the host adds the same seeded noise."""
     card = _card(trained_models, "diffusion")
     graphs = {key: ort.InferenceSession(str(newest(trained_models / "diffusion") / spec["file"]))
               for key, spec in card["graphs"].items()}
     scheduler = generation.scheduler_for(sampling_of(card["sampling"]))
     guided = digit is not None
     on_device = ddim.ddim_sample_on_device(graphs["guided_step" if guided else "step"], guided, scheduler,
-                                                 seed=3, n=5, steps=steps, digit=digit, guidance=3.0)
+                                           seed=3, n=5, steps=steps, digit=digit, guidance=3.0, eta=eta)
     on_host = ddim.ddim_sample(lambda feeds: graphs["model"].run(None, feeds)[0], scheduler, 3, 5, steps,
-                                     digit, 3.0)
+                               digit, 3.0, eta=eta)
     assert np.abs(on_host).max() > 0.5  # real images, not an untouched buffer
-    np.testing.assert_allclose(on_device, on_host, atol=1e-4)
+    np.testing.assert_allclose(on_device, on_host, atol=1e-4 if eta == 0.0 else 2e-3)
 
 
 
@@ -228,6 +229,17 @@ def test_guidance_sweep_scores_each_weight_against_the_validation_slice(diffusio
     for row in report["rows"]:
         assert row["fid_vs_validation"] > 0 and 0.0 <= row["conditional_accuracy"] <= 1.0
     assert report["rows"][0]["fid_vs_validation"] != report["rows"][1]["fid_vs_validation"]
+
+
+def test_the_eta_sweep_scores_steps_and_eta_against_the_validation_slice(diffusion_copy, tmp_path):
+    from training import eta_sweep
+
+    eta_sweep.main(["--models-dir", str(diffusion_copy), "--steps", "2", "4", "--eta", "0", "1", "--images", "20"])
+    report = json.loads((tmp_path / "reports" / "diffusion" / "eta-sweep.json").read_text())
+    assert [(row["eta"], row["steps"]) for row in report["rows"]] == [(0.0, 2), (0.0, 4), (1.0, 2), (1.0, 4)]
+    assert all(row["fid_vs_validation"] > 0 for row in report["rows"]) and report["images"] == 20
+    assert len({row["fid_vs_validation"] for row in report["rows"]}) == 4  # eta changes the samples
+    assert (tmp_path / "reports" / "diffusion" / "eta-sweep.png").stat().st_size > 0
 
 
 def test_choose_makes_the_best_eligible_weight_the_cards_default(diffusion_copy, tmp_path):

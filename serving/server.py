@@ -48,7 +48,8 @@ def services(settings: Settings) -> bentoml.Service:
         depends["generators"] = bentoml.depends(generators)
     api = type("ZooServe", (service.ZooServe,), {**depends, "__module__": __name__})
     gateway = Gateway(routes.table(), settings,
-                      limits={"predict": settings.max_concurrency, "generation": settings.max_generations})
+                      limits={"predict": settings.max_concurrency, "generation": settings.max_generations,
+                              "streams": settings.max_concurrency})
     return bentoml.asgi_app(gateway, path="/")(bentoml.service(
         name="zooserve", traffic={"timeout": settings.timeout_seconds, "max_concurrency": None},
         resources=resources)(api))

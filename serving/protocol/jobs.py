@@ -4,7 +4,8 @@ progress as server-sent events with previews of the digits emerging.
 A job takes the body of its synchronous endpoint (``POST /generate/{family}/jobs``) and answers
 202 at once; it then runs in the generation worker whether or not its submitter stays (see
 ``serving.inference.jobs``), and its result is the bytes the synchronous endpoint gives for the
-same seed. An event stream holds no generation slot and no deadline: it polls the job's state and
+same seed. An event stream holds no generation slot and no deadline (a slot of its own pool,
+ZOOSERVE_MAX_CONCURRENCY of them a worker, bounds the streams open at once): it polls the job's state and
 sends an event every ``every`` units of progress, a heartbeat comment when nothing else went for
 ``HEARTBEAT_SECONDS``, and a last event with the result's location.
 
@@ -221,11 +222,11 @@ ROUTES = [
     Route(f"{JOB}/events", "GET", job_events, "handler",
           "The job's progress as server-sent events (previews of the digits with preview=true), then its end",
           answers={EVENTS: EVENT_SCHEMA}, answer_note="an event stream", timed=False,
-          extra_refusals=("410",), query=(
+          extra_refusals=("410", "429"), query=(
               {"name": "every", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1,
                                                                              "maximum": 100_000, "default": 1},
                "description": "units of progress (steps, or images) between two progress events"},
               {"name": "preview", "in": "query", "required": False, "schema": {"type": "boolean", "default": False},
                "description": "add to progress events a PNG grid of the digits as predicted at that step"}),
-          **STATE),
+          **{**STATE, "admission": "streams"}),
 ]

@@ -23,7 +23,7 @@ BINARY = {"type": "string", "format": "binary"}  # the JSON Schema of a file, in
 # - "asgi": an ASGI app (the page's static files);
 # - "bentoml": BentoML's own route (health probes and metrics), passed on to BentoML's app.
 Via = Literal["endpoint", "handler", "asgi", "bentoml"]
-Admission = Literal["predict", "generation"]
+Admission = Literal["predict", "generation", "streams"]
 UNMATCHED = "other"  # the metrics label every path outside the table shares
 PARAMETER = re.compile(r"{(\w+)}")
 

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, NoReturn
@@ -44,6 +45,7 @@ WATCH_SECONDS = 2  # how often the workers look at the control file, and a watch
 # that is still queued there (a generation waits behind others), or be in the middle of a sequence
 # of calls (an interpolation's points, then its decoding).
 LINGER_SECONDS = 30
+RETIRED_KEPT = 256  # retired versions' cards kept to name late answers by: a card each, the oldest go first
 LOAD_RETRY_SECONDS = 2  # a load verifies and warms up a graph: seconds for the largest one here
 try:  # glibc's; absent elsewhere (musl), where nothing is trimmed
     MALLOC_TRIM = ctypes.CDLL("libc.so.6").malloc_trim
@@ -304,8 +306,8 @@ class Registry:
         self.unloaded: set[str] = set()  # unloaded through the API: watching does not bring them back
         self.loading: set[str] = set()  # models a load is bringing up while none of their versions serves
         # Cards of versions no longer served, by (name, number): what an answer another worker
-        # computed on one a moment before it followed a swap is named by.
-        self.retired: dict[tuple[str, int], LoadedModel] = {}
+        # computed on one a moment before it followed a swap is named by (the newest RETIRED_KEPT).
+        self.retired: OrderedDict[tuple[str, int], LoadedModel] = OrderedDict()
         # A following worker's dropped versions, until the time they go: (name, version) -> both.
         self.lingering: dict[tuple[str, str], tuple[LoadedModel, float]] = {}
         self.generation = 0  # counts the changes to ``models``: what per-worker caches of it are keyed on
@@ -384,7 +386,7 @@ class Registry:
             folder = version_folders(self.settings.models_dir / name).get(str(number)) if number else None
             if folder is None:
                 return self.get(name)
-            self.retired[(name, number)] = LoadedModel(name=name, card=read_card(folder))
+            self._retire(LoadedModel(name=name, card=read_card(folder)))
         return self.retired[(name, number)]
 
     def assignment(self) -> dict[str, control.Assigned]:
@@ -521,12 +523,17 @@ class Registry:
         self.generation += 1
         self._report(name, models)
         for model in dropped:
-            self.retired[(name, model.number)] = LoadedModel(name=model.name, card=model.card)
+            self._retire(LoadedModel(name=model.name, card=model.card))
             if self.decides:
                 logger.info("unloaded %s %s", name, model.card.version)
             else:  # the API worker may have sent a call on it that is still on its way
                 self.lingering[(name, model.card.version)] = (model, time.monotonic() + LINGER_SECONDS)
         self._trim = self._trim or bool(dropped)
+
+    def _retire(self, model: LoadedModel) -> None:
+        self.retired[(model.name, model.number)] = model
+        while len(self.retired) > RETIRED_KEPT:
+            self.retired.popitem(last=False)
 
     def _report(self, name: str, models: list[LoadedModel]) -> None:
         """Prometheus: how many versions of ``name`` run in this process and the number of the one

@@ -170,3 +170,14 @@ def test_a_card_published_under_another_number_is_refused(two_versions):
     card_path.write_text(json.dumps({**json.loads(card_path.read_text()), "version": "5"}))
     with pytest.raises(ModelLoadError, match="says version '5' but is published as version 2"):
         Registry(Settings(models_dir=two_versions))
+
+
+def test_the_cards_kept_to_name_late_answers_are_bounded(two_versions, monkeypatch):
+    from serving.repository import registry as registry_module
+
+    monkeypatch.setattr(registry_module, "RETIRED_KEPT", 2)
+    registry = Registry(Settings(models_dir=two_versions))
+    card = registry.get(MODEL).card
+    for index in range(5):
+        registry._retire(registry_module.LoadedModel(name=f"model-{index}", card=card))
+    assert [name for name, _number in registry.retired] == ["model-3", "model-4"]  # the oldest went first

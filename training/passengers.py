@@ -242,7 +242,8 @@ class ForecastRecipe(Recipe[Profile]):
         trained = [_fit_member(self.scaling, fit_values, val_values, config, self.run.seed + k)
                    for k in range(config.members)]
         self.members = [{"seed": self.run.seed + k, "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
-                         "val_mape": result.best_score} for k, (_, result) in enumerate(trained)]
+                         "val_mape": result.best_score, "history": result.history}
+                        for k, (_, result) in enumerate(trained)]
         return PassengersNet(self.scaling, [member for member, _ in trained]).eval(), Fits([r for _, r in trained])
 
     def graphs(self, model: nn.Module) -> dict[str, Graph]:

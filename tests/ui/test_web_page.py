@@ -270,3 +270,17 @@ def test_the_course_panel_shows_the_five_labs(page):
         page.wait_for_function("image => image.complete && image.naturalWidth > 0", arg=image.element_handle())
     assert "vanishing gradients" in page.locator("#labs").inner_text().lower()
     page.locator("#course-panel").screenshot(path=str(SCREENSHOTS / "course.png"))
+
+
+def test_a_trained_networks_learning_curve_opens_from_its_card(page):
+    item = page.locator("#models li", has=page.locator("a", has_text="mnist-cnn")).first
+    item.wait_for()
+    item.locator("summary").click()
+    charts = item.locator("svg.curve")
+    charts.first.wait_for()
+    assert charts.count() == 2 and "validation: error" in item.inner_text()
+    assert len(charts.nth(0).locator("polyline").get_attribute("points").split()) >= 1
+    classical = page.locator("#models li", has=page.locator("a", has_text="mnist-knn")).first
+    classical.locator("summary").click()
+    classical.locator("p", has_text="no curve to show").wait_for()
+    item.screenshot(path=str(SCREENSHOTS / "learning-curve.png"))

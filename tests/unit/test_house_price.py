@@ -30,6 +30,11 @@ def test_card_is_complete(trained_models, name):
     assert len(card["cross_validation"]) >= 1 and "val_rmse_std" in card["cross_validation"][0]
     assert records_training_cost(card)
     assert all("mape" in group for group in metrics["subgroups"]["groups"].values())
+    if name == "house-price-mlp":  # its learning curve: an epoch's training loss and validation RMSE each
+        validation = card["validation"]
+        assert len(validation["history"]) == validation["epochs_run"] >= validation["best_epoch"] >= 1
+        best = validation["history"][validation["best_epoch"] - 1]
+        assert best["val_score"] == validation["best_validation_rmse"] and best["train_loss"] > 0
 
 
 @pytest.mark.parametrize("name", ["house-price-gbm", "house-price-mlp"])

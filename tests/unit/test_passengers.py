@@ -135,6 +135,9 @@ def test_card_is_complete(card):
     parity = card["graphs"]["model"]["parity"]
     assert parity["rows"] == len(values) - window and parity["rows_over_atol"] == 0
     assert len(card["members"]) == passengers.PROFILES["quick"].members
+    for member in card["members"]:  # each member's learning curve, its best epoch's score the one kept
+        assert len(member["history"]) == member["epochs_run"]
+        assert member["history"][member["best_epoch"] - 1]["val_score"] == member["val_mape"]
     assert records_training_cost(card)
     scores = card["metrics"]
     assert set(scores["baselines"]) == {"seasonal_naive", "seasonal_linear"}

@@ -122,6 +122,67 @@ function about(m) {
   return "An ONNX model added from elsewhere, served on /v2 only.";
 }
 
+// A trained network's learning curve, from its card: per epoch, its training loss and the
+// validation score that chose the epoch (an ensemble: one line per member).
+function learningRuns(card) {
+  if (card.validation && Array.isArray(card.validation.history)) return [card.validation.history];
+  return (card.members || []).map((member) => member.history).filter(Array.isArray);
+}
+
+function curveChart(title, runs, key) {
+  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  svg.setAttribute("viewBox", "0 0 260 130");
+  svg.setAttribute("class", "curve");
+  svg.setAttribute("role", "img");
+  svg.setAttribute("aria-label", title);
+  const values = runs.flat().map((epoch) => epoch[key]).filter(Number.isFinite);
+  const low = Math.min(...values), high = Math.max(...values);
+  const epochs = Math.max(...runs.map((run) => run.length), 2);
+  const x = (i) => 34 + (i * 216) / (epochs - 1);
+  const y = (v) => 110 - ((v - low) * 90) / Math.max(high - low, 1e-12);
+  const text = (words, atX, atY) => {
+    const node = document.createElementNS("http://www.w3.org/2000/svg", "text");
+    node.setAttribute("x", atX);
+    node.setAttribute("y", atY);
+    node.textContent = words;
+    return node;
+  };
+  svg.append(text(title, 34, 12), text(high.toPrecision(3), 0, 24), text(low.toPrecision(3), 0, 112),
+             text(`epoch 1 to ${epochs}`, 150, 126));
+  for (const run of runs) {
+    const line = document.createElementNS("http://www.w3.org/2000/svg", "polyline");
+    line.setAttribute("points", run.map((epoch, i) => `${x(i).toFixed(1)},${y(epoch[key]).toFixed(1)}`).join(" "));
+    svg.append(line);
+  }
+  return svg;
+}
+
+function learningCurve(name) {
+  const details = document.createElement("details");
+  details.className = "learning";
+  details.append(Object.assign(document.createElement("summary"), { textContent: "learning curve" }));
+  details.addEventListener("toggle", async () => {
+    if (!details.open || details.dataset.drawn) return;
+    details.dataset.drawn = "yes";
+    try {
+      const card = await (await call(`/models/${encodeURIComponent(name)}/card`)).json();
+      const runs = learningRuns(card).filter((run) => run.length);
+      if (!runs.length) {
+        details.append(Object.assign(document.createElement("p"), {
+          textContent: "Fitted without epochs (trees, neighbours, a linear model): no curve to show." }));
+        return;
+      }
+      const chosen = Object.keys(card.validation || {}).find((k) => k.startsWith("best_") && k !== "best_epoch");
+      const metric = chosen ? chosen.slice(5).replaceAll("_", " ") : "validation MAPE";
+      details.append(curveChart("training loss", runs, "train_loss"),
+                     curveChart(`validation: ${metric} (lower is better)`, runs, "val_score"));
+    } catch (err) {
+      details.append(Object.assign(document.createElement("p"), { className: "error", textContent: err.message }));
+    }
+  });
+  return details;
+}
+
 function loadModels() {
   return inPanel("models-panel", async () => {
     const listed = await (await call("/models")).json();
@@ -145,7 +206,7 @@ function loadModels() {
         (m.profile === "quick" ? ", quick profile (a short training)" : "");
       const words = document.createElement("p");
       words.textContent = about(m);
-      item.append(card, details, words);
+      item.append(card, details, words, learningCurve(m.name));
       return item;
     }));
     // In a first run the list is refreshed until every model is loaded or has failed.

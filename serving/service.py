@@ -385,7 +385,7 @@ class ZooServe:
                              out_of_distribution=flag, model=answered.summary)
 
 
-    async def _call_generators(self, method: str, **arguments: object) -> np.ndarray:
+    async def call_generators(self, method: str, **arguments: object) -> np.ndarray:
         """One call to the Generators worker; a worker that is restarting (killed, out of memory)
         is a 503 the client may retry, not a 500."""
         try:
@@ -417,7 +417,7 @@ class ZooServe:
                         version: str | None, steps: int | None = None,
                         guidance: float | None = None, eta: float | None = None) -> GeneratedImages | Response:
         model, request = self._resolved(name, version, n, seed, digit, steps, guidance, eta)
-        pictures = await self._call_generators("sample", **request.arguments(), version=model.card.version)
+        pictures = await self.call_generators("sample", **request.arguments(), version=model.card.version)
         return images_answer(pictures, request.seed, model.summary, format)
 
     async def submit_job(self, family: str, n: int, seed: int | None = None, digit: int | None = None,
@@ -427,7 +427,7 @@ class ZooServe:
         name = DIFFUSION_MODEL if family == DIFFUSION_MODEL else self._generator_for(family, digit)
         model, request = self._resolved(name, version, n, seed, digit, **ddim)
         meta = {"family": family, "model": model.summary, "seed": request.seed, "format": format}
-        return await self._call_generators("submit_job", **request.arguments(), version=model.card.version, meta=meta)
+        return await self.call_generators("submit_job", **request.arguments(), version=model.card.version, meta=meta)
 
     @endpoint("/generate/vae", forms={JSON: GenerateRequest}, **GENERATED,
               examples={JSON: {"n": 16, "seed": 1, "format": "png"}},
@@ -473,10 +473,10 @@ class ZooServe:
         model = self.registry.get("vae", version)
         version = {"model": "vae", "version": model.card.version}  # every call on the version the answer names
         if seeds is not None:
-            ends = await self._call_generators("points", seeds=seeds, **version)
+            ends = await self.call_generators("points", seeds=seeds, **version)
         else:
             pictures = await run_in_threadpool(_prepare_digits, {"start": start, "end": end})
-            ends = await self._call_generators("encode", pictures=pictures, **version)
-        strip = await self._call_generators("decode", z=generation.interpolate(ends[0], ends[1], frames), **version)
+            ends = await self.call_generators("encode", pictures=pictures, **version)
+        strip = await self.call_generators("decode", z=generation.interpolate(ends[0], ends[1], frames), **version)
         return Response(images.png(images.grid(strip, columns=frames)), media_type="image/png",
                         headers={"X-Model": f"{model.name} {model.card.version}"})

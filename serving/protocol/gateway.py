@@ -357,11 +357,7 @@ class Gateway:
     async def _endpoint(self, route: Route, headers: dict[bytes, bytes], body: bytes, hold: "_Hold") -> Response:
         """Validate the body with the route's form for its content type, call the method, shape the answer."""
         content_type = headers.get(b"content-type", b"application/json").decode("latin-1")
-        kind = content_type.partition(";")[0].strip().lower()
-        form = route.forms.get(kind)
-        if form is None:
-            raise ServiceError(f"Content-Type {kind or '(none)'} is not taken here; send {' or '.join(route.forms)}",
-                               status=415)
+        kind, form = form_for(route, content_type)
         if kind == MULTIPART:
             data = form.model_validate(await _form_fields(form, content_type, body))
         else:
@@ -402,6 +398,16 @@ class _Hold:
     """What a request leaves running when its answer is given up: a sync endpoint's thread."""
 
     thread: asyncio.Future | None = None
+
+
+def form_for(route: Route, content_type: str) -> tuple[str, t.Any]:
+    """The body's media type and the route's form for it; 415 for a type the route takes no form for."""
+    kind = content_type.partition(";")[0].strip().lower()
+    form = route.forms.get(kind)
+    if form is None:
+        raise ServiceError(f"Content-Type {kind or '(none)'} is not taken here; send {' or '.join(route.forms)}",
+                           status=415)
+    return kind, form
 
 
 def _is_json(start: Message) -> bool:

@@ -22,6 +22,7 @@ import json
 import logging
 import re
 import time
+from dataclasses import replace
 from typing import Any, AsyncIterator
 from urllib.parse import parse_qs
 
@@ -32,7 +33,7 @@ from serving import schemas
 from serving.errors import FieldError, ServiceError, error_for
 from serving.inference import images
 from serving.inference.jobs import DONE, FINISHED
-from serving.protocol.gateway import Call
+from serving.protocol.gateway import Call, form_for
 from serving.protocol.routing import BINARY, JSON, PNG, Route
 
 POLL_SECONDS = 0.25  # how often a stream reads its job's state
@@ -61,7 +62,7 @@ async def _generators(method: str, **arguments: Any) -> Any:
     service = _service()
     if not hasattr(service, "generators"):
         raise ServiceError(f"job {arguments.get('job_id')} is unknown (this server has no generative models)", 404)
-    return await service._call_generators(method, **arguments)
+    return await service.call_generators(method, **arguments)
 
 
 def _location(family: str, job_id: str) -> str:
@@ -92,13 +93,10 @@ def _checked(status: dict, family: str, job_id: str) -> dict:
 def submit_route(sync: Route) -> Route:
     """``POST {sync.path}/jobs``: the synchronous generation route's body, as a job."""
     family = sync.path.rsplit("/", 1)[-1]
-    form = sync.forms[JSON]
+    json_only = replace(sync, forms={JSON: sync.forms[JSON]})
 
     async def submit(call: Call) -> Response:
-        kind = call.headers.get(b"content-type", JSON.encode()).partition(b";")[0].strip().lower()
-        if kind != JSON.encode():
-            raise ServiceError(f"Content-Type {kind.decode('latin-1') or '(none)'} is not taken here; send {JSON}",
-                               status=415)
+        _, form = form_for(json_only, call.headers.get(b"content-type", JSON.encode()).decode("latin-1"))
         fields = form.model_validate_json(call.body or b"{}")  # a ValidationError: a 400 naming each field
         status = await _service().submit_job(family, **fields.model_dump())
         if "full" in status:
@@ -109,7 +107,7 @@ def submit_route(sync: Route) -> Route:
     submit.__qualname__ = f"submit_{family}_job"
     return Route(f"{sync.path}/jobs", "POST", submit, "handler",
                  f"Submit a {family} generation as a job: 202 with its id and Location, at once", TAG,
-                 forms={JSON: form}, answers={JSON: schemas.JobState}, answer_note="queued",
+                 forms=json_only.forms, answers={JSON: schemas.JobState}, answer_note="queued",
                  answer_status=202,
                  admission=None, examples=sync.examples, extra_refusals=("429",))
 

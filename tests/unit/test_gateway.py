@@ -12,6 +12,8 @@ import pytest
 
 from pydantic import BaseModel, ConfigDict
 
+from starlette.responses import StreamingResponse
+
 from serving.protocol import gateway
 from serving.protocol.routing import JSON, MULTIPART, Route, declared, endpoint
 from serving.schemas import NoBody, Upload
@@ -207,6 +209,23 @@ def test_a_sync_endpoint_past_its_deadline_keeps_its_slot_and_thread_until_it_re
     assert statuses[:4] == [504] * 4
     assert statuses[4] >= 1 and statuses[5] == 0  # slots held while the threads ran, given back after
     assert Slow.peak == 1  # one at a time, the deadline notwithstanding
+
+
+async def _slow_stream(_call) -> StreamingResponse:
+    async def chunks():
+        yield b'{"streamed": '
+        await asyncio.sleep(0.3)  # past the 0.1 s deadline, mid-stream
+        yield b"true}"
+
+    return StreamingResponse(chunks(), media_type=JSON)
+
+
+def test_a_stream_runs_past_the_deadline_to_its_end():
+    """An event stream is not a 504, however long it runs: the deadline ends once the answer starts."""
+    route = Route("/stream", "GET", _slow_stream, "handler", "a slow stream", "test", admission=None, timed=False)
+    app = gateway.Gateway([route], Settings(timeout_seconds=0.1), limits={"predict": 2, "generation": 1})
+    status, _, body = _run(_call(app, method="GET", path="/stream", body=[b""]))
+    assert status == 200 and body == {"streamed": True}
 
 
 def test_an_empty_body_past_the_deadline_is_a_504_not_a_408():

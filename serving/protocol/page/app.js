@@ -129,6 +129,15 @@ function learningRuns(card) {
   return (card.members || []).map((member) => member.history).filter(Array.isArray);
 }
 
+// A label in a chart, at (x, y) in its viewBox.
+function svgText(words, x, y) {
+  const node = document.createElementNS("http://www.w3.org/2000/svg", "text");
+  node.setAttribute("x", x);
+  node.setAttribute("y", y);
+  node.textContent = words;
+  return node;
+}
+
 function curveChart(title, runs, key) {
   const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
   svg.setAttribute("viewBox", "0 0 260 130");
@@ -140,15 +149,8 @@ function curveChart(title, runs, key) {
   const epochs = Math.max(...runs.map((run) => run.length), 2);
   const x = (i) => 34 + (i * 216) / (epochs - 1);
   const y = (v) => 110 - ((v - low) * 90) / Math.max(high - low, 1e-12);
-  const text = (words, atX, atY) => {
-    const node = document.createElementNS("http://www.w3.org/2000/svg", "text");
-    node.setAttribute("x", atX);
-    node.setAttribute("y", atY);
-    node.textContent = words;
-    return node;
-  };
-  svg.append(text(title, 34, 12), text(high.toPrecision(3), 0, 24), text(low.toPrecision(3), 0, 112),
-             text(`epoch 1 to ${epochs}`, 150, 126));
+  svg.append(svgText(title, 34, 12), svgText(high.toPrecision(3), 0, 24), svgText(low.toPrecision(3), 0, 112),
+             svgText(`epoch 1 to ${epochs}`, 150, 126));
   for (const run of runs) {
     const line = document.createElementNS("http://www.w3.org/2000/svg", "polyline");
     line.setAttribute("points", run.map((epoch, i) => `${x(i).toFixed(1)},${y(epoch[key]).toFixed(1)}`).join(" "));
@@ -503,13 +505,6 @@ function drawForecast(history, forecast, intervals) {
     path.setAttribute("class", className);
     return path;
   };
-  const label = (text, atX, atY) => {
-    const node = document.createElementNS("http://www.w3.org/2000/svg", "text");
-    node.setAttribute("x", atX);
-    node.setAttribute("y", atY);
-    node.textContent = text;
-    return node;
-  };
   const start = history.length ? history.length - 1 : 0;
   const ahead = (history.length ? [[start, history[start]]] : []).concat(forecast.map((v, i) => [start + i + (history.length ? 1 : 0), v]));
   const first = start + (history.length ? 1 : 0);
@@ -520,8 +515,8 @@ function drawForecast(history, forecast, intervals) {
     .map(([i, v]) => `${x(i).toFixed(1)},${y(v).toFixed(1)}`).join(" "));
   chart.replaceChildren(band,
     line(history.map((v, i) => [i, v]), "history"), line(ahead, "forecast"),
-    label(`${Math.round(high)}k`, 2, pad - 8), label(`${Math.round(low)}k`, 2, height - 8),
-    label(history.length ? "grey: history, orange: forecast" : "forecast after 1960-12", width - 220, height - 8));
+    svgText(`${Math.round(high)}k`, 2, pad - 8), svgText(`${Math.round(low)}k`, 2, height - 8),
+    svgText(history.length ? "grey: history, orange: forecast" : "forecast after 1960-12", width - 220, height - 8));
   chart.hidden = false;
 }
 

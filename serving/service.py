@@ -97,6 +97,10 @@ class Generators:
         self.jobs = JobQueue(settings.max_jobs, settings.job_ttl_seconds)
         settle_heap()
 
+    async def _loaded(self, name: str, version: str | None) -> LoadedModel:
+        """The model, looked up in a thread: a version this worker has not followed to yet is loaded on the way."""
+        return await asyncio.get_running_loop().run_in_executor(None, self.registry.get, name, version)
+
     def _run(self, name: str, version: str | None, graph: str = "model"):
         model = self.registry.get(name, version)
         return lambda feeds: model.run(feeds, graph)[0]
@@ -106,8 +110,7 @@ class Generators:
                      guidance: float | None = None, version: str | None = None, eta: float | None = None) -> np.ndarray:
         """(n, 28, 28) uint8 digits drawn with ``seed``; stopped between steps if the caller goes.
         ``version``: the one the API worker names in its answer (None: the default)."""
-        # In a thread: a version this worker has not followed to yet is loaded on the way.
-        loaded = await asyncio.get_running_loop().run_in_executor(None, self.registry.get, model, version)
+        loaded = await self._loaded(model, version)
         stop = threading.Event()
         start = time.perf_counter()
         work = asyncio.get_running_loop().run_in_executor(None, lambda: generation.generate(
@@ -130,8 +133,7 @@ class Generators:
                          steps: int | None = None, guidance: float | None = None, version: str | None = None,
                          eta: float | None = None) -> dict:
         """Queue ``sample``'s work as a job; ``meta`` comes back with its state (model, seed, format)."""
-        # In a thread: a version this worker has not followed to yet is loaded on the way.
-        loaded = await asyncio.get_running_loop().run_in_executor(None, self.registry.get, model, version)
+        loaded = await self._loaded(model, version)
         sampling = loaded.card.sampling
 
         def work(job: Job) -> np.ndarray:

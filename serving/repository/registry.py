@@ -445,7 +445,6 @@ class Registry:
             self.pins = pins
             self._set(name, [fresh.get(version) or self.versions[name][version] for version in wanted])
             control.write(self.settings, self.assignment())
-        fresh.clear()
         self._return_dropped()
         return wanted
 
@@ -564,7 +563,6 @@ class Registry:
             self.lingering.pop(key)
             logger.info("unloaded %s %s", *key)
             self._trim = True
-        expired.clear()
 
     def _follow(self) -> None:
         """Serve what the control file says the deciding process serves."""

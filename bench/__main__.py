@@ -3,6 +3,7 @@
     python -m bench                      # all sections on models/
     python -m bench --only engines batching
     python -m bench --smoke              # tiny repeats: checks the harness, not the speed
+    python -m bench.compare old.json new.json   # two runs' figures as ratios
 
 The in-process sections (engines, diffusion, quantization) run with the same thread count on
 both sides of each comparison; the HTTP sections start their own servers pinned to core 0 and
@@ -40,7 +41,11 @@ def machine() -> dict[str, object]:
     cpuinfo = Path("/proc/cpuinfo")
     names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
              if line.startswith("model name")] if cpuinfo.exists() else []
+    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.read_text().splitlines()
+                  if line.startswith("flags")), []) if cpuinfo.exists() else []
     return {"cpu": names[0] if names else platform.processor(), "cores": os.cpu_count(),
+            # What ONNX Runtime and PyTorch pick kernels by: AVX-512, VNNI, bf16 units, AMX.
+            "cpu_flags": sorted(flags),
             "python": platform.python_version(), "onnxruntime": ort.__version__, "torch": torch.__version__,
             "gpu": gpu_name()}
 
@@ -76,6 +81,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: {name} done in {time.perf_counter() - started:.0f} s", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
+    # Every run kept under its time, for ``python -m bench.compare`` against any earlier one.
+    runs = args.out / "bench-runs"
+    runs.mkdir(exist_ok=True)
+    (runs / f"bench-{report['measured_at'].replace(':', '')}.json").write_text(json.dumps(report, indent=2) + "\n")
     header = (f"## Benchmarks\n\nMeasured {report['measured_at']} on {report['machine']['cpu']} "
               f"({report['machine']['cores']} cores, no GPU), ONNX Runtime {report['machine']['onnxruntime']}, "
               f"PyTorch {report['machine']['torch']}, {args.threads} intra-op thread(s) per engine"

@@ -256,18 +256,24 @@ class ImageResponse(BaseModel):
 MAX_IMAGES = 64
 
 
-class GenerateRequest(BaseModel):
-    """Digits from a generative model, optionally all of one requested digit (the VAE and the GAN
-    are unconditional: their class-conditional twins, ``vae-conditional`` and ``gan-conditional``,
-    draw a requested digit, and the answer names the model that drew). The same request with the
-    same seed gives the same bytes."""
+class UnconditionalRequest(BaseModel):
+    """Digits from an unconditional generative model. The same request with the same seed gives
+    the same bytes."""
 
     model_config = STRICT
     n: integer(ge=1, le=MAX_IMAGES) = Field(description="how many digits", examples=[16])
     seed: integer(ge=0, le=MAX_SEED) | None = Field(None, description="default: a fresh one, named in the answer")
     format: Literal["png", "json"] = Field("png", description="png: one image/png grid; json: base64 PNGs")
-    digit: integer(ge=0, le=9) | None = Field(None, description="the digit to draw (default: any)")
     version: Version = None
+
+
+class GenerateRequest(UnconditionalRequest):
+    """Digits from a generative model, optionally all of one requested digit (the VAE and the GAN
+    are unconditional: their class-conditional twins, ``vae-conditional`` and ``gan-conditional``,
+    draw a requested digit, and the answer names the model that drew). The same request with the
+    same seed gives the same bytes."""
+
+    digit: integer(ge=0, le=9) | None = Field(None, description="the digit to draw (default: any)")
 
 
 class DiffusionRequest(GenerateRequest):
@@ -305,7 +311,7 @@ class JobState(BaseModel):
     preview_at: int | None = Field(description="the progress the latest preview shows (diffusion)")
     expires_in: float | None = Field(description="seconds until a finished job's result is no longer kept (then 410)")
     discarded: bool = Field(description="its result was deleted (DELETE on a finished job)")
-    family: Literal["vae", "gan", "diffusion"]
+    family: Literal["vae", "gan", "wgan-gp", "diffusion"]
     model: ModelInfo
     seed: int
     format: Literal["png", "json"]

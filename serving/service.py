@@ -40,7 +40,7 @@ from serving.schemas import (DEFAULT_FRAMES, DEFAULT_TOP_K, EXAMPLE_HISTORY, EXA
                              ForecastRequest, ForecastResponse, GeneratedImages, GenerateRequest, House,
                              HouseExplainRequest, HouseExplainResponse, HouseExplanation, HousePrice, HousePriceRequest,
                              HousePriceResponse, ImageResponse, ImageUpload, InterpolationSeeds, InterpolationUploads,
-                             NoBody, OcclusionMap, OutOfDistribution)
+                             NoBody, OcclusionMap, OutOfDistribution, UnconditionalRequest)
 from serving.settings import Settings
 
 # What every generation endpoint declares: a PNG grid or JSON, its own slot pool (a diffusion
@@ -448,6 +448,15 @@ class ZooServe:
         """Digits from the GAN generator (its card names the training objective); a requested digit
         is drawn by the conditional GAN (``gan-conditional``)."""
         return await self._generate(self._generator_for("gan", digit), n, seed, digit, format, version)
+
+    @endpoint("/generate/wgan-gp", forms={JSON: UnconditionalRequest}, **GENERATED,
+              examples={JSON: {"n": 16, "seed": 1, "format": "png"}},
+              summary="Digits from the GAN trained with WGAN-GP (a Wasserstein critic), to compare with /generate/gan")
+    async def generate_wgan_gp(self, n: int, seed: int | None = None, format: str = "png",
+                               version: str | None = None) -> GeneratedImages:
+        """Digits from ``gan-wgan-gp``: the GAN's networks trained with a Wasserstein critic and a
+        gradient penalty instead of the non-saturating loss, for the same budget."""
+        return await self._generate(generator_for("wgan-gp", None), n, seed, None, format, version)
 
     @endpoint("/generate/diffusion", forms={JSON: DiffusionRequest}, **GENERATED,
               examples={JSON: {"n": 16, "seed": 1, "digit": 7, "format": "png"}},

@@ -43,7 +43,8 @@ def trained_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     root = tmp_path_factory.mktemp("models")
     limits = {"house-price-gbm": TRAIN_ROWS, "house-price-mlp": TRAIN_ROWS, "transfer-cnn": TRANSFER_IMAGES,
-              **dict.fromkeys(("vae", "gan", "diffusion", "vae-conditional", "gan-conditional"), GENERATIVE_IMAGES),
+              **dict.fromkeys(("vae", "gan", "diffusion", "vae-conditional", "gan-conditional", "gan-wgan-gp"),
+                             GENERATIVE_IMAGES),
               **dict.fromkeys(("mnist-logreg", "mnist-knn", "mnist-tree", "mnist-forest"), CLASSICAL_IMAGES)}
     for name in recipes():  # in the CLI's order: mnist-cnn before the generative models it scores
         train(name, "quick", seed=0, limit=limits.get(name), out_root=root)

@@ -11,7 +11,7 @@ from serving.inference.postprocess import headline_numbers
 from serving.repository import layout
 from serving.repository.training_plan import duration
 
-from .catalog import recipes
+from .catalog import BEYOND_FIRST_RUN, recipes
 from .data import DataNotFoundError
 from .estimates import REFERENCE_PROBE, in_run_order, probe, scaled
 from .export import ExportError, models_dir
@@ -54,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=None, help="use only the first N training rows (tests)")
     parser.add_argument("--models-dir", type=Path, default=None, help="default: $ZOOSERVE_MODELS_DIR or models/")
     parser.add_argument("--missing-only", action="store_true", help="skip models that already have a card")
+    parser.add_argument("--served-only", action="store_true",
+                        help=f"with all: skip the course's extra models ({', '.join(BEYOND_FIRST_RUN)}), as a first run does")
     parser.add_argument("--fast-first", action="store_true",
                         help="train the models that serve the main endpoints in seconds first, then the others, "
                              "each group in order of its estimate (the conditional twins last)")
@@ -68,10 +70,16 @@ def main(argv: list[str] | None = None) -> int:
                                   help="default: imagenet; none trains from random initialisation")
     transfer_options.add_argument("--image-folder", default=None,
                                   help="ImageFolder root with train/ and val/ (default: $DATA_DIR/hymenoptera_data)")
+    gbm_options = parser.add_argument_group("house-price-gbm")
+    gbm_options.add_argument("--nested", action="store_true", default=None,
+                             help="also estimate the selection's error by nested cross-validation (5 outer folds, "
+                                  "each a 5-fold search: about 5x the training)")
     args = parser.parse_args(argv)
 
     out_root = args.models_dir or models_dir()
     names = list(families) if args.model == "all" else [args.model]
+    if args.served_only:
+        names = [name for name in names if name not in BEYOND_FIRST_RUN]
     if args.missing_only:
         for name in [name for name in names if layout.card_file(out_root, name).exists()]:
             print(f"{name}: already in {out_root}, skipped")

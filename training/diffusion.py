@@ -183,6 +183,7 @@ class DDPM(nn.Module):
 
 class DiffusionRecipe(GenerativeRecipe):
     name, profiles, value_range, score = NAME, PROFILES, VALUE_RANGE, "best_ema_noise_mse"
+    score_is_validation_loss = True
 
     @property
     def conditioning(self) -> str:  # type: ignore[override]

@@ -30,10 +30,11 @@ from .precision import choose
 REFERENCE_SECONDS: dict[str, dict[str, float | dict[str, float]]] = {
     "quick": {"house-price-gbm": 13, "house-price-mlp": 7, "mnist-cnn": 51, "mnist-logreg": 24, "mnist-knn": 10,
               "mnist-tree": 4, "mnist-forest": 12, "transfer-cnn": 41, "passengers": 6, "vae": 34, "gan": 39,
-              "vae-conditional": 36, "gan-conditional": 47, "diffusion": {"unet": 166, "cnn": 93}},
+              "vae-conditional": 36, "gan-conditional": 47, "gan-wgan-gp": 45, "diffusion": {"unet": 166, "cnn": 93}},
     "full": {"house-price-gbm": 50, "house-price-mlp": 200, "mnist-cnn": 460, "mnist-logreg": 200, "mnist-knn": 120,
              "mnist-tree": 45, "mnist-forest": 60, "transfer-cnn": 120, "passengers": 21, "vae": 1150, "gan": 3700,
-             "vae-conditional": 1000, "gan-conditional": 3700, "diffusion": {"unet": 2400, "cnn": 1200}},
+             "vae-conditional": 1000, "gan-conditional": 3700, "gan-wgan-gp": 3700,
+             "diffusion": {"unet": 2400, "cnn": 1200}},
 }
 # The first digit classifier a run trains also puts the 10,000 test digits through the upload
 # preprocessing, which the others then reuse (``mnist._uploaded``): seconds of NumPy it adds.

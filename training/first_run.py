@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args.progress.unlink(missing_ok=True)
     trainer = subprocess.Popen([sys.executable, "-m", "training", "all", "--profile", args.profile, "--missing-only",
-                                "--fast-first", "--progress", str(args.progress)])
+                                "--served-only", "--fast-first", "--progress", str(args.progress)])
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # through the finally below: both children stop
     server = None
     try:

@@ -23,8 +23,8 @@ from . import explanations, metrics, novelty, plots
 from .data import HOUSING_FEATURES, HOUSING_SPLIT_SEED, HOUSING_TEST_SIZE, HousingSplit, california_housing_split
 from .export import Graph, Sessions, Stopwatch, sklearn_writer, torch_writer
 from .loop import FitResult, fit, seed_everything
-from .template import P, Recipe
-from .tuning import cross_validate
+from .template import P, Recipe, Run
+from .tuning import Fit, cross_validate, nested_cross_validate, predicting, size_curve
 
 INPUT, OUTPUT = "features", "value"
 CALIBRATION_SHARE, CALIBRATION_SEED = 0.1, 0  # of the training split: never fitted, for the intervals
@@ -147,11 +147,13 @@ class HousingRecipe(Recipe[P]):
         self.split = california_housing_split()
         self.rows = _training_rows(self.split, self.run.limit)
 
-    def search(self, fit_predict: Callable[..., np.ndarray]) -> None:
-        """The best of the profile's candidates by k-fold cross-validation on the training rows."""
-        self.best, self.cross_validation = cross_validate(
-            list(self.config.candidates), fit_predict, self.rows.x, self.rows.y, folds=self.config.folds,
-            seed=self.run.seed, desc=f"{self.name} cv")
+    def search(self, fit: Fit) -> None:
+        """The best of the profile's candidates by k-fold cross-validation on the training rows,
+        then its learning curve over training-set size on the same folds."""
+        config, x, y, seed = self.config, self.rows.x, self.rows.y, self.run.seed
+        self.best, self.cross_validation = cross_validate(list(config.candidates), predicting(fit), x, y,
+                                                          folds=config.folds, seed=seed, desc=f"{self.name} cv")
+        self.size_curve = size_curve(self.best, fit, x, y, folds=config.folds, seed=seed)
 
     def model_graph(self, model: Any) -> Graph:
         raise NotImplementedError
@@ -170,7 +172,7 @@ class HousingRecipe(Recipe[P]):
                          "interval_calibration": len(rows.y_calibration), "test": len(split.y_test)},
                 "preprocessing": {"feature_order": list(HOUSING_FEATURES), "target_unit": "$100k",
                                   "price_usd_per_unit": 100_000},
-                "cross_validation": self.cross_validation}
+                "cross_validation": self.cross_validation, "learning_curve_by_size": self.size_curve}
 
     def evaluate(self, sessions: Sessions) -> dict[str, Any]:
         """Test metrics, fairness, intervals, importance and a plot, all from the exported graph."""
@@ -222,12 +224,25 @@ def baselines(x: np.ndarray, y: np.ndarray, split: HousingSplit, forest_trees: i
 
 class GbmRecipe(HousingRecipe[GbmProfile]):
     name, profiles = "house-price-gbm", GBM_PROFILES
+    options = ("nested",)
+
+    def __init__(self, run: Run, nested: bool = False) -> None:
+        super().__init__(run)
+        self.nested = nested  # also estimate the selection procedure's error by nested cross-validation
 
     def learn(self) -> tuple[HistGradientBoostingRegressor, Stopwatch]:
         config, seed, x, y = self.config, self.run.seed, self.rows.x, self.rows.y
+
+        def fit(params: dict[str, Any], xf: np.ndarray, yf: np.ndarray, _xv: np.ndarray,
+                _yv: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+            return _gbm(params, seed).fit(xf, yf).predict
+
         with Stopwatch() as watch:
-            self.search(lambda params, xf, yf, xv, yv: _gbm(params, seed).fit(xf, yf).predict(xv))
+            self.search(fit)
             model = _gbm(self.best, seed).fit(x, y)
+        self.nested_result = (nested_cross_validate(list(config.candidates), predicting(fit), x, y,
+                                                    folds=config.folds, seed=seed, desc=f"{self.name} nested cv")
+                              if self.nested else None)
         self.baselines = baselines(x, y, self.split, config.forest_trees, seed)
         return model, watch
 
@@ -245,7 +260,8 @@ class GbmRecipe(HousingRecipe[GbmProfile]):
         )
 
     def card(self, model: HistGradientBoostingRegressor) -> dict[str, Any]:
-        return {**super().card(model), "hyperparameters": {**self.best, "n_iter": int(model.n_iter_)}}
+        nested = {"nested_cross_validation": self.nested_result} if self.nested_result else {}
+        return {**super().card(model), "hyperparameters": {**self.best, "n_iter": int(model.n_iter_)}, **nested}
 
     def evaluate(self, sessions: Sessions) -> dict[str, Any]:
         return {**super().evaluate(sessions), "baselines": self.baselines}
@@ -321,6 +337,7 @@ def _fit_mlp(params: dict[str, Any], config: MlpProfile, epochs: int, xf, yf, xv
     result = fit(model, batches,
                  step=lambda m, idx: nn.functional.mse_loss(m(x_fit[idx]).squeeze(1), y_fit[idx]),
                  validate=lambda m: torch.sqrt(nn.functional.mse_loss(m(x_val).squeeze(1), y_val)).item(),
+                 validation_loss=lambda m: nn.functional.mse_loss(m(x_val).squeeze(1), y_val).item(),
                  optimizer=optimizer, scheduler=scheduler, scheduler_per_batch=True,
                  epochs=epochs, patience=config.patience, checkpoint=checkpoint, desc=desc, leave=leave)
     return model, result
@@ -342,7 +359,7 @@ class MlpRecipe(HousingRecipe[MlpProfile]):
         config, seed, x, y = self.config, self.run.seed, self.rows.x, self.rows.y
         with Stopwatch() as watch:
             self.search(lambda params, xf, yf, xv, yv: _predict_mlp(
-                _fit_mlp(params, config, config.cv_epochs, xf, yf, xv, yv, seed)[0])(xv))
+                _fit_mlp(params, config, config.cv_epochs, xf, yf, xv, yv, seed)[0]))
             # Final fit: early stopping on a 10% validation slice of the training split.
             order = np.random.default_rng(seed).permutation(len(y))
             val, fit_rows = order[: len(y) // 10], order[len(y) // 10:]

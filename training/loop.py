@@ -13,7 +13,7 @@ import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Literal
 
 import numpy as np
 import torch
@@ -79,6 +79,7 @@ def fit(
     optimizer: torch.optim.Optimizer,
     *,
     epochs: int,
+    validation_loss: Callable[[torch.nn.Module], float] | Literal["score"] | None = None,
     patience: int | None = None,
     scheduler=None,
     scheduler_per_batch: bool = False,
@@ -91,7 +92,9 @@ def fit(
     """Train ``model`` and leave it holding the weights of its best validation epoch.
 
     ``batches()`` yields one epoch of batches; ``step(model, batch)`` returns the loss to
-    minimise; ``validate(model)`` returns a score where lower is better. With ``checkpoint``
+    minimise; ``validate(model)`` returns a score where lower is better; ``validation_loss(model)``
+    the training loss on the validation data, for the learning curve ("score": the score is that
+    loss; None: not recorded). With ``checkpoint``
     set, the full state is saved after every epoch and a later call resumes from it;
     ``extra_state`` names what else a resumed run needs (objects with ``state_dict`` and
     ``load_state_dict``, e.g. a GAN critic's own optimizer that ``step`` drives). The checkpoint
@@ -101,11 +104,11 @@ def fit(
     with torch_threads(threads) if threads else nullcontext():
         return _fit(model, batches, step, validate, optimizer, epochs=epochs, patience=patience, scheduler=scheduler,
                     scheduler_per_batch=scheduler_per_batch, checkpoint=checkpoint, extra_state=extra_state or {},
-                    desc=desc, leave=leave)
+                    desc=desc, leave=leave, validation_loss=validation_loss)
 
 
 def _fit(model, batches, step, validate, optimizer, *, epochs, patience, scheduler, scheduler_per_batch, checkpoint,
-         extra_state, desc, leave) -> FitResult:
+         extra_state, desc, leave, validation_loss) -> FitResult:
     state = {"epoch": 0, "best_score": float("inf"), "best_epoch": 0, "best_weights": None, "history": []}
     if checkpoint is not None and checkpoint.exists():
         saved = torch.load(checkpoint, weights_only=False)
@@ -139,10 +142,13 @@ def _fit(model, batches, step, validate, optimizer, *, epochs, patience, schedul
         model.eval()
         with torch.no_grad():
             score = float(validate(model))
+            losses_on_validation = ({} if validation_loss is None else
+                                    {"val_loss": score if validation_loss == "score" else float(validation_loss(model))})
         if score < state["best_score"]:
             state.update(best_score=score, best_epoch=epoch + 1, best_weights=copy.deepcopy(model.state_dict()))
         state["epoch"] = epoch + 1
-        state["history"].append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_score": score,
+        state["history"].append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)), **losses_on_validation,
+                                 "val_score": score,
                                  "wall_seconds": time.perf_counter() - started_wall,
                                  "cpu_seconds": time.process_time() - started_cpu})
         progress.set_postfix(loss=f"{np.mean(losses):.4f}", val=f"{score:.4f}", best=f"{state['best_score']:.4f}")

@@ -231,6 +231,11 @@ class DigitRecipe(Recipe[Profile]):
                     for i in range(0, len(x_val), EVAL_BATCH))
         return wrong / len(x_val)  # validation error rate
 
+    def validation_loss(self, model: nn.Module) -> float:
+        x_val, y_val = self.x_val, self.y_val
+        return sum(F.cross_entropy(model(x_val[i:i + EVAL_BATCH])[0], y_val[i:i + EVAL_BATCH], reduction="sum").item()
+                   for i in range(0, len(x_val), EVAL_BATCH)) / len(x_val)
+
     def graphs(self, model: nn.Module) -> dict[str, Graph]:
         graph = torch_graph(model, "model.onnx", {"image": normalize(self.test_images[:512])}, ["logits", "features"],
                             {"image": "normalized pixels: (x/255 - mean) / std", "logits": "class scores",

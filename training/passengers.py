@@ -140,19 +140,30 @@ def torch_step(model: nn.Module) -> Step:
     return step
 
 
+def _log_steps(values: np.ndarray, window: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every window of the months and the log of the month after it: what a member learns from."""
+    windows, following = windows_and_next(values, window)
+    return torch.from_numpy(windows), torch.log(torch.from_numpy(following))
+
+
 def _fit_member(scaling: WindowScaling, fit_values: np.ndarray, val_values: np.ndarray, config: Profile,
                 seed: int) -> tuple[nn.Module, FitResult]:
     """One MLP trained on one-step log errors, stopped on its recursive validation MAPE."""
     seed_everything(seed)
     model = PassengersNet(scaling, [member_mlp(config.window - 1, config.hidden)])
-    windows, following = windows_and_next(fit_values, config.window)
-    batch = (torch.from_numpy(windows), torch.log(torch.from_numpy(following)))
+    batch, validation_batch = (_log_steps(values, config.window) for values in (
+        fit_values, np.concatenate([fit_values[-config.window:], val_values])))  # the windows ending in validation
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+
+    def loss(m: nn.Module, b: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        return nn.functional.mse_loss(torch.log(m(b[0])).squeeze(1), b[1])
+
     result = fit(
         model, lambda: [batch],  # a few dozen windows: one full batch per epoch
-        step=lambda m, b: nn.functional.mse_loss(torch.log(m(b[0])).squeeze(1), b[1]),
+        step=loss,
         validate=lambda m: metrics.mape(
             val_values, recursive_forecast(torch_step(m), fit_values, config.window, len(val_values))),
+        validation_loss=lambda m: float(loss(m, validation_batch)),
         optimizer=optimizer, epochs=config.epochs, patience=config.patience, desc=f"{NAME} seed {seed}",
         leave=False, threads=1)  # a tiny MLP: thread hand-offs would cost more than its maths
     return model.members[0], result

@@ -90,3 +90,43 @@ def reliability_diagram(before: dict, after: dict, temperature: float, path: Pat
     ax.set(xlabel="confidence (top class probability)", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1), title=title)
     ax.legend(loc="upper left")
     return save(fig, path)
+
+
+def learning_curves(card: dict, path: Path) -> Path:
+    """A trained network's curve from its card: training and validation loss per epoch (left) and
+    the score that chose the epoch (right); an ensemble draws each member. A validation loss that
+    turns up while the training loss falls is over-fitting; both flat and high is under-fitting."""
+    runs = ([card["validation"]["history"]] if "history" in card.get("validation", {})
+            else [member["history"] for member in card.get("members", [])])
+    score = next((key[5:] for key in card.get("validation", {}) if key.startswith("best_") and key != "best_epoch"),
+                 "validation MAPE")
+    fig, (loss_ax, score_ax) = plt.subplots(1, 2, figsize=(9, 3.4), dpi=110)
+    for number, run in enumerate(runs):
+        epochs = [epoch["epoch"] for epoch in run]
+        label = (lambda kind: kind if number == 0 else None)
+        loss_ax.plot(epochs, [epoch["train_loss"] for epoch in run], color="tab:blue", label=label("training"))
+        if "val_loss" in run[0]:
+            loss_ax.plot(epochs, [epoch["val_loss"] for epoch in run], color="tab:orange", linestyle="--",
+                         label=label("validation"))
+        score_ax.plot(epochs, [epoch["val_score"] for epoch in run], color="tab:green")
+    best = card.get("validation", {}).get("best_epoch")
+    if best:
+        score_ax.axvline(best, color="grey", linewidth=0.8, linestyle=":")
+    loss_ax.set(xlabel="epoch", ylabel="loss", title=f"{card['name']} ({card['profile']}): loss")
+    loss_ax.legend()
+    score_ax.set(xlabel="epoch", ylabel=score.replace("_", " "), title="validation score (dotted: epoch kept)")
+    return save(fig, path)
+
+
+def size_curve(card: dict, path: Path) -> Path:
+    """RMSE on the rows fitted and on the held-out fold against training-set size, with the
+    folds' standard deviation as error bars (the card's ``learning_curve_by_size``)."""
+    curve = card["learning_curve_by_size"]
+    fig, ax = plt.subplots(figsize=(5, 3.4), dpi=110)
+    for kind, label, style in (("train", "rows fitted", "-"), ("val", "held-out fold", "--")):
+        ax.errorbar(curve["training_rows"], curve[f"{kind}_rmse_mean"], yerr=curve[f"{kind}_rmse_std"],
+                    label=label, linestyle=style, marker="o", capsize=3)
+    ax.set(xscale="log", xlabel="training rows", ylabel="RMSE ($100k)",
+           title=f"{card['name']} ({card['profile']}): {curve['folds']} folds")
+    ax.legend()
+    return save(fig, path)

@@ -117,6 +117,13 @@ class Recipe(Generic[P]):
         """The score that selects the epoch: lower is better."""
         raise NotImplementedError
 
+    # The learning curve's validation loss: ``validation_loss``, or the score when it is that loss.
+    score_is_validation_loss: ClassVar[bool] = False
+
+    def validation_loss(self, model: nn.Module) -> float:
+        """The training loss on validation data, once an epoch, beside the training loss."""
+        raise NotImplementedError
+
     def learn(self) -> tuple[Any, Cost]:
         """The trained model and what it cost."""
         model = self.network()
@@ -124,7 +131,8 @@ class Recipe(Generic[P]):
         self.fitted = fit(model, self.batches, self.loss, self.validate, how.optimizer, epochs=self.config.epochs,
                           patience=how.patience, scheduler=how.scheduler, scheduler_per_batch=how.scheduler_per_batch,
                           checkpoint=self.run.checkpoint, extra_state=how.extra_state, desc=self.name,
-                          threads=how.threads)
+                          threads=how.threads,
+                          validation_loss="score" if self.score_is_validation_loss else self.validation_loss)
         return model, self.fitted
 
     def export(self, graphs: dict[str, Graph], card: dict[str, Any]) -> dict[str, Any]:

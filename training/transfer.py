@@ -185,6 +185,7 @@ def evaluate_classifier(session, samples: list[tuple[str, int]], classes: list[s
 
 class TransferRecipe(Recipe[Profile]):
     name, task, profiles, score = NAME, "image-classification", PROFILES, "best_holdout_loss"
+    score_is_validation_loss = True
     options = ("backbone", "mode", "weights", "image_folder")
 
     def __init__(self, run: Run, backbone: str = "efficientnet_lite0", mode: str | None = None,

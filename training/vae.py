@@ -230,6 +230,7 @@ def fit_prior(model: VAE, digits: Digits, components: tuple[int, ...], seed: int
 
 class VaeRecipe(GenerativeRecipe):
     name, profiles, value_range, score = NAME, PROFILES, VALUE_RANGE, "best_negative_elbo_nats"
+    score_is_validation_loss = True
 
     def told(self, digit: torch.Tensor) -> torch.Tensor | None:
         """What the networks are told of each image's digit."""

@@ -122,7 +122,7 @@ def _first(spec: dict[str, Any]) -> dict[str, Any]:
 
 def _apply_bounds(definitions: dict[str, Any], registry: Registry, settings: Settings) -> None:
     """The limits that come from the cards and the settings, not from the schemas' constants."""
-    for model in ("GenerateRequest", "DiffusionRequest"):
+    for model in ("UnconditionalRequest", "GenerateRequest", "DiffusionRequest"):
         definitions[model]["properties"]["n"]["maximum"] = settings.max_images
     for model in ("InterpolationSeeds", "InterpolationUploads"):
         _first(definitions[model]["properties"]["frames"])["maximum"] = settings.max_images

@@ -25,7 +25,8 @@ from tests.pictures import png
 
 from .conftest import answered_by, refused_naming
 
-GENERATORS = ["vae", "gan", "diffusion"]
+GENERATORS = ["vae", "gan", "wgan-gp", "diffusion"]
+MODEL = {"wgan-gp": "gan-wgan-gp"}  # the model each /generate/{family} serves, where the names differ
 
 
 def _pixels(png: bytes) -> np.ndarray:
@@ -45,7 +46,8 @@ def test_same_seed_same_bytes(client, name):
 
 @pytest.mark.parametrize("name", GENERATORS)
 def test_json_answer_names_the_seed_it_chose(client, trained_models, name):
-    body = answered_by(client.post(f"/generate/{name}", json={"n": 3, "format": "json"}), trained_models, name)
+    body = answered_by(client.post(f"/generate/{name}", json={"n": 3, "format": "json"}), trained_models,
+                       MODEL.get(name, name))
     assert len(body["images"]) == 3 and all(_pixels(base64.b64decode(i)).shape == (28, 28) for i in body["images"])
     replay = client.post(f"/generate/{name}", json={"n": 3, "format": "json", "seed": body["seed"]}).json()
     assert replay["images"] == body["images"]
@@ -54,7 +56,7 @@ def test_json_answer_names_the_seed_it_chose(client, trained_models, name):
 
 
 @pytest.mark.parametrize("route, name, knobs", [
-    ("vae", "vae", {}), ("gan", "gan", {}), ("diffusion", "diffusion", {"steps": 3}),
+    ("vae", "vae", {}), ("gan", "gan", {}), ("wgan-gp", "gan-wgan-gp", {}), ("diffusion", "diffusion", {"steps": 3}),
     ("diffusion", "diffusion", {"steps": 7, "digit": 3, "guidance": 4.0}),
     ("diffusion", "diffusion", {"steps": 2, "digit": 5}),  # the card's default guidance
     ("vae", "vae-conditional", {"digit": 4}), ("gan", "gan-conditional", {"digit": 8})])
@@ -111,12 +113,25 @@ def test_diffusion_limits(client, payload, field):
     refused_naming(client.post("/generate/diffusion", json=payload), field)
 
 
-@pytest.mark.parametrize("name", ["vae", "gan"])
+@pytest.mark.parametrize("name", ["vae", "gan", "wgan-gp"])
 @pytest.mark.parametrize("payload, field", [({"n": 1, "steps": 10}, "steps"), ({"n": 1, "guidance": 1.0}, "guidance"),
-                                            ({"n": 1, "digit": 3, "steps": 10}, "steps")])
+                                            ({"n": 1, "eta": 1.0}, "eta")])
 def test_latent_models_refuse_what_they_cannot_do(client, name, payload, field):
     response = client.post(f"/generate/{name}", json=payload)
     assert response.status_code == 400 and response.json()["error"].startswith(field)
+
+
+@pytest.mark.parametrize("name", ["vae", "gan"])
+def test_a_twin_refuses_the_diffusion_knobs_too(client, name):
+    response = client.post(f"/generate/{name}", json={"n": 1, "digit": 3, "steps": 10})
+    assert response.status_code == 400 and response.json()["error"].startswith("steps")
+
+
+def test_the_wgan_gp_draws_no_chosen_digit(client):
+    """No conditional twin: a digit is refused by name, and the error says where digits are drawn."""
+    response = client.post("/generate/wgan-gp", json={"n": 1, "digit": 3})
+    assert response.status_code == 400 and response.json()["error"].startswith("digit"), response.text
+    assert client.post("/generate/wgan-gp/jobs", json={"n": 1, "digit": 3}).status_code == 400
 
 
 def test_guidance_must_be_finite(client):

@@ -35,6 +35,14 @@ def test_card_is_complete(trained_models, name):
         assert len(validation["history"]) == validation["epochs_run"] >= validation["best_epoch"] >= 1
         best = validation["history"][validation["best_epoch"] - 1]
         assert best["val_score"] == validation["best_validation_rmse"] and best["train_loss"] > 0
+        assert best["val_loss"] == pytest.approx(best["val_score"] ** 2, rel=1e-5)  # MSE beside its RMSE
+    # The learning curve over training-set size: its last point is the whole fold, so it is the
+    # cross-validation's own figure for the chosen candidate; its first point fits fewer rows, better.
+    curve = card["learning_curve_by_size"]
+    chosen = next(row for row in card["cross_validation"] if row["params"] == curve["params"])
+    assert curve["val_rmse_mean"][-1] == pytest.approx(chosen["val_rmse_mean"])
+    assert curve["training_rows"] == sorted(curve["training_rows"]) and curve["folds"] == 5
+    assert curve["train_rmse_mean"][0] < curve["val_rmse_mean"][0] and min(curve["val_rmse_std"]) > 0
 
 
 @pytest.mark.parametrize("name", ["house-price-gbm", "house-price-mlp"])
@@ -60,3 +68,15 @@ def test_mlp_takes_raw_features(trained_models):
     session = ort.InferenceSession(str(newest(trained_models / "house-price-mlp") / "model.onnx"))
     pred = session.run(None, {"features": split.x_test[:500].astype(np.float32)})[0].ravel()
     assert np.sqrt(np.mean((pred - split.y_test[:500]) ** 2)) < 1.0
+
+
+def test_nested_cross_validation_is_an_option_of_the_gbm_training(tmp_path, monkeypatch):
+    """`python -m training house-price-gbm --nested`: the outer folds' RMSE and its spread in the card."""
+    from training.__main__ import main
+
+    monkeypatch.setenv("ZOOSERVE_REPORTS_DIR", str(tmp_path / "reports"))
+    assert main(["house-price-gbm", "--profile", "quick", "--limit", "1200", "--nested",
+                 "--models-dir", str(tmp_path)]) == 0
+    nested = json.loads((newest(tmp_path / "house-price-gbm") / "card.json").read_text())["nested_cross_validation"]
+    assert (nested["outer_folds"], nested["inner_folds"], len(nested["folds"])) == (5, 5, 5)
+    assert nested["outer_rmse_std"] > 0 and 0.3 < nested["outer_rmse_mean"] < 1.5

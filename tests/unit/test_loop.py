@@ -39,3 +39,19 @@ def test_resume_continues_from_the_last_epoch_with_extra_state(tmp_path):
     assert steps_taken == 1  # only the third epoch ran again
     assert float(side_steps) == 3.0  # the side optimizer's state came back from the checkpoint
 
+
+
+def test_the_curve_records_a_validation_loss_only_when_told_which():
+    """A recipe whose score is its validation loss says so ("score"); one without a loss records none."""
+    torch.manual_seed(0)
+    x, y = torch.randn(16, 2), torch.randn(16, 1)
+    model = torch.nn.Linear(2, 1)
+
+    def run(validation_loss):
+        return fit(model, lambda: [(x, y)], lambda m, batch: torch.nn.functional.mse_loss(m(batch[0]), batch[1]),
+                   lambda m: 0.5, torch.optim.SGD(model.parameters(), lr=0.01), epochs=2, leave=False,
+                   validation_loss=validation_loss).history
+
+    assert [epoch["val_loss"] for epoch in run("score")] == [0.5, 0.5]
+    assert [epoch["val_loss"] for epoch in run(lambda m: 7.0)] == [7.0, 7.0]
+    assert not any("val_loss" in epoch for epoch in run(None))

@@ -123,7 +123,7 @@ def test_registry_needs_required_models(trained_models):
 def test_registry_loads_and_warms_up(trained_models):
     registry = Registry(Settings(models_dir=trained_models, device="cpu"))
     assert set(registry.models) == {"house-price-gbm", "house-price-mlp", "passengers", "mnist-cnn", "transfer-cnn",
-                                    "vae", "gan", "vae-conditional", "gan-conditional", "diffusion",
+                                    "vae", "gan", "vae-conditional", "gan-conditional", "gan-wgan-gp", "diffusion",
                                     *CLASSICAL_DIGIT_MODELS}
     assert registry.get("house-price-gbm").sessions["model"].get_providers() == [CPU]
 

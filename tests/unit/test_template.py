@@ -45,6 +45,9 @@ class _Line(Recipe[Profile]):
     def validate(self, model: nn.Module) -> float:
         return float(self.loss(model, (self.x, self.y)))
 
+    def validation_loss(self, model: nn.Module) -> float:
+        return 2 * self.validate(model)  # not the score, to tell the two apart in the card
+
     def graphs(self, model: nn.Module) -> dict[str, Graph]:
         return {"model": torch_graph(model, "model.onnx", {"x": X}, ["y"], {"x": "any", "y": "2x"})}
 
@@ -76,6 +79,9 @@ def test_a_loop_familys_card_gets_the_runs_fields_and_the_loops_record_before_it
     assert list(card["validation"]) == ["best_mse", "best_epoch", "epochs_run", "history", "rows"]
     assert card["validation"]["epochs_run"] == len(card["validation"]["history"]) == 3
     assert card["validation"]["best_mse"] == min(epoch["val_score"] for epoch in card["validation"]["history"])
+    # The learning curve: each epoch's training loss, and the loss on the validation data beside the score.
+    assert all(epoch["val_loss"] == 2 * epoch["val_score"] and epoch["train_loss"] > 0
+               for epoch in card["validation"]["history"])
     # The cost is the loop's record added up: the card's training section is its epochs' total.
     assert card["training"] == FitResult.total_card([FitResult(0, 0, 3, card["validation"]["history"])])
     assert (newest(tmp_path / "line") / "card.json").is_file()

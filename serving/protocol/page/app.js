@@ -89,7 +89,7 @@ const KINDS = {
   "mnist-tree": "A decision tree", "mnist-forest": "A random forest", "house-price-gbm": "Gradient-boosted trees",
   "house-price-mlp": "A small neural network", vae: "A variational autoencoder", "vae-conditional":
   "A class-conditional variational autoencoder", gan: "A GAN", "gan-conditional": "A class-conditional GAN",
-  diffusion: "A diffusion model",
+  "gan-wgan-gp": "A GAN trained with a Wasserstein critic (WGAN-GP)", diffusion: "A diffusion model",
 };
 function about(m) {
   const x = m.metrics || {};
@@ -138,25 +138,53 @@ function svgText(words, x, y) {
   return node;
 }
 
-function curveChart(title, runs, key) {
+// Lines over one x axis: each series is [[x, y], ...] with a class (its colour), optional error
+// bars as [[x, low, high], ...].
+function lineChart(title, series, xLabel) {
   const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
   svg.setAttribute("viewBox", "0 0 260 130");
   svg.setAttribute("class", "curve");
   svg.setAttribute("role", "img");
   svg.setAttribute("aria-label", title);
-  const values = runs.flat().map((epoch) => epoch[key]).filter(Number.isFinite);
-  const low = Math.min(...values), high = Math.max(...values);
-  const epochs = Math.max(...runs.map((run) => run.length), 2);
-  const x = (i) => 34 + (i * 216) / (epochs - 1);
+  const points = series.flatMap((s) => s.points.concat((s.bars || []).flatMap(([x, lo, hi]) => [[x, lo], [x, hi]])))
+    .filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y));
+  const xs = points.map(([x]) => x), ys = points.map(([, y]) => y);
+  const [left, right, low, high] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
+  const x = (v) => 34 + ((v - left) * 216) / Math.max(right - left, 1e-12);
   const y = (v) => 110 - ((v - low) * 90) / Math.max(high - low, 1e-12);
   svg.append(svgText(title, 34, 12), svgText(high.toPrecision(3), 0, 24), svgText(low.toPrecision(3), 0, 112),
-             svgText(`epoch 1 to ${epochs}`, 150, 126));
-  for (const run of runs) {
-    const line = document.createElementNS("http://www.w3.org/2000/svg", "polyline");
-    line.setAttribute("points", run.map((epoch, i) => `${x(i).toFixed(1)},${y(epoch[key]).toFixed(1)}`).join(" "));
-    svg.append(line);
+             svgText(xLabel, 120, 126));
+  for (const { points: line, bars, className } of series) {
+    const node = document.createElementNS("http://www.w3.org/2000/svg", "polyline");
+    node.setAttribute("points", line.map(([a, b]) => `${x(a).toFixed(1)},${y(b).toFixed(1)}`).join(" "));
+    node.setAttribute("class", className);
+    svg.append(node);
+    for (const [a, lo, hi] of bars || []) {
+      const bar = document.createElementNS("http://www.w3.org/2000/svg", "line");
+      Object.entries({ x1: x(a), x2: x(a), y1: y(lo), y2: y(hi), class: `${className} bar` })
+        .forEach(([k, v]) => bar.setAttribute(k, typeof v === "number" ? v.toFixed(1) : v));
+      svg.append(bar);
+    }
   }
   return svg;
+}
+
+// Each run's value of `key` per epoch, as one series each (an ensemble's members: several).
+const perEpoch = (runs, key, className) => runs
+  .map((run) => ({ className, points: run.filter((e) => Number.isFinite(e[key])).map((e) => [e.epoch, e[key]]) }))
+  .filter((series) => series.points.length);
+
+// The house models' diagnostic over training-set size: fitted and held-out error, fold error bars.
+function sizeChart(curve) {
+  const rows = curve.training_rows;
+  const series = (kind, className) => ({
+    className,
+    points: rows.map((n, i) => [n, curve[`${kind}_rmse_mean`][i]]),
+    bars: rows.map((n, i) => [n, curve[`${kind}_rmse_mean`][i] - curve[`${kind}_rmse_std`][i],
+                              curve[`${kind}_rmse_mean`][i] + curve[`${kind}_rmse_std`][i]]),
+  });
+  return lineChart(`RMSE by training rows (${curve.folds} folds): fitted, held out`,
+                   [series("train", "train"), series("val", "validation")], `${rows[0]} to ${rows.at(-1)} rows`);
 }
 
 function learningCurve(name) {
@@ -169,15 +197,22 @@ function learningCurve(name) {
     try {
       const card = await (await call(`/models/${encodeURIComponent(name)}/card`)).json();
       const runs = learningRuns(card).filter((run) => run.length);
-      if (!runs.length) {
+      const bySize = card.learning_curve_by_size;
+      if (!runs.length && !bySize) {
         details.append(Object.assign(document.createElement("p"), {
           textContent: "Fitted without epochs (trees, neighbours, a linear model): no curve to show." }));
         return;
       }
-      const chosen = Object.keys(card.validation || {}).find((k) => k.startsWith("best_") && k !== "best_epoch");
-      const metric = chosen ? chosen.slice(5).replaceAll("_", " ") : "validation MAPE";
-      details.append(curveChart("training loss", runs, "train_loss"),
-                     curveChart(`validation: ${metric} (lower is better)`, runs, "val_score"));
+      if (runs.length) {
+        const chosen = Object.keys(card.validation || {}).find((k) => k.startsWith("best_") && k !== "best_epoch");
+        const metric = chosen ? chosen.slice(5).replaceAll("_", " ") : "validation MAPE";
+        const epochs = `epoch 1 to ${Math.max(...runs.map((run) => run.length))}`;
+        details.append(
+          lineChart("loss: training, validation", [...perEpoch(runs, "train_loss", "train"),
+                                                   ...perEpoch(runs, "val_loss", "validation")], epochs),
+          lineChart(`validation: ${metric} (lower is better)`, perEpoch(runs, "val_score", "score"), epochs));
+      }
+      if (bySize) details.append(sizeChart(bySize));
     } catch (err) {
       details.append(Object.assign(document.createElement("p"), { className: "error", textContent: err.message }));
     }
@@ -424,7 +459,10 @@ onSubmit("generate-form", "generate-panel", async (fields) => {
   const request = { n: Number(fields.get("n")), format: "png" };
   if (fields.get("seed") !== "") request.seed = Number(fields.get("seed"));
   // A digit for the VAE or the GAN is drawn by its class-conditional twin (the answer names it).
-  if (fields.get("digit") !== "") request.digit = Number(fields.get("digit"));
+  if (fields.get("digit") !== "") {
+    if (model === "wgan-gp") throw new Error("wgan-gp draws any digit: leave digit empty, or pick gan or vae for one digit");
+    request.digit = Number(fields.get("digit"));
+  }
   if (model === "diffusion") {
     request.steps = Number(fields.get("steps"));
     if (fields.get("guidance") !== "") request.guidance = Number(fields.get("guidance"));

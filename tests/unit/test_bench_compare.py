@@ -1,0 +1,37 @@
+"""`python -m bench.compare`: two runs' figures as ratios, with the machines' differences first."""
+
+from __future__ import annotations
+
+import json
+
+from bench.__main__ import machine
+from bench.compare import compare, main
+
+
+def _run(rps: float, p99_ms: float, flags: list[str]) -> dict:
+    return {"machine": {"cpu": "a CPU", "cpu_flags": flags}, "threads": 1, "smoke": False,
+            "sections": {"floor": {"cases": {"/house-price/predict": [{"connections": 8, "rps": rps,
+                                                                       "p99_ms": p99_ms, "failures": 0}]}},
+                         "engines": {"mnist-cnn": {"max_abs_diff": 1e-6}}}}
+
+
+def test_each_shared_figure_gets_its_ratio_and_a_verdict_where_its_name_tells(tmp_path, capsys):
+    old, new = _run(1000, 10.0, ["avx2", "avx512f"]), _run(800, 9.5, ["avx2"])
+    rows = {row["figure"]: row for row in compare(old, new, tolerance=0.1)}
+    rps = rows["sections.floor.cases./house-price/predict[0].rps"]
+    assert (rps["ratio"], rps["verdict"]) == (0.8, "WORSE")  # a rate 20% lower
+    assert rows["sections.floor.cases./house-price/predict[0].p99_ms"]["verdict"] == ""  # 5%: within tolerance
+    assert rows["sections.engines.mnist-cnn.max_abs_diff"]["verdict"] == ""  # the name says no direction
+    for name, report in (("old", old), ("new", new)):
+        (tmp_path / f"{name}.json").write_text(json.dumps(report))
+    assert main([str(tmp_path / "old.json"), str(tmp_path / "new.json"), "--changed-only"]) == 0
+    out = capsys.readouterr().out
+    assert "machines differ" in out and "only old ['avx512f']" in out
+    assert "rps" in out and "WORSE" in out and "p99_ms" not in out
+    assert "1 worse by more than 10%" in out
+
+
+def test_the_machine_description_lists_the_cpu_flags():
+    described = machine()
+    assert described["cores"] >= 1 and described["cpu_flags"] == sorted(described["cpu_flags"])
+    assert "sse2" in described["cpu_flags"] or not described["cpu_flags"]  # every x86-64 CPU has SSE2

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from starlette.staticfiles import StaticFiles
 
-from serving.protocol import jobs, management, oip, web
+from serving.protocol import jobs, management, monitoring, oip, web
 from serving.protocol.routing import TEXT, Route, declared
 from serving.repository.catalog import GENERATOR_FAMILIES
 from serving.service import ZooServe
@@ -49,7 +49,7 @@ def table() -> list[Route]:
     endpoints = declared(ZooServe)
     generation_jobs = [jobs.submit_route(route) for route in endpoints
                        if route.path.removeprefix("/generate/") in GENERATOR_FAMILIES]
-    return [*oip.ROUTES, *management.ROUTES, *endpoints, *generation_jobs, *jobs.ROUTES, *web.ROUTES,
+    return [*oip.ROUTES, *management.ROUTES, *endpoints, *generation_jobs, *jobs.ROUTES, *monitoring.ROUTES, *web.ROUTES,
             _swagger_assets(), *BENTOML_ROUTES]
 
 

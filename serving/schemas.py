@@ -55,6 +55,35 @@ class ModelInfo(BaseModel):
     sha256: str
 
 
+class Answer(BaseModel):
+    """What every logged endpoint answers besides its own fields: the id of the answer in the
+    prediction log, and what the log reads from it (its outputs, the values or labels feedback is
+    scored against, and the out-of-distribution score and flag)."""
+
+    prediction_id: str | None = Field(None, description=(
+        "this answer's id in the prediction log, to send with POST /feedback (also the X-Prediction-ID "
+        "header); none when the server keeps no log"))
+    model: ModelInfo
+
+    def logged_outputs(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude={"prediction_id", "model"})
+
+    def predicted(self) -> list[Any] | None:
+        """The answer's values or labels, one per item asked about (None: nothing to score)."""
+        return None
+
+    def flags(self) -> list["OutOfDistribution | None"]:
+        """Each item's out-of-distribution verdict (none where the model has no novelty graph)."""
+        return []
+
+    def novelty(self) -> tuple[float | None, bool | None]:
+        """The highest score and whether any item was flagged (None, None without a verdict)."""
+        verdicts = [verdict for verdict in self.flags() if verdict is not None]
+        if not verdicts:
+            return None, None
+        return max(v.score for v in verdicts), any(v.flagged for v in verdicts)
+
+
 class House(BaseModel):
     """One California census block group, in the units of scikit-learn's dataset."""
 
@@ -102,10 +131,15 @@ class HousePrice(BaseModel):
     out_of_distribution: OutOfDistribution | None = None
 
 
-class HousePriceResponse(BaseModel):
+class HousePriceResponse(Answer):
     predictions: list[HousePrice]
     level: float = Field(description="the intervals' coverage level")
-    model: ModelInfo
+
+    def predicted(self) -> list[Any]:
+        return [house.value for house in self.predictions]
+
+    def flags(self) -> list[OutOfDistribution | None]:
+        return [house.out_of_distribution for house in self.predictions]
 
 
 MAX_EXPLAINED_HOUSES = 8  # each costs 8,192 predictions (256 coalitions x 32 background rows)
@@ -124,10 +158,12 @@ class HouseExplanation(BaseModel):
         "each feature's share of value - baseline, $100k (they add up to it): exact Shapley values"))
 
 
-class HouseExplainResponse(BaseModel):
+class HouseExplainResponse(Answer):
     explanations: list[HouseExplanation]
     method: str = Field(description="how the attributions were computed (the model card gives their measured error)")
-    model: ModelInfo
+
+    def predicted(self) -> list[Any]:
+        return [house.value for house in self.explanations]
 
 
 # The first 25 months of the series (1949-01 to 1951-01): one window of the served model.
@@ -154,13 +190,15 @@ class ForecastRequest(BaseModel):
         "hold (conformal, calibrated on the validation period; the card gives the coverage measured on 1959-1960)")
 
 
-class ForecastResponse(BaseModel):
+class ForecastResponse(Answer):
     forecast: list[float] = Field(description="passengers (thousands), from the month after the history's last")
     intervals: list[tuple[float, float]] | None = Field(None, description=(
         "[low, high] in thousands for each forecast month, widening with the horizon (none for a model "
         "exported without forecast calibration)"))
     level: float = Field(description="the intervals' coverage level")
-    model: ModelInfo
+
+    def predicted(self) -> list[Any]:
+        return list(self.forecast)
 
 
 MNIST_SIDE = 28
@@ -203,7 +241,7 @@ class DigitParity(BaseModel):
     probability: float
 
 
-class DigitResponse(BaseModel):
+class DigitResponse(Answer):
     digit: int
     probabilities: list[float] = Field(description=(
         "P(0) ... P(9); the CNN's are calibrated (temperature scaling on the validation slice: of the "
@@ -211,7 +249,12 @@ class DigitResponse(BaseModel):
     parity: DigitParity
     out_of_distribution: OutOfDistribution | None = Field(None, description=(
         "whether the picture looks like a handwritten digit at all, to the CNN (none for the classical models)"))
-    model: ModelInfo
+
+    def predicted(self) -> list[Any]:
+        return [self.digit]
+
+    def flags(self) -> list[OutOfDistribution | None]:
+        return [self.out_of_distribution]
 
 
 class OcclusionMap(BaseModel):
@@ -223,11 +266,16 @@ class OcclusionMap(BaseModel):
     png: str = Field(description="base64 PNG, 280x280: the digit in gray, red where it is evidence, blue against")
 
 
-class DigitExplanation(BaseModel):
+class DigitExplanation(Answer):
     digit: int = Field(description="the predicted digit, which the map explains")
     probability: float
     occlusion: OcclusionMap
-    model: ModelInfo
+
+    def logged_outputs(self) -> dict[str, Any]:
+        return {"digit": self.digit, "probability": self.probability}  # the map is the input's, recomputable
+
+    def predicted(self) -> list[Any]:
+        return [self.digit]
 
 
 DEFAULT_TOP_K = 3
@@ -246,11 +294,16 @@ class LabelProbability(BaseModel):
     probability: float = Field(description="calibrated (temperature scaling on the validation slice)")
 
 
-class ImageResponse(BaseModel):
+class ImageResponse(Answer):
     predictions: list[LabelProbability]
     out_of_distribution: OutOfDistribution | None = Field(None, description=(
         "whether the photo looks like the training photos (ants and bees): a flagged photo's labels mean little"))
-    model: ModelInfo
+
+    def predicted(self) -> list[Any]:
+        return [self.predictions[0].label]
+
+    def flags(self) -> list[OutOfDistribution | None]:
+        return [self.out_of_distribution]
 
 
 MAX_IMAGES = 64
@@ -288,10 +341,12 @@ class DiffusionRequest(GenerateRequest):
         "noise each step adds: 0 deterministic DDIM (the default), 1 DDPM's ancestral sampling; seeded too"))
 
 
-class GeneratedImages(BaseModel):
+class GeneratedImages(Answer):
     images: list[str] = Field(description="one base64-encoded 28x28 grayscale PNG per digit")
     seed: int
-    model: ModelInfo
+
+    def logged_outputs(self) -> dict[str, Any]:
+        return {"seed": self.seed, "images": len(self.images)}  # the seed and parameters redraw them
 
 
 class JobProgress(BaseModel):
@@ -363,6 +418,63 @@ class InterpolationSeeds(BaseModel):
 
 
 # --- documented answers that no endpoint builds through pydantic ---------------------------------
+
+
+Truth = int | Annotated[float, Field(allow_inf_nan=False)] | Annotated[str, Field(min_length=1, max_length=200)]
+PREDICTION_IDS = r"^[A-Za-z0-9_-]{1,32}$"
+
+
+class FeedbackRequest(BaseModel):
+    """What a person says the right answer to a logged prediction was."""
+
+    model_config = STRICT
+    prediction_id: str = Field(pattern=PREDICTION_IDS, description="the answer's prediction_id (X-Prediction-ID)",
+                               examples=["kq3Zr1u8Jx0bW9aQ"])
+    truth: Truth | Annotated[list[Truth], Field(min_length=1, max_length=1000)] = Field(description=(
+        "the true value or label: one per item the answer gave (a house's value in $100k, a digit, a photo's "
+        "label, a month's passengers); a single value for a one-item answer"), examples=[7])
+    comment: str | None = Field(None, max_length=2000, description="why the answer was wrong, in the person's words")
+
+
+class FeedbackReceipt(BaseModel):
+    feedback_id: int
+    prediction_id: str
+
+
+class LiveMetrics(BaseModel):
+    """A model's quality on the answers people gave feedback on (the newest feedback per answer)."""
+
+    model: str
+    task: str
+    answers: int = Field(description="logged answers of this model with feedback")
+    items: int = Field(description="values or labels compared (an answer about several houses has several)")
+    mismatched: int = Field(description="feedback whose number of values differs from the answer's: not scored")
+    accuracy: float | None = Field(None, description="classifiers: the share of items whose label was right")
+    rmse: float | None = Field(None, description="regressors and the forecaster: root mean squared error")
+    mae: float | None = Field(None, description="regressors and the forecaster: mean absolute error")
+
+
+class DriftItems(BaseModel):
+    flags: int = Field(description="items with an out-of-distribution verdict")
+    features: int = Field(description="rows of features (the house models)")
+    labels: int = Field(description="predicted labels (the classifiers)")
+
+
+class DriftReport(BaseModel):
+    """A model's drift over the newest ``window`` items it answered (this API worker's, since it started)."""
+
+    model: str
+    window: int = Field(description="the window's size: ZOOSERVE_DRIFT_WINDOW items")
+    items: DriftItems
+    ood_flag_rate: float | None = Field(description="share of the items flagged out of distribution")
+    psi: dict[str, float] = Field(description=(
+        "population stability index against the training data, per feature (the house models) and for the "
+        "predicted classes (predicted_class, the classifiers): < 0.1 stable, 0.1-0.2 a shift, > 0.2 drift"))
+    predicted_class_shares: dict[str, float] | None = Field(description="the window's predicted classes")
+    training_class_shares: dict[str, float] | None = Field(description="the training labels' classes")
+    flags_by_minute: list[tuple[int, int, int]] = Field(description=(
+        "the last two hours, per minute with answers: [minute's start (Unix seconds), items with a verdict, "
+        "items flagged out of distribution]"))
 
 
 class ErrorDetail(BaseModel):

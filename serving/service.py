@@ -30,6 +30,8 @@ from serving.inference.classify import classifier_rows, versioned_rows
 from serving.inference.forecast import forecast_intervals, recursive_forecast, session_step
 from serving.inference.jobs import Job, JobGone, JobQueue, JobsFull
 from serving.inference.postprocess import odd_even, ranked
+from serving.monitoring.drift import DriftMonitor
+from serving.monitoring.predictions import PredictionLog
 from serving.protocol.jobs import images_answer
 from serving.protocol.routing import BINARY, JSON, MULTIPART, PNG, endpoint
 from serving.repository.catalog import (BATCHED_MODELS, DIFFUSION_MODEL, DIGITS_MODEL, GENERATIVE_MODELS,
@@ -231,7 +233,16 @@ class ZooServe:
         # Sessions for every model, the batched ones included: the Open Inference Protocol (/v2)
         # runs any model in-process, and so do the classify endpoints when batching is off.
         self.registry = Registry(self.settings, decides=True)
+        # Where the gateway sends each model answer: the prediction log (off the request path; off
+        # unless ZOOSERVE_PREDICTION_LOG is set) and the drift windows.
+        self.predictions = PredictionLog(self.settings.prediction_log, self.settings.log_images,
+                                         self.settings.log_retention_days, self.settings.log_queue)
+        self.drift = DriftMonitor(self.settings.drift_window, self._drift_reference)
         settle_heap()
+
+    def _drift_reference(self, name: str) -> tuple[dict | None, str] | None:
+        loaded = self.registry.models.get(name)
+        return None if loaded is None else ((loaded.card.model_extra or {}).get("drift_reference"), loaded.card.task)
 
     def __is_ready__(self) -> bool:
         # __init__ returns only after every model there loaded and answered its warm-up inference; in
@@ -264,7 +275,7 @@ class ZooServe:
     # under a millisecond of NumPy and ONNX Runtime) costs less than the hand-off to a worker
     # thread that the gateway gives a sync endpoint.
     @endpoint("/noop", forms={JSON: NoBody}, answers={JSON: {"type": "object", "maxProperties": 0}}, tag="service",
-              examples={JSON: {}}, body_required=False,
+              examples={JSON: {}}, body_required=False, logged=False,
               summary="Does nothing: the cost of a request through the service, which `make bench` compares with")
     async def noop(self) -> dict:
         """Does nothing: what a request costs through the gateway, the baseline ``make bench`` sets

@@ -43,7 +43,8 @@ def _pairs(name: str) -> tuple[tuple[str, str], ...]:
 
 # Whole numbers read from ZOOSERVE_<NAME IN CAPITALS>, each defaulting to its field's default.
 LIMITS = ("max_body_bytes", "timeout_seconds", "max_concurrency", "max_generations", "body_timeout_seconds",
-          "max_rows", "max_elements", "max_images", "max_steps", "max_jobs", "job_ttl_seconds", "gpus")
+          "max_rows", "max_elements", "max_images", "max_steps", "max_jobs", "job_ttl_seconds", "gpus",
+          "log_retention_days", "log_queue", "drift_window")
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,12 @@ class Settings:
     watch: bool = False  # pick up each model or version that appears under the models directory
     pinned_versions: tuple[tuple[str, str], ...] = ()  # (model, version): what requests naming none get
     training_progress: Path | None = None
+    # The prediction log's database (``serving.monitoring.predictions``): a SQLAlchemy URL, None: off.
+    prediction_log: str | None = field(default=None, repr=False)  # a PostgreSQL URL may hold a password
+    log_images: bool = False  # keep uploaded pictures themselves in the log, not only their digest
+    log_retention_days: int = 30  # logged answers (and their feedback) older than this are deleted
+    log_queue: int = 10_000  # records waiting for the writer; beyond, dropped (and counted)
+    drift_window: int = 5000  # the newest items (houses, digits, photos) each model's drift is measured over
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_images <= 64:  # 64: the request schemas' own ceiling
@@ -88,6 +95,9 @@ class Settings:
         if self.max_jobs < 1 or self.job_ttl_seconds < 1:
             raise ValueError(f"ZOOSERVE_MAX_JOBS and ZOOSERVE_JOB_TTL_SECONDS must be 1 or more, got "
                              f"{self.max_jobs} and {self.job_ttl_seconds}")
+        if min(self.log_retention_days, self.log_queue, self.drift_window) < 1:
+            raise ValueError(f"ZOOSERVE_LOG_RETENTION_DAYS, ZOOSERVE_LOG_QUEUE and ZOOSERVE_DRIFT_WINDOW must be 1 or "
+                             f"more, got {self.log_retention_days}, {self.log_queue} and {self.drift_window}")
         if self.max_steps < 0:
             raise ValueError(f"ZOOSERVE_MAX_STEPS must be 0 (the model's) or more, got {self.max_steps}")
 
@@ -111,4 +121,7 @@ class Settings:
             pinned_versions=_pairs("ZOOSERVE_VERSIONS"),
             training_progress=Path(os.environ["ZOOSERVE_TRAINING_PROGRESS"])
             if os.environ.get("ZOOSERVE_TRAINING_PROGRESS") else None,
+            prediction_log=None if os.environ.get("ZOOSERVE_PREDICTION_LOG", "off") in ("", "off")
+            else os.environ["ZOOSERVE_PREDICTION_LOG"],
+            log_images=_choice("ZOOSERVE_LOG_IMAGES", "off", ("on", "off")) == "on",
         )

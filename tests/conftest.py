@@ -56,7 +56,10 @@ def server(trained_models: Path, tmp_path_factory: pytest.TempPathFactory) -> It
     """The real server (`python -m serving`) on a free loopback port over the session's models,
     shared by the integration and browser tests."""
     log = tmp_path_factory.mktemp("server") / "serve.log"
-    with served(free_port(), log, {"ZOOSERVE_MODELS_DIR": str(trained_models)}, core=None) as url:
+    # As `make serve` runs it: every answer logged (to SQLite), so every test goes through the log.
+    environment = {"ZOOSERVE_MODELS_DIR": str(trained_models),
+                   "ZOOSERVE_PREDICTION_LOG": f"sqlite:///{log.parent / 'predictions.db'}"}
+    with served(free_port(), log, environment, core=None) as url:
         yield url
 
 

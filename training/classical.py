@@ -26,7 +26,7 @@ from sklearn.tree import DecisionTreeClassifier
 
 from serving.inference.images import MNIST_MEAN, MNIST_STD
 
-from . import plots
+from . import drift, plots
 from .data import mnist_arrays
 from .export import Graph, Sessions, Stopwatch, sklearn_classifier_writer
 from .mnist import LABELS, VALIDATION, evaluate_digits, normalize, validation_split
@@ -138,6 +138,9 @@ class ClassicalRecipe(Recipe[Profile]):
                    "probabilities": "P(0) ... P(9)"},
             max_exceed_fraction=self.family.max_exceed_fraction,
         )}
+
+    def drift_reference(self) -> dict[str, Any]:
+        return drift.label_reference(self.y, LABELS)
 
     def card(self, model: Pipeline) -> dict[str, Any]:
         return {

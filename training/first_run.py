@@ -21,6 +21,8 @@ from pathlib import Path
 from serving.runtime.launch import serve_command
 
 PROGRESS = Path("logs") / "first-run.json"
+# `make serve` keeps a prediction log by default (ZOOSERVE_PREDICTION_LOG=off turns it off).
+PREDICTION_LOG = "sqlite:///logs/predictions.db"
 PLAN_WAIT_SECONDS = 120  # the trainer writes its plan after importing PyTorch and a second-long probe
 
 
@@ -55,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _wait_for_plan(trainer, args.progress)
         server = subprocess.Popen(serve_command(args.port, args.host),
-                                  env={"ZOOSERVE_WATCH": "on", **os.environ,  # retrain while it serves
+                                  env={"ZOOSERVE_WATCH": "on",  # retrain while it serves
+                                       "ZOOSERVE_PREDICTION_LOG": PREDICTION_LOG, **os.environ,
                                        "ZOOSERVE_TRAINING_PROGRESS": str(args.progress.resolve())})
         reported = False
         while server.poll() is None:

@@ -19,7 +19,7 @@ from torch import nn
 
 from serving.repository.card import IntervalCalibration
 
-from . import explanations, metrics, novelty, plots
+from . import drift, explanations, metrics, novelty, plots
 from .data import HOUSING_FEATURES, HOUSING_SPLIT_SEED, HOUSING_TEST_SIZE, HousingSplit, california_housing_split
 from .export import Graph, Sessions, Stopwatch, sklearn_writer, torch_writer
 from .loop import FitResult, fit, seed_everything
@@ -157,6 +157,9 @@ class HousingRecipe(Recipe[P]):
 
     def model_graph(self, model: Any) -> Graph:
         raise NotImplementedError
+
+    def drift_reference(self) -> dict[str, Any]:
+        return drift.feature_reference(self.rows.x, HOUSING_FEATURES)
 
     def graphs(self, model: Any) -> dict[str, Graph]:
         split, rows = self.split, self.rows

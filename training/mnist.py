@@ -24,7 +24,7 @@ from torch.nn import functional as F
 from serving.inference.images import MNIST_MEAN, MNIST_STD, to_mnist
 from serving.inference.postprocess import softmax
 
-from . import foreign, metrics, novelty, plots
+from . import drift, foreign, metrics, novelty, plots
 from .calibration import temperature_card
 from .data import load_image_folder, mnist_arrays
 from .export import Graph, Sessions, int8_graph, torch_graph
@@ -246,6 +246,9 @@ class DigitRecipe(Recipe[Profile]):
         calibration = {"image": normalize(self.images[self.train_idx[:CALIBRATION_IMAGES]])}
         return {"model": graph, "novelty": novelty.graph(features, self.y_train.numpy(), features[:512]),
                 "model_int8": int8_graph(graph, calibration)}
+
+    def drift_reference(self) -> dict[str, Any]:
+        return drift.label_reference(self.labels[self.train_idx], LABELS)
 
     def card(self, model: nn.Module) -> dict[str, Any]:
         config = self.config

@@ -98,6 +98,11 @@ class Recipe(Generic[P]):
         """Card sections serving reads (intervals, temperature, novelty), from the served graphs."""
         return {}
 
+    def drift_reference(self) -> dict[str, Any] | None:
+        """What serving measures drift against (``training.drift``): the training features' or
+        labels' distribution; None where there is none (the generators)."""
+        return None
+
     # --- a network trained through the shared loop ---------------------------------------------
 
     def network(self) -> nn.Module:
@@ -153,4 +158,6 @@ def train(recipe: type[Recipe], profile: str = "full", seed: int = 0, limit: int
                               "epochs_run": result.epochs_run, "history": result.history,
                               **card.get("validation", {})}
     card["training"] = cost.as_card()
+    if (reference := family.drift_reference()) is not None:
+        card["drift_reference"] = reference
     return family.export(family.graphs(model), card)

@@ -26,7 +26,7 @@ from torchvision import transforms
 from serving.inference.images import to_classifier_input
 from serving.inference.postprocess import softmax
 
-from . import foreign, metrics, novelty, plots
+from . import drift, foreign, metrics, novelty, plots
 from .calibration import temperature_card
 from .data import downloads_allowed, image_folder_root, load_image_folder, mnist_arrays
 from .export import Graph, Sessions, int8_graph, torch_graph
@@ -252,6 +252,9 @@ class TransferRecipe(Recipe[Profile]):
         labels = np.array([self.eval_set.samples[int(i)][1] for i in self.fit_idx])
         return {"model": graph, "novelty": novelty.graph(fitted, labels, fitted[:64]),
                 "model_int8": int8_graph(graph, {"image": calibration})}
+
+    def drift_reference(self) -> dict[str, Any]:
+        return drift.label_reference(np.asarray(self.train_set.targets)[self.fit_idx], self.train_set.classes)
 
     def card(self, model: nn.Module) -> dict[str, Any]:
         config = self.config

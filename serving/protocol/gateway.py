@@ -10,6 +10,9 @@
 - calls the route's handler: a service endpoint (the body validated with the route's form for its
   content type, JSON or multipart), a ``/v2`` or page handler, the page's files, or BentoML's own
   health and metrics routes;
+- writes a model endpoint's answer to the prediction log, when the server keeps one, under an id
+  it issues (``X-Prediction-ID``; ``serving.monitoring.predictions``), and adds its items to the
+  model's drift window (``serving.monitoring.drift``);
 - turns every refusal and exception into the one error shape, logged as one line (``errors``);
 - observes BentoML's request metrics (same names and labels), labelled by route template.
 
@@ -49,7 +52,7 @@ from serving.protocol.access import (BODY_METHODS, LARGE_BODY, ClientGone, Cors,
                                      release_freed_memory)
 from serving.protocol.admission import Slots, unless_gone
 from serving.protocol.routing import JSON, MULTIPART, UNMATCHED, Route, RouteTable
-from serving.schemas import file_fields
+from serving.schemas import Answer, file_fields
 from serving.settings import Settings
 
 logger = logging.getLogger("bentoml.zooserve")
@@ -64,6 +67,7 @@ MAX_PARTS = 16  # files, and text fields, per multipart request: the widest form
 # across workers and restarts and a tenth of the cost of a uuid4 per request.
 _ID_PREFIX = secrets.token_hex(12)  # with the 8-digit counter: 32 hex digits, as a uuid4 was
 _ID_COUNTER = itertools.count()
+PREDICTION_ID = "X-Prediction-ID"  # a logged answer's id in the prediction log (also its body's prediction_id)
 
 
 class _Metrics:
@@ -364,6 +368,7 @@ class Gateway:
             data = form.model_validate_json(body or b"{}")
         method, is_async = self._method(route)
         arguments = {name: getattr(data, name) for name in _fields(type(data))}
+        started = time.perf_counter()
         if is_async:
             output = await method(**arguments)
         else:
@@ -374,10 +379,22 @@ class Gateway:
             hold.thread = asyncio.ensure_future(anyio.to_thread.run_sync(functools.partial(method, **arguments),
                                                                          limiter=self.sync_limiter))
             output = await asyncio.shield(hold.thread)
+        log, drift = getattr(self._instance, "predictions", None), getattr(self._instance, "drift", None)
+        headers = None
+        if route.logged and drift is not None and isinstance(output, Answer):
+            drift.observe(data, output)
+        if route.logged and log is not None and log.enabled and isinstance(output, (Answer, Response)):
+            # The server's own id, never the caller's X-Request-ID (a caller could repeat or forge one).
+            prediction_id = log.issue()
+            log.record(prediction_id, REQUEST_ID_VAR.get(), route.path, data, output, time.perf_counter() - started)
+            headers = {PREDICTION_ID: prediction_id}
+            if isinstance(output, Answer):
+                output.prediction_id = prediction_id
         if isinstance(output, Response):
+            output.headers.update(headers or {})
             return output
         if isinstance(output, BaseModel):
-            return Response(output.model_dump_json().encode(), media_type=JSON)
+            return Response(output.model_dump_json().encode(), media_type=JSON, headers=headers)
         return JSONResponse(output)
 
     def _method(self, route: Route) -> tuple[t.Callable[..., t.Any], bool]:

@@ -31,7 +31,7 @@ REF = "#/components/schemas/{model}"
 REFUSALS = {
     "400": "the request is malformed or a field is out of bounds; `detail` names each field",
     "401": "the API key is missing or wrong (only when the server has one: ZOOSERVE_API_KEY)",
-    "404": "no such model or version on this server",
+    "404": "no such model or version on this server (feedback: no logged answer with that prediction_id, or no log)",
     "408": "the request body was not received in full in time (ZOOSERVE_BODY_TIMEOUT_SECONDS)",
     "409": "the job is not done (queued, running, failed or cancelled): its state says which",
     "410": "the job finished more than ZOOSERVE_JOB_TTL_SECONDS ago, or its result was discarded",

@@ -53,6 +53,7 @@ class Route:
     documented: bool = True  # in the OpenAPI document (the page and its files are not API)
     extra_refusals: tuple[str, ...] = ()  # statuses its handler may answer beyond the layers' (409, 410, ...)
     query: tuple[dict[str, Any], ...] = ()  # its query parameters, as OpenAPI parameter objects
+    logged: bool = False  # its answers go to the prediction log (every model endpoint's do)
 
     @property
     def label(self) -> str:
@@ -76,7 +77,7 @@ def endpoint(path: str, *, forms: Mapping[str, type[BaseModel]], answers: Mappin
     def declare(method: Callable) -> Callable:
         summary = options.pop("summary", None) or " ".join((method.__doc__ or "").strip().split("\n\n")[0].split())
         method.__route__ = Route(path, "POST", method, "endpoint", summary=summary, tag=tag, forms=forms,
-                                 answers=answers, **options)
+                                 answers=answers, **{"logged": True, **options})
         return method
 
     return declare

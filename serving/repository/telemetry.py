@@ -1,5 +1,5 @@
-"""Prometheus metrics beyond BentoML's request counts: per-model inference time, batch size and
-the loaded models and the version each serves by default.
+"""Prometheus metrics beyond BentoML's request counts: per-model inference time, batch size, the
+loaded models and the version each serves by default, and the prediction log's records.
 
 Created on first use, not at import: BentoML sets ``PROMETHEUS_MULTIPROC_DIR`` in each worker
 after importing the service module, and metrics created before that would never reach /metrics.
@@ -20,6 +20,10 @@ class Metrics:
     batch_size: object
     model_loaded: object
     model_version: object
+    prediction_log: object
+    drift_psi: object
+    ood_flag_rate: object
+    drift_window_items: object
 
 
 @cache
@@ -38,4 +42,15 @@ def metrics() -> Metrics:
         model_version=prom.Gauge("zooserve_model_version", "the version requests naming none get (its publish "
                                  "number; 0: none loaded, or a model exported before versions)", ["model"],
                                  multiprocess_mode="mostrecent"),
+        prediction_log=prom.Counter("zooserve_prediction_log_records", "answers the prediction log wrote, or dropped "
+                                    "(dropped_queue_full: the writer fell behind; dropped_database: it was down)",
+                                    ["outcome"]),
+        # Set by the API worker alone (serving.monitoring.drift), over its rolling window.
+        drift_psi=prom.Gauge("zooserve_drift_psi", "population stability index of a feature (or of the predicted "
+                             "classes: feature=\"predicted_class\") over the drift window, against training",
+                             ["model", "feature"], multiprocess_mode="mostrecent"),
+        ood_flag_rate=prom.Gauge("zooserve_ood_flag_rate", "share of the drift window's items flagged out of "
+                                 "distribution", ["model"], multiprocess_mode="mostrecent"),
+        drift_window_items=prom.Gauge("zooserve_drift_window_items", "items in the drift window (up to "
+                                      "ZOOSERVE_DRIFT_WINDOW)", ["model"], multiprocess_mode="mostrecent"),
     )

@@ -47,6 +47,13 @@ def start_up_refused(models_dir: Path, log: Path, within: float = 120) -> str:
     return log.read_text()
 
 
+def comparable(response) -> dict:
+    """A JSON answer but for the id the prediction log gives each answer (two answers never share one)."""
+    body = response.json()
+    body.pop("prediction_id", None)
+    return body
+
+
 def refused_naming(response, field: str) -> None:
     """A 400 whose message starts with the field the request got wrong."""
     assert response.status_code == 400, response.text

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
 from typing import Iterator
 
 import httpx
@@ -21,9 +23,15 @@ HOUSE = {"MedInc": 8.3252, "HouseAge": 41.0, "AveRooms": 6.984, "AveBedrms": 1.0
 
 
 @pytest.fixture(scope="module")
-def locked(trained_models, tmp_path_factory) -> Iterator[str]:
+def prediction_log(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("locked-log") / "predictions.db"
+
+
+@pytest.fixture(scope="module")
+def locked(trained_models, tmp_path_factory, prediction_log) -> Iterator[str]:
     settings = {"ZOOSERVE_MODELS_DIR": str(trained_models), "ZOOSERVE_API_KEY": KEY,
-                "ZOOSERVE_MAX_BODY_BYTES": str(LIMIT), "ZOOSERVE_CORS_ORIGINS": PAGE, "ZOOSERVE_BATCHING": "on"}
+                "ZOOSERVE_MAX_BODY_BYTES": str(LIMIT), "ZOOSERVE_CORS_ORIGINS": PAGE, "ZOOSERVE_BATCHING": "on",
+                "ZOOSERVE_PREDICTION_LOG": f"sqlite:///{prediction_log}"}
     with served(free_port(), tmp_path_factory.mktemp("locked") / "serve.log", settings, core=None) as url:
         yield url
 
@@ -42,6 +50,22 @@ def test_the_key_opens_the_service(locked):
     response = httpx.post(f"{locked}/house-price/predict", json={"houses": [HOUSE]},
                           headers={"Authorization": f"Bearer {KEY}"})
     assert response.status_code == 200
+
+
+def test_nothing_is_logged_where_the_key_is_wrong(locked, prediction_log):
+    refused = httpx.post(f"{locked}/house-price/predict", json={"houses": [HOUSE]},
+                         headers={"Authorization": "Bearer wrong", "X-Request-ID": "refused-caller"})
+    opened = httpx.post(f"{locked}/house-price/predict", json={"houses": [HOUSE]},
+                        headers={"Authorization": f"Bearer {KEY}", "X-Request-ID": "allowed-caller"})
+    assert refused.status_code == 401 and "x-prediction-id" not in refused.headers
+    kept = opened.headers["x-prediction-id"]
+    # Feedback waits for the record to be written: after it, the log holds what it will hold.
+    feedback = httpx.post(f"{locked}/feedback", json={"prediction_id": kept, "truth": 4.5},
+                          headers={"Authorization": f"Bearer {KEY}"})
+    assert feedback.status_code == 201
+    with sqlite3.connect(prediction_log) as database:
+        callers = {row[0] for row in database.execute("SELECT request_id FROM predictions")}
+    assert "allowed-caller" in callers and "refused-caller" not in callers
 
 
 @pytest.mark.parametrize("path", ["/livez", "/readyz", "/metrics", "/v2/health/live", "/v2/health/ready"])

@@ -60,6 +60,30 @@ def test_draw_a_seven_and_classify(page):
     page.screenshot(path=str(SCREENSHOTS / "digits.png"), full_page=True)
 
 
+def test_an_answer_is_contested_with_one_click(page, server):
+    before = page.request.get(f"{server}/models/mnist-cnn/live-metrics").json()["answers"]
+    _draw(page, [[(0.25, 0.2), (0.75, 0.2), (0.45, 0.85)]])
+    page.click("#digit-classify")
+    page.locator("#digit-contest button").first.wait_for()
+    assert page.locator("#digit-contest button").count() == 10  # one per digit: the right one is one click
+    page.click("#digit-contest button:text-is('1')")
+    page.locator("#digit-contest", has_text="Thank you: stored as 1").wait_for()
+    assert page.request.get(f"{server}/models/mnist-cnn/live-metrics").json()["answers"] == before + 1
+    page.locator("#digits-panel").screenshot(path=str(SCREENSHOTS / "contest.png"))
+    # The model's monitoring panel shows the feedback, the flags over time and the drift.
+    monitoring = page.locator("#models li", has=page.locator("a", has_text="mnist-cnn")).first.locator("details.monitoring")
+    monitoring.locator("summary").click()
+    monitoring.locator("p", has_text="From people's feedback on").wait_for()
+    assert "Flagged out of distribution" in monitoring.inner_text() and monitoring.locator("svg.curve").count() == 1
+    assert "predicted class" in monitoring.inner_text()  # the predicted classes' PSI
+    monitoring.screenshot(path=str(SCREENSHOTS / "monitoring.png"))
+    # A house takes a value: typed, then sent.
+    _submit(page, "house-form")
+    page.locator("#house-contest input").fill("4.2")
+    page.click("#house-contest button")
+    page.locator("#house-contest", has_text="Thank you: stored as 4.2").wait_for()
+
+
 def test_a_scribble_is_flagged(page):
     _draw(page, [[(0.1, 0.1), (0.9, 0.3), (0.1, 0.5), (0.9, 0.7), (0.1, 0.9), (0.9, 0.1), (0.1, 0.9)]])
     page.click("#digit-classify")

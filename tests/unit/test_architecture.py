@@ -40,8 +40,8 @@ print("clean")
     assert result.returncode == 0 and result.stdout.strip().endswith("clean"), result.stderr[-2000:]
 
 
-LAYERS = ["settings", "errors", "repository", "schemas", "inference", "protocol", "service", "routes", "runtime",
-          "server", "__main__", "add"]
+LAYERS = ["settings", "errors", "repository", "schemas", "inference", "monitoring", "protocol", "service", "routes",
+          "runtime", "server", "__main__", "add"]
 
 
 def _layer(module: str) -> int:

@@ -220,6 +220,42 @@ function learningCurve(name) {
   return details;
 }
 
+// A model's monitoring: its out-of-distribution flags over time, the drift of its inputs (PSI
+// against training) and its accuracy or RMSE from the feedback people gave.
+function monitoring(name) {
+  const details = document.createElement("details");
+  details.className = "monitoring";
+  details.append(Object.assign(document.createElement("summary"), { textContent: "monitoring" }));
+  details.addEventListener("toggle", async () => {
+    if (!details.open || details.dataset.drawn) return;
+    details.dataset.drawn = "yes";
+    const lines = [];
+    try {
+      const drift = await (await call(`/models/${encodeURIComponent(name)}/drift`)).json();
+      if (drift.flags_by_minute.length) {
+        const rate = drift.flags_by_minute.map(([minute, items, flagged]) => [minute / 60, flagged / items]);
+        details.append(lineChart("share of inputs flagged, per minute", [{ className: "validation", points: rate }],
+                                 "the last two hours"));
+      }
+      lines.push(drift.ood_flag_rate === null ? "No input with a novelty verdict yet."
+        : `Flagged out of distribution: ${percent(drift.ood_flag_rate)} of the last ${drift.items.flags} inputs.`);
+      const shifts = Object.entries(drift.psi).sort((a, b) => b[1] - a[1]);
+      if (shifts.length) {
+        lines.push("Drift against the training data (PSI; over 0.2 is drift): " + shifts.map(([feature, value]) =>
+          `${feature.replaceAll("_", " ")} ${value.toFixed(3)}${value > 0.2 ? " (drifted)" : ""}`).join(", ") + ".");
+      }
+      const live = await (await call(`/models/${encodeURIComponent(name)}/live-metrics`)).json();
+      const figure = live.accuracy !== null ? `accuracy ${percent(live.accuracy)}`
+        : live.rmse !== null ? `RMSE ${live.rmse.toPrecision(3)}` : null;
+      lines.push(figure ? `From people's feedback on ${live.answers} answers: ${figure}.` : "No feedback yet.");
+    } catch (err) {
+      lines.push(err.message);
+    }
+    details.append(...lines.map((text) => Object.assign(document.createElement("p"), { textContent: text })));
+  });
+  return details;
+}
+
 function loadModels() {
   return inPanel("models-panel", async () => {
     const listed = await (await call("/models")).json();
@@ -243,7 +279,7 @@ function loadModels() {
         (m.profile === "quick" ? ", quick profile (a short training)" : "");
       const words = document.createElement("p");
       words.textContent = about(m);
-      item.append(card, details, words, learningCurve(m.name));
+      item.append(card, details, words, learningCurve(m.name), monitoring(m.name));
       return item;
     }));
     // In a first run the list is refreshed until every model is loaded or has failed.
@@ -320,6 +356,32 @@ function showFlag(id, flag, what) {
   node.classList.toggle("flagged", flag.flagged);
 }
 
+// Contesting an answer: one click on the right label (or a value and Send) stores it beside the
+// logged answer (POST /feedback). Shown only where the server keeps a prediction log.
+function contest(containerId, answer, labels, unit) {
+  const box = document.getElementById(containerId);
+  if (!answer.prediction_id) return;
+  const sent = (truth) => call("/feedback", {
+    method: "POST", headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ prediction_id: answer.prediction_id, truth }),
+  }).then(() => { box.replaceChildren(`Thank you: stored as ${truth}${unit ? ` ${unit}` : ""}.`); },
+          (err) => { box.replaceChildren(`Not stored: ${err.message}`); });
+  const words = document.createElement("span");
+  words.textContent = "Wrong? The right answer: ";
+  if (labels) {
+    box.replaceChildren(words, ...labels.map((label) => {
+      const button = Object.assign(document.createElement("button"), { type: "button", textContent: label });
+      button.addEventListener("click", () => sent(label));
+      return button;
+    }));
+    return;
+  }
+  const value = Object.assign(document.createElement("input"), { type: "number", step: "any", ariaLabel: "true value" });
+  const send = Object.assign(document.createElement("button"), { type: "button", textContent: "Send" });
+  send.addEventListener("click", () => { if (value.value !== "") sent(Number(value.value)); });
+  box.replaceChildren(words, value, ` ${unit} `, send);
+}
+
 function digitForm(blob) {
   const form = new FormData();
   form.append("image", blob, "digit.png");
@@ -336,6 +398,7 @@ function classifyDigit(blob) {
     document.getElementById("digit-answer").textContent =
       `digit ${answer.digit} (${answer.parity.label}, p=${answer.parity.probability.toFixed(3)})`;
     showFlag("digit-flag", answer.out_of_distribution, "the answer means little.");
+    contest("digit-contest", answer, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
     const bars = document.getElementById("digit-bars");
     bars.replaceChildren(...answer.probabilities.flatMap((prob, digit) => {
       const label = document.createElement("span");
@@ -378,6 +441,7 @@ document.getElementById("image-file").addEventListener("change", (event) => {
       return item;
     }));
     showFlag("image-flag", answer.out_of_distribution, "its labels mean little.");
+    contest("image-contest", answer, answer.predictions.map((pred) => pred.label).sort());
   });
 });
 
@@ -396,6 +460,7 @@ onSubmit("house-form", "house-panel", async (fields) => {
       `${dollars(prediction.interval_usd[0])} to ${dollars(prediction.interval_usd[1])}`;
   }
   showFlag("house-flag", prediction.out_of_distribution, "the price is an extrapolation.");
+  contest("house-contest", answer, null, "x $100k");
   const why = (await (await call("/house-price/explain", request)).json()).explanations[0];
   const largest = Math.max(...Object.values(why.attributions).map(Math.abs), 1e-9);
   document.getElementById("house-why").replaceChildren(...Object.entries(why.attributions).flatMap(([name, share]) => {

@@ -1,0 +1,1 @@
+"""What the service keeps of its answers over time: the prediction log and the feedback on it."""

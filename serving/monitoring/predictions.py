@@ -1,0 +1,281 @@
+"""The prediction log: every answer of a logged endpoint, kept in a database off the request path.
+
+``ZOOSERVE_PREDICTION_LOG`` names the database as a URL: ``sqlite:///logs/predictions.db`` (what
+``make serve`` uses), or ``postgresql://user:password@host/db`` (through psycopg). Alembic
+migrations (``migrations/``) create and upgrade its two tables:
+
+- ``predictions``: one row per answer: the id the server issued (``X-Prediction-ID`` and the
+  body's ``prediction_id``; never the caller's ``X-Request-ID``, which a caller chooses), the
+  request id, time, endpoint, model, version and latency; the inputs (tabular features as they
+  came; a picture as its SHA-256 and size, its bytes only with ``ZOOSERVE_LOG_IMAGES=on``; a
+  generation's parameters and seed, not its images); the outputs, and the out-of-distribution
+  score and flag.
+- ``feedback``: what a person said the right answer was, beside the prediction it contests.
+
+A request only puts its record on a bounded queue; one writer thread inserts them in batches. A
+full queue or a database that is down never slows or fails a request: the record is dropped,
+counted in ``zooserve_prediction_log_records_total{outcome}``, and logged once per outage. Rows
+older than ``ZOOSERVE_LOG_RETENTION_DAYS`` are deleted as the writer goes.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import json
+import logging
+import queue
+import secrets
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic import BaseModel
+from starlette.responses import Response
+
+from serving.repository.telemetry import metrics
+from serving.schemas import Answer, file_fields
+
+logger = logging.getLogger("bentoml.zooserve")
+MIGRATIONS = Path(__file__).with_name("migrations")
+BATCH_ROWS = 500  # records one insert writes at most
+FLUSH_SECONDS = 0.25  # a record waits at most this long for its batch to fill
+RETENTION_CHECK_SECONDS = 3600.0
+RETRY_SECONDS = 1.0  # after a failed write, before the writer tries the database again
+WRITTEN_WAIT_SECONDS = 5.0  # feedback for a prediction still queued waits this long for its write
+DATABASE_ERRORS = (sa.exc.SQLAlchemyError, OSError)  # a database down, or a SQLite file that cannot be made
+IMAGE_FIELDS = ("pixels",)
+_MIGRATING = threading.Lock()  # JSON fields that carry a picture, beside the multipart file fields
+
+
+class UnknownPrediction(LookupError):
+    """Feedback for an id the log never wrote (or has since deleted)."""
+
+
+class LogUnavailable(RuntimeError):
+    """The database did not answer a read or a feedback write."""
+
+
+def engine_url(url: str) -> str:
+    """``postgresql://`` goes through psycopg 3 (SQLAlchemy's default driver would be psycopg2)."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def migrate(engine: sa.Engine) -> None:
+    """Bring the database's schema to the newest migration (a no-op when it is there)."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    # Alembic keeps the running migration's context in module globals: one migration at a time.
+    with _MIGRATING, engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+def _picture(value: bytes, keep: bool) -> dict[str, Any]:
+    kept = {"base64": base64.b64encode(value).decode()} if keep else {}
+    return {"sha256": hashlib.sha256(value).hexdigest(), "bytes": len(value), **kept}
+
+
+def logged_inputs(data: BaseModel, keep_pictures: bool) -> dict[str, Any]:
+    """The request's fields as the log keeps them: pictures as a digest (and themselves on demand)."""
+    pictures = set(file_fields(type(data))) | {name for name in IMAGE_FIELDS if name in type(data).model_fields}
+    inputs = data.model_dump(mode="json", exclude=pictures)
+    for name in pictures:
+        value = getattr(data, name)
+        if value is not None:
+            raw = value if isinstance(value, bytes) else json.dumps(value, separators=(",", ":")).encode()
+            inputs[name] = _picture(raw, keep_pictures)
+    return inputs
+
+
+class PredictionLog:
+    """See the module's docstring. ``url`` None: off (nothing issued, nothing kept)."""
+
+    def __init__(self, url: str | None, keep_pictures: bool = False, retention_days: int = 30,
+                 queue_size: int = 10_000) -> None:
+        self.url = url
+        self.keep_pictures, self.retention_days = keep_pictures, retention_days
+        self._queue: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=queue_size)
+        self._writer: threading.Thread | None = None
+        self._start, self._connecting = threading.Lock(), threading.Lock()
+        self._engine: sa.Engine | None = None
+        self._tables: dict[str, sa.Table] = {}
+        self._pending: dict[str, threading.Event] = {}  # issued ids not yet written (or dropped)
+        self._failing = False  # the writer is in an outage: logged once, until a write succeeds
+
+    @property
+    def enabled(self) -> bool:
+        return self.url is not None
+
+    @staticmethod
+    def issue() -> str:
+        """A new prediction id: 96 random bits, URL-safe."""
+        return secrets.token_urlsafe(12)
+
+    # --- the request path: cheap, never blocking, never raising ---------------------------------
+
+    def record(self, prediction_id: str, request_id: str, endpoint: str, data: BaseModel,
+               answer: BaseModel | Response, latency_seconds: float) -> None:
+        """Queue the record of one answer; a full queue drops it (counted)."""
+        model, version, outputs, predicted, score, flagged = _answer_fields(answer)
+        row = {"prediction_id": prediction_id, "request_id": request_id,
+               "created_at": dt.datetime.now(dt.timezone.utc), "endpoint": endpoint, "model": model,
+               "version": version, "latency_ms": latency_seconds * 1000, "inputs": logged_inputs(data, self.keep_pictures),
+               "outputs": outputs, "predicted": predicted, "ood_score": score, "ood_flagged": flagged}
+        self._ensure_writer()
+        self._pending[prediction_id] = threading.Event()
+        try:
+            self._queue.put_nowait(row)
+        except queue.Full:
+            self._done([prediction_id], "dropped_queue_full")
+
+    # --- the writer thread -----------------------------------------------------------------------
+
+    def _ensure_writer(self) -> None:
+        if self._writer is None:
+            with self._start:
+                if self._writer is None:
+                    self._writer = threading.Thread(target=self._write_forever, name="prediction-log", daemon=True)
+                    self._writer.start()
+
+    def _write_forever(self) -> None:
+        next_retention = 0.0
+        while True:
+            batch = [self._queue.get()]
+            deadline = time.monotonic() + FLUSH_SECONDS
+            while len(batch) < BATCH_ROWS:
+                try:
+                    batch.append(self._queue.get(timeout=max(0.0, deadline - time.monotonic())))
+                except queue.Empty:
+                    break
+            ids = [row["prediction_id"] for row in batch]
+            try:
+                with self.engine().begin() as connection:
+                    connection.execute(self.table("predictions").insert(), batch)
+                    if time.monotonic() >= next_retention:
+                        self._expire(connection)
+                        next_retention = time.monotonic() + RETENTION_CHECK_SECONDS
+            except Exception as error:  # pylint: disable=broad-exception-caught  # the writer must outlive any failure
+                self._done(ids, "dropped_database")
+                if not self._failing:
+                    self._failing = True
+                    logger.warning("prediction log: %s unreachable, dropping records until it answers (%s)",
+                                   sa.engine.make_url(engine_url(self.url)).render_as_string(hide_password=True),
+                                   str(error).splitlines()[0])
+                self._reset()
+                time.sleep(RETRY_SECONDS)
+                continue
+            if self._failing:
+                self._failing = False
+                logger.warning("prediction log: writing again")
+            self._done(ids, "written")
+
+    def _done(self, ids: list[str], outcome: str) -> None:
+        metrics().prediction_log.labels(outcome).inc(len(ids))
+        for prediction_id in ids:
+            event = self._pending.pop(prediction_id, None)
+            if event is not None:
+                event.set()
+
+    def _expire(self, connection: sa.Connection) -> None:
+        cutoff = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=self.retention_days)
+        old = sa.select(self.table("predictions").c.prediction_id).where(
+            self.table("predictions").c.created_at < cutoff)
+        connection.execute(self.table("feedback").delete().where(self.table("feedback").c.prediction_id.in_(old)))
+        connection.execute(self.table("predictions").delete().where(self.table("predictions").c.created_at < cutoff))
+
+    # --- the database --------------------------------------------------------------------------
+
+    def engine(self) -> sa.Engine:
+        """The engine, the schema migrated on first use; the tables as the database has them."""
+        with self._connecting:  # the writer and a feedback request may both come first
+            if self._engine is None:
+                self._engine = self._connect()
+            return self._engine
+
+    def _connect(self) -> sa.Engine:
+        engine = sa.create_engine(engine_url(self.url), pool_pre_ping=True)
+        try:
+            if engine.dialect.name == "sqlite":
+                Path(engine.url.database or ".").parent.mkdir(parents=True, exist_ok=True)
+            migrate(engine)
+            reflected = sa.MetaData()
+            reflected.reflect(engine, only=("predictions", "feedback"))
+        except DATABASE_ERRORS:
+            engine.dispose()
+            raise
+        self._tables = dict(reflected.tables)
+        return engine
+
+    def table(self, name: str) -> sa.Table:
+        return self._tables[name]
+
+    def _reset(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()  # a restarted server: new connections, the schema checked again
+            self._engine = None
+
+    # --- reads and feedback (a worker thread of the API worker, not the event loop) -------------
+
+    def feedback(self, prediction_id: str, truth: Any, comment: str | None) -> int:
+        """Store the feedback beside its prediction; its id. A prediction still queued is waited for."""
+        event = self._pending.get(prediction_id)
+        if event is not None:
+            event.wait(WRITTEN_WAIT_SECONDS)
+        try:
+            with self.engine().begin() as connection:
+                predictions = self.table("predictions")
+                known = connection.execute(sa.select(predictions.c.prediction_id).where(
+                    predictions.c.prediction_id == prediction_id)).first()
+                if known is None:
+                    raise UnknownPrediction(prediction_id)
+                inserted = connection.execute(self.table("feedback").insert().values(
+                    prediction_id=prediction_id, created_at=dt.datetime.now(dt.timezone.utc), truth=truth,
+                    comment=comment))
+                return int(inserted.inserted_primary_key[0])
+        except DATABASE_ERRORS as error:
+            self._reset()
+            raise LogUnavailable(str(error).splitlines()[0]) from None
+
+    def scored(self, model: str) -> list[tuple[Any, Any]]:
+        """(predicted, truth) of every prediction of ``model`` that has feedback (its newest)."""
+        try:
+            with self.engine().connect() as connection:
+                predictions, feedback = self.table("predictions"), self.table("feedback")
+                rows = connection.execute(
+                    sa.select(predictions.c.prediction_id, predictions.c.predicted, feedback.c.truth)
+                    .join(feedback, feedback.c.prediction_id == predictions.c.prediction_id)
+                    .where(predictions.c.model == model).order_by(feedback.c.feedback_id)).all()
+        except DATABASE_ERRORS as error:
+            self._reset()
+            raise LogUnavailable(str(error).splitlines()[0]) from None
+        newest = {prediction_id: (predicted, truth) for prediction_id, predicted, truth in rows}
+        return list(newest.values())
+
+    def flush(self, timeout: float = 10.0) -> None:
+        """Wait until every record queued so far is written or dropped (tests, shutdown)."""
+        waiting = list(self._pending.values())
+        until = time.monotonic() + timeout
+        for event in waiting:
+            event.wait(max(0.0, until - time.monotonic()))
+
+
+def _answer_fields(answer: BaseModel | Response) -> tuple[str, str, Any, Any, float | None, bool | None]:
+    """model, version, outputs, predicted values or labels, OOD score and flag of one answer."""
+    if isinstance(answer, Answer):
+        model = answer.model
+        score, flagged = answer.novelty()
+        return model.name, model.version, answer.logged_outputs(), answer.predicted(), score, flagged
+    # A PNG answer (a generation, an interpolation): its model and seed are in its headers.
+    name, _, version = answer.headers.get("x-model", " ").partition(" ")
+    seed = answer.headers.get("x-seed")
+    return name, version, {"seed": int(seed)} if seed else {}, None, None, None

@@ -1,0 +1,82 @@
+"""The prediction log over HTTP (the shared server logs every answer to SQLite, as `make serve`
+does): the server's prediction id on each logged answer, feedback stored beside it, and the live
+metrics computed from that feedback."""
+
+from __future__ import annotations
+
+import httpx
+import numpy as np
+import pytest
+
+from serving.inference import images
+from serving.inference.classify import classifier_rows
+from serving.repository.registry import Registry
+from serving.schemas import EXAMPLE_HOUSE
+from serving.settings import Settings
+from training.data import mnist_arrays
+
+from .conftest import refused_naming
+
+DIGITS = 1000
+
+
+def test_every_logged_answer_carries_the_servers_own_prediction_id(client):
+    house = {"houses": [EXAMPLE_HOUSE.model_dump()]}
+    first = client.post("/house-price/predict", json=house, headers={"X-Request-ID": "chosen-by-the-caller"})
+    second = client.post("/house-price/predict", json=house, headers={"X-Request-ID": "chosen-by-the-caller"})
+    assert first.status_code == second.status_code == 200, first.text
+    assert first.headers["x-request-id"] == "chosen-by-the-caller"  # echoed, never used as the log's key
+    ids = [answer.headers["x-prediction-id"] for answer in (first, second)]
+    assert ids[0] != ids[1] and "chosen" not in ids[0]
+    assert [answer.json()["prediction_id"] for answer in (first, second)] == ids
+    picture = client.post("/generate/gan", json={"n": 1, "seed": 3})  # a PNG answer: the header only
+    assert picture.status_code == 200 and len(picture.headers["x-prediction-id"]) == 16
+    assert "x-prediction-id" not in client.post("/noop", json={}).headers  # not a model's answer
+
+
+def test_feedback_on_houses_gives_their_live_rmse(client):
+    answer = client.post("/house-price/predict", json={"houses": [EXAMPLE_HOUSE.model_dump()] * 2, "model": "mlp"})
+    predicted = [house["value"] for house in answer.json()["predictions"]]
+    stored = client.post("/feedback", json={"prediction_id": answer.json()["prediction_id"],
+                                            "truth": [predicted[0] + 0.5, predicted[1] - 0.5],
+                                            "comment": "sold for more, then for less"})
+    assert stored.status_code == 201, stored.text
+    assert stored.json()["prediction_id"] == answer.json()["prediction_id"] and stored.json()["feedback_id"] >= 1
+    live = client.get("/models/house-price-mlp/live-metrics").json()
+    assert live["task"] == "tabular-regression" and live["answers"] >= 1 and live["items"] >= 2
+    assert live["rmse"] == pytest.approx(0.5, rel=1e-6) and live["accuracy"] is None
+
+
+def test_feedback_for_a_thousand_test_digits_gives_the_offline_accuracy(client, trained_models):
+    digits, labels = mnist_arrays(train=False)
+    pixels = [digits[i].astype(float).tolist() for i in range(DIGITS)]
+    with httpx.Client(base_url=str(client.base_url), timeout=30) as http:
+        answers = [http.post("/digits/classify", json={"pixels": p, "model": "mnist-logreg"}).json() for p in pixels]
+        for answer, label in zip(answers, labels[:DIGITS]):
+            assert http.post("/feedback", json={"prediction_id": answer["prediction_id"],
+                                                "truth": int(label)}).status_code == 201
+    live = client.get("/models/mnist-logreg/live-metrics").json()
+    # The same graph run here, offline, on the same digits prepared the same way.
+    registry = Registry(Settings(models_dir=trained_models, device="cpu", required_models=("mnist-logreg",)))
+    batch = np.concatenate([images.to_mnist(images.pixels_to_image(p))[None] for p in pixels])
+    offline = classifier_rows(registry.get("mnist-logreg"), batch)[:, :10].argmax(1)
+    assert (live["answers"], live["items"], live["mismatched"]) == (DIGITS, DIGITS, 0)
+    assert live["accuracy"] == float(np.mean(offline == labels[:DIGITS]))
+
+
+@pytest.mark.parametrize("payload, field", [
+    ({"truth": 3}, "prediction_id"),
+    ({"prediction_id": "a" * 33, "truth": 3}, "prediction_id"),
+    ({"prediction_id": "abc", "truth": [1] * 1001}, "truth"),
+    ({"prediction_id": "abc", "truth": {"value": 3}}, "truth"),
+    ({"prediction_id": "abc", "truth": 3, "comment": "x" * 2001}, "comment"),
+    ({"prediction_id": "abc", "truth": 3, "rating": 5}, "rating"),
+])
+def test_feedback_that_is_malformed_is_refused_naming_the_field(client, payload, field):
+    refused_naming(client.post("/feedback", json=payload), field)
+
+
+def test_feedback_for_an_unknown_prediction_is_a_404(client):
+    response = client.post("/feedback", json={"prediction_id": "never-issued", "truth": 3})
+    assert response.status_code == 404 and response.json()["error"].startswith("prediction_id")
+    assert client.get("/models/no-such-model/live-metrics").status_code == 404

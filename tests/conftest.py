@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 from pathlib import Path
 from typing import Iterator
 
@@ -10,6 +11,8 @@ import httpx
 import pytest
 
 from loadtests.server import free_port, served
+
+from .postgres import Postgres, binaries, postgres_server
 
 TRAIN_ROWS = 2000  # tiny trainings: tests prove the pipeline, `make train` earns the metrics
 TRANSFER_IMAGES = 32
@@ -49,6 +52,23 @@ def trained_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name in recipes():  # in the CLI's order: mnist-cnn before the generative models it scores
         train(name, "quick", seed=0, limit=limits.get(name), out_root=root)
     return root
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """A real PostgreSQL server for the prediction log's tests, started once per session."""
+    if binaries() is None:
+        pytest.skip("PostgreSQL is not installed (Debian: apt-get install postgresql); .ci/run installs it")
+    with postgres_server() as started:
+        yield started
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty prediction-log database of each kind the log supports: its URL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'logs' / 'predictions.db'}"
+    return request.getfixturevalue("postgres").create_database(f"log_{secrets.token_hex(6)}")
 
 
 @pytest.fixture(scope="session")

@@ -1,13 +1,17 @@
-"""The prediction log over HTTP (the shared server logs every answer to SQLite, as `make serve`
-does): the server's prediction id on each logged answer, feedback stored beside it, and the live
-metrics computed from that feedback."""
+"""The prediction log over HTTP, on SQLite (the shared server, as `make serve` logs) and on a real
+PostgreSQL server alike: the server's prediction id on each logged answer, feedback stored beside
+it, and the live metrics computed from that feedback."""
 
 from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Iterator
 
 import httpx
 import numpy as np
 import pytest
 
+from loadtests.server import free_port, served
 from serving.inference import images
 from serving.inference.classify import classifier_rows
 from serving.repository.registry import Registry
@@ -20,47 +24,69 @@ from .conftest import refused_naming
 DIGITS = 1000
 
 
-def test_every_logged_answer_carries_the_servers_own_prediction_id(client):
+@pytest.fixture(scope="module")
+def on_postgres(trained_models, postgres, tmp_path_factory):
+    """A server whose prediction log is a PostgreSQL database."""
+    log = tmp_path_factory.mktemp("postgres-logged") / "serve.log"
+    environment = {"ZOOSERVE_MODELS_DIR": str(trained_models),
+                   "ZOOSERVE_PREDICTION_LOG": postgres.create_database("served")}
+    with served(free_port(), log, environment, core=None) as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def logged(request) -> Iterator[httpx.Client]:
+    """A client of a server logging to each kind of database."""
+    url = request.getfixturevalue("server" if request.param == "sqlite" else "on_postgres")
+    with httpx.Client(base_url=url, timeout=30) as http:
+        yield http
+
+
+def test_every_logged_answer_carries_the_servers_own_prediction_id(logged):
     house = {"houses": [EXAMPLE_HOUSE.model_dump()]}
-    first = client.post("/house-price/predict", json=house, headers={"X-Request-ID": "chosen-by-the-caller"})
-    second = client.post("/house-price/predict", json=house, headers={"X-Request-ID": "chosen-by-the-caller"})
+    first = logged.post("/house-price/predict", json=house, headers={"X-Request-ID": "chosen-by-the-caller"})
+    second = logged.post("/house-price/predict", json=house, headers={"X-Request-ID": "chosen-by-the-caller"})
     assert first.status_code == second.status_code == 200, first.text
     assert first.headers["x-request-id"] == "chosen-by-the-caller"  # echoed, never used as the log's key
     ids = [answer.headers["x-prediction-id"] for answer in (first, second)]
     assert ids[0] != ids[1] and "chosen" not in ids[0]
     assert [answer.json()["prediction_id"] for answer in (first, second)] == ids
-    picture = client.post("/generate/gan", json={"n": 1, "seed": 3})  # a PNG answer: the header only
+    picture = logged.post("/generate/gan", json={"n": 1, "seed": 3})  # a PNG answer: the header only
     assert picture.status_code == 200 and len(picture.headers["x-prediction-id"]) == 16
-    assert "x-prediction-id" not in client.post("/noop", json={}).headers  # not a model's answer
+    assert "x-prediction-id" not in logged.post("/noop", json={}).headers  # not a model's answer
 
 
-def test_feedback_on_houses_gives_their_live_rmse(client):
-    answer = client.post("/house-price/predict", json={"houses": [EXAMPLE_HOUSE.model_dump()] * 2, "model": "mlp"})
+def test_feedback_on_houses_gives_their_live_rmse(logged):
+    answer = logged.post("/house-price/predict", json={"houses": [EXAMPLE_HOUSE.model_dump()] * 2, "model": "mlp"})
     predicted = [house["value"] for house in answer.json()["predictions"]]
-    stored = client.post("/feedback", json={"prediction_id": answer.json()["prediction_id"],
+    stored = logged.post("/feedback", json={"prediction_id": answer.json()["prediction_id"],
                                             "truth": [predicted[0] + 0.5, predicted[1] - 0.5],
                                             "comment": "sold for more, then for less"})
     assert stored.status_code == 201, stored.text
     assert stored.json()["prediction_id"] == answer.json()["prediction_id"] and stored.json()["feedback_id"] >= 1
-    live = client.get("/models/house-price-mlp/live-metrics").json()
+    live = logged.get("/models/house-price-mlp/live-metrics").json()
     assert live["task"] == "tabular-regression" and live["answers"] >= 1 and live["items"] >= 2
     assert live["rmse"] == pytest.approx(0.5, rel=1e-6) and live["accuracy"] is None
 
 
-def test_feedback_for_a_thousand_test_digits_gives_the_offline_accuracy(client, trained_models):
+def test_feedback_for_a_thousand_test_digits_gives_the_offline_accuracy(logged, trained_models):
     digits, labels = mnist_arrays(train=False)
     pixels = [digits[i].astype(float).tolist() for i in range(DIGITS)]
-    with httpx.Client(base_url=str(client.base_url), timeout=30) as http:
-        answers = [http.post("/digits/classify", json={"pixels": p, "model": "mnist-logreg"}).json() for p in pixels]
-        for answer, label in zip(answers, labels[:DIGITS]):
-            assert http.post("/feedback", json={"prediction_id": answer["prediction_id"],
-                                                "truth": int(label)}).status_code == 201
-    live = client.get("/models/mnist-logreg/live-metrics").json()
+    before = logged.get("/models/mnist-logreg/live-metrics").json()
+
+    def classified_and_contested(index: int) -> int:
+        answer = logged.post("/digits/classify", json={"pixels": pixels[index], "model": "mnist-logreg"}).json()
+        return logged.post("/feedback", json={"prediction_id": answer["prediction_id"],
+                                              "truth": int(labels[index])}).status_code
+
+    with ThreadPoolExecutor(4) as pool:
+        assert set(pool.map(classified_and_contested, range(DIGITS))) == {201}
+    live = logged.get("/models/mnist-logreg/live-metrics").json()
     # The same graph run here, offline, on the same digits prepared the same way.
     registry = Registry(Settings(models_dir=trained_models, device="cpu", required_models=("mnist-logreg",)))
     batch = np.concatenate([images.to_mnist(images.pixels_to_image(p))[None] for p in pixels])
     offline = classifier_rows(registry.get("mnist-logreg"), batch)[:, :10].argmax(1)
-    assert (live["answers"], live["items"], live["mismatched"]) == (DIGITS, DIGITS, 0)
+    assert before["answers"] == 0 and (live["answers"], live["items"], live["mismatched"]) == (DIGITS, DIGITS, 0)
     assert live["accuracy"] == float(np.mean(offline == labels[:DIGITS]))
 
 

@@ -1,5 +1,6 @@
-"""The prediction log on SQLite: what a record keeps, feedback beside it, and that a full queue or
-a database that is down drops records (counted) without ever failing the caller."""
+"""The prediction log, on SQLite and on a real PostgreSQL server alike: what a record keeps,
+feedback beside it, retention, and that a full queue or a database that is down drops records
+(counted) without ever failing the caller."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 from starlette.responses import Response
 
+from loadtests.server import free_port
 from serving.monitoring import predictions
 from serving.monitoring.predictions import PredictionLog, UnknownPrediction
 from serving.protocol.monitoring import score
@@ -38,8 +40,8 @@ def _rows(log: PredictionLog, table: str) -> list[dict]:
 
 
 @pytest.fixture
-def log(tmp_path):
-    return PredictionLog(f"sqlite:///{tmp_path / 'logs' / 'predictions.db'}")
+def log(database):
+    return PredictionLog(database)
 
 
 def test_a_record_keeps_the_answer_and_feedback_is_stored_beside_it(log):
@@ -71,15 +73,16 @@ def test_a_record_keeps_the_answer_and_feedback_is_stored_beside_it(log):
         log.feedback("no-such-id", 1.0, None)
 
 
-def test_a_picture_is_kept_as_its_digest_unless_asked(tmp_path):
+def test_a_picture_is_kept_as_its_digest_unless_asked(database):
     picture = b"\x89PNG not really"
     answer = DigitResponse(digit=7, probabilities=[0.1] * 10, parity={"label": "odd", "probability": 0.9},
                            out_of_distribution={**OOD, "flagged": True}, model={**MODEL, "name": "mnist-cnn"})
     for keep in (False, True):
-        log = PredictionLog(f"sqlite:///{tmp_path / f'keep-{keep}.db'}", keep_pictures=keep)
-        log.record(log.issue(), "r", "/digits/classify", DigitUpload(image=picture), answer, 0.01)
+        log = PredictionLog(database, keep_pictures=keep)
+        prediction_id = log.issue()
+        log.record(prediction_id, "r", "/digits/classify", DigitUpload(image=picture), answer, 0.01)
         log.flush()
-        row = _rows(log, "predictions")[0]
+        row = next(row for row in _rows(log, "predictions") if row["prediction_id"] == prediction_id)
         kept = row["inputs"]["image"]
         assert kept["sha256"] == hashlib.sha256(picture).hexdigest() and kept["bytes"] == len(picture)
         assert ("base64" in kept) is keep and row["predicted"] == [7] and row["ood_flagged"] is True
@@ -96,11 +99,13 @@ def test_a_png_answer_is_logged_by_its_headers(log):
     assert row["inputs"] == {"n": 4, "seed": 42, "format": "png", "version": None, "digit": None}
 
 
-def test_a_database_that_is_down_drops_records_without_failing_the_caller(tmp_path, monkeypatch):
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_a_database_that_is_down_drops_records_without_failing_the_caller(tmp_path, monkeypatch, kind):
     monkeypatch.setattr(predictions, "RETRY_SECONDS", 0.01)
     blocked = tmp_path / "not-a-directory"
     blocked.write_text("a file where the database's folder should be")
-    log = PredictionLog(f"sqlite:///{blocked / 'predictions.db'}")
+    log = PredictionLog(f"sqlite:///{blocked / 'predictions.db'}" if kind == "sqlite" else
+                        f"postgresql://nobody@127.0.0.1:{free_port()}/none")  # no server listens there
     dropped = _counted("dropped_database")
     for _ in range(3):
         log.record(log.issue(), "r", "/house-price/predict", HousePriceRequest(houses=[HOUSE]), _house_answer(1.0),

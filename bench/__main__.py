@@ -26,13 +26,13 @@ import torch
 from serving.repository.sessions import cuda_device_present
 
 from . import (batching, cold_start, diffusion_speed, digit_classifiers, engines, explanations, floor, load_cycles,
-               overhead, quantization, served_accuracy)
+               overhead, prediction_log, quantization, served_accuracy)
 from .common import Context
 
 SECTIONS = {"engines": engines, "diffusion": diffusion_speed, "quantization": quantization,
             "overhead": overhead, "batching": batching, "cold-start": cold_start,
             "digit-classifiers": digit_classifiers, "floor": floor, "served-accuracy": served_accuracy,
-            "explanations": explanations, "load-cycles": load_cycles}
+            "explanations": explanations, "load-cycles": load_cycles, "prediction-log": prediction_log}
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, RootModel, WithJsonSchema
@@ -65,8 +66,9 @@ class Answer(BaseModel):
         "header); none when the server keeps no log"))
     model: ModelInfo
 
-    def logged_outputs(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", exclude={"prediction_id", "model"})
+    def logged_outputs(self) -> str:
+        """The answer as the prediction log keeps it, JSON (the model and id have columns of their own)."""
+        return self.model_dump_json(exclude={"prediction_id", "model"})
 
     def predicted(self) -> list[Any] | None:
         """The answer's values or labels, one per item asked about (None: nothing to score)."""
@@ -271,8 +273,8 @@ class DigitExplanation(Answer):
     probability: float
     occlusion: OcclusionMap
 
-    def logged_outputs(self) -> dict[str, Any]:
-        return {"digit": self.digit, "probability": self.probability}  # the map is the input's, recomputable
+    def logged_outputs(self) -> str:
+        return self.model_dump_json(include={"digit", "probability"})  # the map is the input's, recomputable
 
     def predicted(self) -> list[Any]:
         return [self.digit]
@@ -345,8 +347,8 @@ class GeneratedImages(Answer):
     images: list[str] = Field(description="one base64-encoded 28x28 grayscale PNG per digit")
     seed: int
 
-    def logged_outputs(self) -> dict[str, Any]:
-        return {"seed": self.seed, "images": len(self.images)}  # the seed and parameters redraw them
+    def logged_outputs(self) -> str:
+        return json.dumps({"seed": self.seed, "images": len(self.images)})  # the seed and parameters redraw them
 
 
 class JobProgress(BaseModel):

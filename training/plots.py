@@ -128,5 +128,7 @@ def size_curve(card: dict, path: Path) -> Path:
                     label=label, linestyle=style, marker="o", capsize=3)
     ax.set(xscale="log", xlabel="training rows", ylabel="RMSE ($100k)",
            title=f"{card['name']} ({card['profile']}): {curve['folds']} folds")
+    ax.set_xticks(curve["training_rows"], [f"{rows:,}" for rows in curve["training_rows"]])
+    ax.minorticks_off()
     ax.legend()
     return save(fig, path)

@@ -18,7 +18,7 @@ def test_http_sections_run_and_report(trained_models, tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "bench", "--smoke", "--models-dir", str(trained_models), "--out", str(tmp_path),
          "--only", "overhead", "batching", "cold-start", "digit-classifiers", "floor", "served-accuracy",
-         "load-cycles"],
+         "load-cycles", "prediction-log"],
         cwd=REPO, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     report = json.loads((tmp_path / "bench.json").read_text())
@@ -38,6 +38,9 @@ def test_http_sections_run_and_report(trained_models, tmp_path):
                                    "/v2/models/mnist-cnn/infer", "/digits/classify (PNG; floor: mnist-cnn /v2)"}
     points = [point for case in floor["cases"].values() for loop in case.values() for point in loop]
     assert all(side["failures"] == 0 and side["requests"] > 0 for point in points for side in point.values())
+    logged = sections["prediction-log"]
+    assert all(point["failures"] == 0 and point["ratio"] > 0 for point in logged["points"])
+    assert logged["rows_in_log"] >= logged["answered_with_log"] > 0  # every answer of the logged server kept
     assert floor["memory"]["idle"]["processes"] >= 2 and floor["memory"]["idle"]["rss_mb"] > 0
     served = sections["served-accuracy"]["models"]
     assert set(served) == {"mnist-cnn", "transfer-cnn"} and all(row["served_accuracy"] > 0.5 for row in served.values())

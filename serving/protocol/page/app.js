@@ -187,32 +187,17 @@ function sizeChart(curve) {
                    [series("train", "train"), series("val", "validation")], `${rows[0]} to ${rows.at(-1)} rows`);
 }
 
-function learningCurve(name) {
+// A section of a model's entry drawn on its first opening (its requests are made only then); an
+// error is shown in it.
+function onFirstOpen(className, title, draw) {
   const details = document.createElement("details");
-  details.className = "learning";
-  details.append(Object.assign(document.createElement("summary"), { textContent: "learning curve" }));
+  details.className = className;
+  details.append(Object.assign(document.createElement("summary"), { textContent: title }));
   details.addEventListener("toggle", async () => {
     if (!details.open || details.dataset.drawn) return;
     details.dataset.drawn = "yes";
     try {
-      const card = await (await call(`/models/${encodeURIComponent(name)}/card`)).json();
-      const runs = learningRuns(card).filter((run) => run.length);
-      const bySize = card.learning_curve_by_size;
-      if (!runs.length && !bySize) {
-        details.append(Object.assign(document.createElement("p"), {
-          textContent: "Fitted without epochs (trees, neighbours, a linear model): no curve to show." }));
-        return;
-      }
-      if (runs.length) {
-        const chosen = Object.keys(card.validation || {}).find((k) => k.startsWith("best_") && k !== "best_epoch");
-        const metric = chosen ? chosen.slice(5).replaceAll("_", " ") : "validation MAPE";
-        const epochs = `epoch 1 to ${Math.max(...runs.map((run) => run.length))}`;
-        details.append(
-          lineChart("loss: training, validation", [...perEpoch(runs, "train_loss", "train"),
-                                                   ...perEpoch(runs, "val_loss", "validation")], epochs),
-          lineChart(`validation: ${metric} (lower is better)`, perEpoch(runs, "val_score", "score"), epochs));
-      }
-      if (bySize) details.append(sizeChart(bySize));
+      await draw(details);
     } catch (err) {
       details.append(Object.assign(document.createElement("p"), { className: "error", textContent: err.message }));
     }
@@ -220,40 +205,53 @@ function learningCurve(name) {
   return details;
 }
 
+const paragraph = (text) => Object.assign(document.createElement("p"), { textContent: text });
+
+function learningCurve(name) {
+  return onFirstOpen("learning", "learning curve", async (details) => {
+    const card = await (await call(`/models/${encodeURIComponent(name)}/card`)).json();
+    const runs = learningRuns(card).filter((run) => run.length);
+    const bySize = card.learning_curve_by_size;
+    if (!runs.length && !bySize) {
+      details.append(paragraph("Fitted without epochs (trees, neighbours, a linear model): no curve to show."));
+      return;
+    }
+    if (runs.length) {
+      const chosen = Object.keys(card.validation || {}).find((k) => k.startsWith("best_") && k !== "best_epoch");
+      const metric = chosen ? chosen.slice(5).replaceAll("_", " ") : "validation MAPE";
+      const epochs = `epoch 1 to ${Math.max(...runs.map((run) => run.length))}`;
+      details.append(
+        lineChart("loss: training, validation", [...perEpoch(runs, "train_loss", "train"),
+                                                 ...perEpoch(runs, "val_loss", "validation")], epochs),
+        lineChart(`validation: ${metric} (lower is better)`, perEpoch(runs, "val_score", "score"), epochs));
+    }
+    if (bySize) details.append(sizeChart(bySize));
+  });
+}
+
 // A model's monitoring: its out-of-distribution flags over time, the drift of its inputs (PSI
 // against training) and its accuracy or RMSE from the feedback people gave.
 function monitoring(name) {
-  const details = document.createElement("details");
-  details.className = "monitoring";
-  details.append(Object.assign(document.createElement("summary"), { textContent: "monitoring" }));
-  details.addEventListener("toggle", async () => {
-    if (!details.open || details.dataset.drawn) return;
-    details.dataset.drawn = "yes";
-    const lines = [];
-    try {
-      const drift = await (await call(`/models/${encodeURIComponent(name)}/drift`)).json();
-      if (drift.flags_by_minute.length) {
-        const rate = drift.flags_by_minute.map(([minute, items, flagged]) => [minute / 60, flagged / items]);
-        details.append(lineChart("share of inputs flagged, per minute", [{ className: "validation", points: rate }],
-                                 "the last two hours"));
-      }
-      lines.push(drift.ood_flag_rate === null ? "No input with a novelty verdict yet."
-        : `Flagged out of distribution: ${percent(drift.ood_flag_rate)} of the last ${drift.items.flags} inputs.`);
-      const shifts = Object.entries(drift.psi).sort((a, b) => b[1] - a[1]);
-      if (shifts.length) {
-        lines.push("Drift against the training data (PSI; over 0.2 is drift): " + shifts.map(([feature, value]) =>
-          `${feature.replaceAll("_", " ")} ${value.toFixed(3)}${value > 0.2 ? " (drifted)" : ""}`).join(", ") + ".");
-      }
-      const live = await (await call(`/models/${encodeURIComponent(name)}/live-metrics`)).json();
-      const figure = live.accuracy !== null ? `accuracy ${percent(live.accuracy)}`
-        : live.rmse !== null ? `RMSE ${live.rmse.toPrecision(3)}` : null;
-      lines.push(figure ? `From people's feedback on ${live.answers} answers: ${figure}.` : "No feedback yet.");
-    } catch (err) {
-      lines.push(err.message);
+  return onFirstOpen("monitoring", "monitoring", async (details) => {
+    const drift = await (await call(`/models/${encodeURIComponent(name)}/drift`)).json();
+    if (drift.flags_by_minute.length) {
+      const rate = drift.flags_by_minute.map(([minute, items, flagged]) => [minute / 60, flagged / items]);
+      details.append(lineChart("share of inputs flagged, per minute", [{ className: "validation", points: rate }],
+                               "the last two hours"));
     }
-    details.append(...lines.map((text) => Object.assign(document.createElement("p"), { textContent: text })));
+    details.append(paragraph(drift.ood_flag_rate === null ? "No input with a novelty verdict yet."
+      : `Flagged out of distribution: ${percent(drift.ood_flag_rate)} of the last ${drift.items.flags} inputs.`));
+    const shifts = Object.entries(drift.psi).sort((a, b) => b[1] - a[1]);
+    if (shifts.length) {
+      details.append(paragraph("Drift against the training data (PSI; over 0.2 is drift): " + shifts.map(
+        ([feature, value]) => `${feature.replaceAll("_", " ")} ${value.toFixed(3)}${value > 0.2 ? " (drifted)" : ""}`,
+      ).join(", ") + "."));
+    }
+    const live = await (await call(`/models/${encodeURIComponent(name)}/live-metrics`)).json();
+    const figure = live.accuracy !== null ? `accuracy ${percent(live.accuracy)}`
+      : live.rmse !== null ? `RMSE ${live.rmse.toPrecision(3)}` : null;
+    details.append(paragraph(figure ? `From people's feedback on ${live.answers} answers: ${figure}.` : "No feedback yet."));
   });
-  return details;
 }
 
 function loadModels() {

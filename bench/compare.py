@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any, Iterator
 
-# Words in a figure's path that say which way is better; a path with neither gets no verdict.
-LOWER_IS_BETTER = ("seconds", "_s", "_ms", "latency", "p50", "p90", "p95", "p99", "rss", "_mb", "bytes", "cpu_per")
-HIGHER_IS_BETTER = ("per_second", "per_s", "rps", "throughput", "speedup", "accuracy", "ratio_vs_floor")
+# Words of a figure's name (split at "_") that say which way is better; a name with neither gets no verdict.
+LOWER_IS_BETTER = {"seconds", "s", "ms", "latency", "p50", "p90", "p95", "p99", "rss", "mb", "bytes"}
+HIGHER_IS_BETTER = {"rps", "throughput", "speedup", "accuracy"}
 
 
 def figures(report: Any, path: str = "") -> Iterator[tuple[str, float]]:
@@ -34,11 +35,10 @@ def figures(report: Any, path: str = "") -> Iterator[tuple[str, float]]:
 def better(path: str) -> int:
     """+1 when a higher value is better, -1 when lower is, 0 when the name does not say."""
     leaf = path.rsplit(".", 1)[-1].lower()
-    if any(word in leaf for word in HIGHER_IS_BETTER):
+    words = set(re.split(r"[_\W]+", leaf))
+    if re.search(r"per_(s|second)$", leaf) or HIGHER_IS_BETTER & words:  # requests_per_s: a rate
         return 1
-    if any(word in leaf for word in LOWER_IS_BETTER):
-        return -1
-    return 0
+    return -1 if LOWER_IS_BETTER & words else 0
 
 
 def compare(old: dict[str, Any], new: dict[str, Any], tolerance: float = 0.1) -> list[dict[str, Any]]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, RootModel, WithJsonSchema
 
@@ -65,6 +65,8 @@ class Answer(BaseModel):
         "this answer's id in the prediction log, to send with POST /feedback (also the X-Prediction-ID "
         "header); none when the server keeps no log"))
     model: ModelInfo
+    # Its items join the model's drift window (an explanation repeats a prediction's: not twice).
+    drift_window: ClassVar[bool] = True
 
     def logged_outputs(self) -> str:
         """The answer as the prediction log keeps it, JSON (the model and id have columns of their own)."""
@@ -161,6 +163,7 @@ class HouseExplanation(BaseModel):
 
 
 class HouseExplainResponse(Answer):
+    drift_window = False
     explanations: list[HouseExplanation]
     method: str = Field(description="how the attributions were computed (the model card gives their measured error)")
 
@@ -269,6 +272,7 @@ class OcclusionMap(BaseModel):
 
 
 class DigitExplanation(Answer):
+    drift_window = False
     digit: int = Field(description="the predicted digit, which the map explains")
     probability: float
     occlusion: OcclusionMap
@@ -422,7 +426,9 @@ class InterpolationSeeds(BaseModel):
 # --- documented answers that no endpoint builds through pydantic ---------------------------------
 
 
-Truth = int | Annotated[float, Field(allow_inf_nan=False)] | Annotated[str, Field(min_length=1, max_length=200)]
+NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold a NUL character
+Truth = int | Annotated[float, Field(allow_inf_nan=False)] | Annotated[str, Field(min_length=1, max_length=200,
+                                                                                  pattern=NO_NUL)]
 PREDICTION_IDS = r"^[A-Za-z0-9_-]{1,32}$"
 
 
@@ -435,7 +441,8 @@ class FeedbackRequest(BaseModel):
     truth: Truth | Annotated[list[Truth], Field(min_length=1, max_length=1000)] = Field(description=(
         "the true value or label: one per item the answer gave (a house's value in $100k, a digit, a photo's "
         "label, a month's passengers); a single value for a one-item answer"), examples=[7])
-    comment: str | None = Field(None, max_length=2000, description="why the answer was wrong, in the person's words")
+    comment: str | None = Field(None, max_length=2000, pattern=NO_NUL,
+                                description="why the answer was wrong, in the person's words")
 
 
 class FeedbackReceipt(BaseModel):

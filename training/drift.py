@@ -9,6 +9,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from serving.monitoring.drift import feature_shares
+
 BINS = 10
 
 
@@ -18,8 +20,7 @@ def feature_reference(x: np.ndarray, names: Sequence[str]) -> dict[str, Any]:
     for column, name in enumerate(names):
         values = x[:, column]
         edges = np.unique(np.quantile(values, np.linspace(0, 1, BINS + 1)[1:-1]))
-        counts = np.bincount(np.searchsorted(edges, values, side="right"), minlength=len(edges) + 1)
-        features[name] = {"edges": edges.tolist(), "shares": (counts / len(values)).tolist()}
+        features[name] = {"edges": edges.tolist(), "shares": feature_shares(values, edges).tolist()}
     return {"features": features, "rows": int(len(x))}
 
 

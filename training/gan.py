@@ -49,6 +49,9 @@ from .template import Learning
 NAME = "gan"
 VALUE_RANGE = (-1.0, 1.0)
 SELECTION_IMAGES = 2000
+# What a GAN's curve calls its validation loss: not the generator's training loss on other data.
+VALIDATION_LOSS = ("the critic's objective on validation digits against samples from fixed latents, without the "
+                   "penalty (WGAN-GP: minus the critic's Wasserstein estimate)")
 CLUSTER_INPUT = "cluster"
 CLUSTER_COMPONENTS = 50
 
@@ -177,7 +180,11 @@ class WGAN(nn.Module):
 
     def generator_loss(self, digit: torch.Tensor) -> torch.Tensor:
         """One generator step's loss on ``len(digit)`` samples (of those digits, when conditional)."""
-        scores = self.critic(self.generator(torch.randn(len(digit), self.config.latent_dim), digit), digit)
+        return self.generator_objective(
+            self.critic(self.generator(torch.randn(len(digit), self.config.latent_dim), digit), digit))
+
+    def generator_objective(self, scores: torch.Tensor) -> torch.Tensor:
+        """The generator's loss from the critic's scores of its samples."""
         return F.softplus(-scores).mean() if self.non_saturating else -scores.mean()
 
 
@@ -248,9 +255,9 @@ class GanRecipe(GenerativeRecipe):
         return model.generator_loss(digit)
 
     def validation_loss(self, model: WGAN) -> float:
-        """The critic's loss on the validation images against fixed samples, without the penalty:
-        for WGAN-GP minus the critic's estimate of the Wasserstein distance, which the notes say
-        follows sample quality; the non-saturating critic's loss does not."""
+        """The critic's objective on validation digits against fixed samples, without the penalty
+        (``VALIDATION_LOSS``): for WGAN-GP minus the critic's estimate of the Wasserstein distance,
+        which the notes say follows sample quality; the non-saturating critic's loss does not."""
         real, labels = self.digits.x_val[:SELECTION_IMAGES], self.validation_labels[:SELECTION_IMAGES]
         return float(model.critic_objective(real, model.served()(self.z_selection[:len(real)], labels), labels))
 
@@ -291,7 +298,7 @@ class GanRecipe(GenerativeRecipe):
                                 "generator_steps": self.fitted.epochs_run * (len(self.digits.x_train) // self.batch_images()),
                                 "generator_parameters": sum(p.numel() for p in model.generator.parameters()),
                                 "critic_parameters": sum(p.numel() for p in model.critic.parameters())},
-            "validation": {"selection_images": SELECTION_IMAGES},
+            "validation": {"selection_images": SELECTION_IMAGES, "val_loss": VALIDATION_LOSS},
         }
 
 

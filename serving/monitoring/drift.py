@@ -6,7 +6,8 @@
 - for the house models, the population stability index (PSI) of each feature against its
   training deciles (the card's ``drift_reference``, written at export): sum over the bins of
   (observed share - training share) x ln(observed / training). Under 0.1 is usually read as
-  stable, 0.1 to 0.2 as a shift to watch, over 0.2 as drift;
+  stable, 0.1 to 0.2 as a shift to watch, over 0.2 as drift (computed once the window holds
+  ``MIN_ITEMS``);
 - for the classifiers, the PSI of the predicted classes against the training labels' shares.
 
 The figures go out as Prometheus gauges (``zooserve_drift_psi{model,feature}``,
@@ -29,6 +30,9 @@ from serving.repository.telemetry import metrics
 from serving.schemas import Answer
 
 PSI_FLOOR = 1e-4  # a bin's share is floored here: an empty bin would make the index infinite
+# Items a window needs before its PSI means anything: one house alone scores about 8 on every
+# feature (nine of its ten bins empty), which would set the drift alerts off.
+MIN_ITEMS = 100
 PUBLISH_SECONDS = 2.0
 PREDICTED_CLASS = "predicted_class"  # the feature label of the classifiers' class-share PSI
 HISTORY_MINUTES = 120  # the flags over time the page draws: per minute, the last two hours
@@ -79,12 +83,12 @@ class DriftMonitor:
     def __init__(self, size: int, reference: Callable[[str], tuple[dict[str, Any] | None, str] | None]) -> None:
         self.size, self.reference = size, reference
         self._windows: dict[str, Window] = {}
-        self._lock = threading.Lock()  # sync endpoints answer from a worker thread
+        self._lock = threading.Lock()  # observed on the event loop, reported from a worker thread too
 
     def observe(self, data: BaseModel, answer: Answer) -> None:
         """Add one answer's items to its model's window (cheap: appends, and a refresh now and then)."""
         name = answer.model.name
-        found = self.reference(name)
+        found = self.reference(name) if answer.drift_window else None
         if found is None:
             return
         reference, task = found
@@ -114,15 +118,16 @@ class DriftMonitor:
         with self._lock:
             window = self._windows.get(name) or Window(self.size)
             flags, rows, labels = list(window.flags), np.asarray(window.rows, dtype=np.float64), list(window.labels)
-            minutes = [list(minute) for minute in window.minutes]
+            since = time.time() - HISTORY_MINUTES * 60
+            minutes = [list(minute) for minute in window.minutes if minute[0] >= since]
         feature_psi = {}
         features = reference.get("features") or {}
-        if len(rows):
+        if len(rows) >= MIN_ITEMS:
             for column, (feature, bins) in enumerate(features.items()):
                 feature_psi[feature] = psi(bins["shares"], feature_shares(rows[:, column], bins["edges"]))
         trained = reference.get("labels")
         observed = None
-        if trained and labels:
+        if trained and len(labels) >= MIN_ITEMS:
             observed = {label: labels.count(label) / len(labels) for label in trained}
             feature_psi[PREDICTED_CLASS] = psi(list(trained.values()), list(observed.values()))
         rate = float(np.mean(flags)) if flags else None

@@ -20,7 +20,9 @@ older than ``ZOOSERVE_LOG_RETENTION_DAYS`` are deleted as the writer goes.
 
 from __future__ import annotations
 
+import atexit
 import base64
+import contextlib
 import datetime as dt
 import functools
 import hashlib
@@ -31,7 +33,7 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import sqlalchemy as sa
 from pydantic import BaseModel
@@ -43,15 +45,18 @@ from serving.schemas import Answer, file_fields
 logger = logging.getLogger("bentoml.zooserve")
 MIGRATIONS = Path(__file__).with_name("migrations")
 BATCH_ROWS = 500  # records one insert writes at most (x 12 columns: under SQLite's 32,766 parameters)
-FLUSH_SECONDS = 0.25  # the writer looks for new records this often (a record waits at most this long)
+FLUSH_SECONDS = 0.25  # the writer looks for new records this often, unless a full batch waits
 RETENTION_CHECK_SECONDS = 3600.0
 RETRY_SECONDS = 1.0  # after a failed write, before the writer tries the database again
 WRITTEN_WAIT_SECONDS = 5.0  # feedback for a prediction still queued waits this long for its write
+SHUTDOWN_FLUSH_SECONDS = 10.0
 DATABASE_ERRORS = (sa.exc.SQLAlchemyError, OSError)  # a database down, or a SQLite file that cannot be made
 COLUMNS = ("prediction_id", "request_id", "created_at", "endpoint", "model", "version", "latency_ms", "inputs",
            "outputs", "predicted", "ood_score", "ood_flagged")
-IMAGE_FIELDS = ("pixels",)
-_MIGRATING = threading.Lock()  # JSON fields that carry a picture, beside the multipart file fields
+IMAGE_FIELDS = ("pixels",)  # JSON fields that carry a picture, beside the multipart file fields
+_MIGRATING = threading.Lock()
+CONNECT_TIMEOUT_SECONDS = 5  # a PostgreSQL server that does not answer (a partition) fails fast
+MIGRATION_LOCK = 7_105_204  # PostgreSQL advisory lock: replicas starting together migrate one at a time
 
 
 class UnknownPrediction(LookupError):
@@ -87,6 +92,8 @@ def migrate(engine: sa.Engine) -> None:
     config.set_main_option("script_location", str(MIGRATIONS))
     # Alembic keeps the running migration's context in module globals: one migration at a time.
     with _MIGRATING, engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
 
@@ -116,6 +123,8 @@ class PredictionLog:
     def __init__(self, url: str | None, keep_pictures: bool = False, retention_days: int = 30,
                  queue_size: int = 10_000) -> None:
         self.url = url
+        # Parsed now: a malformed URL stops start-up with SQLAlchemy's words, not the writer later.
+        self.shown = "" if url is None else sa.engine.make_url(engine_url(url)).render_as_string(hide_password=True)
         self.keep_pictures, self.retention_days = keep_pictures, retention_days
         # Rows in COLUMNS order. A deque, not a queue.Queue: a put on a Queue wakes the waiting writer
         # thread, one thread switch and GIL hand-off per request, which cost a third of the
@@ -168,6 +177,8 @@ class PredictionLog:
                 if self._writer is None:
                     self._writer = threading.Thread(target=self._write_forever, name="prediction-log", daemon=True)
                     self._writer.start()
+                    # A worker stopped (a deploy, SIGTERM) writes what it still holds before it exits.
+                    atexit.register(self.flush, SHUTDOWN_FLUSH_SECONDS)
 
     def _write_forever(self) -> None:
         next_retention = 0.0
@@ -195,8 +206,7 @@ class PredictionLog:
                 if not self._failing:
                     self._failing = True
                     logger.warning("prediction log: %s unreachable, dropping records until it answers (%s)",
-                                   sa.engine.make_url(engine_url(self.url)).render_as_string(hide_password=True),
-                                   str(error).splitlines()[0])
+                                   self.shown, str(error).splitlines()[0] if str(error) else type(error).__name__)
                 self._reset()
                 time.sleep(RETRY_SECONDS)
                 continue
@@ -229,7 +239,9 @@ class PredictionLog:
             return self._engine
 
     def _connect(self) -> sa.Engine:
-        engine = sa.create_engine(engine_url(self.url), pool_pre_ping=True)
+        url = sa.engine.make_url(engine_url(self.url))
+        timeout = {"connect_timeout": CONNECT_TIMEOUT_SECONDS} if url.get_backend_name() == "postgresql" else {}
+        engine = sa.create_engine(url, pool_pre_ping=True, connect_args=timeout)
         try:
             if engine.dialect.name == "sqlite":
                 Path(engine.url.database or ".").parent.mkdir(parents=True, exist_ok=True)
@@ -254,17 +266,20 @@ class PredictionLog:
         return self._tables[name]
 
     def _reset(self) -> None:
-        if self._engine is not None:
-            self._engine.dispose()  # a restarted server: new connections, the schema checked again
-            self._engine = None
+        """Drop the connections (a restarted server: new ones, the schema checked again)."""
+        with self._connecting:
+            engine, self._engine = self._engine, None
+        if engine is not None:
+            engine.dispose()
 
     # --- reads and feedback (a worker thread of the API worker, not the event loop) -------------
 
     def feedback(self, prediction_id: str, truth: Any, comment: str | None) -> int:
         """Store the feedback beside its prediction; its id. A prediction still queued is waited for."""
         with self._written:
-            self._written.wait_for(lambda: prediction_id not in self._pending, WRITTEN_WAIT_SECONDS)
-        try:
+            if not self._written.wait_for(lambda: prediction_id not in self._pending, WRITTEN_WAIT_SECONDS):
+                raise LogUnavailable("the answer is still being written")
+        with self._database():
             with self.engine().begin() as connection:
                 predictions = self.table("predictions")
                 known = connection.execute(sa.select(predictions.c.prediction_id).where(
@@ -275,27 +290,35 @@ class PredictionLog:
                     prediction_id=prediction_id, created_at=dt.datetime.now(dt.timezone.utc), truth=truth,
                     comment=comment))
                 return int(inserted.inserted_primary_key[0])
-        except DATABASE_ERRORS as error:
-            self._reset()
-            raise LogUnavailable(str(error).splitlines()[0]) from None
 
     def scored(self, model: str) -> list[tuple[Any, Any]]:
         """(predicted, truth) of every prediction of ``model`` that has feedback (its newest)."""
-        try:
+        with self._database():
             with self.engine().connect() as connection:
                 predictions, feedback = self.table("predictions"), self.table("feedback")
                 rows = connection.execute(
                     sa.select(predictions.c.prediction_id, predictions.c.predicted, feedback.c.truth)
                     .join(feedback, feedback.c.prediction_id == predictions.c.prediction_id)
                     .where(predictions.c.model == model).order_by(feedback.c.feedback_id)).all()
-        except DATABASE_ERRORS as error:
-            self._reset()
-            raise LogUnavailable(str(error).splitlines()[0]) from None
         newest = {prediction_id: (predicted, truth) for prediction_id, predicted, truth in rows}
         return list(newest.values())
 
+    @contextlib.contextmanager
+    def _database(self) -> Iterator[None]:
+        """A read or a feedback write: an answer retention deleted meanwhile is unknown; a database
+        that does not answer is unavailable (logged here; the caller's message names no host)."""
+        try:
+            yield
+        except sa.exc.IntegrityError:
+            raise UnknownPrediction("deleted by retention") from None
+        except DATABASE_ERRORS as error:
+            logger.warning("prediction log: %s: %s", self.shown, str(error).splitlines()[0] if str(error) else error)
+            if isinstance(error, (sa.exc.OperationalError, sa.exc.InterfaceError, OSError)):
+                self._reset()
+            raise LogUnavailable("its database is not answering") from None
+
     def flush(self, timeout: float = 10.0) -> None:
-        """Wait until every record queued so far is written or dropped (tests, shutdown)."""
+        """Wait until every record queued so far is written or dropped (tests, and at exit)."""
         waiting = set(self._pending)
         with self._written:
             self._written.wait_for(lambda: waiting.isdisjoint(self._pending), timeout)

@@ -47,7 +47,7 @@ async def give_feedback(call: Call) -> Response:
         raise ServiceError(f"no logged answer has prediction_id {request.prediction_id!r} (unknown, or older "
                            "than the log's retention)", status=404, field="prediction_id") from None
     except LogUnavailable as error:
-        raise Unavailable(f"the prediction log's database is not answering: {error}") from None
+        raise Unavailable(f"the prediction log cannot take feedback now ({error}); retry") from None
     receipt = schemas.FeedbackReceipt(feedback_id=feedback_id, prediction_id=request.prediction_id)
     return JSONResponse(receipt.model_dump(), status_code=201)
 
@@ -87,7 +87,7 @@ async def live_metrics(call: Call) -> Response:
     try:
         pairs = await anyio.to_thread.run_sync(log.scored, name)
     except LogUnavailable as error:
-        raise Unavailable(f"the prediction log's database is not answering: {error}") from None
+        raise Unavailable(f"the prediction log cannot be read now ({error}); retry") from None
     return JSONResponse(schemas.LiveMetrics(model=name, task=task, **score(task, pairs)).model_dump())
 
 

@@ -224,6 +224,9 @@ function learningCurve(name) {
         lineChart("loss: training, validation", [...perEpoch(runs, "train_loss", "train"),
                                                  ...perEpoch(runs, "val_loss", "validation")], epochs),
         lineChart(`validation: ${metric} (lower is better)`, perEpoch(runs, "val_score", "score"), epochs));
+      // A GAN's two losses are not the same quantity: its card says what the validation one is.
+      const meaning = card.validation && card.validation.val_loss;
+      if (typeof meaning === "string") details.append(paragraph(`Validation loss: ${meaning}.`));
     }
     if (bySize) details.append(sizeChart(bySize));
   });
@@ -247,7 +250,13 @@ function monitoring(name) {
         ([feature, value]) => `${feature.replaceAll("_", " ")} ${value.toFixed(3)}${value > 0.2 ? " (drifted)" : ""}`,
       ).join(", ") + "."));
     }
-    const live = await (await call(`/models/${encodeURIComponent(name)}/live-metrics`)).json();
+    const response = await fetch(`/models/${encodeURIComponent(name)}/live-metrics`, { headers: authHeaders() });
+    if (response.status === 404) {  // a server without a prediction log keeps no feedback
+      details.append(paragraph("This server keeps no prediction log, so no feedback."));
+      return;
+    }
+    if (!response.ok) throw new Error(readable(await response.json()) || response.statusText);
+    const live = await response.json();
     const figure = live.accuracy !== null ? `accuracy ${percent(live.accuracy)}`
       : live.rmse !== null ? `RMSE ${live.rmse.toPrecision(3)}` : null;
     details.append(paragraph(figure ? `From people's feedback on ${live.answers} answers: ${figure}.` : "No feedback yet."));

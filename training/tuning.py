@@ -67,8 +67,9 @@ def nested_cross_validate(
 ) -> dict[str, Any]:
     """The error of the whole selection procedure (the seed's nested cross-validation): each outer
     fold runs ``cross_validate`` over ``candidates`` on the other folds alone, refits the winner
-    there and scores it on the fold it never saw. The inner winners may differ from fold to fold;
-    their spread is the procedure's, not one model's."""
+    there and scores it on the outer fold, which no search or fit chose anything on (a
+    ``fit_predict`` that stops early on the rows it is given would: the GBM's does not). The
+    inner winners may differ from fold to fold; their spread is the procedure's, not one model's."""
     name, measure = error
     outer = KFold(n_splits=folds, shuffle=True, random_state=seed + 1)  # not the inner folds' split
     rows = []
@@ -99,7 +100,8 @@ def size_curve(
     """The learning curve over training-set size (the seed's diagnostic of bias and variance): for
     each share of each fold's training part, the error on the rows fitted and on the fold held out,
     as mean and standard deviation over the folds. ``fit(params, x_fit, y_fit, x_val, y_val)``
-    returns a predictor (``y_val`` for early stopping only). A gap that closes as rows grow says
+    returns a predictor (``y_val`` for early stopping only, as in ``cross_validate``: a fit that
+    stops early keeps the epoch best on the held-out fold). A gap that closes as rows grow says
     more data helps; two high curves that meet say the model is too simple."""
     name, measure = error
     splits = list(KFold(n_splits=folds, shuffle=True, random_state=seed).split(x))

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from loadtests.server import free_port, served
+from serving.monitoring.drift import MIN_ITEMS
 from training.data import HOUSING_FEATURES, california_housing_split
 
 REPO = Path(__file__).resolve().parents[2]
@@ -49,15 +50,18 @@ def _gauge(url: str, name: str, **labels: str) -> float:
     raise AssertionError(f"no {name}{{{wanted}}} in /metrics")
 
 
-@pytest.fixture(scope="module")
-def watched(trained_models, tmp_path_factory):
-    """A server of its own, over the GBM and the digit CNN, so the drift windows hold only this test's requests."""
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def watched(request, trained_models, tmp_path_factory):
+    """A server of its own, over the GBM and the digit CNN, so the drift windows hold only this
+    test's requests; logging to each kind of database (drift needs neither, and works with both)."""
     models = tmp_path_factory.mktemp("watched-models")
     for name in ("house-price-gbm", "mnist-cnn"):
         (models / name).symlink_to(trained_models / name)
-    log = tmp_path_factory.mktemp("watched") / "serve.log"
-    with served(free_port(), log, {"ZOOSERVE_MODELS_DIR": str(models), "ZOOSERVE_DRIFT_WINDOW": str(HOUSES)},
-                core=None) as url:
+    folder = tmp_path_factory.mktemp("watched")
+    database = (f"sqlite:///{folder / 'predictions.db'}" if request.param == "sqlite" else
+                request.getfixturevalue("postgres").create_database("watched"))
+    with served(free_port(), folder / "serve.log", {"ZOOSERVE_MODELS_DIR": str(models), "ZOOSERVE_PREDICTION_LOG":
+                                                    database, "ZOOSERVE_DRIFT_WINDOW": str(HOUSES)}, core=None) as url:
         yield url
 
 
@@ -133,10 +137,12 @@ def test_the_shipped_rules_pass_promtool():
 
 def test_the_dashboard_and_the_rules_read_only_metrics_the_service_exports(client, server):
     # Every series the queries read appears once its first observation is made: a house, a digit, a drift report.
+    rows = california_housing_split().x_test[:MIN_ITEMS]  # a drift window's PSI needs that many
     house = client.post("/house-price/predict",
-                        json={"houses": [dict(zip(HOUSING_FEATURES, [3.0, 20, 5, 1, 1000, 3, 34, -118]))]})
+                        json={"houses": [dict(zip(HOUSING_FEATURES, map(float, row))) for row in rows]})
     # Feedback waits for its answer's record to be written: the log's counter is there after it.
-    assert client.post("/feedback", json={"prediction_id": house.json()["prediction_id"], "truth": 2.0}).status_code == 201
+    assert client.post("/feedback", json={"prediction_id": house.json()["prediction_id"],
+                                          "truth": [2.0] * MIN_ITEMS}).status_code == 201
     client.post("/digits/classify", json={"pixels": [[0.0] * 28] * 28})
     client.post("/noop", json={})
     client.get("/models/house-price-gbm/drift")

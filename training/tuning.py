@@ -109,9 +109,10 @@ def size_curve(
     fitted, held = np.zeros((len(shares), folds)), np.zeros((len(shares), folds))
     rows = []
     for fold, (fit_idx, val_idx) in enumerate(tqdm(splits, desc="size curve", unit="fold")):
-        fit_idx = order.permutation(fit_idx)
+        drawn = order.permutation(fit_idx)
         for i, share in enumerate(shares):
-            part = fit_idx[:max(2, int(round(share * len(fit_idx))))]
+            # A random share, in the rows' own order: the whole of it is the cross-validation's own fit.
+            part = np.sort(drawn[:max(2, int(round(share * len(drawn))))])
             predict = fit(params, x[part], y[part], x[val_idx], y[val_idx])
             fitted[i, fold], held[i, fold] = measure(y[part], predict(x[part])), measure(y[val_idx], predict(x[val_idx]))
             if fold == 0:

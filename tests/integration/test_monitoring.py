@@ -19,6 +19,8 @@ from loadtests.server import free_port, served
 from serving.monitoring.drift import MIN_ITEMS
 from training.data import HOUSING_FEATURES, california_housing_split
 
+from tests.postgres import binaries
+
 REPO = Path(__file__).resolve().parents[2]
 RULES = REPO / "deploy" / "prometheus" / "alerts.yml"
 DASHBOARD = REPO / "deploy" / "grafana" / "zooserve.json"
@@ -50,16 +52,17 @@ def _gauge(url: str, name: str, **labels: str) -> float:
     raise AssertionError(f"no {name}{{{wanted}}} in /metrics")
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+@pytest.fixture(scope="module")
 def watched(request, trained_models, tmp_path_factory):
     """A server of its own, over the GBM and the digit CNN, so the drift windows hold only this
-    test's requests; logging to each kind of database (drift needs neither, and works with both)."""
+    test's requests. Drift is kept in memory, whatever the log's database: this server logs to
+    PostgreSQL where it is installed (the shared server's tests cover SQLite)."""
     models = tmp_path_factory.mktemp("watched-models")
     for name in ("house-price-gbm", "mnist-cnn"):
         (models / name).symlink_to(trained_models / name)
     folder = tmp_path_factory.mktemp("watched")
-    database = (f"sqlite:///{folder / 'predictions.db'}" if request.param == "sqlite" else
-                request.getfixturevalue("postgres").create_database("watched"))
+    database = (request.getfixturevalue("postgres").create_database("watched") if binaries() else
+                f"sqlite:///{folder / 'predictions.db'}")
     with served(free_port(), folder / "serve.log", {"ZOOSERVE_MODELS_DIR": str(models), "ZOOSERVE_PREDICTION_LOG":
                                                     database, "ZOOSERVE_DRIFT_WINDOW": str(HOUSES)}, core=None) as url:
         yield url

@@ -298,7 +298,7 @@ def test_the_course_panel_shows_the_five_labs(page):
 def test_a_trained_networks_learning_curve_opens_from_its_card(page):
     item = page.locator("#models li", has=page.locator("a", has_text="mnist-cnn")).first
     item.wait_for()
-    item.locator("summary").click()
+    item.locator("details.learning summary").click()
     charts = item.locator("svg.curve")
     charts.first.wait_for()
     assert charts.count() == 2 and "validation: error" in item.inner_text()
@@ -306,12 +306,12 @@ def test_a_trained_networks_learning_curve_opens_from_its_card(page):
     assert charts.nth(0).locator("polyline.train").count() == charts.nth(0).locator("polyline.validation").count() == 1
     assert len(charts.nth(0).locator("polyline.validation").get_attribute("points").split()) >= 1
     classical = page.locator("#models li", has=page.locator("a", has_text="mnist-knn")).first
-    classical.locator("summary").click()
+    classical.locator("details.learning summary").click()
     classical.locator("p", has_text="no curve to show").wait_for()
     item.screenshot(path=str(SCREENSHOTS / "learning-curve.png"))
     # The trees learn without epochs, but the curve over training-set size has fold error bars.
     trees = page.locator("#models li", has=page.locator("a", has_text="house-price-gbm")).first
-    trees.locator("summary").click()
+    trees.locator("details.learning summary").click()
     by_size = trees.locator("svg.curve", has_text="by training rows")
     by_size.wait_for()
     assert by_size.locator("polyline").count() == 2 and by_size.locator("line.bar").count() == 2 * 4

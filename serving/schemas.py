@@ -68,9 +68,9 @@ class Answer(BaseModel):
     # Its items join the model's drift window (an explanation repeats a prediction's: not twice).
     drift_window: ClassVar[bool] = True
 
-    def logged_outputs(self) -> str:
-        """The answer as the prediction log keeps it, JSON (the model and id have columns of their own)."""
-        return self.model_dump_json(exclude={"prediction_id", "model"})
+    def logged_outputs(self, sent: str) -> str:
+        """The answer as the prediction log keeps it, JSON: by default as it was ``sent``."""
+        return sent
 
     def predicted(self) -> list[Any] | None:
         """The answer's values or labels, one per item asked about (None: nothing to score)."""
@@ -277,7 +277,7 @@ class DigitExplanation(Answer):
     probability: float
     occlusion: OcclusionMap
 
-    def logged_outputs(self) -> str:
+    def logged_outputs(self, sent: str) -> str:
         return self.model_dump_json(include={"digit", "probability"})  # the map is the input's, recomputable
 
     def predicted(self) -> list[Any]:
@@ -351,7 +351,7 @@ class GeneratedImages(Answer):
     images: list[str] = Field(description="one base64-encoded 28x28 grayscale PNG per digit")
     seed: int
 
-    def logged_outputs(self) -> str:
+    def logged_outputs(self, sent: str) -> str:
         return json.dumps({"seed": self.seed, "images": len(self.images)})  # the seed and parameters redraw them
 
 
@@ -376,6 +376,9 @@ class JobState(BaseModel):
     model: ModelInfo
     seed: int
     format: Literal["png", "json"]
+    prediction_id: str | None = Field(None, description=(
+        "the submission's id in the prediction log (its parameters and seed), to send with POST /feedback; "
+        "none when the server keeps no log"))
     location: str
     events: str = Field(description="its progress as server-sent events")
     result: str | None = Field(description="where the digits are, once done")
@@ -437,7 +440,7 @@ class FeedbackRequest(BaseModel):
 
     model_config = STRICT
     prediction_id: str = Field(pattern=PREDICTION_IDS, description="the answer's prediction_id (X-Prediction-ID)",
-                               examples=["kq3Zr1u8Jx0bW9aQ"])
+                               examples=["019af8e2c4a14e0b7d2c95f3a8e61b07"])
     truth: Truth | Annotated[list[Truth], Field(min_length=1, max_length=1000)] = Field(description=(
         "the true value or label: one per item the answer gave (a house's value in $100k, a digit, a photo's "
         "label, a month's passengers); a single value for a one-item answer"), examples=[7])
@@ -644,8 +647,15 @@ class InferenceOutput(BaseModel):
     data: list[object] | None = None
 
 
+class InferenceResponseParameters(BaseModel):
+    prediction_id: str = Field(description=(
+        "this answer's id in the prediction log, to send with POST /feedback (also the X-Prediction-ID header)"))
+
+
 class InferenceResponse(BaseModel):
     model_name: str
     model_version: str
     id: str | None = None
     outputs: list[InferenceOutput]
+    parameters: InferenceResponseParameters | None = Field(None, description="present when the server keeps a "
+                                                           "prediction log")

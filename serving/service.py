@@ -434,12 +434,14 @@ class ZooServe:
         return images_answer(pictures, request.seed, model.summary, format)
 
     async def submit_job(self, family: str, n: int, seed: int | None = None, digit: int | None = None,
-                         format: str = "png", version: str | None = None, **ddim: float | None) -> dict:
+                         format: str = "png", version: str | None = None, prediction_id: str | None = None,
+                         **ddim: float | None) -> dict:
         """Queue a generation job of the family's model (``serving.protocol.jobs``): its state, or
         {"full": ...} when the generation worker holds ZOOSERVE_MAX_JOBS already."""
         name = DIFFUSION_MODEL if family == DIFFUSION_MODEL else self._generator_for(family, digit)
         model, request = self._resolved(name, version, n, seed, digit, **ddim)
-        meta = {"family": family, "model": model.summary, "seed": request.seed, "format": format}
+        meta = {"family": family, "model": model.summary, "seed": request.seed, "format": format,
+                "prediction_id": prediction_id}
         return await self.call_generators("submit_job", **request.arguments(), version=model.card.version, meta=meta)
 
     @endpoint("/generate/vae", forms={JSON: GenerateRequest}, **GENERATED,

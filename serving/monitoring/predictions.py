@@ -26,15 +26,17 @@ import contextlib
 import datetime as dt
 import functools
 import hashlib
+import itertools
 import json
 import logging
-import secrets
+import os
 import threading
 import time
 from collections import deque
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import pydantic_core
 import sqlalchemy as sa
 from pydantic import BaseModel
 from starlette.responses import Response
@@ -103,10 +105,25 @@ def _picture(value: bytes, keep: bool) -> dict[str, Any]:
     return {"sha256": hashlib.sha256(value).hexdigest(), "bytes": len(value), **kept}
 
 
+def _json(value: Any) -> str:
+    """``value`` as JSON text, by pydantic-core (a tenth of ``json.dumps``'s time; NaN becomes null)."""
+    return pydantic_core.to_json(value, inf_nan_mode="null").decode()
+
+
+@functools.cache
+def _picture_fields(form: type[BaseModel]) -> tuple[str, ...]:
+    """The fields of a request form that can carry a picture."""
+    return tuple(name for name in (*file_fields(form), *IMAGE_FIELDS) if name in form.model_fields)
+
+
+def _pictures(data: BaseModel) -> list[str]:
+    """The request's fields that carry a picture."""
+    return [name for name in _picture_fields(type(data)) if getattr(data, name) is not None]
+
+
 def logged_inputs(data: BaseModel, keep_pictures: bool) -> str:
     """The request's fields as the log keeps them, as JSON: pictures as a digest (and themselves on demand)."""
-    pictures = [name for name in (*file_fields(type(data)), *IMAGE_FIELDS)
-                if name in type(data).model_fields and getattr(data, name) is not None]
+    pictures = _pictures(data)
     if not pictures:
         return data.model_dump_json()  # pydantic's own serializer: a few microseconds
     inputs = data.model_dump(mode="json", exclude=set(pictures))
@@ -138,7 +155,6 @@ class PredictionLog:
         self._pending: dict[str, None] = {}  # issued ids not yet written (or dropped)
         self._written = threading.Condition()  # notified as the writer finishes each batch
         self._insert: Callable[[int], str] = str  # rows -> the driver-level INSERT, made with the engine
-        self._timestamp: Callable[[dt.datetime], Any] = lambda value: value
         self._failing = False  # the writer is in an outage: logged once, until a write succeeds
 
     @property
@@ -147,27 +163,47 @@ class PredictionLog:
 
     @staticmethod
     def issue() -> str:
-        """A new prediction id: 96 random bits, URL-safe."""
-        return secrets.token_urlsafe(12)
+        """A new prediction id: the time in milliseconds and 80 random bits, 32 hex digits. Ids that
+        sort by time add to the end of the id index: random ones touched a different page of it at
+        every row, which doubled the cost of an insert."""
+        return f"{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
 
     # --- the request path: cheap, never blocking, never raising ---------------------------------
 
     def record(self, prediction_id: str, request_id: str, endpoint: str, data: BaseModel,
-               answer: BaseModel | Response, latency_seconds: float) -> None:
-        """Queue the record of one answer; a full queue drops it (counted). The row is made here,
-        by pydantic's serialiser (microseconds, on the event loop), so that the writer thread runs
-        almost only the database driver, which releases the GIL: a writer busy in Python code would
-        hold the GIL the event loop needs after each of its system calls."""
-        model, version, outputs, predicted, score, flagged = _answer_fields(answer)
-        row = (prediction_id, request_id, dt.datetime.now(dt.timezone.utc), endpoint, model, version,
-               latency_seconds * 1000, logged_inputs(data, self.keep_pictures), outputs,
-               None if predicted is None else json.dumps(predicted), score, flagged)
-        self._ensure_writer()
+               answer: BaseModel | Response, latency_seconds: float, json_body: bytes | None = None,
+               answer_json: str | None = None) -> None:
+        """Queue the record of one answer; a full queue drops it (counted). ``json_body``: the
+        request's JSON as it came, kept as the inputs where it holds no picture; ``answer_json``:
+        the answer as it was sent.
+
+        The row is made here, of strings and numbers only: a queue that held the request and answer
+        objects until the writer took them kept a thousand containers alive at a time, and Python's
+        garbage collector, which otherwise hardly runs in this worker, then cost more than the
+        insert. The JSON is what the request and the answer already were, so a row is cheap."""
+        model, version, outputs, predicted, score, flagged = _answer_fields(answer, answer_json)
+        inputs = (json_body.decode("utf-8", "replace") if json_body and not _pictures(data)
+                  else logged_inputs(data, self.keep_pictures))
+        self.record_row(prediction_id, request_id, endpoint, model, version, latency_seconds, inputs, outputs,
+                        predicted, score, flagged)
+
+    def record_row(self, prediction_id: str, request_id: str, endpoint: str, model: str, version: str,
+                   latency_seconds: float, inputs: str, outputs: str, predicted: list[Any] | None = None,
+                   score: float | None = None, flagged: bool | None = None) -> None:
+        """Queue a record whose fields the caller made (JSON text for ``inputs`` and ``outputs``):
+        the answers of the inference protocol and of job submissions, which are not pydantic answers."""
         if len(self._queue) >= self.queue_size:
             metrics().prediction_log.labels("dropped_queue_full").inc()
             return
         self._pending[prediction_id] = None
-        self._queue.append(row)
+        self._queue.append((prediction_id, request_id, dt.datetime.now(dt.timezone.utc), endpoint, model, version, latency_seconds * 1000,
+                            inputs, outputs, None if predicted is None else _json(predicted), score, flagged))
+        self._ensure_writer()
+
+    def picture_inputs(self, raw: bytes) -> str:
+        """A request that is a picture (or holds one) as the log keeps it: its digest, and itself
+        with ``ZOOSERVE_LOG_IMAGES=on``."""
+        return json.dumps(_picture(raw, self.keep_pictures))
 
     # --- the writer thread -----------------------------------------------------------------------
 
@@ -190,14 +226,12 @@ class PredictionLog:
             batch = [self._queue.popleft() for _ in range(min(BATCH_ROWS, len(self._queue)))]
             ids = [row[0] for row in batch]
             try:
-                engine = self.engine()
-                timestamp = self._timestamp
-                rows = [(*row[:2], timestamp(row[2]), *row[3:]) for row in batch]
-                with engine.begin() as connection:
-                    # One multi-row INSERT through the driver, the JSON already text: SQLAlchemy's
-                    # per-value type processing cost more than the request it logs, and an executemany
-                    # hands the GIL back and forth with the event loop at every row.
-                    connection.exec_driver_sql(self._insert(len(rows)), tuple(value for row in rows for value in row))
+                with self.engine().begin() as connection:
+                    # One multi-row INSERT through the driver, the rows as queued (the JSON already
+                    # text, the time a datetime both drivers take): SQLAlchemy's per-value type
+                    # processing cost more than the request it logs, and an executemany hands the GIL
+                    # back and forth with the event loop at every row.
+                    connection.exec_driver_sql(self._insert(len(batch)), tuple(itertools.chain.from_iterable(batch)))
                     if time.monotonic() >= next_retention:
                         self._expire(connection)
                         next_retention = time.monotonic() + RETENTION_CHECK_SECONDS
@@ -257,9 +291,6 @@ class PredictionLog:
         row = f"({', '.join([mark] * len(COLUMNS))})"
         self._insert = functools.lru_cache(maxsize=64)(
             lambda rows: f"INSERT INTO predictions ({', '.join(COLUMNS)}) VALUES {', '.join([row] * rows)}")
-        # The database's own form of a timestamp (SQLite keeps text that SQLAlchemy reads back).
-        process = self._tables["predictions"].c.created_at.type.bind_processor(engine.dialect)
-        self._timestamp = process or (lambda value: value)
         return engine
 
     def table(self, name: str) -> sa.Table:
@@ -324,12 +355,14 @@ class PredictionLog:
             self._written.wait_for(lambda: waiting.isdisjoint(self._pending), timeout)
 
 
-def _answer_fields(answer: BaseModel | Response) -> tuple[str, str, str, Any, float | None, bool | None]:
+def _answer_fields(answer: BaseModel | Response, answer_json: str | None
+                   ) -> tuple[str, str, str, Any, float | None, bool | None]:
     """model, version, outputs (JSON), predicted values or labels, OOD score and flag of one answer."""
     if isinstance(answer, Answer):
         model = answer.model
         score, flagged = answer.novelty()
-        return model.name, model.version, answer.logged_outputs(), answer.predicted(), score, flagged
+        outputs = answer.logged_outputs(answer.model_dump_json() if answer_json is None else answer_json)
+        return model.name, model.version, outputs, answer.predicted(), score, flagged
     # A PNG answer (a generation, an interpolation): its model and seed are in its headers.
     name, _, version = answer.headers.get("x-model", " ").partition(" ")
     seed = answer.headers.get("x-seed")

@@ -379,23 +379,31 @@ class Gateway:
             hold.thread = asyncio.ensure_future(anyio.to_thread.run_sync(functools.partial(method, **arguments),
                                                                          limiter=self.sync_limiter))
             output = await asyncio.shield(hold.thread)
+        elapsed = time.perf_counter() - started
         log, drift = getattr(self._instance, "predictions", None), getattr(self._instance, "drift", None)
-        headers = None
         if route.logged and drift is not None and isinstance(output, Answer):
             drift.observe(data, output)
+        prediction_id = None
         if route.logged and log is not None and log.enabled and isinstance(output, (Answer, Response)):
             # The server's own id, never the caller's X-Request-ID (a caller could repeat or forge one).
             prediction_id = log.issue()
-            log.record(prediction_id, REQUEST_ID_VAR.get(), route.path, data, output, time.perf_counter() - started)
-            headers = {PREDICTION_ID: prediction_id}
             if isinstance(output, Answer):
                 output.prediction_id = prediction_id
+            else:
+                output.headers[PREDICTION_ID] = prediction_id
         if isinstance(output, Response):
-            output.headers.update(headers or {})
+            if prediction_id is not None:
+                log.record(prediction_id, REQUEST_ID_VAR.get(), route.path, data, output, elapsed)
             return output
-        if isinstance(output, BaseModel):
-            return Response(output.model_dump_json().encode(), media_type=JSON, headers=headers)
-        return JSONResponse(output)
+        if not isinstance(output, BaseModel):
+            return JSONResponse(output)
+        sent = output.model_dump_json()
+        if prediction_id is None:
+            return Response(sent.encode(), media_type=JSON)
+        # The log keeps the body as it came and the answer as it goes: nothing serialised twice.
+        log.record(prediction_id, REQUEST_ID_VAR.get(), route.path, data, output, elapsed,
+                   json_body=body if kind == JSON else None, answer_json=sent)
+        return Response(sent.encode(), media_type=JSON, headers={PREDICTION_ID: prediction_id})
 
     def _method(self, route: Route) -> tuple[t.Callable[..., t.Any], bool]:
         """The running service's method for an endpoint route, and whether it is async (looked up

@@ -30,10 +30,11 @@ import bentoml
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from serving import schemas
-from serving.errors import FieldError, ServiceError, error_for
+from serving.errors import REQUEST_ID, FieldError, ServiceError, error_for
 from serving.inference import images
 from serving.inference.jobs import DONE, FINISHED
-from serving.protocol.gateway import Call, form_for
+from serving.protocol.gateway import PREDICTION_ID, Call, form_for
+from serving.protocol.oip import current_log
 from serving.protocol.routing import BINARY, JSON, PNG, Route
 
 POLL_SECONDS = 0.25  # how often a stream reads its job's state
@@ -98,11 +99,20 @@ def submit_route(sync: Route) -> Route:
     async def submit(call: Call) -> Response:
         _, form = form_for(json_only, call.headers.get(b"content-type", JSON.encode()).decode("latin-1"))
         fields = form.model_validate_json(call.body or b"{}")  # a ValidationError: a 400 naming each field
-        status = await _service().submit_job(family, **fields.model_dump())
+        started, log = time.perf_counter(), current_log()
+        prediction_id = log.issue() if log is not None and log.enabled else None
+        status = await _service().submit_job(family, prediction_id=prediction_id, **fields.model_dump())
         if "full" in status:
             raise ServiceError(status["full"], status=429, headers={"Retry-After": str(status["retry_after"])})
         public = _public(status, family)
-        return JSONResponse(public, status_code=202, headers={"Location": public["location"]})
+        headers = {"Location": public["location"]}
+        if prediction_id is not None:
+            # A job's answer is its parameters and seed (they redraw its digits), logged as it is accepted.
+            headers[PREDICTION_ID] = prediction_id
+            log.record_row(prediction_id, REQUEST_ID.get(), f"{sync.path}/jobs", status["model"]["name"],
+                           status["model"]["version"], time.perf_counter() - started, fields.model_dump_json(),
+                           json.dumps({"job": status["id"], "seed": status["seed"]}))
+        return JSONResponse(public, status_code=202, headers=headers)
 
     submit.__qualname__ = f"submit_{family}_job"
     return Route(f"{sync.path}/jobs", "POST", submit, "handler",

@@ -102,7 +102,7 @@ ROUTES = [
           "Say what the right answer to a logged prediction was (stored beside it, with a comment)",
           tag=TAG, forms={JSON: schemas.FeedbackRequest}, answers={JSON: schemas.FeedbackReceipt},
           answer_status=201, answer_note="stored", extra_refusals=("404",),
-          examples={JSON: {"prediction_id": "kq3Zr1u8Jx0bW9aQ", "truth": 7}}),
+          examples={JSON: {"prediction_id": "019af8e2c4a14e0b7d2c95f3a8e61b07", "truth": 7}}),
     Route("/models/{name}/live-metrics", "GET", live_metrics, "handler",
           "The model's accuracy or RMSE on the answers people gave feedback on", tag=TAG,
           answers={JSON: schemas.LiveMetrics}, answer_note="the figures", admission=None, body_required=False),

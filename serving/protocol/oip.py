@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import math
+import time
 from typing import Any
 
 import anyio
@@ -22,8 +23,9 @@ import pydantic_core
 from starlette.responses import JSONResponse, Response
 
 from serving import schemas
-from serving.errors import ServiceError
-from serving.protocol.gateway import Call
+from serving.errors import REQUEST_ID, ServiceError
+from serving.monitoring.predictions import PredictionLog
+from serving.protocol.gateway import PREDICTION_ID, Call
 from serving.protocol.routing import BINARY, JSON, Route
 from serving.repository.card import Tensor
 from serving.repository.registry import LoadedModel, ModelLoading, ModelNotLoaded, ModelTraining, Registry
@@ -58,6 +60,12 @@ def current_registry() -> Registry:
     """The running service's registry; looked up once (BentoML's lookup costs more than the inference
     of a house row) since a worker runs one service instance for its whole life."""
     return bentoml.get_current_service().registry
+
+
+@functools.cache
+def current_log() -> PredictionLog | None:
+    """The running service's prediction log (looked up once, as the registry)."""
+    return getattr(bentoml.get_current_service(), "predictions", None)
 
 
 def _model(call: Call) -> LoadedModel:
@@ -205,22 +213,54 @@ def _split(raw: bytes, header_length: str | None) -> tuple[bytes, BinarySection]
     return raw[:int(header_length)], BinarySection(memoryview(raw)[int(header_length):])
 
 
-def _answer(answer: dict[str, Any], blobs: list[bytes]) -> Response:
-    # pydantic-core's serialiser: a tenth of ``json.dumps``'s time on a digit's answer; a value that
-    # is not finite becomes null (JSON has no NaN), where ``json.dumps(allow_nan=False)`` raised.
-    header = pydantic_core.to_json(answer)
+def _answer(header: bytes, blobs: list[bytes], extra_headers: dict[str, str]) -> Response:
     if not blobs:
-        return Response(header, media_type="application/json")
+        return Response(header, media_type="application/json", headers=extra_headers)
     return Response(b"".join([header, *blobs]), media_type="application/octet-stream",
-                    headers={HEADER_LENGTH: str(len(header))})
+                    headers={HEADER_LENGTH: str(len(header)), **extra_headers})
 
 
 async def infer(call: Call) -> Response:
     header_length = call.headers.get(HEADER_LENGTH.encode())
-    return await _infer(_model(call), call.body, None if header_length is None else header_length.decode("latin-1"))
+    started = time.perf_counter()
+    model = _model(call)
+    answer, blobs, results = await _infer(model, call.body,
+                                          None if header_length is None else header_length.decode("latin-1"))
+    log = current_log()
+    prediction_id = log.issue() if log is not None and log.enabled else None
+    if prediction_id is not None:
+        # The protocol's place for what a server adds to an answer: clients keep it, and ignore it.
+        answer["parameters"] = {"prediction_id": prediction_id}
+    # pydantic-core's serialiser: a tenth of ``json.dumps``'s time on a digit's answer; a value that
+    # is not finite becomes null (JSON has no NaN), where ``json.dumps(allow_nan=False)`` raised.
+    header = pydantic_core.to_json(answer, inf_nan_mode="null")
+    if prediction_id is None:
+        return _answer(header, blobs, {})
+    # An image model's input is a picture: the log keeps its digest (itself with ZOOSERVE_LOG_IMAGES=on).
+    inputs = (log.picture_inputs(call.body) if header_length is not None or model.card.task == "image-classification"
+              else call.body.decode("utf-8", "replace"))
+    endpoint = f"{VERSIONED if 'version' in call.params else MODEL}/infer"
+    log.record_row(prediction_id, REQUEST_ID.get(), endpoint, model.name,
+                   model.card.version, time.perf_counter() - started, inputs, header.decode(),
+                   _predicted(model, results))
+    return _answer(header, blobs, {PREDICTION_ID: prediction_id})
 
 
-async def _infer(model: LoadedModel, raw: bytes, header_length: str | None) -> Response:
+def _predicted(model: LoadedModel, results: list[np.ndarray]) -> list[Any] | None:
+    """What feedback on a /v2 answer is scored against, as for the model's REST answers: a
+    classifier's label per row (the widest score), a regressor's values; None otherwise."""
+    card = model.card
+    if card.task == "tabular-regression":
+        return results[0].ravel().tolist()
+    if card.task == "image-classification" and card.labels:
+        scores = next((value for value in results if value.ndim == 2 and value.shape[1] == len(card.labels)), None)
+        return None if scores is None else [card.labels[i] for i in scores.argmax(axis=1)]
+    return None
+
+
+async def _infer(model: LoadedModel, raw: bytes, header_length: str | None
+                 ) -> tuple[dict[str, Any], list[bytes], list[np.ndarray]]:
+    """The answer (without its binary parts), the binary parts, and the graph's outputs."""
     header, binary = _split(raw, header_length)
     try:
         # pydantic-core's parser: 26 us for a digit's 784 values where ``json.loads`` took 223 us.
@@ -271,7 +311,7 @@ async def _infer(model: LoadedModel, raw: bytes, header_length: str | None) -> R
     answer = {"model_name": model.name, "model_version": model.card.version, "outputs": outputs}
     if "id" in body:
         answer["id"] = body["id"]
-    return _answer(answer, blobs)
+    return answer, blobs, results
 
 
 TAG = "open inference protocol"

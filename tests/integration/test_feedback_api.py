@@ -52,8 +52,40 @@ def test_every_logged_answer_carries_the_servers_own_prediction_id(logged):
     assert ids[0] != ids[1] and "chosen" not in ids[0]
     assert [answer.json()["prediction_id"] for answer in (first, second)] == ids
     picture = logged.post("/generate/gan", json={"n": 1, "seed": 3})  # a PNG answer: the header only
-    assert picture.status_code == 200 and len(picture.headers["x-prediction-id"]) == 16
+    assert picture.status_code == 200 and len(picture.headers["x-prediction-id"]) == 32
     assert "x-prediction-id" not in logged.post("/noop", json={}).headers  # not a model's answer
+
+
+def test_inference_protocol_answers_and_job_submissions_are_logged_and_take_feedback(logged):
+    features = {"name": "features", "shape": [1, 8], "datatype": "FP32",
+                "data": list(EXAMPLE_HOUSE.model_dump().values())}
+    before = logged.get("/models/house-price-gbm/live-metrics").json()
+    answer = logged.post("/v2/models/house-price-gbm/infer", json={"inputs": [features]})
+    assert answer.status_code == 200, answer.text
+    prediction_id = answer.headers["x-prediction-id"]
+    assert answer.json()["parameters"] == {"prediction_id": prediction_id}  # the protocol's own place for it
+    value = answer.json()["outputs"][0]["data"][0]
+    assert logged.post("/feedback", json={"prediction_id": prediction_id, "truth": [value]}).status_code == 201
+    live = logged.get("/models/house-price-gbm/live-metrics").json()
+    assert (live["answers"], live["items"], live["mismatched"]) == (
+        before["answers"] + 1, before["items"] + 1, before["mismatched"])  # scored against the tensor's value
+    # A classifier's /v2 answer is scored by its label (the widest score), as its REST answer is.
+    digits, labels = mnist_arrays(train=False)
+    tensor = {"name": "image", "shape": [1, 784], "datatype": "FP32",
+              "data": (digits[0].astype(np.float32) / 255).ravel().tolist()}
+    before = logged.get("/models/mnist-tree/live-metrics").json()
+    digit = logged.post("/v2/models/mnist-tree/infer", json={"inputs": [tensor]})
+    assert digit.status_code == 200, digit.text
+    assert logged.post("/feedback", json={"prediction_id": digit.headers["x-prediction-id"],
+                                          "truth": int(labels[0])}).status_code == 201
+    live = logged.get("/models/mnist-tree/live-metrics").json()
+    assert (live["items"], live["mismatched"]) == (before["items"] + 1, before["mismatched"])
+    # A job's answer is its parameters and seed: logged as it is accepted.
+    job = logged.post("/generate/gan/jobs", json={"n": 1, "seed": 5})
+    assert job.status_code == 202, job.text
+    assert job.json()["prediction_id"] == job.headers["x-prediction-id"]
+    assert logged.post("/feedback", json={"prediction_id": job.json()["prediction_id"], "truth": "3",
+                                          "comment": "a clear 3"}).status_code == 201
 
 
 def test_feedback_on_houses_gives_their_live_rmse(logged):

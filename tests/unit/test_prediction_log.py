@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import threading
 
 import pytest
@@ -17,7 +18,7 @@ from serving.monitoring import predictions
 from serving.monitoring.predictions import PredictionLog, UnknownPrediction
 from serving.protocol.monitoring import score
 from serving.repository.telemetry import metrics
-from serving.schemas import DigitResponse, DigitUpload, HousePriceRequest, HousePriceResponse
+from serving.schemas import DigitPixels, DigitResponse, DigitUpload, HousePriceRequest, HousePriceResponse
 
 MODEL = {"name": "house-price-gbm", "version": "3", "sha256": "ab" * 32}
 HOUSE = {"MedInc": 8.3, "HouseAge": 41.0, "AveRooms": 6.98, "AveBedrms": 1.02, "Population": 322.0,
@@ -48,9 +49,11 @@ def test_a_record_keeps_the_answer_and_feedback_is_stored_beside_it(log):
     written = _counted("written")
     request = HousePriceRequest(houses=[HOUSE, HOUSE])
     first, second = log.issue(), log.issue()
-    assert first != second and len(first) == 16
+    assert first != second and len(first) == 32 and first[:12] <= second[:12]  # sorted by time
     log.record(first, "req-1", "/house-price/predict", request, _house_answer(2.5, 3.0), 0.004)
-    log.record(second, "req-2", "/house-price/predict", request, _house_answer(1.0, 1.5), 0.002)
+    sent = _house_answer(1.0, 1.5).model_dump_json()
+    log.record(second, "req-2", "/house-price/predict", request, _house_answer(1.0, 1.5), 0.002,
+               json_body=b'{"houses": [{"MedInc": 8.3}]}', answer_json=sent)
     log.flush()
     rows = {row["prediction_id"]: row for row in _rows(log, "predictions")}
     row = rows[first]
@@ -59,7 +62,10 @@ def test_a_record_keeps_the_answer_and_feedback_is_stored_beside_it(log):
     assert set(row) == set(predictions.COLUMNS) and row["predicted"] == [2.5, 3.0]
     assert row["inputs"]["houses"][0] == HOUSE and row["inputs"]["model"] == "gbm"
     assert (row["ood_score"], row["ood_flagged"]) == (3.5, False)
-    assert "model" not in row["outputs"] and row["outputs"]["level"] == 0.9
+    assert row["outputs"]["model"] == MODEL and row["outputs"]["level"] == 0.9
+    # The body as it came and the answer as it was sent are kept as they are, not made again.
+    assert rows[second]["inputs"] == {"houses": [{"MedInc": 8.3}]}
+    assert rows[second]["outputs"] == json.loads(sent)
     assert _counted("written") == written + 2
     # Feedback: the true values, once and then corrected; the newest counts.
     assert log.feedback(first, [2.0, 3.0], "the first house sold for less") >= 1
@@ -86,6 +92,14 @@ def test_a_picture_is_kept_as_its_digest_unless_asked(database):
         kept = row["inputs"]["image"]
         assert kept["sha256"] == hashlib.sha256(picture).hexdigest() and kept["bytes"] == len(picture)
         assert ("base64" in kept) is keep and row["predicted"] == [7] and row["ood_flagged"] is True
+    # Pixels sent as JSON: a digest too, never the body as it came.
+    pixels = [[0.0] * 28] * 28
+    body = json.dumps({"pixels": pixels}).encode()
+    prediction_id = log.issue()
+    log.record(prediction_id, "r", "/digits/classify", DigitPixels(pixels=pixels), answer, 0.01, json_body=body)
+    log.flush()
+    kept = next(row for row in _rows(log, "predictions") if row["prediction_id"] == prediction_id)["inputs"]["pixels"]
+    assert kept["sha256"] == hashlib.sha256(json.dumps(pixels, separators=(",", ":")).encode()).hexdigest()
 
 
 def test_a_png_answer_is_logged_by_its_headers(log):

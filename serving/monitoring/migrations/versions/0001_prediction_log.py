@@ -29,7 +29,7 @@ def upgrade() -> None:
         sa.Column("ood_score", sa.Float, nullable=True),
         sa.Column("ood_flagged", sa.Boolean, nullable=True),
     )
-    # Drift and live metrics read one model's newest rows; retention deletes the oldest.
+    # Retention deletes the oldest rows. (Reads by model and time never came: 0002 drops that index.)
     op.create_index("predictions_model_time", "predictions", ["model", "created_at"])
     op.create_index("predictions_time", "predictions", ["created_at"])
     op.create_table(

@@ -196,8 +196,9 @@ class PredictionLog:
             metrics().prediction_log.labels("dropped_queue_full").inc()
             return
         self._pending[prediction_id] = None
-        self._queue.append((prediction_id, request_id, dt.datetime.now(dt.timezone.utc), endpoint, model, version, latency_seconds * 1000,
-                            inputs, outputs, None if predicted is None else _json(predicted), score, flagged))
+        self._queue.append((prediction_id, request_id, dt.datetime.now(dt.timezone.utc), endpoint, model, version,
+                            latency_seconds * 1000, inputs, outputs, None if predicted is None else _json(predicted),
+                            score, flagged))
         self._ensure_writer()
 
     def picture_inputs(self, raw: bytes) -> str:
@@ -228,7 +229,8 @@ class PredictionLog:
             try:
                 with self.engine().begin() as connection:
                     # One multi-row INSERT through the driver, the rows as queued (the JSON already
-                    # text, the time a datetime both drivers take): SQLAlchemy's per-value type
+                    # text; the time a datetime, which sqlite3 stores as ISO text as SQLAlchemy
+                    # would, and psycopg as a timestamp): SQLAlchemy's per-value type
                     # processing cost more than the request it logs, and an executemany hands the GIL
                     # back and forth with the event loop at every row.
                     connection.exec_driver_sql(self._insert(len(batch)), tuple(itertools.chain.from_iterable(batch)))

@@ -236,7 +236,8 @@ async def infer(call: Call) -> Response:
     header = pydantic_core.to_json(answer, inf_nan_mode="null")
     if prediction_id is None:
         return _answer(header, blobs, {})
-    # An image model's input is a picture: the log keeps its digest (itself with ZOOSERVE_LOG_IMAGES=on).
+    # An image model's input is a picture, and raw tensor bytes are no text: the log keeps their
+    # digest (and themselves with ZOOSERVE_LOG_IMAGES=on).
     inputs = (log.picture_inputs(call.body) if header_length is not None or model.card.task == "image-classification"
               else call.body.decode("utf-8", "replace"))
     endpoint = f"{VERSIONED if 'version' in call.params else MODEL}/infer"

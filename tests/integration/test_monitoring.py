@@ -83,6 +83,15 @@ def _annotations(alert: str, labels: dict[str, str]) -> dict[str, str]:
             for key, text in rule["annotations"].items()}
 
 
+def _loaded(url: str, model: str) -> dict[str, float]:
+    """The model's recorded ``zooserve_model_loaded`` series (the drift rules fire only for a served model)."""
+    for line in httpx.get(f"{url}/metrics", timeout=30).text.splitlines():
+        if line.startswith("zooserve_model_loaded{") and f'model="{model}"' in line:
+            series, _, value = line.rpartition(" ")
+            return {series: float(value)}
+    raise AssertionError(f"no zooserve_model_loaded for {model} in /metrics")
+
+
 def _promtool_test(tmp_path: Path, series: dict[str, float], alert: str, labels: dict[str, str], fires: bool) -> None:
     """promtool test rules over the recorded values, held for 20 minutes: ``alert`` fires or not."""
     expected = [{"exp_labels": {"severity": "warning", **labels},
@@ -112,8 +121,9 @@ def test_richer_houses_drift_and_fire_the_alert_while_test_houses_do_not(watched
     assert recorded_steady < 0.1 < 0.2 < recorded_drifted
     series = 'zooserve_drift_psi{model="house-price-gbm",feature="MedInc"}'
     labels = {"model": "house-price-gbm", "feature": "MedInc"}
-    _promtool_test(tmp_path, {series: recorded_steady}, "ZooServeFeatureDrift", labels, fires=False)
-    _promtool_test(tmp_path, {series: recorded_drifted}, "ZooServeFeatureDrift", labels, fires=True)
+    loaded = _loaded(watched, "house-price-gbm")
+    _promtool_test(tmp_path, {series: recorded_steady, **loaded}, "ZooServeFeatureDrift", labels, fires=False)
+    _promtool_test(tmp_path, {series: recorded_drifted, **loaded}, "ZooServeFeatureDrift", labels, fires=True)
 
 
 @needs_promtool
@@ -127,7 +137,7 @@ def test_noise_raises_the_digits_flag_rate_and_its_alert(watched, tmp_path):
     rate = _gauge(watched, "zooserve_ood_flag_rate", model="mnist-cnn")
     items = _gauge(watched, "zooserve_drift_window_items", model="mnist-cnn")
     _promtool_test(tmp_path, {'zooserve_ood_flag_rate{model="mnist-cnn"}': rate,
-                              'zooserve_drift_window_items{model="mnist-cnn"}': items},
+                              'zooserve_drift_window_items{model="mnist-cnn"}': items, **_loaded(watched, "mnist-cnn")},
                    "ZooServeOutOfDistributionRate", {"model": "mnist-cnn"}, fires=True)
 
 

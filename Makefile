@@ -12,7 +12,7 @@ export BENTOML_DO_NOT_TRACK := True
 export PYTHONUNBUFFERED := 1
 LINTED := serving training bench loadtests tests
 
-.PHONY: setup train serve test lint docs loadtest soak starvation saturation swaps jobs bench profile robustness build containerize clean
+.PHONY: setup train serve test lint docs loadtest soak starvation saturation swaps jobs bench gpu-check profile robustness build containerize clean
 
 comma := ,
 INSTALLED := $(VENV)/.installed-$(subst $(comma),+,$(EXTRAS))
@@ -80,6 +80,11 @@ bench: setup
 	$(BIN)/python -m bench $(if $(ONLY),--only $(ONLY))
 
 # Where a request's CPU goes in the API worker, by layer (py-spy under wrk) -> reports/profile-*.json.
+# The GPU path in one process (parity of every graph, /v2 throughput, diffusion, GPU memory) ->
+# reports/gpu.json; on a machine without a GPU it says so and exits 0.
+gpu-check: setup
+	$(BIN)/python -m bench.gpu_check
+
 profile: setup
 	$(BIN)/python -m bench.profile_worker $(if $(ENDPOINT),--path $(ENDPOINT))
 

@@ -154,6 +154,9 @@ class PredictionLog:
         self._tables: dict[str, sa.Table] = {}
         self._pending: dict[str, None] = {}  # issued ids not yet written (or dropped)
         self._written = threading.Condition()  # notified as the writer finishes each batch
+        # Set by a reader waiting on a queued record (feedback right after its answer): the writer
+        # goes at once instead of at the end of its FLUSH_SECONDS. The request path never sets it.
+        self._wanted = threading.Event()
         self._insert: Callable[[int], str] = str  # rows -> the driver-level INSERT, made with the engine
         self._failing = False  # the writer is in an outage: logged once, until a write succeeds
 
@@ -221,7 +224,8 @@ class PredictionLog:
         next_retention = 0.0
         while True:
             if len(self._queue) < BATCH_ROWS:  # few records: wait for more, a few commits a second at most
-                time.sleep(FLUSH_SECONDS)
+                if self._wanted.wait(FLUSH_SECONDS):
+                    self._wanted.clear()
             if not self._queue:
                 continue
             batch = [self._queue.popleft() for _ in range(min(BATCH_ROWS, len(self._queue)))]
@@ -309,6 +313,8 @@ class PredictionLog:
 
     def feedback(self, prediction_id: str, truth: Any, comment: str | None) -> int:
         """Store the feedback beside its prediction; its id. A prediction still queued is waited for."""
+        if prediction_id in self._pending:
+            self._wanted.set()
         with self._written:
             if not self._written.wait_for(lambda: prediction_id not in self._pending, WRITTEN_WAIT_SECONDS):
                 raise LogUnavailable("the answer is still being written")
@@ -353,6 +359,7 @@ class PredictionLog:
     def flush(self, timeout: float = 10.0) -> None:
         """Wait until every record queued so far is written or dropped (tests, and at exit)."""
         waiting = set(self._pending)
+        self._wanted.set()
         with self._written:
             self._written.wait_for(lambda: waiting.isdisjoint(self._pending), timeout)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -25,10 +26,33 @@ from serving.runtime.launch import serve_command
 REPO = Path(__file__).resolve().parents[1]
 
 
+EPHEMERAL_PORTS = Path("/proc/sys/net/ipv4/ip_local_port_range")
+FIRST_EPHEMERAL_PORT = 32768  # Linux's default, where the kernel does not say
+LOWEST_PORT = 10000  # below this, ports other services on the host are configured to use
+_handed_out: set[int] = set()  # this process's ports, some perhaps not bound yet
+_choose = random.Random()  # its own seed: a test that seeds ``random`` must not make two runs pick alike
+
+
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    """A loopback port no one holds, below the kernel's ephemeral range. A port-0 probe returned an
+    ephemeral port, which the kernel could hand to the next port-0 bind before the server took it:
+    BentoML's process controller makes one as a server starts, and got a test's port that way."""
+    try:
+        first_ephemeral = int(EPHEMERAL_PORTS.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        first_ephemeral = FIRST_EPHEMERAL_PORT
+    for _ in range(200):
+        port = _choose.randrange(LOWEST_PORT, max(first_ephemeral, LOWEST_PORT + 1000))
+        if port in _handed_out:
+            continue
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free port between {LOWEST_PORT} and {first_ephemeral}")
 
 
 def pinned(core: int, command: list[str]) -> list[str]:

@@ -48,6 +48,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving.errors import REQUEST_ID as REQUEST_ID_VAR
 from serving.errors import FieldError, ServiceError, error_for, error_response, log_refusal, normalize
+from serving.monitoring.predictions import issue_for
 from serving.protocol.access import (BODY_METHODS, LARGE_BODY, ClientGone, Cors, KeyCheck, read_body,
                                      release_freed_memory)
 from serving.protocol.admission import Slots, unless_gone
@@ -383,10 +384,8 @@ class Gateway:
         log, drift = getattr(self._instance, "predictions", None), getattr(self._instance, "drift", None)
         if route.logged and drift is not None and isinstance(output, Answer):
             drift.observe(data, output)
-        prediction_id = None
-        if route.logged and log is not None and log.enabled and isinstance(output, (Answer, Response)):
-            # The server's own id, never the caller's X-Request-ID (a caller could repeat or forge one).
-            prediction_id = log.issue()
+        prediction_id = issue_for(log) if route.logged and isinstance(output, (Answer, Response)) else None
+        if prediction_id is not None:
             if isinstance(output, Answer):
                 output.prediction_id = prediction_id
             else:

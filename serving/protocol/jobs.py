@@ -34,6 +34,7 @@ from serving.errors import REQUEST_ID, FieldError, ServiceError, error_for
 from serving.inference import images
 from serving.inference.jobs import DONE, FINISHED
 from serving.protocol.gateway import PREDICTION_ID, Call, form_for
+from serving.monitoring.predictions import issue_for
 from serving.protocol.oip import current_log
 from serving.protocol.routing import BINARY, JSON, PNG, Route
 
@@ -100,7 +101,7 @@ def submit_route(sync: Route) -> Route:
         _, form = form_for(json_only, call.headers.get(b"content-type", JSON.encode()).decode("latin-1"))
         fields = form.model_validate_json(call.body or b"{}")  # a ValidationError: a 400 naming each field
         started, log = time.perf_counter(), current_log()
-        prediction_id = log.issue() if log is not None and log.enabled else None
+        prediction_id = issue_for(log)
         status = await _service().submit_job(family, prediction_id=prediction_id, **fields.model_dump())
         if "full" in status:
             raise ServiceError(status["full"], status=429, headers={"Retry-After": str(status["retry_after"])})

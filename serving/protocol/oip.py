@@ -24,7 +24,7 @@ from starlette.responses import JSONResponse, Response
 
 from serving import schemas
 from serving.errors import REQUEST_ID, ServiceError
-from serving.monitoring.predictions import PredictionLog
+from serving.monitoring.predictions import PredictionLog, issue_for
 from serving.protocol.gateway import PREDICTION_ID, Call
 from serving.protocol.routing import BINARY, JSON, Route
 from serving.repository.card import Tensor
@@ -227,7 +227,7 @@ async def infer(call: Call) -> Response:
     answer, blobs, results = await _infer(model, call.body,
                                           None if header_length is None else header_length.decode("latin-1"))
     log = current_log()
-    prediction_id = log.issue() if log is not None and log.enabled else None
+    prediction_id = issue_for(log)
     if prediction_id is not None:
         # The protocol's place for what a server adds to an answer: clients keep it, and ignore it.
         answer["parameters"] = {"prediction_id": prediction_id}

@@ -15,7 +15,7 @@ from starlette.responses import Response
 
 from loadtests.server import free_port
 from serving.monitoring import predictions
-from serving.monitoring.predictions import PredictionLog, UnknownPrediction
+from serving.monitoring.predictions import RANDOM_BLOCK, PredictionLog, UnknownPrediction
 from serving.protocol.monitoring import score
 from serving.repository.telemetry import metrics
 from serving.schemas import DigitPixels, DigitResponse, DigitUpload, HousePriceRequest, HousePriceResponse
@@ -43,6 +43,14 @@ def _rows(log: PredictionLog, table: str) -> list[dict]:
 @pytest.fixture
 def log(database):
     return PredictionLog(database)
+
+
+def test_ids_stay_unique_and_hex_across_the_blocks_of_randomness_they_are_cut_from():
+    log = PredictionLog(None)
+    ids = [log.issue() for _ in range(2 * RANDOM_BLOCK + 1)]
+    assert len(set(ids)) == len(ids) and {len(i) for i in ids} == {32}
+    assert all(int(i, 16) >= 0 for i in ids)
+    assert len({i[12:] for i in ids}) == len(ids)  # the random parts alone differ too
 
 
 def test_a_record_keeps_the_answer_and_feedback_is_stored_beside_it(log):

@@ -27,7 +27,7 @@ from serving.repository.sessions import cuda_device_present
 
 from . import (batching, cold_start, diffusion_speed, digit_classifiers, engines, explanations, floor, load_cycles,
                overhead, prediction_log, quantization, served_accuracy)
-from .common import Context
+from .common import Context, cpu_jiffies, steal_share
 
 SECTIONS = {"engines": engines, "diffusion": diffusion_speed, "quantization": quantization,
             "overhead": overhead, "batching": batching, "cold-start": cold_start,
@@ -59,6 +59,13 @@ def gpu_name() -> str:
     return lines[0].split(":", 1)[1].strip() if lines else "an NVIDIA GPU (model not reported)"
 
 
+def _quietness(share: float | None) -> str:
+    if share is None:
+        return ""
+    return (f"\n\nThe hypervisor took {share:.1%} of this machine's CPU time during this section (steal): "
+            "a shared host's neighbours slow some rounds more than others.")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models-dir", type=Path, default=Path(os.environ.get("ZOOSERVE_MODELS_DIR", "models")))
@@ -75,9 +82,11 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.only:
         started = time.perf_counter()
         print(f"bench: {name} ...", flush=True)
+        before = cpu_jiffies()
         result = SECTIONS[name].run(ctx)
+        result["host_steal_share"] = steal_share(before, cpu_jiffies())
         report["sections"][name] = result
-        sections.append(SECTIONS[name].markdown(result))
+        sections.append(SECTIONS[name].markdown(result) + _quietness(result["host_steal_share"]))
         print(f"bench: {name} done in {time.perf_counter() - started:.0f} s", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -25,6 +25,25 @@ from serving.settings import Settings
 AGREEMENT_ATOL = 1e-3  # engines compared must compute the same thing before their speeds mean anything
 
 
+PROC_STAT = Path("/proc/stat")
+
+
+def cpu_jiffies() -> tuple[int, int] | None:
+    """The host's CPU time so far as (stolen by the hypervisor, all), from ``/proc/stat``; None off Linux.
+    A shared VM's neighbours take "steal" time, and a run during theirs says less about the code."""
+    try:
+        fields = [int(value) for value in PROC_STAT.read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return (fields[7] if len(fields) > 7 else 0), sum(fields[:8])
+
+
+def steal_share(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+    if before is None or after is None or after[1] == before[1]:
+        return None
+    return (after[0] - before[0]) / (after[1] - before[1])
+
+
 @dataclass(frozen=True)
 class Context:
     models_dir: Path

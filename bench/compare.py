@@ -18,6 +18,7 @@ from typing import Any, Iterator
 # Words of a figure's name (split at "_") that say which way is better; a name with neither gets no verdict.
 LOWER_IS_BETTER = {"seconds", "s", "ms", "latency", "p50", "p90", "p95", "p99", "rss", "mb", "bytes"}
 HIGHER_IS_BETTER = {"rps", "throughput", "speedup", "accuracy"}
+SETTINGS = {"seconds_per_point", "rounds", "host_steal_share"}  # how a run was made, or its host's state: no verdict
 
 
 def figures(report: Any, path: str = "") -> Iterator[tuple[str, float]]:
@@ -36,6 +37,8 @@ def better(path: str) -> int:
     """+1 when a higher value is better, -1 when lower is, 0 when the name does not say."""
     leaf = path.rsplit(".", 1)[-1].lower()
     words = set(re.split(r"[_\W]+", leaf))
+    if leaf in SETTINGS:
+        return 0
     if re.search(r"per_(s|second)$", leaf) or HIGHER_IS_BETTER & words:  # requests_per_s: a rate
         return 1
     return -1 if LOWER_IS_BETTER & words else 0

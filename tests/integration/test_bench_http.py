@@ -39,7 +39,8 @@ def test_http_sections_run_and_report(trained_models, tmp_path):
     points = [point for case in floor["cases"].values() for loop in case.values() for point in loop]
     assert all(side["failures"] == 0 and side["requests"] > 0 for point in points for side in point.values())
     logged = sections["prediction-log"]
-    assert all(point["failures"] == 0 and point["ratio"] > 0 for point in logged["points"])
+    assert all(point["failures"] == 0 and point["ratio"] > 0 and len(point["ratios"]) == logged["rounds"]
+               for point in logged["points"])
     assert logged["rows_in_log"] >= logged["answered_with_log"] > 0  # every answer of the logged server kept
     assert floor["memory"]["idle"]["processes"] >= 2 and floor["memory"]["idle"]["rss_mb"] > 0
     served = sections["served-accuracy"]["models"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from bench import common
 from bench.__main__ import machine
 from bench.compare import compare, main
 
@@ -12,7 +13,8 @@ def _run(rps: float, p99_ms: float, flags: list[str]) -> dict:
     return {"machine": {"cpu": "a CPU", "cpu_flags": flags}, "threads": 1, "smoke": False,
             "sections": {"floor": {"cases": {"/house-price/predict": [{"connections": 8, "rps": rps,
                                                                        "p99_ms": p99_ms, "failures": 0}]}},
-                         "engines": {"mnist-cnn": {"max_abs_diff": 1e-6}}}}
+                         "engines": {"mnist-cnn": {"max_abs_diff": 1e-6}},
+                         "prediction-log": {"seconds_per_point": 3.0 if rps > 900 else 6.0}}}
 
 
 def test_each_shared_figure_gets_its_ratio_and_a_verdict_where_its_name_tells(tmp_path, capsys):
@@ -22,6 +24,7 @@ def test_each_shared_figure_gets_its_ratio_and_a_verdict_where_its_name_tells(tm
     assert (rps["ratio"], rps["verdict"]) == (0.8, "WORSE")  # a rate 20% lower
     assert rows["sections.floor.cases./house-price/predict[0].p99_ms"]["verdict"] == ""  # 5%: within tolerance
     assert rows["sections.engines.mnist-cnn.max_abs_diff"]["verdict"] == ""  # the name says no direction
+    assert rows["sections.prediction-log.seconds_per_point"]["verdict"] == ""  # a setting, not a time taken
     for name, report in (("old", old), ("new", new)):
         (tmp_path / f"{name}.json").write_text(json.dumps(report))
     assert main([str(tmp_path / "old.json"), str(tmp_path / "new.json"), "--changed-only"]) == 0
@@ -35,3 +38,14 @@ def test_the_machine_description_lists_the_cpu_flags():
     described = machine()
     assert described["cores"] >= 1 and described["cpu_flags"] == sorted(described["cpu_flags"])
     assert "sse2" in described["cpu_flags"] or not described["cpu_flags"]  # every x86-64 CPU has SSE2
+
+
+def test_steal_share_is_the_hypervisors_part_of_the_cpu_time_between_two_readings(tmp_path, monkeypatch):
+    stat = tmp_path / "stat"
+    monkeypatch.setattr(common, "PROC_STAT", stat)
+    stat.write_text("cpu  100 0 50 800 0 0 0 50 0 0\ncpu0 1 2 3\n")
+    before = common.cpu_jiffies()
+    stat.write_text("cpu  160 0 70 900 0 0 0 70 0 0\ncpu0 1 2 3\n")
+    assert before == (50, 1000) and common.steal_share(before, common.cpu_jiffies()) == 20 / 200
+    monkeypatch.setattr(common, "PROC_STAT", tmp_path / "absent")
+    assert common.cpu_jiffies() is None and common.steal_share(before, None) is None

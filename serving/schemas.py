@@ -476,6 +476,8 @@ class DriftReport(BaseModel):
     """A model's drift over the newest ``window`` items it answered (this API worker's, since it started)."""
 
     model: str
+    version: str | None = Field(description=(
+        "the default version the window compares with (its training data); a new default starts a new window"))
     window: int = Field(description="the window's size: ZOOSERVE_DRIFT_WINDOW items")
     items: DriftItems
     ood_flag_rate: float | None = Field(description="share of the items flagged out of distribution")

@@ -30,7 +30,7 @@ from serving.inference.classify import classifier_rows, versioned_rows
 from serving.inference.forecast import forecast_intervals, recursive_forecast, session_step
 from serving.inference.jobs import Job, JobGone, JobQueue, JobsFull
 from serving.inference.postprocess import odd_even, ranked
-from serving.monitoring.drift import DriftMonitor
+from serving.monitoring.drift import DriftMonitor, Reference
 from serving.monitoring.predictions import PredictionLog
 from serving.protocol.jobs import images_answer
 from serving.protocol.routing import BINARY, JSON, MULTIPART, PNG, endpoint
@@ -240,9 +240,10 @@ class ZooServe:
         self.drift = DriftMonitor(self.settings.drift_window, self._drift_reference)
         settle_heap()
 
-    def _drift_reference(self, name: str) -> tuple[dict | None, str] | None:
+    def _drift_reference(self, name: str) -> Reference | None:
         loaded = self.registry.models.get(name)
-        return None if loaded is None else ((loaded.card.model_extra or {}).get("drift_reference"), loaded.card.task)
+        return None if loaded is None else ((loaded.card.model_extra or {}).get("drift_reference"), loaded.card.task,
+                                            loaded.card.version)
 
     def __is_ready__(self) -> bool:
         # __init__ returns only after every model there loaded and answered its warm-up inference; in

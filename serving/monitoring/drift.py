@@ -56,6 +56,7 @@ class Window:
     """One model's newest items: flags, feature rows (tabular models) and predicted labels."""
 
     size: int
+    version: str  # the model's default version when the window began: its training data is the reference
     flags: deque = field(init=False)
     rows: deque = field(init=False)
     labels: deque = field(init=False)
@@ -76,11 +77,15 @@ class Window:
         self.minutes[-1][2] += sum(verdicts)
 
 
-class DriftMonitor:
-    """See the module's docstring. ``reference(name)``: the model's card's ``drift_reference``
-    and task, or None for a model this process does not know."""
+Reference = tuple[dict[str, Any] | None, str, str]  # a card's drift_reference, task and version
 
-    def __init__(self, size: int, reference: Callable[[str], tuple[dict[str, Any] | None, str] | None]) -> None:
+
+class DriftMonitor:
+    """See the module's docstring. ``reference(name)``: the model's default version's card's
+    ``drift_reference``, task and version, or None for a model this process does not know.
+    A new default version starts a new window: the items the old one answered say nothing of it."""
+
+    def __init__(self, size: int, reference: Callable[[str], Reference | None]) -> None:
         self.size, self.reference = size, reference
         self._windows: dict[str, Window] = {}
         self._lock = threading.Lock()  # observed on the event loop, reported from a worker thread too
@@ -91,11 +96,11 @@ class DriftMonitor:
         found = self.reference(name) if answer.drift_window else None
         if found is None:
             return
-        reference, task = found
+        reference, task, version = found
         with self._lock:
             window = self._windows.get(name)
-            if window is None:
-                window = self._windows[name] = Window(self.size)
+            if window is None or window.version != version:
+                window = self._windows[name] = Window(self.size, version)
             verdicts = [verdict.flagged for verdict in answer.flags() if verdict is not None]
             window.flags.extend(verdicts)
             window.count(verdicts)
@@ -113,10 +118,12 @@ class DriftMonitor:
     def report(self, name: str) -> dict[str, Any]:
         """The model's drift figures over its window (and the gauges set to them)."""
         found = self.reference(name)
-        reference, _task = found if found is not None else (None, "")
+        reference, _task, version = found if found is not None else (None, "", "")
         reference = reference or {}
         with self._lock:
-            window = self._windows.get(name) or Window(self.size)
+            window = self._windows.get(name)
+            if window is None or window.version != version:  # none yet, or the default's version changed
+                window = Window(self.size, version)
             flags, rows, labels = list(window.flags), np.asarray(window.rows, dtype=np.float64), list(window.labels)
             since = time.time() - HISTORY_MINUTES * 60
             minutes = [list(minute) for minute in window.minutes if minute[0] >= since]
@@ -137,7 +144,7 @@ class DriftMonitor:
         if rate is not None:
             recorded.ood_flag_rate.labels(name).set(rate)
         recorded.drift_window_items.labels(name).set(max(len(flags), len(rows), len(labels)))
-        return {"model": name, "window": self.size,
+        return {"model": name, "version": version or None, "window": self.size,
                 "items": {"flags": len(flags), "features": len(rows), "labels": len(labels)},
                 "ood_flag_rate": rate, "psi": feature_psi,
                 "predicted_class_shares": observed, "training_class_shares": trained, "flags_by_minute": minutes}

@@ -24,7 +24,7 @@ def test_psi_by_hand():
 def _houses_monitor(rows: np.ndarray) -> dict:
     split = california_housing_split()
     reference = feature_reference(split.x_train, HOUSING_FEATURES)
-    monitor = DriftMonitor(WINDOW, lambda name: (reference, "tabular-regression"))
+    monitor = DriftMonitor(WINDOW, lambda name: (reference, "tabular-regression", "1"))
     flag = {"score": 1.0, "threshold": 5.0, "flagged": False, "outside_training_range": []}
     for start in range(0, len(rows), 1000):
         chunk = rows[start:start + 1000]
@@ -50,7 +50,8 @@ def test_test_split_houses_are_stable_and_richer_ones_drift():
 
 def test_predicted_classes_are_compared_with_the_training_labels():
     reference = label_reference(np.repeat(np.arange(10), 100), [str(d) for d in range(10)])
-    monitor = DriftMonitor(100, lambda name: (reference, "image-classification"))
+    default = {"version": "1"}
+    monitor = DriftMonitor(100, lambda name: (reference, "image-classification", default["version"]))
     flagged = {"score": 9.0, "threshold": 5.0, "flagged": True, "outside_training_range": []}
     for index in range(150):  # only ones, every other one flagged: the window keeps the newest 100
         answer = DigitResponse(digit=1, probabilities=[0.1] * 10, parity={"label": "odd", "probability": 1.0},
@@ -62,3 +63,8 @@ def test_predicted_classes_are_compared_with_the_training_labels():
     assert report["ood_flag_rate"] == 1.0 and report["predicted_class_shares"]["1"] == 1.0
     assert report["psi"][PREDICTED_CLASS] > 2  # everything in one class of ten
     assert monitor.report("unknown-model")["items"] == {"flags": 0, "features": 0, "labels": 0}
+    default["version"] = "2"  # a new default: its window starts empty, and fills with its own answers
+    assert monitor.report("mnist-cnn")["items"] == {"flags": 0, "features": 0, "labels": 0}
+    monitor.observe(HousePriceRequest.model_construct(), answer)
+    renewed = monitor.report("mnist-cnn")
+    assert renewed["version"] == "2" and renewed["items"] == {"flags": 1, "features": 0, "labels": 1}

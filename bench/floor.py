@@ -35,7 +35,8 @@ RATES = (100, 200, 400)
 BOUNDARY = "zooservebench"
 
 
-def _tensor(name: str, values: np.ndarray) -> bytes:
+def v2_json_body(name: str, values: np.ndarray) -> bytes:
+    """An inference-protocol request of one FP32 input, its data as JSON."""
     return json.dumps({"inputs": [{"name": name, "shape": list(values.shape), "datatype": "FP32",
                                    "data": values.ravel().tolist()}]}).encode()
 
@@ -51,9 +52,9 @@ def cases(models_dir: Path) -> dict[str, tuple[Request, Request]]:
     order = json.loads(layout.card_file(models_dir, "house-price-gbm").read_text())["preprocessing"]["feature_order"]
     house_predict = Request("/house-price/predict", json.dumps({"houses": [house]}).encode())
     house_v2 = Request("/v2/models/house-price-gbm/infer",
-                       _tensor("features", np.array([[house[name] for name in order]], np.float32)))
+                       v2_json_body("features", np.array([[house[name] for name in order]], np.float32)))
     png = digit_pngs()[0]
-    digit_v2 = Request("/v2/models/mnist-cnn/infer", _tensor("image", to_mnist(decode(png))[None]))
+    digit_v2 = Request("/v2/models/mnist-cnn/infer", v2_json_body("image", to_mnist(decode(png))[None]))
     digit_png = Request("/digits/classify", _multipart("image", png), f"multipart/form-data; boundary={BOUNDARY}")
     return {"/house-price/predict": (house_predict, house_predict),
             "/v2/models/house-price-gbm/infer": (house_v2, house_v2),

@@ -40,6 +40,7 @@ from serving.repository.sessions import cuda_device_present, make_session
 from serving.settings import Settings
 
 from .common import Context
+from .floor import v2_json_body
 from .http_load import closed_loop, serve_models
 
 CUDA = "CUDAExecutionProvider"
@@ -100,9 +101,7 @@ def _infer_sender(binary: bool) -> Callable[[httpx.Client, int], httpx.Response]
         body = header + image.tobytes()
         headers = {"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": str(len(header))}
     else:
-        body = json.dumps({"inputs": [{"name": "image", "shape": [1, 1, 28, 28], "datatype": "FP32",
-                                       "data": image.ravel().tolist()}]}).encode()
-        headers = {"Content-Type": "application/json"}
+        body, headers = v2_json_body("image", image), {"Content-Type": "application/json"}
     return lambda client, _number: client.post("/v2/models/mnist-cnn/infer", content=body, headers=headers)
 
 
@@ -127,14 +126,15 @@ def served_figures(ctx: Context, device: str) -> dict[str, Any]:
                               ZOOSERVE_BATCHING=batching) as url:
                 if batching == "on":
                     figures["gpu_memory_mb_after_load"] = gpu_memory_mb()
+                senders = {binary: _infer_sender(binary) for binary in (False, True)}
                 for kind, binary in (("json", False), ("binary", True)):
-                    send = _infer_sender(binary)
+                    send = senders[binary]
                     closed_loop(url, send, clients=4, seconds=seconds / 5)  # warm-up
                     figures["v2"][f"{kind}, batching {batching}"] = closed_loop(url, send, CLIENTS, seconds)
                 if batching == "on":
                     with httpx.Client(base_url=url, timeout=120) as client:
                         for number in range(requests):
-                            _infer_sender(number % 2 == 1)(client, number)
+                            senders[number % 2 == 1](client, number)
                         figures["gpu_memory_mb_after_requests"] = {"requests": requests, "mb": gpu_memory_mb()}
                         client.post("/generate/diffusion", json={**diffusion, "n": 1})  # warm-up
                         started = time.perf_counter()

@@ -193,6 +193,8 @@ class PredictionLog:
         objects until the writer took them kept a thousand containers alive at a time, and Python's
         garbage collector, which otherwise hardly runs in this worker, then cost more than the
         insert. The JSON is what the request and the answer already were, so a row is cheap."""
+        if self._full():
+            return
         model, version, outputs, predicted, score, flagged = _answer_fields(answer, answer_json)
         inputs = (json_body.decode("utf-8", "replace") if json_body and not _pictures(data)
                   else logged_inputs(data, self.keep_pictures))
@@ -204,14 +206,20 @@ class PredictionLog:
                    score: float | None = None, flagged: bool | None = None) -> None:
         """Queue a record whose fields the caller made (JSON text for ``inputs`` and ``outputs``):
         the answers of the inference protocol and of job submissions, which are not pydantic answers."""
-        if len(self._queue) >= self.queue_size:
-            metrics().prediction_log.labels("dropped_queue_full").inc()
+        if self._full():
             return
         self._pending[prediction_id] = None
         self._queue.append((prediction_id, request_id, time.time(), endpoint, model, version,
                             latency_seconds * 1000, inputs, outputs, None if predicted is None else _json(predicted),
                             score, flagged))
         self._ensure_writer()
+
+    def _full(self) -> bool:
+        """Whether the queue is full (the record is dropped, and counted)."""
+        if len(self._queue) < self.queue_size:
+            return False
+        metrics().prediction_log.labels("dropped_queue_full").inc()
+        return True
 
     def picture_inputs(self, raw: bytes) -> str:
         """A request that is a picture (or holds one) as the log keeps it: its digest, and itself

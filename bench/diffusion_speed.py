@@ -1,4 +1,5 @@
-"""Diffusion images per second against DDIM steps: the served sampler against the PyTorch one.
+"""Diffusion images per second against DDIM steps: the served sampler against the PyTorch one,
+eager and compiled (``torch.compile``, inductor; not in smoke runs).
 
 ONNX Runtime runs what ``/generate/diffusion`` runs (``generation.generate``: the guided step
 graph under IO binding); PyTorch runs the NumPy reference sampler ``ddim.ddim_sample``
@@ -11,6 +12,7 @@ The two samplers' images are compared before either is timed.
 from __future__ import annotations
 
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,21 +48,22 @@ class Samplers:
     step: ort.InferenceSession  # the guided step graph holding the PyTorch module's weights
     served_step: ort.InferenceSession  # the card's guided step graph (the same one when weights were loaded)
     eps: ddim.Run  # the eager U-Net
+    compiled_eps: ddim.Run | None  # the same U-Net under torch.compile (None in smoke runs)
 
     def ort_images(self, n: int, steps: int) -> np.ndarray:
         return ddim.ddim_sample_on_device(self.step, True, generation.scheduler_for(self.sampling), SEED, n,
                                                 steps, DIGIT, GUIDANCE)
 
-    def torch_images(self, n: int, steps: int) -> np.ndarray:
-        return ddim.ddim_sample(self.eps, generation.scheduler_for(self.sampling), SEED, n, steps, DIGIT,
-                                      GUIDANCE)
+    def torch_images(self, n: int, steps: int, compiled: bool = False) -> np.ndarray:
+        eps = self.compiled_eps if compiled and self.compiled_eps is not None else self.eps
+        return ddim.ddim_sample(eps, generation.scheduler_for(self.sampling), SEED, n, steps, DIGIT, GUIDANCE)
 
     def ort_digits(self, n: int, steps: int, session: ort.InferenceSession | None = None) -> np.ndarray:
         """What ``/generate/diffusion`` runs, on ``session`` (default: the compared step graph)."""
         return generation.generate(self.sampling, {GUIDED: session or self.step}, SEED, n, DIGIT, steps, GUIDANCE)
 
-    def torch_digits(self, n: int, steps: int) -> np.ndarray:
-        return generation.to_uint8(self.torch_images(n, steps), self.sampling.output_range)
+    def torch_digits(self, n: int, steps: int, compiled: bool = False) -> np.ndarray:
+        return generation.to_uint8(self.torch_images(n, steps, compiled), self.sampling.output_range)
 
 
 def _samplers(card: dict[str, Any], ctx: Context, scratch: Path) -> tuple[Samplers, str]:
@@ -76,7 +79,9 @@ def _samplers(card: dict[str, Any], ctx: Context, scratch: Path) -> tuple[Sample
                                     scratch / "guided_step.onnx")
         graph, step = pytorch.FRESH, ort_session(path, ctx)
     eager = torch_reference(unet)
-    return Samplers(sampling_of(card["sampling"]), step, served, lambda feeds: eager(feeds)[0]), graph
+    compiled = None if ctx.smoke else pytorch.compiled_runner(unet)  # a compile takes tens of seconds
+    return Samplers(sampling_of(card["sampling"]), step, served, lambda feeds: eager(feeds)[0],
+                    None if compiled is None else lambda feeds: compiled(feeds)[0]), graph
 
 
 def _request(sample, n: int, steps: int, repeats: int, ctx: Context) -> dict[str, float]:
@@ -87,13 +92,22 @@ def _request(sample, n: int, steps: int, repeats: int, ctx: Context) -> dict[str
 
 def _steps(samplers: Samplers, fresh: bool, n: int, steps: int, repeats: int, ctx: Context) -> dict[str, Any]:
     # Comparing the images (in [-1, 1], before the rounding to gray levels) warms both engines up.
-    check = agreement([samplers.torch_images(n, steps)], [samplers.ort_images(n, steps)])
+    eager = samplers.torch_images(n, steps)
+    check = agreement([eager], [samplers.ort_images(n, steps)])
     row: dict[str, Any] = {"steps": steps, "n": n, "agreement": check}
     if not check["agree"]:
         return {**row, "skipped": "the samplers' images disagree: timings would compare different computations"}
     row["onnxruntime"] = _request(samplers.ort_digits, n, steps, repeats, ctx)
     row["pytorch"] = _request(samplers.torch_digits, n, steps, repeats, ctx)
     row["pytorch_over_ort"] = ratio(row["pytorch"]["median_ms"], row["onnxruntime"]["median_ms"])
+    if samplers.compiled_eps is not None:
+        # The first call compiles the U-Net for the request's batch (a guided step runs 2n rows), once.
+        started = time.perf_counter()
+        row["compiled_agreement"] = agreement([eager], [samplers.torch_images(n, steps, True)])
+        row["first_compiled_request_s"] = time.perf_counter() - started
+        if row["compiled_agreement"]["agree"]:
+            row["pytorch_compiled"] = _request(lambda k, s: samplers.torch_digits(k, s, True), n, steps, repeats, ctx)
+            row["compiled_over_ort"] = ratio(row["pytorch_compiled"]["median_ms"], row["onnxruntime"]["median_ms"])
     if fresh:
         samplers.ort_digits(n, steps, samplers.served_step)  # its own warm-up
         row["onnxruntime_served"] = _request(lambda k, s: samplers.ort_digits(k, s, samplers.served_step), n, steps,
@@ -123,6 +137,15 @@ def run(ctx: Context) -> dict:
             "digit": DIGIT, "guidance": GUIDANCE, "seed": SEED, "steps": rows, "objective": _objective(rows)}
 
 
+def _compiled_cells(row: dict[str, Any]) -> list[object]:
+    """compiled s/request and compiled / ORT: blank where nothing was compiled."""
+    if "compiled_agreement" not in row:
+        return ["", ""]
+    if "pytorch_compiled" not in row:
+        return [f"disagrees by {row['compiled_agreement']['max_abs_diff']:.2g}", ""]
+    return [row["pytorch_compiled"]["seconds_per_request"], row["compiled_over_ort"]]
+
+
 def markdown(result: dict) -> str:
     title = "### Diffusion: images per second against DDIM steps"
     if "skipped" in result:
@@ -131,13 +154,13 @@ def markdown(result: dict) -> str:
     for row in result["steps"]:
         if "skipped" in row:
             rows.append([row["steps"], row["n"], row["agreement"]["max_abs_diff"], f"skipped: {row['skipped']}",
-                         *[""] * 5])
+                         *[""] * 7])
             continue
         ort_r, torch_r = row["onnxruntime"], row["pytorch"]
         served = row.get("onnxruntime_served", ort_r)["seconds_per_request"]
         rows.append([row["steps"], row["n"], row["agreement"]["max_abs_diff"], ort_r["seconds_per_request"],
                      torch_r["seconds_per_request"], ort_r["images_per_s"], torch_r["images_per_s"],
-                     row["pytorch_over_ort"], served])
+                     row["pytorch_over_ort"], *_compiled_cells(row), served])
     objective = result["objective"]
     verdict = ("not measured in this run" if objective["met"] is None else
                f"{objective['seconds']:.2f} s, {'met' if objective['met'] else 'NOT met'}")
@@ -147,12 +170,14 @@ def markdown(result: dict) -> str:
         f"One guided request (digit {result['digit']}, guidance {result['guidance']}, seed {result['seed']}) per "
         f"call, median seconds on {result['threads']} thread(s): ONNX Runtime through the served sampler "
         "(`generation.generate`: the guided step graph with IO binding) against the NumPy DDIM sampler around "
-        f"the eager PyTorch U-Net, on the same weights (ONNX Runtime's step graph: {result['graph_compared']}); "
+        f"the eager PyTorch U-Net (and, outside smoke runs, the U-Net under `torch.compile`, inductor, whose "
+        f"images must agree with eager's), on the same weights (ONNX Runtime's step graph: {result['graph_compared']}); "
         "the samplers' images agree (max abs diff, pixels in [-1, 1]) before timing. Objective: "
         f"n={objective['n']} at {objective['steps']} steps in <= {objective['max_seconds']:g} s: {verdict} "
         f"({objective['note']}).",
         "",
         markdown_table(["steps", "n", "max abs diff", "ORT s/request", "PyTorch s/request", "ORT images/s",
-                        "PyTorch images/s", "PyTorch / ORT", "served graph s/request"], rows),
+                        "PyTorch images/s", "PyTorch / ORT", "compiled s/request", "compiled / ORT",
+                        "served graph s/request"], rows),
         "",
     ])

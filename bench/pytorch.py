@@ -19,10 +19,11 @@ from torch import nn
 
 from training import diffusion, gan, house_price, mnist, passengers, transfer, vae
 from training.data import HOUSING_FEATURES
-from training.export import torch_writer
+from training.export import torch_reference, torch_writer
 
 Card = dict[str, Any]
 Feeds = dict[str, np.ndarray]
+Runner = Callable[[Feeds], list[np.ndarray]]  # a module called as a graph is: feeds -> outputs
 SERVED, FRESH = "served", "fresh export of the same architecture"  # which graph ONNX Runtime ran
 
 
@@ -77,3 +78,9 @@ def fresh_export(module: nn.Module, example: Feeds, outputs: list[str], path: Pa
     torch_writer(module, example, outputs)(path)
     return path
 
+
+
+def compiled_runner(module: nn.Module) -> Runner:
+    """The module under ``torch.compile`` (inductor), called as a graph is. ``dynamic=False``: each
+    batch size gets the code inductor makes for exactly that shape, compiled at its first call."""
+    return torch_reference(torch.compile(module, backend="inductor", dynamic=False))

@@ -172,7 +172,7 @@ class PredictionLog:
         """A new prediction id: the time in milliseconds and 80 random bits, 32 hex digits. Ids that
         sort by time add to the end of the id index: random ones touched a different page of it at
         every row, which doubled the cost of an insert. The random bits come from the OS a block at
-        a time: a system call per answer cost more than the rest of the id."""
+        a time: a system call per answer was nearly half of the id's cost."""
         with self._randomness:
             if self._random_at == len(self._random):
                 self._random, self._random_at = os.urandom(RANDOM_BYTES * RANDOM_BLOCK).hex(), 0
@@ -310,8 +310,8 @@ class PredictionLog:
             raise
         self._tables = dict(reflected.tables)
         mark = {"qmark": "?", "format": "%s", "pyformat": "%s"}[engine.dialect.paramstyle]  # SQLite, psycopg
-        # The time goes in as seconds since the epoch and the database makes the timestamp: in C,
-        # where sqlite3's datetime adapter was a Python call per row (a fifth of the writer's time).
+        # The time goes in as seconds since the epoch and the database makes the timestamp, in C:
+        # sqlite3's datetime adapter, a Python call per row, took about a fifth of the writer's time.
         # SQLite gets the text SQLAlchemy itself writes there (to the millisecond).
         when = (f"strftime('%Y-%m-%d %H:%M:%f000', {mark}, 'unixepoch')" if engine.dialect.name == "sqlite"
                 else f"to_timestamp({mark})")

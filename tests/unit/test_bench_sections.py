@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from bench import diffusion_speed, engines, pytorch, quantization
@@ -104,3 +105,30 @@ def test_quantization_verdict_needs_accuracy_and_speed():
     assert quantization.verdict(_variant(-0.05, 0.5, 5.0), baseline) == "keep"
     assert quantization.verdict(_variant(-0.1, 0.5, 5.0), baseline).startswith("rejected (accuracy")
     assert "batch 32" in quantization.verdict(_variant(0.0, 0.5, 12.0), baseline)
+
+
+class _EagerSession:
+    """Stands in for an ONNX Runtime session: the module itself, run eagerly."""
+
+    def __init__(self, module) -> None:
+        self.run_eagerly = engines.torch_reference(module)
+
+    def run(self, _outputs, feeds):
+        return self.run_eagerly(feeds)
+
+
+def test_a_compiled_module_is_checked_against_eager_timed_and_its_compile_reported(tmp_path):
+    import torch
+
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3)).eval()
+    feeds = {"x": np.random.default_rng(0).standard_normal((2, 4), dtype=np.float32)}
+    row = engines._batch("tiny", 2, feeds, _EagerSession(module), engines.torch_reference(module),
+                         pytorch.compiled_runner(module), Context.create(tmp_path, smoke=True, threads=1))
+    assert row["compiled_agreement"]["agree"] and row["compile_s"] > 0
+    assert {"pytorch_compiled", "compiled_over_ort"} <= set(row) and row["pytorch_compiled"]["rows_per_s"] > 0
+    cells = engines._compiled_cells(row)
+    assert cells == [row["pytorch_compiled"]["median_ms"], row["compiled_over_ort"], row["compile_s"]]
+    disagreeing = {**row, "compiled_agreement": {"agree": False, "max_abs_diff": 0.5}}
+    del disagreeing["pytorch_compiled"]
+    assert engines._compiled_cells(disagreeing)[0] == "disagrees by 0.5"

@@ -23,6 +23,7 @@ def records_training_cost(card: dict) -> bool:
     """The card states what training cost (the seed's sustainability point); no speed is judged."""
     return all(card["training"][field] > 0 for field in TRAINING_COST_FIELDS)
 GENERATIVE_IMAGES = 2000  # the generative models' quick profiles on a slice: pipeline, not quality
+GENERATED_FOR_METRICS = 300  # the images each generative model's card metrics are measured on (quick: 1,000)
 CLASSICAL_IMAGES = 2000  # the classical digit classifiers' grids and fits on a slice
 
 
@@ -50,7 +51,8 @@ def trained_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
                              GENERATIVE_IMAGES),
               **dict.fromkeys(("mnist-logreg", "mnist-knn", "mnist-tree", "mnist-forest"), CLASSICAL_IMAGES)}
     for name in recipes():  # in the CLI's order: mnist-cnn before the generative models it scores
-        train(name, "quick", seed=0, limit=limits.get(name), out_root=root)
+        train(name, "quick", seed=0, limit=limits.get(name), out_root=root,
+              eval_limit=GENERATED_FOR_METRICS if recipes()[name].task == "image-generation" else None)
     return root
 
 

@@ -176,7 +176,8 @@ class GenerativeRecipe(Recipe[GenerativeProfile]):
         return {}
 
     def evaluate(self, sessions: Sessions) -> dict[str, Any]:
-        return evaluate_generator(self.run.out_root, sampling_of(self.sampling()), sessions, self.config.eval_images,
+        images = self.run.eval_limit or self.config.eval_images
+        return evaluate_generator(self.run.out_root, sampling_of(self.sampling()), sessions, images,
                                   plots.reports_dir(self.name), self.name, conditional=self.conditional,
                                   **self.sample_options())
 

@@ -46,6 +46,7 @@ class Run:
     limit: int | None  # only the first N training rows (tests)
     out_root: Path
     checkpoint: Path | None  # where the loop saves each epoch and resumes from
+    eval_limit: int | None = None  # at most this many generated images for the card's metrics (tests)
 
 
 @dataclass
@@ -145,9 +146,10 @@ class Recipe(Generic[P]):
 
 
 def train(recipe: type[Recipe], profile: str = "full", seed: int = 0, limit: int | None = None,
-          out_root: Path | None = None, checkpoint: Path | None = None, **options: Any) -> dict[str, Any]:
+          out_root: Path | None = None, checkpoint: Path | None = None, eval_limit: int | None = None,
+          **options: Any) -> dict[str, Any]:
     """Train, export and card one model of ``recipe``'s family; returns the card as written."""
-    family = recipe(Run(profile, seed, limit, out_root or models_dir(), checkpoint), **options)
+    family = recipe(Run(profile, seed, limit, out_root or models_dir(), checkpoint, eval_limit), **options)
     seed_everything(seed)
     family.load()
     model, cost = family.learn()

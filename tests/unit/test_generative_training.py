@@ -16,7 +16,7 @@ from serving.repository.card import sampling_of
 from serving.repository.layout import newest
 from training import precision
 
-from ..conftest import records_training_cost
+from ..conftest import GENERATED_FOR_METRICS, records_training_cost
 
 
 def _card(models: Path, name: str) -> dict:
@@ -42,7 +42,7 @@ def _check_quality(card: dict) -> None:
 def test_vae_card(trained_models):
     card = _card(trained_models, "vae")
     _check_quality(card)
-    assert card["conditional"] is False and card["metrics"]["generated_images"] == 1000
+    assert card["conditional"] is False and card["metrics"]["generated_images"] == GENERATED_FOR_METRICS
     assert card["sampling"] == {"kind": "latent", "input": "z", "latent_dim": 16, "output_range": [0.0, 1.0],
                                 "prior": {"graph": "prior", "input": "noise", "noise_dim": 17}}
     assert card["hyperparameters"]["latent_dim"] == 16
@@ -200,11 +200,12 @@ def test_diffusion_card(trained_models):
     card = _card(trained_models, "diffusion")
     _check_quality(card)
     m = card["metrics"]
-    assert card["conditional"] is True and m["generated_images"] == 1000 and m["sampling"]["steps"] == 50
+    assert card["conditional"] is True and m["generated_images"] == GENERATED_FOR_METRICS and m["sampling"]["steps"] == 50
     assert m["sampling"]["guidance"] == card["sampling"]["default_guidance"] == 2.0  # the quick profile's
     assert set(m["conditional_accuracy_per_digit"]) == {str(d) for d in range(10)}
     counts = [m["samples_per_digit"][str(d)] for d in range(10)]
-    assert sum(counts) == 1000 and sum(m["classes_read"].values()) == 1000 and 1.0 <= m["classifier_score"] <= 10.0
+    assert sum(counts) == sum(m["classes_read"].values()) == GENERATED_FOR_METRICS
+    assert 1.0 <= m["classifier_score"] <= 10.0
     per_digit = [m["conditional_accuracy_per_digit"][str(d)] for d in range(10)]
     assert m["conditional_accuracy"] == pytest.approx(np.average(per_digit, weights=counts))
     assert [i["name"] for i in card["graphs"]["model"]["inputs"]] == ["x", "t", "label"]

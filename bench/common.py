@@ -81,6 +81,13 @@ def timed(fn: Callable[[], object], ctx: Context, repeats: int | None = None, wa
             "repeats": len(samples)}
 
 
+def first_call(fn: Callable[[], Any]) -> tuple[Any, float]:
+    """``fn()``'s result and seconds: a compiled module's first call on new shapes, its compilation."""
+    started = time.perf_counter()
+    result = fn()
+    return result, time.perf_counter() - started
+
+
 def throughput(timing: dict[str, float], rows: int) -> float:
     """Rows per second at the median latency of a call on ``rows`` rows."""
     return rows / (timing["median_ms"] / 1000.0)

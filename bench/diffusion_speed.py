@@ -12,7 +12,6 @@ The two samplers' images are compared before either is timed.
 from __future__ import annotations
 
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,8 @@ from training.export import torch_reference
 from training.loop import torch_threads
 
 from . import pytorch
-from .common import Context, agreement, load_card, markdown_table, missing, ort_session, ratio, timed, version_dir
+from .common import (Context, agreement, first_call, load_card, markdown_table, missing, ort_session, ratio, timed,
+                     version_dir)
 
 NAME = "diffusion"
 SEED, DIGIT, GUIDANCE = 0, 3, 2.0  # a guided request, as the endpoint's default with a digit
@@ -102,9 +102,8 @@ def _steps(samplers: Samplers, fresh: bool, n: int, steps: int, repeats: int, ct
     row["pytorch_over_ort"] = ratio(row["pytorch"]["median_ms"], row["onnxruntime"]["median_ms"])
     if samplers.compiled_eps is not None:
         # The first call compiles the U-Net for the request's batch (a guided step runs 2n rows), once.
-        started = time.perf_counter()
-        row["compiled_agreement"] = agreement([eager], [samplers.torch_images(n, steps, True)])
-        row["first_compiled_request_s"] = time.perf_counter() - started
+        compiled, row["first_compiled_request_s"] = first_call(lambda: samplers.torch_images(n, steps, True))
+        row["compiled_agreement"] = agreement([eager], [compiled])
         if row["compiled_agreement"]["agree"]:
             row["pytorch_compiled"] = _request(lambda k, s: samplers.torch_digits(k, s, True), n, steps, repeats, ctx)
             row["compiled_over_ort"] = ratio(row["pytorch_compiled"]["median_ms"], row["onnxruntime"]["median_ms"])
@@ -170,8 +169,9 @@ def markdown(result: dict) -> str:
         f"One guided request (digit {result['digit']}, guidance {result['guidance']}, seed {result['seed']}) per "
         f"call, median seconds on {result['threads']} thread(s): ONNX Runtime through the served sampler "
         "(`generation.generate`: the guided step graph with IO binding) against the NumPy DDIM sampler around "
-        f"the eager PyTorch U-Net (and, outside smoke runs, the U-Net under `torch.compile`, inductor, whose "
-        f"images must agree with eager's), on the same weights (ONNX Runtime's step graph: {result['graph_compared']}); "
+        "the eager PyTorch U-Net (and, outside smoke runs, the U-Net under `torch.compile`, inductor, whose "
+        "images must agree with eager's), on the same weights "
+        f"(ONNX Runtime's step graph: {result['graph_compared']}); "
         "the samplers' images agree (max abs diff, pixels in [-1, 1]) before timing. Objective: "
         f"n={objective['n']} at {objective['steps']} steps in <= {objective['max_seconds']:g} s: {verdict} "
         f"({objective['note']}).",

@@ -12,7 +12,6 @@ Smoke runs compile nothing (a compile takes tens of seconds).
 from __future__ import annotations
 
 import tempfile
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -25,7 +24,7 @@ from training.loop import torch_threads
 from training.passengers import windows_and_next
 
 from . import pytorch
-from .common import (AGREEMENT_ATOL, Context, agreement, batch_sizes, load_card, markdown_table, missing,
+from .common import (AGREEMENT_ATOL, Context, agreement, batch_sizes, first_call, load_card, markdown_table, missing,
                      ort_session, ratio, throughput, timed, version_dir)
 
 OBJECTIVES = {"mnist-cnn": {1: 2.5, 32: 2.0}}  # the issue: ORT at least this many times faster than eager
@@ -88,13 +87,6 @@ def _graph_for(name: str, card: Card, module: nn.Module, ctx: Context, scratch: 
     return pytorch.fresh_export(module, example, outputs, scratch / f"{name}.onnx"), pytorch.FRESH
 
 
-def _first_call(runner: Runner, feeds: Feeds) -> tuple[list[np.ndarray], float]:
-    """Outputs and seconds of a compiled module's first call on these shapes: its compilation."""
-    started = time.perf_counter()
-    outputs = runner(feeds)
-    return outputs, time.perf_counter() - started
-
-
 def _batch(name: str, batch: int, feeds: Feeds, session, eager: Runner, compiled: Runner | None,
            ctx: Context) -> dict[str, Any]:
     reference = eager(feeds)
@@ -105,7 +97,7 @@ def _batch(name: str, batch: int, feeds: Feeds, session, eager: Runner, compiled
     runners: dict[str, Callable[[], object]] = {"onnxruntime": lambda: session.run(None, feeds),
                                                 "pytorch": lambda: eager(feeds)}
     if compiled is not None:
-        outputs, row["compile_s"] = _first_call(compiled, feeds)
+        outputs, row["compile_s"] = first_call(lambda: compiled(feeds))
         row["compiled_agreement"] = agreement(reference, outputs)
         if row["compiled_agreement"]["agree"]:
             runners["pytorch_compiled"] = lambda: compiled(feeds)

@@ -198,16 +198,22 @@ class PredictionLog:
         model, version, outputs, predicted, score, flagged = _answer_fields(answer, answer_json)
         inputs = (json_body.decode("utf-8", "replace") if json_body and not _pictures(data)
                   else logged_inputs(data, self.keep_pictures))
-        self.record_row(prediction_id, request_id, endpoint, model, version, latency_seconds, inputs, outputs,
-                        predicted, score, flagged)
+        self._put(prediction_id, request_id, endpoint, model, version, latency_seconds, inputs, outputs,
+                  predicted, score, flagged)
 
     def record_row(self, prediction_id: str, request_id: str, endpoint: str, model: str, version: str,
                    latency_seconds: float, inputs: str, outputs: str, predicted: list[Any] | None = None,
                    score: float | None = None, flagged: bool | None = None) -> None:
         """Queue a record whose fields the caller made (JSON text for ``inputs`` and ``outputs``):
         the answers of the inference protocol and of job submissions, which are not pydantic answers."""
-        if self._full():
-            return
+        if not self._full():
+            self._put(prediction_id, request_id, endpoint, model, version, latency_seconds, inputs, outputs,
+                      predicted, score, flagged)
+
+    def _put(self, prediction_id: str, request_id: str, endpoint: str, model: str, version: str,
+             latency_seconds: float, inputs: str, outputs: str, predicted: list[Any] | None,
+             score: float | None, flagged: bool | None) -> None:
+        """Queue one row (the caller has checked that the queue has room)."""
         self._pending[prediction_id] = None
         self._queue.append((prediction_id, request_id, time.time(), endpoint, model, version,
                             latency_seconds * 1000, inputs, outputs, None if predicted is None else _json(predicted),

@@ -26,13 +26,14 @@ import torch
 from serving.repository.sessions import cuda_device_present
 
 from . import (batching, cold_start, diffusion_speed, digit_classifiers, engines, explanations, floor, load_cycles,
-               overhead, prediction_log, quantization, served_accuracy)
+               overhead, prediction_log, quantization, served_accuracy, zoo_memory)
 from .common import Context, cpu_jiffies, steal_share
 
 SECTIONS = {"engines": engines, "diffusion": diffusion_speed, "quantization": quantization,
             "overhead": overhead, "batching": batching, "cold-start": cold_start,
             "digit-classifiers": digit_classifiers, "floor": floor, "served-accuracy": served_accuracy,
-            "explanations": explanations, "load-cycles": load_cycles, "prediction-log": prediction_log}
+            "explanations": explanations, "load-cycles": load_cycles, "prediction-log": prediction_log,
+            "memory": zoo_memory}
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -20,7 +20,7 @@ from typing import Iterator
 import numpy as np
 import psutil
 
-from loadtests.payloads import digit_pngs, houses
+from loadtests.payloads import digit_pngs, houses, photos
 from loadtests.server import free_port, start, stop, wait_ready
 from serving.inference.images import to_mnist, decode
 from serving.repository import layout
@@ -41,9 +41,9 @@ def v2_json_body(name: str, values: np.ndarray) -> bytes:
                                    "data": values.ravel().tolist()}]}).encode()
 
 
-def _multipart(field: str, png: bytes) -> bytes:
-    return (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"digit.png\"\r\n"
-            f"Content-Type: image/png\r\n\r\n").encode() + png + f"\r\n--{BOUNDARY}--\r\n".encode()
+def _multipart(field: str, upload: bytes, filename: str, media_type: str) -> bytes:
+    return (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{filename}\"\r\n"
+            f"Content-Type: {media_type}\r\n\r\n").encode() + upload + f"\r\n--{BOUNDARY}--\r\n".encode()
 
 
 def cases(models_dir: Path) -> dict[str, tuple[Request, Request]]:
@@ -55,11 +55,14 @@ def cases(models_dir: Path) -> dict[str, tuple[Request, Request]]:
                        v2_json_body("features", np.array([[house[name] for name in order]], np.float32)))
     png = digit_pngs()[0]
     digit_v2 = Request("/v2/models/mnist-cnn/infer", v2_json_body("image", to_mnist(decode(png))[None]))
-    digit_png = Request("/digits/classify", _multipart("image", png), f"multipart/form-data; boundary={BOUNDARY}")
+    form = f"multipart/form-data; boundary={BOUNDARY}"
+    digit_png = Request("/digits/classify", _multipart("image", png, "digit.png", "image/png"), form)
+    photo = Request("/images/classify", _multipart("image", photos()[0], "photo.jpg", "image/jpeg"), form)
     return {"/house-price/predict": (house_predict, house_predict),
             "/v2/models/house-price-gbm/infer": (house_v2, house_v2),
             "/v2/models/mnist-cnn/infer": (digit_v2, digit_v2),
-            "/digits/classify (PNG; floor: mnist-cnn /v2)": (digit_v2, digit_png)}
+            "/digits/classify (PNG)": (digit_png, digit_png),
+            "/images/classify (JPEG)": (photo, photo)}
 
 
 @contextlib.contextmanager

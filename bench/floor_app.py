@@ -4,8 +4,11 @@ httptools) calling ONNX Runtime, and nothing else.
 It serves the same graphs (each card's selected one, and for a house its novelty score, which
 ZooServe's answer carries too) from the same models directory with the same JSON bodies as
 ZooServe (``/house-price/predict`` with houses, ``/v2/models/{name}/infer`` with JSON FP32
-tensors), its sessions built by the service's own session factory (same threads, same
-optimisation), but it validates nothing beyond what it needs to compute an answer, has no
+tensors, ``/digits/classify`` and ``/images/classify`` with a multipart upload), its sessions built
+by the service's own session factory (same threads, same optimisation). An upload is decoded and
+prepared by the service's own functions (Pillow decode, the digits' ink centring, the photos'
+resize and crop), and the answer carries what ZooServe's does (calibrated probabilities, the
+novelty score), but the floor validates nothing beyond what it needs to compute an answer, has no
 middleware, no metrics and no error shape. No Python server on this hardware answers these
 requests for less CPU, so ZooServe's throughput and tails are reported as ratios to it.
 
@@ -22,11 +25,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from serving.inference.images import decode, to_classifier_input, to_mnist
 from serving.repository import layout
 from serving.repository.sessions import make_session
 from serving.settings import Settings
 
-MODELS = ("house-price-gbm", "mnist-cnn")
+MODELS = ("house-price-gbm", "mnist-cnn", "transfer-cnn")
 SETTINGS = Settings.from_env()
 
 
@@ -73,10 +77,44 @@ async def infer(request: Request) -> JSONResponse:
         for spec, value in zip(specs, outputs)]})
 
 
+async def _upload(request: Request) -> bytes:
+    form = await request.form()
+    try:
+        return await form["image"].read()
+    finally:
+        await form.close()
+
+
+def _classified(name: str, batch: np.ndarray) -> dict:
+    """A CNN's calibrated probabilities and novelty score for one prepared picture."""
+    card, session, novelty = LOADED[name]
+    logits, features = session.run(None, {card["graphs"]["model"]["inputs"][0]["name"]: batch})
+    scaled = logits[0] / card["probability_calibration"]["temperature"]
+    probabilities = np.exp(scaled - scaled.max())
+    probabilities /= probabilities.sum()
+    score = float(novelty.run(None, {"features": features})[0][0])
+    return {"probabilities": probabilities.tolist(), "novelty": score, "flagged": score > card["novelty"]["threshold"]}
+
+
+async def digits(request: Request) -> JSONResponse:
+    answer = _classified("mnist-cnn", to_mnist(decode(await _upload(request)))[None])
+    return JSONResponse({"digit": int(np.argmax(answer["probabilities"])), **answer})
+
+
+async def photos(request: Request) -> JSONResponse:
+    prep = LOADED["transfer-cnn"][0]["preprocessing"]
+    picture = to_classifier_input(decode(await _upload(request)), prep["resize"], prep["crop"], prep["mean"], prep["std"])
+    answer = _classified("transfer-cnn", picture[None])
+    return JSONResponse({"label": LOADED["transfer-cnn"][0]["labels"][int(np.argmax(answer["probabilities"]))],
+                         **answer})
+
+
 async def ready(_: Request) -> JSONResponse:
     return JSONResponse({"ready": True})
 
 
 app = Starlette(routes=[Route("/house-price/predict", house_price, methods=["POST"]),
                         Route("/v2/models/{name}/infer", infer, methods=["POST"]),
+                        Route("/digits/classify", digits, methods=["POST"]),
+                        Route("/images/classify", photos, methods=["POST"]),
                         Route("/readyz", ready)])

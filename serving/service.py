@@ -189,6 +189,15 @@ class Generators:
                                for seed in seeds])
 
     @bentoml.api
+    def infer(self, model: str, feeds: dict[str, np.ndarray], version: str | None = None) -> list[np.ndarray]:
+        """The model graph's outputs for ``feeds``: the Open Inference Protocol's call on a
+        generative model, whose sessions only this worker holds. The arrays cross as JSON, so each
+        is cast back to the dtype its graph declares."""
+        loaded = self.registry.get(model, version)
+        specs = {spec.name: spec for spec in loaded.input_spec()}
+        return loaded.run({name: np.asarray(value, dtype=specs[name].dtype) for name, value in feeds.items()})
+
+    @bentoml.api
     def decode(self, model: str, z: np.ndarray, version: str | None = None) -> np.ndarray:
         """(N, latent_dim) latent points -> (N, 28, 28) uint8 digits."""
         return generation.decode(self.registry.get(model, version).card.sampling, self._run(model, version), z)
@@ -230,9 +239,12 @@ class ZooServe:
 
     def __init__(self) -> None:
         self.settings = Settings.from_env()
-        # Sessions for every model, the batched ones included: the Open Inference Protocol (/v2)
-        # runs any model in-process, and so do the classify endpoints when batching is off.
-        self.registry = Registry(self.settings, decides=True)
+        # Sessions for every model but the generative ones where a generation worker runs them
+        # (their cards alone here: /v2 sends their calls there), the batched ones included: /v2
+        # runs them in-process, and so do the classify endpoints when batching is off.
+        generated_elsewhere = hasattr(self, "generators")
+        self.registry = Registry(self.settings, decides=True,
+                                 runs_here=lambda name: not (generated_elsewhere and name in GENERATIVE_MODELS))
         # Where the gateway sends each model answer: the prediction log (off the request path; off
         # unless ZOOSERVE_PREDICTION_LOG is set) and the drift windows.
         self.predictions = PredictionLog(self.settings.prediction_log, self.settings.log_images,

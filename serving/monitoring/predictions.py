@@ -34,15 +34,17 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import pydantic_core
-import sqlalchemy as sa
 from pydantic import BaseModel
 from starlette.responses import Response
 
 from serving.repository.telemetry import metrics
 from serving.schemas import Answer, file_fields
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
 
 logger = logging.getLogger("bentoml.zooserve")
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -54,7 +56,6 @@ WRITTEN_WAIT_SECONDS = 5.0  # feedback for a prediction still queued waits this 
 SHUTDOWN_FLUSH_SECONDS = 10.0
 RANDOM_BYTES = 10  # an id's random part (80 bits)
 RANDOM_BLOCK = 1024  # ids' random parts drawn from the OS at once
-DATABASE_ERRORS = (sa.exc.SQLAlchemyError, OSError)  # a database down, or a SQLite file that cannot be made
 COLUMNS = ("prediction_id", "request_id", "created_at", "endpoint", "model", "version", "latency_ms", "inputs",
            "outputs", "predicted", "ood_score", "ood_flagged")
 IMAGE_FIELDS = ("pixels",)  # JSON fields that carry a picture, beside the multipart file fields
@@ -69,6 +70,19 @@ class UnknownPrediction(LookupError):
 
 class LogUnavailable(RuntimeError):
     """The database did not answer a read or a feedback write."""
+
+
+def _sqlalchemy():
+    """SQLAlchemy, imported where a log is kept: the processes that keep none (the server's
+    supervisor, the generation worker, a server with the log off) skip its 10 MB."""
+    import sqlalchemy
+
+    return sqlalchemy
+
+
+def database_errors() -> tuple[type[BaseException], ...]:
+    """A database down, or a SQLite file that cannot be made."""
+    return _sqlalchemy().exc.SQLAlchemyError, OSError
 
 
 def engine_url(url: str) -> str:
@@ -143,7 +157,7 @@ class PredictionLog:
                  queue_size: int = 10_000) -> None:
         self.url = url
         # Parsed now: a malformed URL stops start-up with SQLAlchemy's words, not the writer later.
-        self.shown = "" if url is None else sa.engine.make_url(engine_url(url)).render_as_string(hide_password=True)
+        self.shown = "" if url is None else _sqlalchemy().engine.make_url(engine_url(url)).render_as_string(hide_password=True)
         self.keep_pictures, self.retention_days = keep_pictures, retention_days
         # Rows in COLUMNS order. A deque, not a queue.Queue: a put on a Queue wakes the waiting writer
         # thread, one thread switch and GIL hand-off per request, which cost a third of the
@@ -285,6 +299,7 @@ class PredictionLog:
             self._written.notify_all()
 
     def _expire(self, connection: sa.Connection) -> None:
+        sa = _sqlalchemy()
         cutoff = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=self.retention_days)
         old = sa.select(self.table("predictions").c.prediction_id).where(
             self.table("predictions").c.created_at < cutoff)
@@ -301,6 +316,7 @@ class PredictionLog:
             return self._engine
 
     def _connect(self) -> sa.Engine:
+        sa = _sqlalchemy()
         url = sa.engine.make_url(engine_url(self.url))
         timeout = {"connect_timeout": CONNECT_TIMEOUT_SECONDS} if url.get_backend_name() == "postgresql" else {}
         engine = sa.create_engine(url, pool_pre_ping=True, connect_args=timeout)
@@ -311,7 +327,7 @@ class PredictionLog:
             migrate(engine)
             reflected = sa.MetaData()
             reflected.reflect(engine, only=("predictions", "feedback"))
-        except DATABASE_ERRORS:
+        except database_errors():
             engine.dispose()
             raise
         self._tables = dict(reflected.tables)
@@ -345,6 +361,7 @@ class PredictionLog:
         with self._written:
             if not self._written.wait_for(lambda: prediction_id not in self._pending, WRITTEN_WAIT_SECONDS):
                 raise LogUnavailable("the answer is still being written")
+        sa = _sqlalchemy()
         with self._database():
             with self.engine().begin() as connection:
                 predictions = self.table("predictions")
@@ -359,6 +376,7 @@ class PredictionLog:
 
     def scored(self, model: str) -> list[tuple[Any, Any]]:
         """(predicted, truth) of every prediction of ``model`` that has feedback (its newest)."""
+        sa = _sqlalchemy()
         with self._database():
             with self.engine().connect() as connection:
                 predictions, feedback = self.table("predictions"), self.table("feedback")
@@ -373,11 +391,12 @@ class PredictionLog:
     def _database(self) -> Iterator[None]:
         """A read or a feedback write: an answer retention deleted meanwhile is unknown; a database
         that does not answer is unavailable (logged here; the caller's message names no host)."""
+        sa = _sqlalchemy()
         try:
             yield
         except sa.exc.IntegrityError:
             raise UnknownPrediction("deleted by retention") from None
-        except DATABASE_ERRORS as error:
+        except database_errors() as error:
             logger.warning("prediction log: %s: %s", self.shown, str(error).splitlines()[0] if str(error) else error)
             if isinstance(error, (sa.exc.OperationalError, sa.exc.InterfaceError, OSError)):
                 self._reset()

@@ -11,11 +11,8 @@ included.
 
 from __future__ import annotations
 
-import ctypes
-import functools
 import hmac
 import logging
-import sys
 
 from starlette.responses import Response
 from starlette.types import Receive
@@ -28,24 +25,6 @@ ALLOWED_METHODS, ALLOWED_HEADERS = "GET, POST, OPTIONS", "Authorization, Content
 EXPOSED_HEADERS = b"X-Request-ID, X-Seed, X-Model"
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 LARGE_BODY = 1 << 20  # bytes: a body this large leaves megabytes of parsed copies behind it
-
-
-def release_freed_memory() -> None:
-    """Give the heap's free pages back to the OS (glibc ``malloc_trim``).
-
-    A large body is copied and parsed (one 12 MB ``/v2`` request: about 100 MB of lists and
-    bytes); glibc keeps much of what Python frees in its heap. After one such refused request the
-    worker's RSS stayed 74 MB higher without trimming and 37 MB higher with it (README,
-    Reliability); the trim costs a few milliseconds, paid by large requests only."""
-    libc = _libc()
-    if libc is not None and hasattr(libc, "malloc_trim"):
-        libc.malloc_trim(0)
-
-
-@functools.cache
-def _libc() -> ctypes.CDLL | None:
-    """The C library's symbols, from the process itself (``dlopen(NULL)``: no ``ldconfig`` to run)."""
-    return ctypes.CDLL(None) if sys.platform.startswith("linux") else None
 
 
 class ClientGone(Exception):

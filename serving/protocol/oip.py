@@ -23,12 +23,13 @@ import pydantic_core
 from starlette.responses import JSONResponse, Response
 
 from serving import schemas
-from serving.errors import REQUEST_ID, ServiceError
+from serving.errors import REQUEST_ID, ServiceError, Unavailable
 from serving.monitoring.predictions import PredictionLog, issue_for
 from serving.protocol.gateway import PREDICTION_ID, Call
 from serving.protocol.routing import BINARY, JSON, Route
 from serving.repository.card import Tensor
 from serving.repository.registry import LoadedModel, ModelLoading, ModelNotLoaded, ModelTraining, Registry
+from serving.repository.sessions import providers_for
 from serving.settings import Settings
 
 SERVER_NAME, PROTOCOL_VERSION = "zooserve", "2"
@@ -94,21 +95,30 @@ async def server_ready(_call: Call) -> Response:
 
 async def model_metadata(call: Call) -> Response:
     model = _model(call)
-    session = model.sessions["model"]
     return JSONResponse({
         "name": model.name,
         "versions": list(current_registry().versions.get(model.name, {})),
         "platform": "onnxruntime_onnx",
         "inputs": [_tensor_metadata(spec) for spec in model.input_spec()],
         "outputs": [_tensor_metadata(spec) for spec in model.card.graphs["model"].outputs],
-        "parameters": {"device": current_registry().settings.device, "providers": session.get_providers(),
+        "parameters": {"device": current_registry().settings.device, "providers": _providers(model),
                        "sha256": model.card.sha256},
     })
 
 
 async def model_ready(call: Call) -> Response:
     model = _model(call)
-    return JSONResponse({"name": model.name, "ready": "model" in model.sessions})
+    return JSONResponse({"name": model.name, "ready": True})  # _model refuses one that is not loaded
+
+
+def _providers(model: LoadedModel) -> list[str]:
+    """The providers the model runs on: its session's, or for a model another worker runs (the
+    generative ones), the ones the settings give every session (a session that cannot have them
+    fails to load)."""
+    if "model" in model.sessions:
+        return model.sessions["model"].get_providers()
+    return [provider if isinstance(provider, str) else provider[0]
+            for provider in providers_for(current_registry().settings)]
 
 
 class BinarySection:
@@ -289,11 +299,17 @@ async def _infer(model: LoadedModel, raw: bytes, header_length: str | None
     if any(name not in available for name in wanted):
         raise ProtocolError(f"outputs must be among {available}, got {wanted}")
     try:
-        if sum(feed.size for feed in feeds.values()) <= INLINE_VALUES:
+        if not model.sessions:  # a generative model: the generation worker alone holds its sessions
+            results = await bentoml.get_current_service().call_generators(
+                "infer", model=model.name, feeds=feeds, version=model.card.version)
+            results = [np.asarray(value, dtype=spec.dtype) for value, spec in zip(results, output_specs)]
+        elif sum(feed.size for feed in feeds.values()) <= INLINE_VALUES:
             results = model.run(feeds)
         else:
             # Shielded: a deadline's 504 does not return the thread's limiter token while it still runs.
             results = await asyncio.shield(asyncio.ensure_future(anyio.to_thread.run_sync(model.run, feeds)))
+    except Unavailable:  # the generation worker is restarting: a 503 to retry
+        raise
     except Exception as error:  # ONNX Runtime rejects what the metadata allowed (e.g. an empty batch)
         raise ProtocolError(f"inference failed: {error}") from None
     as_binary = {entry["name"]: (entry.get("parameters") or {}).get("binary_data") for entry in requested}

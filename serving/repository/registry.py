@@ -10,8 +10,6 @@ model as its card appears and answers for those still training (``training_plan`
 from __future__ import annotations
 
 import atexit
-import ctypes
-import gc
 import hashlib
 import json
 import logging
@@ -33,9 +31,10 @@ from serving.repository import control, layout, training_plan
 from serving.repository.card import Card, CardError, Tensor, validate
 from serving.repository.layout import by_version as version_folders
 from serving.repository.policy import Policy
-from serving.repository.sessions import make_session
+from serving.repository.sessions import SHRINK_ARENA, make_session
 from serving.repository.telemetry import metrics
 from serving.repository.variants import rerun_check
+from serving.heap import release_freed_memory
 from serving.settings import Settings
 
 logger = logging.getLogger("bentoml.zooserve")  # a child of BentoML's logger shares its handlers
@@ -47,21 +46,6 @@ WATCH_SECONDS = 2  # how often the workers look at the control file, and a watch
 LINGER_SECONDS = 30
 RETIRED_KEPT = 256  # retired versions' cards kept to name late answers by: a card each, the oldest go first
 LOAD_RETRY_SECONDS = 2  # a load verifies and warms up a graph: seconds for the largest one here
-try:  # glibc's; absent elsewhere (musl), where nothing is trimmed
-    MALLOC_TRIM = ctypes.CDLL("libc.so.6").malloc_trim
-except (OSError, AttributeError):
-    MALLOC_TRIM = None
-
-
-def return_freed_memory() -> None:
-    """Give the heap pages that dropped sessions freed back to the system. glibc's malloc keeps them
-    otherwise: in one process, 30 unload/load cycles of every model grew RSS by 15%, and by none
-    with this."""
-    gc.collect()
-    if MALLOC_TRIM is not None:
-        MALLOC_TRIM(0)
-
-
 class ModelLoadError(RuntimeError):
     """A model in models/ cannot be served as exported; start-up stops with this message."""
 
@@ -175,7 +159,7 @@ def served_here(model_dir: Path, card: Card, settings: Settings,
     if variant.check is None:
         return card, f"{variant.file} (the card stores no check to rerun)"
     session = session or make_session(model_dir / variant.file, settings)
-    outcome = rerun_check(model_dir / variant.check.file, lambda feeds: session.run(None, feeds)[0],
+    outcome = rerun_check(model_dir / variant.check.file, lambda feeds: session.run(None, feeds, SHRINK_ARENA)[0],
                           variant.check.tie_tolerance, variant.check.max_flip_fraction)
     if outcome.holds:
         return card, (f"{variant.file}: agrees with the fp32 graph on this CPU "
@@ -312,7 +296,7 @@ class Registry:
         self.lingering: dict[tuple[str, str], tuple[LoadedModel, float]] = {}
         self.generation = 0  # counts the changes to ``models``: what per-worker caches of it are keyed on
         self._lock = threading.RLock()  # one change at a time
-        self._trim = False  # a version was dropped since the last look: memory to give back
+        self._trim = False  # versions were loaded or dropped since the last look: memory to give back
         self._providers: dict[str, str] = {}  # name -> the providers label its Prometheus series carry
         self._followed = control.Stamp()
         assigned = None if decides else control.read_if_changed(settings, self._followed)
@@ -323,6 +307,7 @@ class Registry:
                 self._set(name, [self._load(folder) for folder in folders])
         if decides:
             control.write(self.settings, self.assignment())
+        self._return_freed()
         # A thread only where there is something to look at: the control file (a worker that
         # follows), a first run's models, or the models directory (ZOOSERVE_WATCH).
         self._stop = threading.Event()
@@ -445,7 +430,7 @@ class Registry:
             self.pins = pins
             self._set(name, [fresh.get(version) or self.versions[name][version] for version in wanted])
             control.write(self.settings, self.assignment())
-        self._return_dropped()
+        self._return_freed()
         return wanted
 
     def _pinned(self, name: str, pin: str | None | object) -> dict[str, str]:
@@ -475,7 +460,7 @@ class Registry:
             if name in self.versions:
                 self._set(name, [])
                 control.write(self.settings, self.assignment())
-        self._return_dropped()
+        self._return_freed()
 
     def close(self, watcher: threading.Thread) -> None:
         """Stop the watching thread and wait for it, at interpreter exit: with such threads still
@@ -527,7 +512,7 @@ class Registry:
                 logger.info("unloaded %s %s", name, model.card.version)
             else:  # the API worker may have sent a call on it that is still on its way
                 self.lingering[(name, model.card.version)] = (model, time.monotonic() + LINGER_SECONDS)
-        self._trim = self._trim or bool(dropped)
+        self._trim = True  # a load's parsing buffers, or the dropped versions' sessions, are freed
 
     def _retire(self, model: LoadedModel) -> None:
         self.retired[(model.name, model.number)] = model
@@ -549,12 +534,14 @@ class Registry:
         recorded.model_loaded.labels(name, label).set(len(running))
         recorded.model_version.labels(name).set(self.served.models[name].number if running else 0)
 
-    def _return_dropped(self) -> None:
-        """Memory back to the system once a change dropped versions, outside the change's frames
-        (which held the dropped models): the sessions nobody runs any longer are gone by then."""
+    def _return_freed(self) -> None:
+        """Memory back to the system once the served versions changed, outside the change's frames
+        (which held the dropped models): the sessions nobody runs any longer are gone by then. In
+        one process, 30 unload/load cycles of every model grew RSS by 15% without this, and by none
+        with it."""
         if self._trim:
             self._trim = False
-            return_freed_memory()
+            release_freed_memory(collect=True)
 
     def _expire_lingering(self) -> None:
         now = time.monotonic()
@@ -570,7 +557,7 @@ class Registry:
             assigned = control.read_if_changed(self.settings, self._followed)
             if assigned is not None:
                 self._follow_assigned(assigned)
-        self._return_dropped()
+        self._return_freed()
 
     def _follow_assigned(self, assigned: dict[str, control.Assigned]) -> None:
         for name in set(self.versions) - set(assigned):
@@ -602,7 +589,7 @@ class Registry:
                 self._follow()
                 with self._lock:
                     self._expire_lingering()
-                self._return_dropped()
+                self._return_freed()
                 continue
             try:
                 names = names_to_serve(self.settings)

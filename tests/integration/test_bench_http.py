@@ -18,7 +18,7 @@ def test_http_sections_run_and_report(trained_models, tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "bench", "--smoke", "--models-dir", str(trained_models), "--out", str(tmp_path),
          "--only", "overhead", "batching", "cold-start", "digit-classifiers", "floor", "served-accuracy",
-         "load-cycles", "prediction-log"],
+         "load-cycles", "prediction-log", "memory"],
         cwd=REPO, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     report = json.loads((tmp_path / "bench.json").read_text())
@@ -35,7 +35,7 @@ def test_http_sections_run_and_report(trained_models, tmp_path):
     assert set(digits) == set(DIGIT_MODELS) and all(row["request"]["repeats"] > 0 for row in digits.values())
     floor = sections["floor"]
     assert set(floor["cases"]) == {"/house-price/predict", "/v2/models/house-price-gbm/infer",
-                                   "/v2/models/mnist-cnn/infer", "/digits/classify (PNG; floor: mnist-cnn /v2)"}
+                                   "/v2/models/mnist-cnn/infer", "/digits/classify (PNG)", "/images/classify (JPEG)"}
     points = [point for case in floor["cases"].values() for loop in case.values() for point in loop]
     assert all(side["failures"] == 0 and side["requests"] > 0 for point in points for side in point.values())
     logged = sections["prediction-log"]
@@ -48,8 +48,13 @@ def test_http_sections_run_and_report(trained_models, tmp_path):
     markdown = (tmp_path / "bench.md").read_text()
     for title in ("Serving overhead", "Adaptive batching on vs off", "Cold start", "Digit classifiers",
                   "Serving overhead against the floor", "Test accuracy through the served path",
-                  "Memory over load and unload"):
+                  "Memory over load and unload", "The whole zoo's memory"):
         assert f"### {title}" in markdown
     cycles = sections["load-cycles"]
     assert cycles["models"] == model_names(trained_models) and cycles["cycles"] == 3
     assert cycles["after"]["processes"] == cycles["before"]["processes"] >= 3  # the workers survived every swap
+    memory = sections["memory"]
+    assert memory["models"] == model_names(trained_models)
+    for state in ("idle", "after_answers"):  # every process of a server with generators, each measured
+        assert sorted(row["process"] for row in memory[state]) == ["supervisor", "zooserve", "zooserve-generators"]
+        assert all(row["rss_mb"] >= row["pss_mb"] >= row["uss_mb"] > 0 for row in memory[state])

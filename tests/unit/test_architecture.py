@@ -9,7 +9,8 @@ from pathlib import Path
 
 
 def test_importing_the_service_patches_nothing_and_starts_no_process():
-    """A plain interpreter: BentoML's classes keep their own methods, no child process appears."""
+    """A plain interpreter: BentoML's classes keep their own methods, no child process appears,
+    and SQLAlchemy stays out of the processes that keep no prediction log (the supervisor)."""
     probe = """
 import multiprocessing, subprocess, sys
 started = []
@@ -30,6 +31,7 @@ after = (ServiceAppFactory.__call__, ServiceAppFactory.middlewares, ServiceAppFa
 assert before == after, "a patch was applied at import"
 assert not started, f"processes started at import: {started}"
 assert not multiprocessing.active_children()
+assert "sqlalchemy" not in sys.modules, "the prediction log's database library is imported with the log off"
 from serving.protocol.gateway import Gateway
 from serving.runtime import patches
 patches.apply(Gateway)  # what start-up does: the probe sees it
@@ -40,7 +42,7 @@ print("clean")
     assert result.returncode == 0 and result.stdout.strip().endswith("clean"), result.stderr[-2000:]
 
 
-LAYERS = ["settings", "errors", "repository", "schemas", "inference", "monitoring", "protocol", "service", "routes",
+LAYERS = ["settings", "errors", "heap", "repository", "schemas", "inference", "monitoring", "protocol", "service", "routes",
           "runtime", "server", "__main__", "add"]
 
 

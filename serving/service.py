@@ -191,11 +191,12 @@ class Generators:
     @bentoml.api
     def infer(self, model: str, feeds: dict[str, np.ndarray], version: str | None = None) -> list[np.ndarray]:
         """The model graph's outputs for ``feeds``: the Open Inference Protocol's call on a
-        generative model, whose sessions only this worker holds. The arrays cross as JSON, so each
-        is cast back to the dtype its graph declares."""
-        loaded = self.registry.get(model, version)
-        specs = {spec.name: spec for spec in loaded.input_spec()}
-        return loaded.run({name: np.asarray(value, dtype=specs[name].dtype) for name, value in feeds.items()})
+        generative model, whose sessions only this worker holds (the API worker checked the feeds
+        against the graph's inputs)."""
+        try:
+            return self.registry.get(model, version).run(feeds)
+        except Exception as error:  # ONNX Runtime refuses what the metadata allowed: the caller hears why
+            raise bentoml.exceptions.InvalidArgument(str(error)) from None
 
     @bentoml.api
     def decode(self, model: str, z: np.ndarray, version: str | None = None) -> np.ndarray:

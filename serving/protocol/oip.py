@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import math
 import time
 from typing import Any
@@ -109,6 +110,16 @@ async def model_metadata(call: Call) -> Response:
 async def model_ready(call: Call) -> Response:
     model = _model(call)
     return JSONResponse({"name": model.name, "ready": True})  # _model refuses one that is not loaded
+
+
+def _reason(error: Exception) -> str:
+    """ONNX Runtime's words, also where the generation worker ran the graph: BentoML hands its
+    refusal over as the JSON text of ``{"error": ...}``."""
+    text = str(error)
+    try:
+        return str(json.loads(text)["error"])
+    except (ValueError, TypeError, KeyError):
+        return text
 
 
 def _providers(model: LoadedModel) -> list[str]:
@@ -302,7 +313,6 @@ async def _infer(model: LoadedModel, raw: bytes, header_length: str | None
         if not model.sessions:  # a generative model: the generation worker alone holds its sessions
             results = await bentoml.get_current_service().call_generators(
                 "infer", model=model.name, feeds=feeds, version=model.card.version)
-            results = [np.asarray(value, dtype=spec.dtype) for value, spec in zip(results, output_specs)]
         elif sum(feed.size for feed in feeds.values()) <= INLINE_VALUES:
             results = model.run(feeds)
         else:
@@ -311,7 +321,7 @@ async def _infer(model: LoadedModel, raw: bytes, header_length: str | None
     except Unavailable:  # the generation worker is restarting: a 503 to retry
         raise
     except Exception as error:  # ONNX Runtime rejects what the metadata allowed (e.g. an empty batch)
-        raise ProtocolError(f"inference failed: {error}") from None
+        raise ProtocolError(f"inference failed: {_reason(error)}") from None
     as_binary = {entry["name"]: (entry.get("parameters") or {}).get("binary_data") for entry in requested}
     default_binary = bool(body.get("parameters", {}).get("binary_data_output", False))
     outputs, blobs = [], []

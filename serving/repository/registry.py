@@ -490,7 +490,8 @@ class Registry:
             model = LoadedModel(name=card.name, card=card)
         model.warm_up()
         providers = {graph: session.get_providers() for graph, session in model.sessions.items()}
-        logger.info("loaded %s %s providers=%s", model.name, model.card.version, providers)
+        logger.info("loaded %s %s %s", model.name, model.card.version,
+                    f"providers={providers}" if providers else "(its card: another worker runs it)")
         return model
 
     def _set(self, name: str, models: list[LoadedModel]) -> None:

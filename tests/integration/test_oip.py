@@ -116,3 +116,14 @@ def test_uint8_range_is_checked():
         _parse_input({"name": "pixels", "shape": [1, 2], "datatype": "UINT8", "data": [0, 256]}, spec)
     with pytest.raises(ProtocolError, match="not UINT8"):
         _parse_input({"name": "pixels", "shape": [1, 2], "datatype": "UINT8", "data": [0.5, 1.0]}, spec)
+
+
+def test_a_generative_graphs_refusal_comes_back_from_the_generation_worker_as_a_400(client):
+    """The generative models run in the generation worker alone; ONNX Runtime's refusal there (a
+    digit the conditional GAN has no embedding for) is the caller's 400, in ONNX Runtime's words."""
+    z = {"name": "z", "shape": [1, 64], "datatype": "FP32", "data": [0.0] * 64}
+    for digit, status in ((3, 200), (99, 400)):
+        response = client.post("/v2/models/gan-conditional/infer", json={
+            "inputs": [z, {"name": "digit", "shape": [1], "datatype": "INT64", "data": [digit]}]})
+        assert response.status_code == status, response.text
+    assert list(response.json()) == ["error"] and "out of data bounds" in response.json()["error"]

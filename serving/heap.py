@@ -3,7 +3,9 @@
 glibc's malloc keeps freed pages in the process, so transient peaks stay in its RSS for good:
 building an ONNX Runtime session parses the graph into buffers it frees again (the random
 forest's 4.7 MB graph left 27 MB behind), dropped versions free their sessions, and a large
-request body is parsed into copies. ``malloc_trim`` hands those pages back.
+request body is parsed into copies (after one refused 12 MB ``/v2`` request, about 100 MB of lists
+and bytes, the API worker's RSS stayed 74 MB higher without a trim and 37 MB with it).
+``malloc_trim`` hands those pages back.
 """
 
 from __future__ import annotations

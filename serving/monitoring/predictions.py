@@ -32,6 +32,7 @@ import logging
 import os
 import threading
 import time
+import types
 from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
@@ -72,7 +73,7 @@ class LogUnavailable(RuntimeError):
     """The database did not answer a read or a feedback write."""
 
 
-def _sqlalchemy():
+def _sqlalchemy() -> types.ModuleType:
     """SQLAlchemy, imported where a log is kept: the processes that keep none (the server's
     supervisor, the generation worker, a server with the log off) skip its 10 MB."""
     import sqlalchemy

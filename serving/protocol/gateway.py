@@ -48,11 +48,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving.errors import REQUEST_ID as REQUEST_ID_VAR
 from serving.errors import FieldError, ServiceError, error_for, error_response, log_refusal, normalize
+from serving.heap import release_freed_memory
 from serving.monitoring.predictions import issue_for
 from serving.protocol.access import BODY_METHODS, LARGE_BODY, ClientGone, Cors, KeyCheck, read_body
 from serving.protocol.admission import Slots, unless_gone
 from serving.protocol.routing import JSON, MULTIPART, UNMATCHED, Route, RouteTable
-from serving.heap import release_freed_memory
 from serving.schemas import Answer, file_fields
 from serving.settings import Settings
 

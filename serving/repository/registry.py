@@ -27,6 +27,7 @@ import numpy as np
 import onnxruntime as ort
 
 from serving.errors import FieldError, ServiceError, Unavailable
+from serving.heap import release_freed_memory
 from serving.repository import control, layout, training_plan
 from serving.repository.card import Card, CardError, Tensor, validate
 from serving.repository.layout import by_version as version_folders
@@ -34,7 +35,6 @@ from serving.repository.policy import Policy
 from serving.repository.sessions import SHRINK_ARENA, make_session
 from serving.repository.telemetry import metrics
 from serving.repository.variants import rerun_check
-from serving.heap import release_freed_memory
 from serving.settings import Settings
 
 logger = logging.getLogger("bentoml.zooserve")  # a child of BentoML's logger shares its handlers

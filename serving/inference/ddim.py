@@ -13,6 +13,8 @@ from typing import Callable
 import numpy as np
 import onnxruntime as ort
 
+from serving.repository.sessions import SHRINK_ARENA
+
 # The "no digit" class training drops labels to; the card names it (sampling.null_label) for the sampler.
 NULL_LABEL = 10
 STEP_GRAPH, GUIDED_STEP_GRAPH = "step", "guided_step"  # the diffusion model's one-DDIM-step graphs
@@ -202,7 +204,9 @@ def ddim_sample_on_device(step: ort.InferenceSession, guided: bool, scheduler: D
         for name, value in (("t", t), ("alpha", alpha), ("alpha_prev", alpha_prev), ("x", buffers[index % 2])):
             binding.bind_ortvalue_input(name, value)
         binding.bind_ortvalue_output("x_prev", buffers[(index + 1) % 2])
-        step.run_with_iobinding(binding)
+        # The last step gives back the arena the loop grew (64 digits: 30 MB, which the worker
+        # otherwise kept until its next sample); the next sample's first step grows it again.
+        step.run_with_iobinding(binding, SHRINK_ARENA if index == len(schedule) - 1 else None)
         x, x_prev = buffers[index % 2], buffers[(index + 1) % 2]
         alphas = scheduler.alphas(int(scheduler.timesteps[index]))
         if eta:

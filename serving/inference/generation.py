@@ -17,6 +17,7 @@ import numpy as np
 import onnxruntime as ort
 
 from serving.errors import FieldError
+from serving.heap import release_freed_memory
 from serving.inference.ddim import (GUIDED_STEP_GRAPH, STEP_GRAPH, DDIMScheduler, Progress, Run, Stop,
                                     ddim_sample_on_device, linear_betas, never)
 from serving.inference.images import MNIST_MEAN, MNIST_STD
@@ -166,4 +167,7 @@ def generate(sampling: LatentSampling | DDIMSampling, sessions: Mapping[str, ort
                                    null_label=sampling.null_label, stop=stop, eta=eta or 0.0,
                                    progress=progress and (lambda done, estimate: progress(
                                        done, lambda: to_uint8(estimate(), sampling.output_range))))
+    # The loop's last step shrank the arena; the pages that freed go back to the system too (a
+    # trim: 0.1-3 ms, where sampling takes 20-1,000 ms).
+    release_freed_memory()
     return to_uint8(images, sampling.output_range)

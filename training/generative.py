@@ -176,7 +176,7 @@ class GenerativeRecipe(Recipe[GenerativeProfile]):
         return {}
 
     def evaluate(self, sessions: Sessions) -> dict[str, Any]:
-        images = self.run.eval_limit or self.config.eval_images
+        images = min(self.run.eval_limit or self.config.eval_images, self.config.eval_images)
         return evaluate_generator(self.run.out_root, sampling_of(self.sampling()), sessions, images,
                                   plots.reports_dir(self.name), self.name, conditional=self.conditional,
                                   **self.sample_options())

@@ -105,8 +105,8 @@ def _closed(url: str, process: psutil.Process, request: Request, connections: in
 
 
 def run(ctx: Context) -> dict:
-    seconds = 1.0 if ctx.smoke else 10.0
-    connections, rates = ((1, 8), (50,)) if ctx.smoke else (CONNECTIONS, RATES)
+    seconds = 0.5 if ctx.smoke else 10.0
+    connections, rates = ((8,), (50,)) if ctx.smoke else (CONNECTIONS, RATES)
     floor_command = [sys.executable, "-m", "uvicorn", "bench.floor_app:app", "--host", "127.0.0.1",
                      "--no-access-log", "--log-level", "warning"]
     with tempfile.TemporaryDirectory() as logs, client_core():

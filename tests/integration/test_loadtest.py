@@ -56,11 +56,12 @@ def test_report_fails_on_failed_requests_and_missed_objectives(tmp_path):
     assert problems == ["/digits/classify: 1 failed requests", "/digits/classify: p50 12 ms > objective 10 ms"]
 
 
-def test_a_one_minute_soak_fails_no_request(trained_models, tmp_path):
-    """`make soak` for 60 s on its own server: every endpoint family, zero failed requests."""
+def test_a_half_minute_soak_fails_no_request(trained_models, tmp_path):
+    """`make soak` for 30 s on its own server: every endpoint family, zero failed requests (``make soak``
+    runs it for as long as it is asked: this proves the run, not the hours)."""
     environment = {**os.environ, "ZOOSERVE_MODELS_DIR": str(trained_models)}
     result = subprocess.run(
-        [sys.executable, "-m", "loadtests.soak", "--duration", "60s", "--rate", "50", "--sample", "10",
+        [sys.executable, "-m", "loadtests.soak", "--duration", "30s", "--rate", "50", "--sample", "5",
          "--port", str(free_port()), "--out", str(tmp_path)],
         cwd=REPO, env=environment, capture_output=True, text=True, timeout=400)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

@@ -17,14 +17,17 @@ import yaml
 
 from loadtests.server import free_port, served
 from serving.monitoring.drift import MIN_ITEMS
+from training import foreign
 from training.data import HOUSING_FEATURES, california_housing_split
 
+from tests.pictures import png
 from tests.postgres import binaries
 
 REPO = Path(__file__).resolve().parents[2]
 RULES = REPO / "deploy" / "prometheus" / "alerts.yml"
 DASHBOARD = REPO / "deploy" / "grafana" / "zooserve.json"
 HOUSES = 5000
+PICTURES = 120  # letters, then noise pictures: a flag rate's window
 PROMQL_WORDS = {"sum", "max", "min", "avg", "by", "without", "rate", "irate", "increase", "histogram_quantile",
                 "and", "or", "unless", "le", "count", "abs", "on", "ignoring", "group_left", "group_right"}
 needs_promtool = pytest.mark.skipif(shutil.which("promtool") is None,
@@ -126,19 +129,35 @@ def test_richer_houses_drift_and_fire_the_alert_while_test_houses_do_not(watched
     _promtool_test(tmp_path, {series: recorded_drifted, **loaded}, "ZooServeFeatureDrift", labels, fires=True)
 
 
+def _flag_rate_fires_the_alert(url: str, tmp_path: Path) -> None:
+    """The digits' recorded flag rate, with its window's items, fires the shipped alert rule."""
+    rate = _gauge(url, "zooserve_ood_flag_rate", model="mnist-cnn")
+    items = _gauge(url, "zooserve_drift_window_items", model="mnist-cnn")
+    _promtool_test(tmp_path, {'zooserve_ood_flag_rate{model="mnist-cnn"}': rate,
+                              'zooserve_drift_window_items{model="mnist-cnn"}': items, **_loaded(url, "mnist-cnn")},
+                   "ZooServeOutOfDistributionRate", {"model": "mnist-cnn"}, fires=True)
+
+
 @needs_promtool
-def test_noise_raises_the_digits_flag_rate_and_its_alert(watched, tmp_path):
+def test_letters_and_then_noise_raise_the_digits_flag_rate_and_its_alert(watched, tmp_path):
+    # Printed letters no one would read as a digit, uploaded as PNGs as a client's pictures would be;
+    # the digits' window holds only them at first (the other tests of this server send houses).
+    letters = foreign.drawings(count=PICTURES, seed=3)["letters"]
+    for letter in letters:
+        upload = {"image": ("letter.png", png(np.asarray(letter)), "image/png")}
+        assert httpx.post(f"{watched}/digits/classify", files=upload, timeout=30).status_code == 200
+    report = httpx.get(f"{watched}/models/mnist-cnn/drift", timeout=30).json()
+    assert report["items"]["flags"] == PICTURES and report["ood_flag_rate"] > 0.5, report
+    _flag_rate_fires_the_alert(watched, tmp_path)
+    flagged_letters = report["ood_flag_rate"] * PICTURES
     rng = np.random.default_rng(1)
-    for _ in range(120):
+    for _ in range(PICTURES):
         noise = rng.integers(0, 256, (28, 28)).astype(float).tolist()
         assert httpx.post(f"{watched}/digits/classify", json={"pixels": noise}, timeout=30).status_code == 200
     report = httpx.get(f"{watched}/models/mnist-cnn/drift", timeout=30).json()
-    assert report["items"]["flags"] == 120 and report["ood_flag_rate"] > 0.5, report
-    rate = _gauge(watched, "zooserve_ood_flag_rate", model="mnist-cnn")
-    items = _gauge(watched, "zooserve_drift_window_items", model="mnist-cnn")
-    _promtool_test(tmp_path, {'zooserve_ood_flag_rate{model="mnist-cnn"}': rate,
-                              'zooserve_drift_window_items{model="mnist-cnn"}': items, **_loaded(watched, "mnist-cnn")},
-                   "ZooServeOutOfDistributionRate", {"model": "mnist-cnn"}, fires=True)
+    assert report["items"]["flags"] == 2 * PICTURES, report
+    assert report["ood_flag_rate"] * 2 * PICTURES - flagged_letters > 0.9 * PICTURES, report  # nearly every noise
+    _flag_rate_fires_the_alert(watched, tmp_path)
 
 
 @needs_promtool

@@ -310,9 +310,10 @@ class ZooServe:
         scores = novelty.scores(loaded, features)
         order = loaded.card.preprocessing["feature_order"]
         flags = [None] * len(values) if scores is None else [
-            novelty.flag(loaded, score, row, order) for score, row in zip(scores, features)]
-        return HousePriceResponse(predictions=[_house_price(float(v), half, per_unit, flag)
-                                               for v, flag in zip(values, flags)], level=level, model=loaded.summary)
+            novelty.flag(loaded, score, row, order) for score, row in zip(scores.tolist(), features.tolist())]
+        return HousePriceResponse(predictions=[_house_price(value, half, per_unit, flag)
+                                               for value, flag in zip(values.tolist(), flags)], level=level,
+                                  model=loaded.summary)
 
     @endpoint("/house-price/explain", forms={JSON: HouseExplainRequest}, answers={JSON: HouseExplainResponse},
               examples={JSON: {"houses": [EXAMPLE_HOUSE.model_dump()], "model": "gbm"}},

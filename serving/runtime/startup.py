@@ -11,6 +11,7 @@ Nothing here runs when a module of ``serving`` is merely imported.
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import shutil
 import tempfile
@@ -29,10 +30,19 @@ def run(gateway_type: type) -> bool:
     if patched:
         patches.apply(gateway_type)
     supervision.exit_with_parent()
+    quiet_uvicorn_access_log()
     if server_context.worker_index is None:  # the server process; each worker loads what it runs itself
         verify_models_apart()
         control_dir()
     return patched
+
+
+def quiet_uvicorn_access_log() -> None:
+    """uvicorn calls its access logger for every answer when ``uvicorn.access`` reaches any handler,
+    and the root's (which BentoML sets) counts: the level then drops the line, but the call was
+    about 1% of a one-house request. ZooServe's access log is BentoML's middleware, switched by
+    ``ZOOSERVE_ACCESS_LOG``; uvicorn's own never printed a line."""
+    logging.getLogger("uvicorn.access").propagate = False
 
 
 def control_dir() -> Path:

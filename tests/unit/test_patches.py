@@ -3,10 +3,15 @@ still the code it was written against, and an untested BentoML is refused or ser
 
 from __future__ import annotations
 
+import inspect
+import logging
+
 import bentoml
 import pytest
+import uvicorn.protocols.http.httptools_impl as httptools_impl
 
 from serving.runtime import patches
+from serving.runtime.startup import quiet_uvicorn_access_log
 
 
 @pytest.mark.parametrize("patch", patches.PATCHES, ids=lambda patch: patch.name)
@@ -45,3 +50,18 @@ def test_the_tested_bentoml_is_patched_unless_the_stock_path_is_asked_for(monkey
     assert patches.check() is True
     monkeypatch.setenv(patches.UNTESTED, "stock")
     assert patches.check() is False
+
+
+def test_uvicorn_logs_no_access_line_once_its_logger_reaches_no_handler():
+    # uvicorn decides per connection whether to call its access logger from this, and nothing else.
+    assert "self.access_log = self.access_logger.hasHandlers()" in inspect.getsource(httptools_impl.HttpToolsProtocol)
+    access = logging.getLogger("uvicorn.access")
+    before = access.propagate
+    logging.getLogger().addHandler(handler := logging.NullHandler())  # as BentoML's root handler
+    try:
+        assert access.hasHandlers()
+        quiet_uvicorn_access_log()
+        assert not access.hasHandlers()
+    finally:
+        access.propagate = before
+        logging.getLogger().removeHandler(handler)

@@ -8,7 +8,8 @@ Two things JSON Schema cannot say, and what multipart cannot carry, are handled 
   schema-valid and answered 400 "no digit found", as the document says. Only that refusal is
   forgiven; every other refusal of a schema-valid request still fails the test.
 - A job's id is issued by its submission, which no schema can name: schema-valid cases of the job
-  routes get the id of a fresh, finished job of their family instead of a generated string.
+  routes get the id of a finished job of their family instead of a generated string (a fresh one
+  for each deletion; the others share one while the server keeps it).
 - An unload is undone at once (the model loaded again), so that the rest of the run meets every
   model the document lists as served.
 - A multipart form carries text parts only, so some of Schemathesis's negative cases reach the
@@ -65,6 +66,22 @@ def _finished_job(base_url: str, family: str) -> str:
     return location.rsplit("/", 1)[1]
 
 
+_kept_jobs: dict[tuple[str, str], str] = {}
+
+
+def _job_for(base_url: str, family: str, fresh: bool) -> str:
+    """A finished job of ``family``: a new one for a case that deletes it, else the one kept from
+    an earlier case while the server still has it (a job takes tens of milliseconds to run, and the
+    job routes get a hundred cases each)."""
+    kept = _kept_jobs.get((base_url, family))
+    if fresh or kept is None or httpx.get(f"{base_url}/generate/{family}/jobs/{kept}", timeout=60).status_code != 200:
+        kept = _finished_job(base_url, family)
+        if fresh:
+            return kept
+        _kept_jobs[base_url, family] = kept
+    return kept
+
+
 @schemathesis.hook
 def map_case(context, case):
     positive = case.meta is not None and case.meta.generation.mode == GenerationMode.POSITIVE
@@ -72,7 +89,8 @@ def map_case(context, case):
         case.body = {field: _picture_for(value) if isinstance(value, bytes) else value
                      for field, value in case.body.items()}
     if positive and "job" in (case.path_parameters or {}):
-        job = _finished_job(case.operation.schema.get_base_url().rstrip("/"), case.path_parameters["family"])
+        job = _job_for(case.operation.schema.get_base_url().rstrip("/"), case.path_parameters["family"],
+                       fresh=case.method.upper() == "DELETE")
         case.path_parameters = {**case.path_parameters, "job": job}
     return case
 

@@ -1,4 +1,4 @@
-"""Model versions swapped under mixed load lose nothing: ``make swaps`` in one minute (shorter
+"""Model versions swapped under mixed load lose nothing: ``make swaps`` in under a minute (shorter
 phases, fewer swaps and a lower rate than the documented run): no failed request, every answer
 naming a version loaded at the time, every swap accepted."""
 
@@ -13,7 +13,7 @@ from loadtests.server import REPO, free_port
 
 def test_swaps_under_load_lose_nothing(trained_models, tmp_path):
     result = subprocess.run([sys.executable, "-m", "loadtests.swaps", "--models-dir", str(trained_models),
-                             "--duration", "20s", "--rate", "30", "--swaps", "6", "--port", str(free_port()),
+                             "--duration", "12s", "--rate", "30", "--swaps", "6", "--port", str(free_port()),
                              "--out", str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=300)
     report = json.loads((tmp_path / "swaps.json").read_text())
     shown = result.stdout[-3000:] + result.stderr[-2000:]

@@ -73,12 +73,11 @@ def _job_for(base_url: str, family: str, fresh: bool) -> str:
     """A finished job of ``family``: a new one for a case that deletes it, else the one kept from
     an earlier case while the server still has it (a job takes tens of milliseconds to run, and the
     job routes get a hundred cases each)."""
+    if fresh:
+        return _finished_job(base_url, family)
     kept = _kept_jobs.get((base_url, family))
-    if fresh or kept is None or httpx.get(f"{base_url}/generate/{family}/jobs/{kept}", timeout=60).status_code != 200:
-        kept = _finished_job(base_url, family)
-        if fresh:
-            return kept
-        _kept_jobs[base_url, family] = kept
+    if kept is None or httpx.get(f"{base_url}/generate/{family}/jobs/{kept}", timeout=60).status_code != 200:
+        kept = _kept_jobs[base_url, family] = _finished_job(base_url, family)
     return kept
 
 
